@@ -1,0 +1,69 @@
+// Package chdbtest gives tests a real embedded engine: a custody-chdb host
+// process running chDB on a temporary store directory.
+package chdbtest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/custody-audit/custody/storage/chdb"
+)
+
+// RepoRoot returns the repository root (the directory holding go.mod).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate chdbtest source")
+	}
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+}
+
+// HostPath returns a custody-chdb executable: CUSTODY_CHDB_HOST when set
+// (make test builds it once), otherwise one built into the repo cache.
+func HostPath(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("CUSTODY_CHDB_HOST"); p != "" {
+		return p
+	}
+	root := RepoRoot(t)
+	out := filepath.Join(root, ".cache", "bin", "custody-chdb")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/custody-chdb")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build custody-chdb: %v\n%s", err, b)
+	}
+	return out
+}
+
+// RequireLibrary skips the test when libchdb is not installed, unless CI
+// is set, where a missing engine is a failure.
+func RequireLibrary(t testing.TB) {
+	t.Helper()
+	if _, err := chdb.FindLibrary(""); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("embedded engine unavailable in CI: %v", err)
+		}
+		t.Skipf("embedded engine unavailable: %v", err)
+	}
+}
+
+// Open starts an engine on dir (a new temporary directory when empty) and
+// closes it when the test ends.
+func Open(t testing.TB, dir string) *chdb.Engine {
+	t.Helper()
+	RequireLibrary(t)
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	e, err := chdb.Open(context.Background(), chdb.Options{Dir: dir, HostPath: HostPath(t), Stderr: os.Stderr})
+	if err != nil {
+		t.Fatalf("open embedded engine: %v", err)
+	}
+	t.Cleanup(func() { _ = e.Close(context.Background()) })
+	return e
+}

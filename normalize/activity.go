@@ -1,0 +1,427 @@
+package normalize
+
+import (
+	"strings"
+	"time"
+
+	"github.com/custody-audit/custody/event"
+)
+
+// Entra ID token claims as the Activity Log writes them.
+const (
+	claimUPN       = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+	claimName      = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
+	claimEmail     = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+	claimObjectID  = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+	claimTenantID  = "http://schemas.microsoft.com/identity/claims/tenantid"
+	claimUniqueNme = "unique_name"
+)
+
+// armIdentity holds what Custody takes from identity.claims and
+// identity.authorization.
+type armIdentity struct {
+	upn, name, email, uniqueName, oid, tid, appID, idtyp, ipaddr, groups, mirid string
+	displayName                                                                 string
+	authAction, authScope                                                       string
+	principalID, principalType, role                                            string
+}
+
+func parseClaims(v []byte, id *armIdentity) {
+	v = dynamic(v)
+	if !isObject(v) {
+		return
+	}
+	it := newObjIter(v, 1)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch string(k) {
+		case claimUPN:
+			id.upn = strings.TrimSpace(str(val))
+		case claimName:
+			id.name = strings.TrimSpace(str(val))
+		case claimEmail:
+			id.email = strings.TrimSpace(str(val))
+		case claimUniqueNme:
+			id.uniqueName = strings.TrimSpace(str(val))
+		case claimObjectID, "oid":
+			id.oid = str(val)
+		case claimTenantID, "tid":
+			id.tid = str(val)
+		case "appid", "azp":
+			if id.appID == "" || string(k) == "appid" {
+				id.appID = str(val)
+			}
+		case "idtyp":
+			id.idtyp = str(val)
+		case "ipaddr":
+			id.ipaddr = str(val)
+		case "groups":
+			id.groups = str(val)
+		case "xms_mirid":
+			id.mirid = str(val)
+		case "name":
+			id.displayName = str(val)
+		}
+	}
+}
+
+func parseAuthorization(v []byte, id *armIdentity) {
+	v = dynamic(v)
+	if !isObject(v) {
+		return
+	}
+	it := newObjIter(v, 1)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch string(k) {
+		case "action":
+			id.authAction = str(val)
+		case "scope":
+			id.authScope = str(val)
+		case "evidence":
+			ev := newObjIter(val, 2)
+			for ek, evv, ok := ev.next(); ok; ek, evv, ok = ev.next() {
+				switch string(ek) {
+				case "principalId":
+					id.principalID = str(evv)
+				case "principalType":
+					id.principalType = str(evv)
+				case "role":
+					id.role = str(evv)
+				}
+			}
+		}
+	}
+}
+
+// collectIdentity reads identity (object with claims/authorization, a
+// bare string, or {}) and the REST-form top-level claims/authorization.
+func collectIdentity(r *azRecord) armIdentity {
+	var id armIdentity
+	if isObject(r.identity) {
+		it := newObjIter(r.identity, 1)
+		for k, v, ok := it.next(); ok; k, v, ok = it.next() {
+			switch string(k) {
+			case "claims":
+				parseClaims(v, &id)
+			case "authorization":
+				parseAuthorization(v, &id)
+			}
+		}
+	}
+	if len(r.claims) > 0 {
+		parseClaims(r.claims, &id)
+	}
+	if len(r.authorization) > 0 {
+		parseAuthorization(r.authorization, &id)
+	}
+	return id
+}
+
+// applyARMIdentity fills e.Actor (and tenant, IP fallbacks) from an ARM
+// record's identity.
+func applyARMIdentity(e *event.Event, r *azRecord) armIdentity {
+	id := collectIdentity(r)
+	a := &e.Actor
+	a.Name = firstNonEmpty(id.upn, id.name, id.email, id.uniqueName, r.caller)
+	if isString(r.identity) && a.Name == "" {
+		a.Name = str(r.identity)
+	}
+	a.ObjectID = firstNonEmpty(id.oid, id.principalID)
+	a.AppID = id.appID
+	if id.groups != "" {
+		a.Groups = strings.Split(id.groups, ",")
+	}
+	switch {
+	case id.mirid != "":
+		a.Type = event.ActorManagedIdentity
+		setAttr(e, "actor.managed_identity_resource_id", strings.ToLower(id.mirid))
+	case id.idtyp == "user" || id.upn != "" || strings.EqualFold(id.principalType, "User"):
+		a.Type = event.ActorUser
+	case id.idtyp == "app" || strings.EqualFold(id.principalType, "ServicePrincipal"):
+		a.Type = event.ActorServicePrincipal
+	case strings.Contains(a.Name, "@"):
+		a.Type = event.ActorUser
+	case a.Name != "" && looksLikeGUID(a.Name):
+		a.Type = event.ActorServicePrincipal
+	case a.Name == "" && a.ObjectID == "" && a.AppID == "":
+		a.Type = event.ActorUnknown
+	default:
+		a.Type = event.ActorUnknown
+	}
+	if a.Name == "" {
+		a.Name = firstNonEmpty(id.displayName, a.AppID, a.ObjectID)
+	}
+	if e.TenantID == "" {
+		e.TenantID = id.tid
+	}
+	if !e.SourceIP.IsValid() {
+		setIP(e, id.ipaddr)
+	}
+	setAttr(e, "actor.display_name", id.displayName)
+	setAttr(e, "authorization.action", id.authAction)
+	setAttr(e, "authorization.scope", id.authScope)
+	setAttr(e, "authorization.role", id.role)
+	setAttr(e, "authorization.principal_type", id.principalType)
+	return id
+}
+
+// armOutcome maps resultType (Event Hubs form) or status (REST and Log
+// Analytics form) to an outcome. Start and Accept mean the operation is
+// still running.
+func armOutcome(resultType, status string) event.Outcome {
+	s := strings.ToLower(firstNonEmpty(resultType, status))
+	switch s {
+	case "success", "succeeded":
+		return event.OutcomeSuccess
+	case "failure", "failed":
+		return event.OutcomeFailure
+	}
+	return event.OutcomeUnknown
+}
+
+// armStatus gives the Activity Log status one spelling: the Event Hubs
+// form writes Start/Accept/Success/Failure, the REST and Log Analytics
+// forms Started/Accepted/Succeeded/Failed.
+func armStatus(s string) string {
+	switch l := strings.ToLower(s); l {
+	case "started":
+		return "start"
+	case "accepted":
+		return "accept"
+	case "succeeded":
+		return "success"
+	case "failed":
+		return "failure"
+	default:
+		return l
+	}
+}
+
+// armClass classifies an ARM operation and returns forensic tags.
+func armClass(op string) (event.ActionClass, []string) {
+	l := strings.ToLower(op)
+	last := l[strings.LastIndexByte(l, '/')+1:]
+	if last == "action" {
+		// Microsoft.X/y/start/action: the verb is the segment before
+		trimmed := strings.TrimSuffix(l, "/action")
+		last = trimmed[strings.LastIndexByte(trimmed, '/')+1:]
+	}
+	var tags []string
+	has := func(s string) bool { return strings.Contains(l, s) }
+	switch {
+	case has("/diagnosticsettings/"):
+		tags = append(tags, event.TagLoggingChange)
+		if last == "read" {
+			return event.ClassRead, tags
+		}
+		return event.ClassConfigChange, tags
+	case has("listclusteradmincredential"):
+		return event.ClassCredentialAccess, append(tags, event.TagCredentialListing, event.TagAdminCredential)
+	case has("listclusterusercredential"), has("listclustermonitoringusercredential"), has("accessprofiles/listcredential"):
+		return event.ClassCredentialAccess, append(tags, event.TagCredentialListing)
+	case has("microsoft.containerregistry/registries/listcredentials"):
+		return event.ClassCredentialAccess, append(tags, event.TagCredentialListing, event.TagAdminCredential)
+	case has("regeneratecredential"):
+		return event.ClassCredentialAccess, append(tags, event.TagAdminCredential)
+	case has("/generatecredentials"), has("/listkeys"), has("/listaccountsas"), has("/listcredentials"), has("/listsecrets"):
+		return event.ClassCredentialAccess, append(tags, event.TagCredentialListing)
+	case has("/runcommand"):
+		return event.ClassExec, append(tags, event.TagRunCommand)
+	case has("/containers/exec/"), has("/containers/attach/"):
+		return event.ClassExec, append(tags, event.TagExecIntoContainer)
+	case has("microsoft.authorization/"), has("/tokens/"), has("/scopemaps/"), has("/trustedaccessrolebindings/"):
+		if last == "read" {
+			return event.ClassRead, tags
+		}
+		return event.ClassPermissionChange, tags
+	case has("/webhooks/"), has("/resetaadprofile"), has("/resetserviceprincipalprofile"), has("/maintenanceconfigurations/"):
+		if last == "read" {
+			return event.ClassRead, tags
+		}
+		return event.ClassConfigChange, tags
+	}
+	switch last {
+	case "write", "start", "stop", "restart", "importimage":
+		return event.ClassWrite, tags
+	case "delete":
+		return event.ClassDelete, tags
+	case "read":
+		return event.ClassRead, tags
+	}
+	return event.ClassOther, tags
+}
+
+// activity handles an Activity Log record (Event Hubs/storage form, REST
+// form, or an AzureActivity row mapped to azRecord).
+func (p *processor) activity(rec []byte, pos string, r *azRecord, srcFormat, rawFormat string) {
+	e := event.Event{
+		Service:        event.ServiceARM,
+		Category:       r.category,
+		SourceFormat:   srcFormat,
+		SourcePosition: pos,
+		Raw:            rec,
+		RawFormat:      rawFormat,
+		TenantID:       r.tenantID,
+		SubscriptionID: strings.ToLower(r.subscriptionID),
+		ResourceGroup:  strings.ToLower(r.resourceGroup),
+		CorrelationID:  r.correlationID,
+	}
+	p.resource(&e, r.resourceID)
+	if s := serviceOf(e.Provider); s != event.ServiceARM {
+		setAttr(&e, "resource_service", string(s))
+	}
+	t, ok := parseTime(r.time)
+	if !ok {
+		p.res.quarantine(rec, p.format, pos, "activity log record without a valid time: "+quoteShort(r.time))
+		return
+	}
+	e.Time = t
+	op := canonicalOperation(r.operationName)
+	if op == "" {
+		p.res.quarantine(rec, p.format, pos, "activity log record without operationName")
+		return
+	}
+	e.Action = "arm:" + op
+	e.ActionClass, e.Tags = armClass(op)
+	setIP(&e, r.callerIP)
+	var props activityProps
+	if len(r.properties) > 0 {
+		props = parseActivityProps(r.properties)
+	}
+	if !e.SourceIP.IsValid() && len(r.httpRequest) > 0 {
+		setIP(&e, str(lookup(dynamic(r.httpRequest), "clientIpAddress")))
+	}
+	applyARMIdentity(&e, r)
+	status := firstNonEmpty(r.resultType, r.status)
+	e.Outcome = armOutcome(r.resultType, r.status)
+	e.StatusCode = statusCodeText(props.statusCode)
+	e.Reason = firstNonEmpty(r.resultSignature, r.subStatus, r.resultDescription)
+	if e.Outcome == event.OutcomeFailure && (e.StatusCode == 403 || e.StatusCode == 401 ||
+		strings.Contains(strings.ToLower(r.resultSignature+r.subStatus+props.statusMessage), "authorizationfailed") ||
+		strings.Contains(strings.ToLower(r.resultSignature+r.subStatus), "forbidden")) {
+		e.Tags = append(e.Tags, event.TagDenied)
+	}
+	e.RequestID = firstNonEmpty(props.serviceRequestID, clientRequestID(r.httpRequest))
+	if e.Provider == "Microsoft.ContainerInstance" && e.ResourceType != "" {
+		e.Target.ContainerGroup = containerGroupOf(e.ResourceID)
+		if strings.HasPrefix(e.ResourceType, "containerGroups/containers") {
+			e.Target.Container = e.ResourceName
+		}
+	}
+	if len(props.requestBody) > 0 {
+		p.inspectARMRequestBody(&e, props.requestBody)
+	}
+	// The id must match across delivery paths, but the Event Hubs and
+	// storage forms carry neither eventDataId nor operationId while Log
+	// Analytics rows carry both. Correlation id, operation, normalized
+	// status and the second of the event appear on every path, so they
+	// make the id; eventDataId is kept as an attribute.
+	switch {
+	case r.correlationID != "" && status != "":
+		e.ID = derivedID("arm:", strings.ToLower(r.correlationID), strings.ToLower(op), armStatus(status), e.Time.Truncate(time.Second).Format(time.RFC3339))
+		setAttr(&e, "id_source", "activity_correlation_operation_status_time")
+	case r.eventDataID != "":
+		e.ID = r.eventDataID
+		setAttr(&e, "id_source", "activity_event_data_id")
+	case r.operationID != "" && status != "":
+		e.ID = r.operationID + "/" + armStatus(status)
+		setAttr(&e, "id_source", "activity_operation_id_status")
+	default:
+		setAttr(&e, "id_source", "content_hash")
+	}
+	setAttr(&e, "event_data_id", r.eventDataID)
+	setAttr(&e, "operation_id", r.operationID)
+	setAttr(&e, "result_type", r.resultType)
+	setAttr(&e, "status", r.status)
+	setAttr(&e, "level", r.level)
+	setAttr(&e, "location", r.location)
+	setAttr(&e, "duration_ms", r.durationMs)
+	setAttr(&e, "status_message", props.statusMessage)
+	setAttr(&e, "entity", props.entity)
+	p.emit(&e)
+}
+
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return "\"" + s + "\""
+}
+
+type activityProps struct {
+	statusCode, statusMessage, serviceRequestID, entity string
+	requestBody                                         []byte
+}
+
+func parseActivityProps(v []byte) activityProps {
+	var ap activityProps
+	v = dynamic(v)
+	if !isObject(v) {
+		return ap
+	}
+	it := newObjIter(v, 1)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch strings.ToLower(string(k)) {
+		case "statuscode":
+			ap.statusCode = str(val)
+		case "statusmessage":
+			ap.statusMessage = str(val)
+		case "servicerequestid":
+			ap.serviceRequestID = str(val)
+		case "entity":
+			ap.entity = str(val)
+		case "requestbody":
+			ap.requestBody = dynamic(val)
+		}
+	}
+	return ap
+}
+
+func clientRequestID(httpRequest []byte) string {
+	return str(lookup(dynamic(httpRequest), "clientRequestId"))
+}
+
+// containerGroupOf returns the container group name from a lower-cased
+// ACI resource id.
+func containerGroupOf(id string) string {
+	const marker = "/containergroups/"
+	i := strings.Index(id, marker)
+	if i < 0 {
+		return ""
+	}
+	name, _, _ := strings.Cut(id[i+len(marker):], "/")
+	return name
+}
+
+// inspectARMRequestBody tags an ACI container group write whose request
+// body names images from unapproved registries or runs privileged.
+func (p *processor) inspectARMRequestBody(e *event.Event, body []byte) {
+	if e.Provider != "Microsoft.ContainerInstance" || !isObject(body) {
+		return
+	}
+	containers := lookup(body, "properties", "containers")
+	if !isArray(containers) {
+		return
+	}
+	var images []string
+	it := newArrIter(containers, 1)
+	for c, ok := it.next(); ok; c, ok = it.next() {
+		if img := str(lookup(c, "properties", "image")); img != "" {
+			images = append(images, img)
+		}
+		if isTrue(lookup(c, "properties", "securityContext", "privileged")) {
+			e.Tags = append(e.Tags, event.TagPrivilegedPod)
+		}
+	}
+	if len(images) == 1 {
+		e.Target.Image = images[0]
+	}
+	if len(images) > 0 {
+		setAttr(e, "aci.images", strings.Join(images, ","))
+	}
+	for _, img := range images {
+		if !p.n.approvedImage(img) {
+			e.Tags = append(e.Tags, event.TagUnapprovedRegistry)
+			break
+		}
+	}
+}

@@ -1,0 +1,711 @@
+package normalize
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// This file holds a small validating JSON reader that works on byte slices
+// without building a tree. The hot path (AKS kube-audit through Event Hubs)
+// would otherwise pay for encoding/json's scan-then-decode twice per record
+// (envelope, then the audit event inside properties.log). Values are handed
+// out as sub-slices of the input, so a record's Raw bytes are the exact
+// bytes the source delivered.
+
+// maxDepth bounds nesting so hostile input cannot exhaust the stack.
+const maxDepth = 256
+
+// Sentinel errors of the JSON reader.
+var (
+	errUnexpectedEnd = errors.New("unexpected end of JSON input")
+	errTooDeep       = errors.New("JSON nested too deeply")
+)
+
+// syntaxError says what was wrong and at which byte offset.
+type syntaxError struct {
+	msg string
+	off int
+}
+
+func (e *syntaxError) Error() string { return fmt.Sprintf("invalid JSON at byte %d: %s", e.off, e.msg) }
+
+func synErr(off int, format string, args ...any) error {
+	return &syntaxError{msg: fmt.Sprintf(format, args...), off: off}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// skipValue validates the JSON value starting at b[i] (after optional
+// whitespace) and returns the offset just past it.
+func skipValue(b []byte, i int, depth int) (int, error) {
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return i, errUnexpectedEnd
+	}
+	switch c := b[i]; {
+	case c == '"':
+		_, next, err := scanString(b, i)
+		return next, err
+	case c == '{':
+		if depth >= maxDepth {
+			return i, errTooDeep
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return i, errUnexpectedEnd
+			}
+			if b[i] != '"' {
+				return i, synErr(i, "expected object key, found %q", b[i])
+			}
+			_, next, err := scanString(b, i)
+			if err != nil {
+				return next, err
+			}
+			i = skipSpace(b, next)
+			if i >= len(b) {
+				return i, errUnexpectedEnd
+			}
+			if b[i] != ':' {
+				return i, synErr(i, "expected ':' after object key, found %q", b[i])
+			}
+			if i, err = skipValue(b, i+1, depth+1); err != nil {
+				return i, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return i, errUnexpectedEnd
+			}
+			switch b[i] {
+			case ',':
+				i++
+			case '}':
+				return i + 1, nil
+			default:
+				return i, synErr(i, "expected ',' or '}' in object, found %q", b[i])
+			}
+		}
+	case c == '[':
+		if depth >= maxDepth {
+			return i, errTooDeep
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if i, err = skipValue(b, i, depth+1); err != nil {
+				return i, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return i, errUnexpectedEnd
+			}
+			switch b[i] {
+			case ',':
+				i++
+			case ']':
+				return i + 1, nil
+			default:
+				return i, synErr(i, "expected ',' or ']' in array, found %q", b[i])
+			}
+		}
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == 'n':
+		return literal(b, i, "null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return scanNumber(b, i)
+	default:
+		return i, synErr(i, "unexpected character %q", c)
+	}
+}
+
+func literal(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, synErr(i, "invalid literal, want %s", lit)
+	}
+	return i + len(lit), nil
+}
+
+func scanNumber(b []byte, i int) (int, error) {
+	start := i
+	if b[i] == '-' {
+		i++
+	}
+	if i >= len(b) {
+		return i, errUnexpectedEnd
+	}
+	switch {
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return i, synErr(i, "invalid number")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return i, synErr(start, "invalid number: no digits after '.'")
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return i, synErr(start, "invalid number: no digits in exponent")
+		}
+	}
+	return i, nil
+}
+
+// SWAR constants: eight bytes are checked at once for a quote, a
+// backslash or a control character.
+const (
+	lsb   = 0x0101010101010101
+	msb   = 0x8080808080808080
+	quote = 0x2222222222222222
+	bslsh = 0x5c5c5c5c5c5c5c5c
+	space = 0x2020202020202020
+)
+
+// specialWord reports whether any byte of w is '"', '\\' or < 0x20.
+func specialWord(w uint64) bool {
+	q := w ^ quote
+	s := w ^ bslsh
+	return ((q-lsb)&^q|(s-lsb)&^s|(w-space)&^w)&msb != 0
+}
+
+// scanString validates the string starting at b[i] == '"'. It reports
+// whether the content holds escapes and returns the offset past the closing
+// quote.
+func scanString(b []byte, i int) (escaped bool, next int, err error) {
+	start := i
+	i++
+	for {
+		for i+8 <= len(b) && !specialWord(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			return escaped, len(b), errUnexpectedEnd
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			return escaped, i + 1, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return escaped, len(b), errUnexpectedEnd
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return escaped, len(b), errUnexpectedEnd
+				}
+				for _, h := range b[i+2 : i+6] {
+					if !isHex(h) {
+						return escaped, i, synErr(i, "invalid \\u escape")
+					}
+				}
+				i += 6
+			default:
+				return escaped, i, synErr(i, "invalid escape \\%c", b[i+1])
+			}
+		case c < 0x20:
+			return escaped, i, synErr(start, "control character in string")
+		default:
+			i++
+		}
+	}
+}
+
+// skipStringTrusted returns the offset past the string starting at
+// b[i] == '"' in input already validated.
+func skipStringTrusted(b []byte, i int) int {
+	i++
+	for {
+		for i+8 <= len(b) {
+			w := binary.LittleEndian.Uint64(b[i:])
+			q := w ^ quote
+			s := w ^ bslsh
+			if ((q-lsb)&^q|(s-lsb)&^s)&msb != 0 {
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			return len(b)
+		}
+		switch b[i] {
+		case '"':
+			return i + 1
+		case '\\':
+			i += 2
+		default:
+			i++
+		}
+	}
+}
+
+// skipTrusted returns the offset past the value starting at b[i] (after
+// optional whitespace) in input already validated by skipValue.
+func skipTrusted(b []byte, i int) int {
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipStringTrusted(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipStringTrusted(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default:
+		for i < len(b) {
+			switch b[i] {
+			case ',', '}', ']', ' ', '\n', '\r', '\t':
+				return i
+			}
+			i++
+		}
+		return i
+	}
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+func hexVal(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		default:
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
+// unescape appends the decoded content of an already validated JSON string
+// body (without quotes) to dst.
+func unescape(dst, s []byte) []byte {
+	for len(s) > 0 {
+		k := bytes.IndexByte(s, '\\')
+		if k < 0 {
+			return append(dst, s...)
+		}
+		dst = append(dst, s[:k]...)
+		s = s[k:]
+		switch s[1] {
+		case '"', '\\', '/':
+			dst = append(dst, s[1])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := hexVal(s[2:6])
+			s = s[6:]
+			if utf16.IsSurrogate(r) {
+				if len(s) >= 6 && s[0] == '\\' && s[1] == 'u' && isHex(s[2]) && isHex(s[3]) && isHex(s[4]) && isHex(s[5]) {
+					if r2 := utf16.DecodeRune(r, hexVal(s[2:6])); r2 != utf8.RuneError {
+						dst = utf8.AppendRune(dst, r2)
+						s = s[6:]
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		}
+		s = s[2:]
+	}
+	return dst
+}
+
+// value kinds as seen from the first byte.
+func isString(v []byte) bool { return len(v) > 0 && v[0] == '"' }
+func isObject(v []byte) bool { return len(v) > 0 && v[0] == '{' }
+func isArray(v []byte) bool  { return len(v) > 0 && v[0] == '[' }
+func isNull(v []byte) bool   { return len(v) == 0 || (len(v) == 4 && string(v) == "null") }
+
+// strBytes returns the decoded content of a JSON string value. It returns
+// the input's own bytes when the string holds no escapes, so callers must
+// copy before keeping the result. ok is false for non-strings.
+func strBytes(v []byte) (s []byte, ok bool) {
+	if !isString(v) {
+		return nil, false
+	}
+	body := v[1 : len(v)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return body, true
+	}
+	return unescape(make([]byte, 0, len(body)), body), true
+}
+
+// str returns a JSON scalar as a Go string: strings decoded, numbers and
+// booleans as written, null and containers as "".
+func str(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	switch v[0] {
+	case '"':
+		s, _ := strBytes(v)
+		return string(s)
+	case '{', '[', 'n':
+		return ""
+	default:
+		return string(v)
+	}
+}
+
+// intValue reads a JSON number or a string holding a number, truncating any
+// fraction.
+func intValue(v []byte) (int64, bool) {
+	s := v
+	if isString(v) {
+		s, _ = strBytes(v)
+	}
+	if len(s) == 0 {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(string(s), 10, 64); err == nil {
+		return n, true
+	}
+	if f, err := strconv.ParseFloat(string(s), 64); err == nil && f >= -1<<62 && f <= 1<<62 {
+		return int64(f), true
+	}
+	return 0, false
+}
+
+// objIter walks the members of a validated or unvalidated object. Each
+// value is validated as it is skipped; the first error stops the walk and
+// is kept in err.
+type objIter struct {
+	b       []byte
+	i       int
+	depth   int
+	err     error
+	done    bool
+	trusted bool // values were validated already: skip without checking
+}
+
+// newTrustedObjIter iterates an object inside input that skipValue has
+// already validated (the message body), skipping values without checking
+// them again.
+func newTrustedObjIter(v []byte) objIter {
+	it := newObjIter(v, 0)
+	it.trusted = true
+	return it
+}
+
+// end is the offset just past the object once the walk is done.
+func (it *objIter) end() int { return it.i }
+
+// newObjIter starts iterating the object v (which must begin with '{').
+func newObjIter(v []byte, depth int) objIter {
+	it := objIter{b: v, depth: depth}
+	i := skipSpace(v, 0)
+	if i >= len(v) || v[i] != '{' {
+		it.err = synErr(i, "expected object")
+		it.done = true
+		return it
+	}
+	it.i = skipSpace(v, i+1)
+	if it.i < len(v) && v[it.i] == '}' {
+		it.i++
+		it.done = true
+	}
+	return it
+}
+
+// next returns the next member: the key's raw content (escapes intact) and
+// the value's bytes.
+func (it *objIter) next() (key, val []byte, ok bool) {
+	key, vs, ok := it.nextKey()
+	if !ok {
+		return nil, nil, false
+	}
+	var ve int
+	if it.trusted {
+		ve = skipTrusted(it.b, vs)
+	} else {
+		var err error
+		if ve, err = skipValue(it.b, vs, it.depth+1); err != nil {
+			return it.fail(err)
+		}
+	}
+	if !it.finish(ve) {
+		return nil, nil, false
+	}
+	return key, it.b[vs:ve], true
+}
+
+// nextKey reads the next key and returns the offset where its value
+// starts. The caller consumes the value itself and then calls finish with
+// the offset just past it; this saves a second pass over large values.
+func (it *objIter) nextKey() (key []byte, valueStart int, ok bool) {
+	if it.done {
+		return nil, 0, false
+	}
+	b, i := it.b, skipSpace(it.b, it.i)
+	if i >= len(b) {
+		it.fail(errUnexpectedEnd)
+		return nil, 0, false
+	}
+	if b[i] != '"' {
+		it.fail(synErr(i, "expected object key, found %q", b[i]))
+		return nil, 0, false
+	}
+	var esc bool
+	var next int
+	var err error
+	if it.trusted {
+		next = skipStringTrusted(b, i)
+		esc = bytes.IndexByte(b[i+1:next-1], '\\') >= 0
+	} else if esc, next, err = scanString(b, i); err != nil {
+		it.fail(err)
+		return nil, 0, false
+	}
+	if next-1 < i+1 {
+		it.fail(errUnexpectedEnd)
+		return nil, 0, false
+	}
+	key = b[i+1 : next-1]
+	if esc {
+		key = unescape(nil, key)
+	}
+	i = skipSpace(b, next)
+	if i >= len(b) {
+		it.fail(errUnexpectedEnd)
+		return nil, 0, false
+	}
+	if b[i] != ':' {
+		it.fail(synErr(i, "expected ':' after object key, found %q", b[i]))
+		return nil, 0, false
+	}
+	return key, skipSpace(b, i+1), true
+}
+
+// finish moves past the value that ended at ve and the following ',' or
+// '}'.
+func (it *objIter) finish(ve int) bool {
+	b := it.b
+	i := skipSpace(b, ve)
+	if i >= len(b) {
+		it.fail(errUnexpectedEnd)
+		return false
+	}
+	switch b[i] {
+	case ',':
+		it.i = i + 1
+	case '}':
+		it.i = i + 1
+		it.done = true
+	default:
+		it.fail(synErr(i, "expected ',' or '}' in object, found %q", b[i]))
+		return false
+	}
+	return true
+}
+
+func (it *objIter) fail(err error) ([]byte, []byte, bool) {
+	it.err = err
+	it.done = true
+	return nil, nil, false
+}
+
+// arrIter walks the elements of an array.
+type arrIter struct {
+	b       []byte
+	i       int
+	depth   int
+	err     error
+	done    bool
+	trusted bool
+}
+
+// newTrustedArrIter iterates an array inside already validated input.
+func newTrustedArrIter(v []byte) arrIter {
+	it := newArrIter(v, 0)
+	it.trusted = true
+	return it
+}
+
+func newArrIter(v []byte, depth int) arrIter {
+	it := arrIter{b: v, depth: depth}
+	i := skipSpace(v, 0)
+	if i >= len(v) || v[i] != '[' {
+		it.err = synErr(i, "expected array")
+		it.done = true
+		return it
+	}
+	it.i = skipSpace(v, i+1)
+	if it.i < len(v) && v[it.i] == ']' {
+		it.i++
+		it.done = true
+	}
+	return it
+}
+
+func (it *arrIter) next() (val []byte, ok bool) {
+	vs, ok := it.nextStart()
+	if !ok {
+		return nil, false
+	}
+	var ve int
+	if it.trusted {
+		ve = skipTrusted(it.b, vs)
+	} else {
+		var err error
+		if ve, err = skipValue(it.b, vs, it.depth+1); err != nil {
+			it.err, it.done = err, true
+			return nil, false
+		}
+	}
+	if !it.finish(ve) {
+		return nil, false
+	}
+	return it.b[vs:ve], true
+}
+
+// nextStart returns the offset where the next element starts; the caller
+// consumes it and calls finish.
+func (it *arrIter) nextStart() (int, bool) {
+	if it.done {
+		return 0, false
+	}
+	return skipSpace(it.b, it.i), true
+}
+
+// finish moves past the element that ended at ve and the following ','
+// or ']'.
+func (it *arrIter) finish(ve int) bool {
+	b := it.b
+	i := skipSpace(b, ve)
+	if i >= len(b) {
+		it.err, it.done = errUnexpectedEnd, true
+		return false
+	}
+	switch b[i] {
+	case ',':
+		it.i = i + 1
+	case ']':
+		it.i = i + 1
+		it.done = true
+	default:
+		it.err, it.done = synErr(i, "expected ',' or ']' in array, found %q", b[i]), true
+		return false
+	}
+	return true
+}
+
+// stringList reads an array of strings (non-strings are skipped) or a
+// single string.
+func stringList(v []byte) ([]string, error) {
+	if isString(v) {
+		return []string{str(v)}, nil
+	}
+	if !isArray(v) {
+		return nil, nil
+	}
+	var out []string
+	it := newArrIter(v, 0)
+	for e, ok := it.next(); ok; e, ok = it.next() {
+		if isString(e) {
+			out = append(out, str(e))
+		}
+	}
+	return out, it.err
+}
+
+// dynamic returns the JSON text of a value that may arrive either as JSON
+// or as a string holding JSON (Log Analytics dynamic columns, AKS
+// properties.log). Strings whose content is not an object or array are
+// returned as nil.
+func dynamic(v []byte) []byte {
+	if isObject(v) || isArray(v) {
+		return v
+	}
+	s, ok := strBytes(v)
+	if !ok {
+		return nil
+	}
+	t := skipSpace(s, 0)
+	if t < len(s) && (s[t] == '{' || s[t] == '[') {
+		return s
+	}
+	return nil
+}
+
+// ValidJSONValue reports whether b holds exactly one JSON value, with
+// optional surrounding whitespace. It is the reader's own validation,
+// exported so tests can compare it with encoding/json.
+func ValidJSONValue(b []byte) bool {
+	end, err := skipValue(b, 0, 0)
+	return err == nil && skipSpace(b, end) == len(b)
+}

@@ -1,0 +1,712 @@
+package normalize
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/custody-audit/custody/event"
+)
+
+// RawAKSLogString marks an AKS resource-log record whose properties.log
+// holds the audit event as a JSON string.
+const RawAKSLogString = "json-string-in-properties.log"
+
+// k8sUser is audit.k8s.io UserInfo.
+type k8sUser struct {
+	username string
+	uid      string
+	groups   []string
+	extra    map[string]string
+}
+
+// auditEvent is the part of an audit.k8s.io/v1 (or v1beta1) Event that
+// Custody keeps. requestObject and responseObject stay raw and are only
+// looked into for the forensic tags.
+type auditEvent struct {
+	apiVersion      string
+	level           string
+	auditID         string
+	stage           string
+	requestURI      string
+	verb            string
+	user            k8sUser
+	impersonated    k8sUser
+	hasImpersonated bool
+	sourceIPs       []string
+	userAgent       string
+	// objectRef
+	resource, namespace, name, apiGroup, objAPIVersion, subresource string
+	// responseStatus
+	code                      int32
+	status, reason, message   string
+	requestObject, respObject []byte
+	requestReceived, stageTS  string
+	timestamp                 string
+	decision, authzReason     string
+	annotations               map[string]string
+}
+
+func parseUser(v []byte) (k8sUser, error) {
+	var u k8sUser
+	it := newObjIter(v, 1)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch string(k) {
+		case "username":
+			u.username = str(val)
+		case "uid":
+			u.uid = str(val)
+		case "groups":
+			u.groups, _ = stringList(val)
+		case "extra":
+			if isObject(val) {
+				ex := newObjIter(val, 2)
+				for ek, ev, ok := ex.next(); ok; ek, ev, ok = ex.next() {
+					vals, _ := stringList(ev)
+					if u.extra == nil {
+						u.extra = make(map[string]string, 2)
+					}
+					u.extra[string(ek)] = strings.Join(vals, ",")
+				}
+			}
+		}
+	}
+	return u, it.err
+}
+
+// parseAudit decodes and validates one audit event object. It returns the
+// offset just past the object.
+func parseAudit(v []byte) (auditEvent, int, error) {
+	var a auditEvent
+	it := newObjIter(v, 0)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch string(k) {
+		case "apiVersion":
+			a.apiVersion = str(val)
+		case "level":
+			a.level = str(val)
+		case "auditID":
+			a.auditID = str(val)
+		case "stage":
+			a.stage = str(val)
+		case "requestURI":
+			a.requestURI = str(val)
+		case "verb":
+			a.verb = str(val)
+		case "user":
+			u, err := parseUser(val)
+			if err != nil {
+				return a, it.end(), err
+			}
+			a.user = u
+		case "impersonatedUser":
+			if isObject(val) {
+				u, err := parseUser(val)
+				if err != nil {
+					return a, it.end(), err
+				}
+				a.impersonated, a.hasImpersonated = u, u.username != ""
+			}
+		case "sourceIPs":
+			a.sourceIPs, _ = stringList(val)
+		case "userAgent":
+			a.userAgent = str(val)
+		case "objectRef":
+			a.parseObjectRef(val)
+		case "responseStatus":
+			a.parseStatus(val)
+		case "requestObject":
+			a.requestObject = val
+		case "responseObject":
+			a.respObject = val
+		case "requestReceivedTimestamp":
+			a.requestReceived = str(val)
+		case "stageTimestamp":
+			a.stageTS = str(val)
+		case "timestamp":
+			a.timestamp = str(val)
+		case "annotations":
+			a.parseAnnotations(val)
+		}
+	}
+	return a, it.end(), it.err
+}
+
+func (a *auditEvent) parseObjectRef(v []byte) {
+	it := newObjIter(v, 1)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch string(k) {
+		case "resource":
+			a.resource = str(val)
+		case "namespace":
+			a.namespace = str(val)
+		case "name":
+			a.name = str(val)
+		case "apiGroup":
+			a.apiGroup = str(val)
+		case "apiVersion":
+			a.objAPIVersion = str(val)
+		case "subresource":
+			a.subresource = str(val)
+		}
+	}
+}
+
+func (a *auditEvent) parseStatus(v []byte) {
+	it := newObjIter(v, 1)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch string(k) {
+		case "code":
+			if n, ok := intValue(val); ok && n >= 0 && n < 1<<31 {
+				a.code = int32(n)
+			}
+		case "status":
+			a.status = str(val)
+		case "reason":
+			a.reason = str(val)
+		case "message":
+			a.message = str(val)
+		}
+	}
+}
+
+func (a *auditEvent) parseAnnotations(v []byte) {
+	it := newObjIter(v, 1)
+	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+		switch string(k) {
+		case "authorization.k8s.io/decision":
+			a.decision = str(val)
+		case "authorization.k8s.io/reason":
+			a.authzReason = str(val)
+		default:
+			if a.annotations == nil {
+				a.annotations = make(map[string]string, 2)
+			}
+			a.annotations[string(k)] = str(val)
+		}
+	}
+}
+
+// aksAudit handles an AKS kube-audit / kube-audit-admin record.
+func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
+	logv, podName, containerID := r.propLog, str(r.propPod), str(r.propContainerID)
+	rawFormat := RawJSON
+	var inner []byte
+	switch {
+	case isObject(logv):
+		inner = logv
+	case isString(logv):
+		rawFormat = RawAKSLogString
+		s, _ := strBytes(logv)
+		inner = s[skipSpace(s, 0):]
+		inner = inner[:len(inner)-trailingSpace(inner)]
+	default:
+		p.res.quarantine(rec, p.format, pos, "kube-audit record without properties.log")
+		return
+	}
+	if !isObject(inner) {
+		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log is not a JSON audit event")
+		return
+	}
+	a, end, err := parseAudit(inner)
+	switch {
+	case err != nil:
+		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: "+err.Error())
+		return
+	case end != len(inner):
+		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: trailing data after the audit event")
+		return
+	}
+	e := event.Event{
+		Category:       r.category,
+		SourceFormat:   SourceResourceLog,
+		SourcePosition: pos,
+		Raw:            rec,
+		RawFormat:      rawFormat,
+		TenantID:       r.tenantID,
+	}
+	p.resource(&e, r.resourceID)
+	if !p.k8sEvent(&e, &a, r.time) {
+		return
+	}
+	setAttr(&e, "aks.pod", podName)
+	setAttr(&e, "aks.container_id", containerID)
+	p.emit(&e)
+}
+
+func trailingSpace(b []byte) int {
+	n := 0
+	for n < len(b) && isSpace(b[len(b)-1-n]) {
+		n++
+	}
+	return n
+}
+
+// k8sPlain handles a plain audit.k8s.io Event (no Azure envelope).
+func (p *processor) k8sPlain(v []byte, pos string) {
+	a, _, err := parseAudit(v)
+	if err != nil {
+		p.res.quarantine(v, p.format, pos, "invalid Kubernetes audit event: "+err.Error())
+		return
+	}
+	if a.auditID == "" && a.verb == "" && a.stage == "" {
+		p.res.quarantine(v, p.format, pos, "not a Kubernetes audit event: no auditID, verb or stage")
+		return
+	}
+	e := event.Event{
+		Service:        event.ServiceAKS,
+		Category:       "k8s-audit",
+		SourceFormat:   SourceK8sAudit,
+		SourcePosition: pos,
+		Raw:            v,
+		RawFormat:      RawK8sAuditJSON,
+	}
+	if !p.k8sEvent(&e, &a, "") {
+		return
+	}
+	p.emit(&e)
+}
+
+// connectSubresources are the interactive streaming subresources.
+func isConnect(sub string) bool {
+	return sub == "exec" || sub == "attach" || sub == "portforward"
+}
+
+// k8sEvent fills e from an audit event and applies the stage and noise
+// policies. It returns false when the event was dropped (and counted).
+func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string) bool {
+	n := p.n
+	// Stage policy.
+	if a.stage != "" && !n.keepStage[a.stage] {
+		switch {
+		case a.stage == "ResponseStarted" && n.cfg.KeepConnectResponseStarted && isConnect(a.subresource):
+		case a.stage == "RequestReceived":
+			p.res.drop(DropStageReceived)
+			return false
+		case a.stage == "ResponseStarted":
+			p.res.drop(DropStageStarted)
+			return false
+		default:
+			p.res.drop("k8s_stage_" + strings.ToLower(a.stage))
+			return false
+		}
+	}
+
+	e.Service = event.ServiceAKS
+	e.ID = a.auditID
+	if e.ID != "" {
+		setAttr(e, "id_source", "k8s_audit_id")
+	}
+	for _, ts := range []string{a.requestReceived, a.stageTS, a.timestamp, envelopeTime} {
+		if t, ok := parseTime(ts); ok {
+			e.Time = t
+			break
+		}
+	}
+
+	// Actor.
+	realUser := a.user
+	actor := realUser
+	if a.hasImpersonated {
+		actor = a.impersonated
+		e.Actor.ImpersonatedBy = realUser.username
+		e.Tags = append(e.Tags, event.TagImpersonation)
+	}
+	e.Actor.Name = actor.username
+	e.Actor.ObjectID = actor.uid
+	if oid := actor.extra["oid"]; oid != "" {
+		e.Actor.ObjectID = oid
+	}
+	e.Actor.Groups = actor.groups
+	e.Actor.Type = k8sActorType(actor.username, actor.groups)
+	for k, v := range actor.extra {
+		if k != "oid" {
+			setAttr(e, "k8s.user.extra."+k, v)
+		}
+	}
+	if e.Actor.Type == event.ActorAnonymous {
+		e.Tags = append(e.Tags, event.TagAnonymous)
+	}
+	if len(a.sourceIPs) > 0 {
+		setIP(e, a.sourceIPs[0])
+		if len(a.sourceIPs) > 1 {
+			setAttr(e, "k8s.source_ips", strings.Join(a.sourceIPs, ","))
+		}
+	}
+	e.UserAgent = a.userAgent
+
+	// Action and target.
+	e.Target.APIGroup = a.apiGroup
+	e.Target.Resource = a.resource
+	e.Target.Subresource = a.subresource
+	e.Target.Namespace = a.namespace
+	e.Target.Name = a.name
+	verb := a.verb
+	if a.resource != "" {
+		res := a.resource
+		if a.subresource != "" {
+			res += "/" + a.subresource
+		}
+		e.Action = "k8s:" + res + ":" + verb
+	} else {
+		e.Action = "k8s:nonresource:" + verb
+		setAttr(e, "k8s.path", pathOf(a.requestURI))
+	}
+	e.ActionClass = k8sClass(a)
+
+	// Outcome.
+	e.StatusCode = a.code
+	denied := a.decision == "forbid" || a.code == 401 || a.code == 403
+	switch {
+	case denied || a.code >= 400 || a.status == "Failure":
+		e.Outcome = event.OutcomeFailure
+	case a.code > 0 || a.status == "Success":
+		e.Outcome = event.OutcomeSuccess
+	default:
+		e.Outcome = event.OutcomeUnknown
+	}
+	if a.stage == "Panic" {
+		e.Outcome = event.OutcomeFailure
+	}
+	e.Reason = firstNonEmpty(a.reason, a.message)
+	if denied {
+		e.Tags = append(e.Tags, event.TagDenied)
+	}
+
+	// Forensic tags.
+	switch {
+	case a.resource == "secrets":
+		e.Tags = append(e.Tags, event.TagSecretAccess)
+	case a.resource == "serviceaccounts" && a.subresource == "token", a.resource == "tokenrequests":
+		e.Tags = append(e.Tags, event.TagTokenAccess)
+	}
+	switch a.subresource {
+	case "exec", "attach", "ephemeralcontainers":
+		e.Tags = append(e.Tags, event.TagExecIntoContainer)
+	case "portforward":
+		e.Tags = append(e.Tags, event.TagPortForward)
+	}
+	if a.subresource == "exec" || a.subresource == "attach" {
+		if q := queryOf(a.requestURI); q != nil {
+			e.Target.Container = q.Get("container")
+			if cmd := q["command"]; len(cmd) > 0 {
+				setAttr(e, "k8s.exec.command", strings.Join(cmd, " "))
+			}
+		}
+	}
+	if isMutating(verb) && a.subresource == "" {
+		p.inspectObject(e, a)
+	}
+
+	// Noise policy: applied last, on the finished classification.
+	if n.cfg.DropSystemReads && n.readVerbs[verb] && !denied && !isConnect(a.subresource) &&
+		!hasAnyTag(e.Tags, event.TagSecretAccess, event.TagTokenAccess, event.TagAnonymous) &&
+		n.isSystemPrincipal(a.user.username) && !a.hasImpersonated {
+		p.res.drop(DropSystemRead)
+		return false
+	}
+
+	setAttr(e, "k8s.stage", a.stage)
+	setAttr(e, "k8s.level", a.level)
+	setAttr(e, "k8s.request_uri", a.requestURI)
+	setAttr(e, "k8s.audit_api_version", a.apiVersion)
+	setAttr(e, "k8s.object_api_version", a.objAPIVersion)
+	setAttr(e, "k8s.authorization.decision", a.decision)
+	setAttr(e, "k8s.authorization.reason", a.authzReason)
+	if a.reason != "" && a.message != "" {
+		setAttr(e, "k8s.response.message", a.message)
+	}
+	for k, v := range a.annotations {
+		setAttr(e, "k8s.annotation."+k, v)
+	}
+	return true
+}
+
+func hasAnyTag(tags []string, want ...string) bool {
+	for _, t := range tags {
+		for _, w := range want {
+			if t == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isMutating(verb string) bool {
+	return verb == "create" || verb == "update" || verb == "patch"
+}
+
+func pathOf(uri string) string {
+	p, _, _ := strings.Cut(uri, "?")
+	return p
+}
+
+func queryOf(uri string) url.Values {
+	_, q, ok := strings.Cut(uri, "?")
+	if !ok {
+		return nil
+	}
+	v, err := url.ParseQuery(q)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// k8sActorType classifies a Kubernetes username.
+func k8sActorType(name string, groups []string) event.ActorType {
+	switch {
+	case name == "":
+		return event.ActorUnknown
+	case name == "system:anonymous":
+		return event.ActorAnonymous
+	case strings.HasPrefix(name, "system:serviceaccount:"):
+		return event.ActorServiceAccount
+	case strings.HasPrefix(name, "system:node:"):
+		return event.ActorNode
+	case strings.HasPrefix(name, "system:"), name == "aksService", name == "masterclient", name == "nodeclient":
+		return event.ActorSystem
+	case strings.Contains(name, "@"):
+		return event.ActorUser
+	case looksLikeGUID(name):
+		// AKS with Entra ID authenticates service principals and managed
+		// identities by object id.
+		return event.ActorServicePrincipal
+	}
+	for _, g := range groups {
+		if g == "system:nodes" {
+			return event.ActorNode
+		}
+	}
+	return event.ActorUser
+}
+
+func looksLikeGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+			continue
+		}
+		if !isHex(c) {
+			return false
+		}
+	}
+	return true
+}
+
+var rbacResources = map[string]bool{"roles": true, "clusterroles": true, "rolebindings": true, "clusterrolebindings": true}
+
+// k8sClass classifies an audit event.
+func k8sClass(a *auditEvent) event.ActionClass {
+	switch a.subresource {
+	case "exec", "attach", "portforward", "ephemeralcontainers", "proxy":
+		return event.ClassExec
+	}
+	switch {
+	case a.resource == "secrets" && (a.verb == "get" || a.verb == "list" || a.verb == "watch"):
+		return event.ClassCredentialAccess
+	case a.resource == "serviceaccounts" && a.subresource == "token", a.resource == "tokenrequests",
+		a.resource == "certificatesigningrequests" && a.verb == "create":
+		return event.ClassCredentialAccess
+	case a.resource == "tokenreviews", a.resource == "subjectaccessreviews", a.resource == "selfsubjectaccessreviews",
+		a.resource == "selfsubjectrulesreviews", a.resource == "localsubjectaccessreviews":
+		return event.ClassOther
+	case rbacResources[a.resource] && a.verb != "get" && a.verb != "list" && a.verb != "watch":
+		return event.ClassPermissionChange
+	case a.verb == "impersonate":
+		return event.ClassPermissionChange
+	}
+	switch a.verb {
+	case "get", "list", "watch":
+		return event.ClassRead
+	case "create", "update", "patch":
+		if a.resource == "mutatingwebhookconfigurations" || a.resource == "validatingwebhookconfigurations" ||
+			a.resource == "configmaps" && a.namespace == "kube-system" {
+			return event.ClassConfigChange
+		}
+		return event.ClassWrite
+	case "delete", "deletecollection":
+		return event.ClassDelete
+	}
+	return event.ClassOther
+}
+
+// podSpecPaths is where a pod spec sits in the request object of each
+// workload resource.
+var podSpecPaths = map[string][]string{
+	"pods":                   {"spec"},
+	"deployments":            {"spec", "template", "spec"},
+	"replicasets":            {"spec", "template", "spec"},
+	"statefulsets":           {"spec", "template", "spec"},
+	"daemonsets":             {"spec", "template", "spec"},
+	"jobs":                   {"spec", "template", "spec"},
+	"replicationcontrollers": {"spec", "template", "spec"},
+	"cronjobs":               {"spec", "jobTemplate", "spec", "template", "spec"},
+}
+
+// inspectObject looks into the request object (present at audit level
+// Request and RequestResponse) for privileged pods, host namespaces and
+// paths, images from unapproved registries and cluster-admin bindings.
+func (p *processor) inspectObject(e *event.Event, a *auditEvent) {
+	obj := a.requestObject
+	if !isObject(obj) {
+		obj = a.respObject
+	}
+	if !isObject(obj) {
+		return
+	}
+	if path, ok := podSpecPaths[a.resource]; ok {
+		spec := lookup(obj, path...)
+		if isObject(spec) {
+			p.inspectPodSpec(e, spec)
+		}
+		return
+	}
+	if a.resource == "clusterrolebindings" || a.resource == "rolebindings" {
+		if name, _ := strBytes(lookup(obj, "roleRef", "name")); string(name) == "cluster-admin" {
+			e.Tags = append(e.Tags, event.TagClusterAdminBinding)
+		}
+	}
+}
+
+// lookup walks nested object keys.
+func lookup(v []byte, path ...string) []byte {
+	for _, key := range path {
+		if !isObject(v) {
+			return nil
+		}
+		it := newObjIter(v, 1)
+		var found []byte
+		for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+			if string(k) == key {
+				found = val
+			}
+		}
+		if found == nil {
+			return nil
+		}
+		v = found
+	}
+	return v
+}
+
+func isTrue(v []byte) bool { return string(v) == "true" }
+
+func (p *processor) inspectPodSpec(e *event.Event, spec []byte) {
+	it := newObjIter(spec, 2)
+	var images []string
+	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
+		switch string(k) {
+		case "hostPID":
+			if isTrue(v) {
+				e.Tags = append(e.Tags, event.TagHostPID)
+			}
+		case "hostNetwork":
+			if isTrue(v) {
+				e.Tags = append(e.Tags, event.TagHostNetwork)
+			}
+		case "hostIPC":
+			if isTrue(v) {
+				e.Tags = append(e.Tags, event.TagHostIPC)
+			}
+		case "volumes":
+			vs := newArrIter(v, 3)
+			for vol, ok := vs.next(); ok; vol, ok = vs.next() {
+				if hp := lookup(vol, "hostPath"); isObject(hp) {
+					e.Tags = append(e.Tags, event.TagHostPath)
+					if path := str(lookup(hp, "path")); path != "" {
+						setAttr(e, "k8s.host_path", appendCSV(e.Attributes["k8s.host_path"], path))
+					}
+				}
+			}
+		case "containers", "initContainers", "ephemeralContainers":
+			cs := newArrIter(v, 3)
+			for c, ok := cs.next(); ok; c, ok = cs.next() {
+				if img := str(lookup(c, "image")); img != "" {
+					images = append(images, img)
+				}
+				if isTrue(lookup(c, "securityContext", "privileged")) {
+					e.Tags = append(e.Tags, event.TagPrivilegedPod)
+				}
+			}
+		}
+	}
+	if len(images) == 0 {
+		return
+	}
+	if len(images) == 1 {
+		e.Target.Image = images[0]
+	}
+	setAttr(e, "k8s.images", strings.Join(images, ","))
+	for _, img := range images {
+		if !p.n.approvedImage(img) {
+			e.Tags = append(e.Tags, event.TagUnapprovedRegistry)
+			break
+		}
+	}
+}
+
+func appendCSV(list, s string) string {
+	if list == "" {
+		return s
+	}
+	return list + "," + s
+}
+
+// approvedImage reports whether img comes from an approved registry. With
+// no allow-list configured every image is approved.
+func (n *Normalizer) approvedImage(img string) bool {
+	if len(n.registries) == 0 {
+		return true
+	}
+	host := registryHost(img)
+	for _, r := range n.registries {
+		if host == r {
+			return true
+		}
+		if suf, ok := strings.CutPrefix(r, "*"); ok && strings.HasSuffix(host, suf) {
+			return true
+		}
+	}
+	return false
+}
+
+// registryHost returns the registry of an image reference the way the
+// container runtime resolves it: the first path component if it looks like
+// a host (has a dot or colon, or is localhost), else docker.io.
+func registryHost(img string) string {
+	first, _, ok := strings.Cut(img, "/")
+	if !ok {
+		return "docker.io"
+	}
+	if strings.ContainsAny(first, ".:") || first == "localhost" {
+		return strings.ToLower(first)
+	}
+	return "docker.io"
+}
+
+// statusCodeText maps an HTTP status code to a number from a string that
+// may hold either the number or an ARM status name.
+func statusCodeText(s string) int32 {
+	if s == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 1000 {
+		return int32(n)
+	}
+	return httpStatusNames[strings.ToLower(s)]
+}
+
+var httpStatusNames = map[string]int32{
+	"ok": 200, "created": 201, "accepted": 202, "nocontent": 204,
+	"badrequest": 400, "unauthorized": 401, "forbidden": 403, "notfound": 404,
+	"methodnotallowed": 405, "conflict": 409, "preconditionfailed": 412, "toomanyrequests": 429,
+	"internalservererror": 500, "badgateway": 502, "serviceunavailable": 503, "gatewaytimeout": 504,
+}

@@ -1,0 +1,663 @@
+// Package normalize turns every record shape Azure delivers for ACI, ACR,
+// AKS and the Activity Log into one event.Event that answers who did what
+// to which resource, from where, when, with what result, and keeps the
+// original bytes.
+//
+// Inputs (see Input.Format):
+//
+//   - Resource logs as diagnostic settings deliver them: an Event Hubs body
+//     {"records":[...]}, storage-archive PT1H.json lines (JSON Lines), and
+//     old-style archive blobs with a records array. Categories: AKS
+//     kube-audit, kube-audit-admin, guard and the non-admin AKS categories;
+//     ACR ContainerRegistryLoginEvents and ContainerRegistryRepositoryEvents;
+//     Activity Log Administrative (and legacy Write, Action, Delete).
+//   - Plain Kubernetes audit events (audit.k8s.io/v1 and v1beta1), one JSON
+//     object per line or pretty-printed objects back to back.
+//   - Log Analytics rows: the query API response {"tables":[...]}, its
+//     $batch form, or one row per message as a {"Column": value} object.
+//
+// Nothing disappears silently: a record that cannot be normalized is
+// returned in Result.Quarantined with its raw bytes and a precise reason,
+// and every record left out on purpose (noise policy, non-admin category,
+// duplicate audit stage) is counted by reason in Result.Dropped.
+//
+// The decoders read JSON with a small validating byte-slice reader
+// (jsonscan.go) instead of encoding/json: the hot path is an AKS audit event
+// nested as a JSON string inside a resource-log record, and decoding it
+// without building maps or copying the outer record is what lets one core
+// keep up with a busy cluster.
+package normalize
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custody-audit/custody/event"
+)
+
+// Input formats accepted in Input.Format.
+const (
+	FormatAuto         = "auto"
+	FormatEventHubs    = "eventhubs"
+	FormatArchive      = "archive"
+	FormatLogAnalytics = "loganalytics"
+	FormatK8sAudit     = "k8s-audit"
+)
+
+// Source formats written to event.Event.SourceFormat.
+const (
+	SourceResourceLog = "resource-log"
+	SourceActivityLog = "activity-log"
+	SourceK8sAudit    = "k8s-audit"
+	SourceLARow       = "la-row"
+)
+
+// Raw formats written to event.Event.RawFormat.
+const (
+	RawJSON           = "json"             // Raw is one JSON record exactly as delivered
+	RawLARowJSON      = "la-row-json"      // Raw is a Log Analytics row object {"Column": value}
+	RawLARowAssembled = "la-row-assembled" // Raw is a row object assembled from a query response: column names in order, each value byte for byte
+	RawK8sAuditJSON   = "k8s-audit-json"   // Raw is one plain Kubernetes audit event
+)
+
+// Dropped reasons used as keys of Result.Dropped.
+const (
+	DropSystemRead       = "system_read"                // noise policy: read by a system principal
+	DropNonAdminCategory = "non_admin_category"         // AKS kube-apiserver, kube-scheduler, ... (suffixed with ":<category>")
+	DropContainerLog     = "container_log"              // ACI ContainerInstanceLog rows (application output, not admin activity)
+	DropStageReceived    = "k8s_stage_request_received" // stage policy
+	DropStageStarted     = "k8s_stage_response_started" // stage policy (non-connect long-running requests)
+	DropDuplicateStage   = "k8s_duplicate_stage"        // a second stage of the same audit id in one message
+	DropEmptyMessage     = "empty_message"              // the message body held only whitespace
+)
+
+// Input is one raw message as a source delivered it.
+type Input struct {
+	// Body is the message bytes. Events' Raw fields are sub-slices of Body,
+	// so the caller must not modify Body after Process.
+	Body []byte
+	// Format is "" or "auto", "eventhubs", "archive", "loganalytics" or
+	// "k8s-audit".
+	Format string
+	// SourceKind is eventhubs, loganalytics, blob or file.
+	SourceKind string
+	// Position is the source position, copied to Event.SourcePosition and
+	// suffixed with /<record index> when one message holds many records.
+	Position string
+	// Received is when Custody read the message.
+	Received time.Time
+	// Attributes carries source metadata; "table" names the Log Analytics
+	// table of a row when known.
+	Attributes map[string]string
+}
+
+// Quarantined is a record that could not be normalized, kept raw.
+type Quarantined struct {
+	Raw      []byte
+	Reason   string
+	Format   string
+	Position string
+}
+
+// Result is what Process made of one Input.
+type Result struct {
+	Events      []event.Event
+	Quarantined []Quarantined
+	// Dropped counts records left out on purpose, by reason (see the Drop*
+	// constants). Nothing disappears silently.
+	Dropped map[string]int
+}
+
+func (r *Result) drop(reason string) {
+	if r.Dropped == nil {
+		r.Dropped = make(map[string]int, 2)
+	}
+	r.Dropped[reason]++
+}
+
+func (r *Result) quarantine(raw []byte, format, pos, reason string) {
+	r.Quarantined = append(r.Quarantined, Quarantined{Raw: raw, Reason: reason, Format: format, Position: pos})
+}
+
+// Errors returned by Config.Validate and New.
+var (
+	ErrInvalidConfig = errors.New("invalid normalize config")
+)
+
+// Config is the normalizer's policy. The zero value keeps everything; use
+// DefaultConfig for the documented default policy.
+type Config struct {
+	// DropSystemReads drops read requests (ReadVerbs) made by principals
+	// matching SystemPrincipals, unless the request touched secrets or
+	// tokens, was denied, or was exec/attach/portforward. Each drop is
+	// counted under DropSystemRead. Default true.
+	DropSystemReads bool
+	// SystemPrincipals are Kubernetes usernames whose reads are noise. An
+	// entry ending in '*' matches by prefix; others match exactly. Default:
+	// system:node:*, system:serviceaccount:kube-system:*, system:kube-*,
+	// system:apiserver, system:volume-scheduler, aksService.
+	SystemPrincipals []string
+	// ReadVerbs are the Kubernetes verbs treated as reads by the noise
+	// policy. Default get, list, watch.
+	ReadVerbs []string
+	// KeepNonAdminCategories keeps AKS non-admin categories (kube-apiserver,
+	// kube-controller-manager, kube-scheduler, cluster-autoscaler,
+	// cloud-controller-manager, csi-*) as events of class other instead of
+	// counting them as dropped. Default false.
+	KeepNonAdminCategories bool
+	// KeepContainerLogs keeps ACI container output rows
+	// (ContainerInstanceLog_CL, ContainerInstanceLog) as events instead of
+	// counting them as dropped. Default false.
+	KeepContainerLogs bool
+	// KeepStages lists the Kubernetes audit stages kept as events. Default
+	// ResponseComplete and Panic: the stages that carry the outcome. A
+	// ResponseStarted stage is also kept for exec, attach and portforward
+	// when KeepConnectResponseStarted is set. Stages not kept are counted.
+	KeepStages []string
+	// KeepConnectResponseStarted keeps the ResponseStarted stage of
+	// exec/attach/portforward requests: for an interactive session the
+	// ResponseComplete stage is only written when the session ends, hours
+	// later or never if the API server restarts, so the start is the first
+	// evidence. Both stages carry the same Event.ID (the audit id); stores
+	// treat ID as the idempotency key. Default true.
+	KeepConnectResponseStarted bool
+	// ApprovedRegistries are registry hosts (e.g. "myacr.azurecr.io",
+	// "mcr.microsoft.com") images may come from. When non-empty, a pod or
+	// workload created or updated with an image from any other registry is
+	// tagged event.TagUnapprovedRegistry. An entry starting with "*." matches
+	// any subdomain. Empty disables the check. Default empty.
+	ApprovedRegistries []string
+}
+
+// DefaultConfig returns the documented default policy.
+func DefaultConfig() Config {
+	return Config{
+		DropSystemReads: true,
+		SystemPrincipals: []string{
+			"system:node:*",
+			"system:serviceaccount:kube-system:*",
+			"system:kube-*",
+			"system:apiserver",
+			"system:volume-scheduler",
+			"aksService",
+		},
+		ReadVerbs:                  []string{"get", "list", "watch"},
+		KeepStages:                 []string{"ResponseComplete", "Panic"},
+		KeepConnectResponseStarted: true,
+	}
+}
+
+var knownStages = map[string]bool{"RequestReceived": true, "ResponseStarted": true, "ResponseComplete": true, "Panic": true}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	for _, p := range c.SystemPrincipals {
+		if p == "" || p == "*" {
+			return fmt.Errorf("%w: system principal %q would match every user", ErrInvalidConfig, p)
+		}
+		if strings.Contains(strings.TrimSuffix(p, "*"), "*") {
+			return fmt.Errorf("%w: system principal %q: '*' is only allowed at the end", ErrInvalidConfig, p)
+		}
+	}
+	for _, v := range c.ReadVerbs {
+		if v == "" || strings.ToLower(v) != v {
+			return fmt.Errorf("%w: read verb %q must be a lower-case Kubernetes verb", ErrInvalidConfig, v)
+		}
+	}
+	for _, s := range c.KeepStages {
+		if !knownStages[s] {
+			return fmt.Errorf("%w: unknown audit stage %q (want RequestReceived, ResponseStarted, ResponseComplete or Panic)", ErrInvalidConfig, s)
+		}
+	}
+	for _, r := range c.ApprovedRegistries {
+		if r == "" || strings.ContainsAny(r, "/ ") || strings.Contains(strings.TrimPrefix(r, "*."), "*") {
+			return fmt.Errorf("%w: approved registry %q must be a host name, optionally starting with \"*.\"", ErrInvalidConfig, r)
+		}
+	}
+	return nil
+}
+
+// Normalizer turns raw messages into events. It holds only immutable
+// policy and is safe for concurrent use.
+type Normalizer struct {
+	cfg         Config
+	sysExact    map[string]bool
+	sysPrefixes []string
+	readVerbs   map[string]bool
+	keepStage   map[string]bool
+	registries  []string
+}
+
+// New validates cfg and returns a Normalizer.
+func New(cfg Config) (*Normalizer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Normalizer{
+		cfg:       cfg,
+		sysExact:  make(map[string]bool),
+		readVerbs: make(map[string]bool),
+		keepStage: make(map[string]bool),
+	}
+	for _, p := range cfg.SystemPrincipals {
+		if pre, ok := strings.CutSuffix(p, "*"); ok {
+			n.sysPrefixes = append(n.sysPrefixes, pre)
+		} else {
+			n.sysExact[p] = true
+		}
+	}
+	for _, v := range cfg.ReadVerbs {
+		n.readVerbs[v] = true
+	}
+	for _, s := range cfg.KeepStages {
+		n.keepStage[s] = true
+	}
+	for _, r := range cfg.ApprovedRegistries {
+		n.registries = append(n.registries, strings.ToLower(r))
+	}
+	return n, nil
+}
+
+func (n *Normalizer) isSystemPrincipal(user string) bool {
+	if n.sysExact[user] {
+		return true
+	}
+	for _, p := range n.sysPrefixes {
+		if strings.HasPrefix(user, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Process normalizes one message. Bad records go to Result.Quarantined;
+// the error is only for a done ctx.
+func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("normalize %s: %w", in.Position, err)
+	}
+	p := processor{n: n, in: in}
+	p.received = in.Received.UTC()
+	format := strings.ToLower(strings.TrimSpace(in.Format))
+	if format == "" {
+		format = FormatAuto
+	}
+	switch format {
+	case FormatAuto, FormatEventHubs, FormatArchive, FormatLogAnalytics, FormatK8sAudit:
+	default:
+		p.res.quarantine(in.Body, in.Format, in.Position, fmt.Sprintf("unknown input format %q (want auto, eventhubs, archive, loganalytics or k8s-audit)", in.Format))
+		return p.res, nil
+	}
+	p.format = format
+	p.walk()
+	p.dedupe()
+	return p.res, nil
+}
+
+// processor carries the state of one Process call.
+type processor struct {
+	n        *Normalizer
+	in       Input
+	format   string
+	received time.Time
+	res      Result
+	lastID   string
+	lastARM  armID
+}
+
+// unit is one top-level JSON value of a message.
+type unit struct {
+	b   []byte
+	pos string
+}
+
+// walk splits the body into top-level JSON values (one object, JSON Lines,
+// or concatenated pretty-printed objects) and handles each. A syntax error
+// quarantines the bytes up to the end of the offending line; the walk
+// resumes on the next line, so one bad line in a PT1H.json blob costs only
+// that line.
+func (p *processor) walk() {
+	b := p.in.Body
+	i := 0
+	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
+		i = 3
+	}
+	var units []unit
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			break
+		}
+		end, err := skipValue(b, i, 0)
+		if err != nil {
+			// Resume at the next line that starts a new value: in JSON
+			// Lines every line does, in pretty-printed concatenated
+			// objects only the opening braces sit at column 0.
+			stop := len(b)
+			if k := bytes.Index(b[i:], []byte("\n{")); k >= 0 {
+				stop = i + k + 1
+			}
+
+			units = append(units, unit{b: b[i:stop], pos: "!invalid JSON: " + err.Error()})
+			i = stop
+			continue
+		}
+		units = append(units, unit{b: b[i:end]})
+		i = end
+	}
+	if len(units) == 0 {
+		p.res.drop(DropEmptyMessage)
+		return
+	}
+	for k, u := range units {
+		pos := p.in.Position
+		if len(units) > 1 {
+			pos = joinPos(pos, strconv.Itoa(k))
+		}
+		if strings.HasPrefix(u.pos, "!") {
+			p.res.quarantine(u.b, p.format, pos, u.pos[1:])
+			continue
+		}
+		p.top(u.b, pos)
+	}
+}
+
+func joinPos(pos, suffix string) string {
+	if pos == "" {
+		return suffix
+	}
+	return pos + "/" + suffix
+}
+
+// shape is what a top-level object turned out to be.
+type shape int
+
+const (
+	shapeUnknown shape = iota
+	shapeRecords
+	shapeLATables
+	shapeLABatch
+	shapeK8s
+	shapeAzure
+	shapeLARow
+)
+
+// classify looks at an object's top-level keys. It stops at the first key
+// that decides the shape, so a large records array is not walked twice.
+func classify(v []byte) (shape, []byte) {
+	it := newTrustedObjIter(v)
+	weakAzure, weakRow := false, false
+	for {
+		k, vs, ok := it.nextKey()
+		if !ok {
+			break
+		}
+		// The container keys hand back their value unbounded: the
+		// array iterator stops at the matching ']'.
+		switch string(k) {
+		case "records":
+			if vs < len(v) && v[vs] == '[' {
+				return shapeRecords, v[vs:]
+			}
+		case "tables":
+			if vs < len(v) && v[vs] == '[' {
+				return shapeLATables, v[vs:]
+			}
+		case "responses":
+			if vs < len(v) && v[vs] == '[' {
+				return shapeLABatch, v[vs:]
+			}
+		case "auditID":
+			return shapeK8s, nil
+		case "category", "operationName", "resourceId":
+			return shapeAzure, nil
+		case "time", "identity", "properties", "callerIpAddress", "resultType", "eventTimestamp":
+			weakAzure = true
+		case "TimeGenerated", "Type", "_ResourceId", "Category", "OperationName", "OperationNameValue":
+			weakRow = true
+		case "kind":
+			ve := skipTrusted(v, vs)
+			if s, _ := strBytes(v[vs:ve]); string(s) == "Event" {
+				return shapeK8s, nil
+			}
+			if !it.finish(ve) {
+				break
+			}
+			continue
+		}
+		if !it.finish(skipTrusted(v, vs)) {
+			break
+		}
+	}
+	switch {
+	case it.err != nil:
+		return shapeUnknown, nil
+	case weakRow:
+		return shapeLARow, nil
+	case weakAzure:
+		return shapeAzure, nil
+	}
+	return shapeUnknown, nil
+}
+
+// top handles one top-level JSON value.
+func (p *processor) top(v []byte, pos string) {
+	switch {
+	case isArray(v):
+		p.array(v, pos)
+		return
+	case !isObject(v):
+		p.res.quarantine(v, p.format, pos, "top-level JSON value is not an object")
+		return
+	}
+	sh, inner := classify(v)
+	switch p.format {
+	case FormatK8sAudit:
+		p.k8sPlain(v, pos)
+		return
+	case FormatLogAnalytics:
+		switch sh {
+		case shapeLATables:
+			p.laTables(inner, pos)
+		case shapeLABatch:
+			p.laBatch(inner, pos)
+		default:
+			p.laRowObject(v, pos, p.in.Attributes["table"], RawLARowJSON)
+		}
+		return
+	case FormatEventHubs, FormatArchive:
+		switch sh {
+		case shapeRecords:
+			p.records(inner, pos)
+		case shapeK8s:
+			p.k8sPlain(v, pos)
+		default:
+			p.azure(v, pos)
+		}
+		return
+	}
+	switch sh {
+	case shapeRecords:
+		p.records(inner, pos)
+	case shapeLATables:
+		p.laTables(inner, pos)
+	case shapeLABatch:
+		p.laBatch(inner, pos)
+	case shapeK8s:
+		p.k8sPlain(v, pos)
+	case shapeAzure:
+		p.azure(v, pos)
+	case shapeLARow:
+		p.laRowObject(v, pos, p.in.Attributes["table"], RawLARowJSON)
+	default:
+		if p.in.Attributes["table"] != "" {
+			p.laRowObject(v, pos, p.in.Attributes["table"], RawLARowJSON)
+			return
+		}
+		p.res.quarantine(v, p.format, pos, "unrecognised record: not a resource-log record, Kubernetes audit event or Log Analytics row (no category, auditID, records or tables key)")
+	}
+}
+
+// array handles a top-level JSON array: each element is a record.
+func (p *processor) array(v []byte, pos string) {
+	it := newArrIter(v, 0)
+	k := 0
+	for e, ok := it.next(); ok; e, ok = it.next() {
+		p.top(e, joinPos(pos, strconv.Itoa(k)))
+		k++
+	}
+	if it.err != nil {
+		p.res.quarantine(v, p.format, pos, "invalid JSON array: "+it.err.Error())
+	}
+}
+
+// records handles the {"records":[...]} envelope of Event Hubs bodies and
+// old-style archive blobs.
+func (p *processor) records(arr []byte, pos string) {
+	it := newTrustedArrIter(arr)
+	k := 0
+	for {
+		start, ok := it.nextStart()
+		if !ok {
+			break
+		}
+		rpos := joinPos(pos, strconv.Itoa(k))
+		k++
+		if start >= len(arr) || arr[start] != '{' {
+			end := skipTrusted(arr, start)
+			p.res.quarantine(arr[start:end], p.format, rpos, "record in records array is not a JSON object")
+			if !it.finish(end) {
+				break
+			}
+			continue
+		}
+		// Parse the record in place: its end is where the envelope
+		// parse stops, so the record is not walked twice.
+		r, end, err := parseAzRecord(arr[start:])
+		rec := arr[start : start+end]
+		if err != nil {
+			p.res.quarantine(rec, p.format, rpos, "invalid JSON record: "+err.Error())
+			break
+		}
+		p.azureParsed(rec, rpos, &r)
+		if !it.finish(start + end) {
+			break
+		}
+	}
+	if it.err != nil {
+		p.res.quarantine(arr, p.format, pos, "invalid records array: "+it.err.Error())
+	}
+}
+
+// emit appends an event after the common finishing touches.
+func (p *processor) emit(e *event.Event) {
+	e.ReceivedTime = p.received
+	e.SourceKind = p.in.SourceKind
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	if e.ID == "" {
+		e.ID = contentID(e.Raw)
+	}
+	if e.Outcome == "" {
+		e.Outcome = event.OutcomeUnknown
+	}
+	if e.ActionClass == "" {
+		e.ActionClass = event.ClassOther
+	}
+	if e.Actor.Type == "" {
+		e.Actor.Type = event.ActorUnknown
+	}
+	e.Tags = sortUnique(e.Tags)
+	p.res.Events = append(p.res.Events, *e)
+}
+
+// dedupe keeps the first event per ID within one message (two stages of
+// the same audit id delivered together) and counts the others.
+func (p *processor) dedupe() {
+	if len(p.res.Events) < 2 {
+		return
+	}
+	seen := make(map[string]struct{}, len(p.res.Events))
+	out := p.res.Events[:0]
+	for _, e := range p.res.Events {
+		if _, dup := seen[e.ID]; dup && e.Attributes["id_source"] == "k8s_audit_id" {
+			p.res.drop(DropDuplicateStage)
+			continue
+		}
+		seen[e.ID] = struct{}{}
+		out = append(out, e)
+	}
+	p.res.Events = out
+}
+
+// contentID is the last-resort event id: a hash of the raw record.
+func contentID(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// derivedID hashes identifying fields that every delivery path carries
+// (used when a record has no id of its own but the same fields appear in
+// the Event Hubs and Log Analytics forms).
+func derivedID(prefix string, parts ...string) string {
+	h := sha256.New()
+	for _, s := range parts {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	return prefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+func sortUnique(tags []string) []string {
+	if len(tags) < 2 {
+		return tags
+	}
+	// insertion sort: tag lists are short
+	for i := 1; i < len(tags); i++ {
+		for j := i; j > 0 && tags[j] < tags[j-1]; j-- {
+			tags[j], tags[j-1] = tags[j-1], tags[j]
+		}
+	}
+	out := tags[:1]
+	for _, t := range tags[1:] {
+		if t != out[len(out)-1] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// parseTime reads the timestamp forms Azure and Kubernetes write:
+// RFC 3339 with 0-9 fractional digits, with or without a zone (no zone
+// means UTC, as in Log Analytics and some archive lines).
+func parseTime(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), true
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", "1/2/2006 3:04:05.999999999 PM"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+func setAttr(e *event.Event, k, v string) {
+	if v == "" {
+		return
+	}
+	if e.Attributes == nil {
+		e.Attributes = make(map[string]string, 12)
+	}
+	e.Attributes[k] = v
+}

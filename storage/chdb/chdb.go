@@ -1,0 +1,441 @@
+// Package chdb is Custody's embedded engine: ClickHouse (chDB) keeping a
+// store in a local directory, with no server to run.
+//
+// The engine itself runs in a child process, custody-chdb (see
+// storage/chdb/host for why), that this package starts, feeds and stops.
+// Queries stream back as TabSeparated chunks; inserts are written as
+// RowBinary to a spool file in the store directory and loaded with
+// INSERT ... SELECT FROM file(), which keeps bulk loads at engine speed and
+// binary-exact.
+package chdb
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+// InstallHint is what a user runs when libchdb is missing.
+const InstallHint = "deploy/local/install-libchdb.sh (or `make libchdb`)"
+
+// ErrLibraryMissing means libchdb.so could not be found.
+var ErrLibraryMissing = errors.New("libchdb.so not found")
+
+// Options configure the embedded engine.
+type Options struct {
+	// Dir is the store directory. Created if missing.
+	Dir string
+	// ReadOnly refuses every write, enforced by ClickHouse (readonly=2).
+	ReadOnly bool
+	// HostPath is the custody-chdb executable; empty finds it next to the
+	// running executable, then on PATH.
+	HostPath string
+	// LibraryPath is libchdb.so; empty looks in CHDB_LIB_PATH, the user
+	// cache the install script uses, then /usr/local/lib.
+	LibraryPath string
+	// Stderr receives the host's diagnostics; nil writes them to
+	// Dir/engine.log.
+	Stderr io.Writer
+}
+
+// Engine is a running embedded engine. It is safe for concurrent use;
+// requests are serialized because chDB runs one session per process.
+type Engine struct {
+	mu      sync.Mutex // serializes requests on the pipe
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	w       *bufio.Writer
+	r       *bufio.Reader
+	version string
+	dir     string
+	spool   string
+	logFile *os.File
+	closed  bool
+	waitErr chan error
+}
+
+// FindLibrary returns the libchdb.so to use, or ErrLibraryMissing.
+func FindLibrary(explicit string) (string, error) {
+	candidates := []string{explicit, os.Getenv("CHDB_LIB_PATH")}
+	if cache, err := os.UserCacheDir(); err == nil {
+		candidates = append(candidates, filepath.Join(cache, "custody", "libchdb", "libchdb.so"))
+	}
+	candidates = append(candidates, "/usr/local/lib/libchdb.so")
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("%w (looked in CHDB_LIB_PATH, the user cache and /usr/local/lib): install it with %s, or use a ClickHouse server with --clickhouse", ErrLibraryMissing, InstallHint)
+}
+
+// FindHost returns the custody-chdb executable to start.
+func FindHost(explicit string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	if env := os.Getenv("CUSTODY_CHDB_HOST"); env != "" {
+		return env, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "custody-chdb")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("custody-chdb"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("custody-chdb (the embedded engine host) not found next to custody or on PATH: build it with `make build` or set CUSTODY_CHDB_HOST")
+}
+
+// Open starts the engine host for opts.Dir and waits until it is ready.
+func Open(ctx context.Context, opts Options) (*Engine, error) {
+	lib, err := FindLibrary(opts.LibraryPath)
+	if err != nil {
+		return nil, err
+	}
+	hostPath, err := FindHost(opts.HostPath)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve store directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create store directory: %w", err)
+	}
+	e := &Engine{dir: dir, spool: filepath.Join(dir, "spool"), waitErr: make(chan error, 1)}
+	stderr := opts.Stderr
+	if stderr == nil {
+		f, err := os.OpenFile(filepath.Join(dir, "engine.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("open engine log: %w", err)
+		}
+		e.logFile = f
+		stderr = f
+	}
+	args := []string{"--store", dir}
+	if opts.ReadOnly {
+		args = append(args, "--read-only")
+	}
+	cmd := exec.Command(hostPath, args...)
+	cmd.Env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
+	cmd.Stderr = stderr
+	// The host must not outlive us: if custody is killed, so is the
+	// engine, exactly as an in-process engine would be.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("engine stdin: %w", err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("engine stdout: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		e.closeLog()
+		return nil, fmt.Errorf("start engine host %s: %w", hostPath, err)
+	}
+	e.cmd, e.in = cmd, in
+	e.w = bufio.NewWriterSize(in, 1<<16)
+	e.r = bufio.NewReaderSize(out, 1<<20)
+	go func() { e.waitErr <- cmd.Wait() }()
+
+	ready := make(chan error, 1)
+	go func() {
+		op, err := e.r.ReadByte()
+		if err != nil {
+			ready <- fmt.Errorf("engine host exited during start (see %s): %w", filepath.Join(dir, "engine.log"), err)
+			return
+		}
+		msg, err := ReadField(e.r, nil)
+		if err != nil {
+			ready <- fmt.Errorf("read engine handshake: %w", err)
+			return
+		}
+		switch op {
+		case opReady:
+			e.version = string(msg)
+			ready <- nil
+		case opError:
+			ready <- errors.New(string(msg))
+		default:
+			ready <- fmt.Errorf("unexpected engine handshake %q", op)
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			_ = e.kill()
+			return nil, fmt.Errorf("open embedded store %s: %w", dir, err)
+		}
+	case <-ctx.Done():
+		_ = e.kill()
+		return nil, ctx.Err()
+	}
+	if !opts.ReadOnly {
+		// Spool files of a crashed run were never loaded (the insert is
+		// what makes them durable), so they are safe to discard.
+		_ = os.RemoveAll(e.spool)
+		if err := os.MkdirAll(e.spool, 0o750); err != nil {
+			_ = e.kill()
+			return nil, fmt.Errorf("create spool directory: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Version is the ClickHouse version of the engine.
+func (e *Engine) Version() string { return e.version }
+
+// Kind implements engine.Engine.
+func (e *Engine) Kind() string { return "chdb" }
+
+// Dir is the store directory.
+func (e *Engine) Dir() string { return e.dir }
+
+func (e *Engine) closeLog() {
+	if e.logFile != nil {
+		_ = e.logFile.Close()
+	}
+}
+
+func (e *Engine) kill() error {
+	if e.cmd != nil && e.cmd.Process != nil {
+		_ = e.cmd.Process.Kill()
+		<-e.waitErr
+	}
+	e.closeLog()
+	return nil
+}
+
+// Close stops the host, letting it close the chDB session cleanly.
+func (e *Engine) Close(ctx context.Context) error {
+	if !e.mu.TryLock() {
+		// A Rows was left open: the pipe is mid-reply, so the host
+		// cannot be asked to stop; it is killed instead.
+		e.closed = true
+		_ = e.kill()
+		return errors.New("engine closed with a query result still open")
+	}
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	_ = e.in.Close()
+	var err error
+	select {
+	case err = <-e.waitErr:
+	case <-ctx.Done():
+		_ = e.cmd.Process.Kill()
+		err = <-e.waitErr
+	}
+	e.closeLog()
+	if err != nil {
+		return fmt.Errorf("engine host exit: %w", err)
+	}
+	return nil
+}
+
+// roundTrip sends a request and reads a reply that carries no data.
+func (e *Engine) send(op byte, query string, params engine.Params) error {
+	if e.closed {
+		return engine.ErrClosed
+	}
+	if err := WriteRequest(e.w, op, query, params); err != nil {
+		return fmt.Errorf("send request to engine host: %w", err)
+	}
+	return nil
+}
+
+// readReply reads frames until the end of one reply, passing data chunks
+// to onData.
+func (e *Engine) readReply(onData func([]byte) error) error {
+	var buf []byte
+	var dataErr error
+	for {
+		op, err := e.r.ReadByte()
+		if err != nil {
+			return fmt.Errorf("engine host stopped answering: %w", err)
+		}
+		switch op {
+		case opData:
+			buf, err = ReadField(e.r, buf)
+			if err != nil {
+				return fmt.Errorf("read engine data: %w", err)
+			}
+			if dataErr == nil && onData != nil {
+				dataErr = onData(buf)
+			}
+		case opEnd:
+			return dataErr
+		case opError:
+			msg, err := ReadField(e.r, nil)
+			if err != nil {
+				return fmt.Errorf("read engine error: %w", err)
+			}
+			return &QueryError{Message: strings.TrimSpace(string(msg))}
+		default:
+			return fmt.Errorf("engine host sent unknown frame %q", op)
+		}
+	}
+}
+
+// QueryError is an error reported by the ClickHouse engine.
+type QueryError struct{ Message string }
+
+func (q *QueryError) Error() string { return q.Message }
+
+// Exec implements engine.Engine.
+func (e *Engine) Exec(ctx context.Context, query string, params engine.Params) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.send(opExec, query, params); err != nil {
+		return err
+	}
+	return e.readReply(nil)
+}
+
+// Query implements engine.Engine. The whole result is read before Query
+// returns when it is small; large results are streamed chunk by chunk while
+// the caller holds the engine.
+func (e *Engine) Query(ctx context.Context, query string, params engine.Params) (engine.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if err := e.send(opQuery, query, params); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	rows := &Rows{e: e, ctx: ctx}
+	if err := rows.fill(); err != nil {
+		rows.finish()
+		return nil, err
+	}
+	return rows, nil
+}
+
+// PrepareBatch implements engine.Engine.
+func (e *Engine) PrepareBatch(ctx context.Context, table string, columns []engine.Column) (engine.Batch, error) {
+	if !IsIdentifier(table) && !isQualified(table) {
+		return nil, fmt.Errorf("table name %q is not an identifier", table)
+	}
+	for _, c := range columns {
+		if !IsIdentifier(c.Name) {
+			return nil, fmt.Errorf("column name %q is not an identifier", c.Name)
+		}
+	}
+	return &Batch{e: e, table: table, columns: columns}, nil
+}
+
+func isQualified(name string) bool {
+	db, t, ok := strings.Cut(name, ".")
+	return ok && IsIdentifier(db) && IsIdentifier(t)
+}
+
+// Batch accumulates RowBinary rows for one insert.
+type Batch struct {
+	e       *Engine
+	table   string
+	columns []engine.Column
+	buf     bytes.Buffer
+	rows    int
+}
+
+// Append implements engine.Batch.
+func (b *Batch) Append(values ...any) error {
+	if len(values) != len(b.columns) {
+		return fmt.Errorf("append to %s: %d values for %d columns", b.table, len(values), len(b.columns))
+	}
+	for i, v := range values {
+		if err := appendRowBinary(&b.buf, v); err != nil {
+			return fmt.Errorf("append to %s column %s: %w", b.table, b.columns[i].Name, err)
+		}
+	}
+	b.rows++
+	return nil
+}
+
+// Rows implements engine.Batch.
+func (b *Batch) Rows() int { return b.rows }
+
+// Abort implements engine.Batch.
+func (b *Batch) Abort() error {
+	b.buf.Reset()
+	b.rows = 0
+	return nil
+}
+
+// Send implements engine.Batch: the rows go to a spool file that one
+// INSERT ... SELECT FROM file() loads as a single part, so the batch is
+// stored whole or not at all.
+func (b *Batch) Send(ctx context.Context, dedupToken string) error {
+	if b.rows == 0 {
+		return nil
+	}
+	var name [8]byte
+	_, _ = rand.Read(name[:])
+	path := filepath.Join(b.e.spool, hex.EncodeToString(name[:])+".rowbinary")
+	if err := os.WriteFile(path, b.buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("write spool file: %w", err)
+	}
+	defer os.Remove(path)
+	var cols, structure strings.Builder
+	for i, c := range b.columns {
+		if i > 0 {
+			cols.WriteString(", ")
+			structure.WriteString(", ")
+		}
+		cols.WriteString(c.Name)
+		structure.WriteString(c.Name + " " + c.Type)
+	}
+	// max_insert_threads=1 and the block size settings keep the batch one
+	// part; the deduplication token makes a retried batch a no-op.
+	settings := "max_insert_threads = 1, min_insert_block_size_rows = 0, min_insert_block_size_bytes = 0, max_insert_block_size = 100000000, max_block_size = 100000000, input_format_parallel_parsing = 0"
+	if dedupToken != "" {
+		if !isToken(dedupToken) {
+			return fmt.Errorf("deduplication token %q must be letters, digits, - or _", dedupToken)
+		}
+		settings += ", insert_deduplicate = 1, insert_deduplication_token = '" + dedupToken + "'"
+	}
+	query := fmt.Sprintf("INSERT INTO %s (%s) SETTINGS %s SELECT * FROM file(%s, 'RowBinary', %s)",
+		b.table, cols.String(), settings, QuoteString(path), QuoteString(structure.String()))
+	if err := b.e.Exec(ctx, query, nil); err != nil {
+		return fmt.Errorf("insert %d rows into %s: %w", b.rows, b.table, err)
+	}
+	b.buf.Reset()
+	b.rows = 0
+	return nil
+}
+
+func isToken(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return len(s) > 0 && len(s) <= 128
+}

@@ -1,0 +1,250 @@
+package chdb
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Rows streams a TSVWithNames result from the engine host. While a Rows is
+// open it holds the engine; Close (or reading to the end) releases it.
+type Rows struct {
+	e    *Engine
+	ctx  context.Context
+	cols []string
+	// pending holds received but unparsed bytes; lines are split from it.
+	pending []byte
+	lines   [][]byte
+	cur     [][]byte
+	scratch [][]byte
+	done    bool
+	err     error
+	freed   bool
+}
+
+// fill reads frames until at least one full line is pending or the reply
+// ends.
+func (r *Rows) fill() error {
+	for len(r.lines) == 0 && !r.done {
+		op, err := r.e.r.ReadByte()
+		if err != nil {
+			r.done = true
+			return fmt.Errorf("engine host stopped answering: %w", err)
+		}
+		switch op {
+		case opData:
+			chunk, err := ReadField(r.e.r, nil)
+			if err != nil {
+				r.done = true
+				return fmt.Errorf("read engine data: %w", err)
+			}
+			r.pending = append(r.pending, chunk...)
+			r.splitLines()
+		case opEnd:
+			r.done = true
+			if len(r.pending) > 0 {
+				r.lines = append(r.lines, r.pending)
+				r.pending = nil
+			}
+		case opError:
+			msg, err := ReadField(r.e.r, nil)
+			r.done = true
+			if err != nil {
+				return fmt.Errorf("read engine error: %w", err)
+			}
+			return &QueryError{Message: string(bytes.TrimSpace(msg))}
+		default:
+			r.done = true
+			return fmt.Errorf("engine host sent unknown frame %q", op)
+		}
+		if r.cols == nil && len(r.lines) > 0 {
+			for _, f := range bytes.Split(r.lines[0], []byte{'\t'}) {
+				r.cols = append(r.cols, string(unescapeTSV(nil, f)))
+			}
+			r.lines = r.lines[1:]
+		}
+	}
+	return nil
+}
+
+// splitLines moves complete lines from pending to lines. TSV escapes
+// newlines inside values, so a raw '\n' always ends a row.
+func (r *Rows) splitLines() {
+	start := 0
+	for {
+		i := bytes.IndexByte(r.pending[start:], '\n')
+		if i < 0 {
+			break
+		}
+		r.lines = append(r.lines, r.pending[start:start+i])
+		start += i + 1
+	}
+	if start > 0 {
+		// The lines slice still references pending's array, so the
+		// remainder is copied to a fresh buffer rather than shifted.
+		rest := make([]byte, len(r.pending)-start)
+		copy(rest, r.pending[start:])
+		r.pending = rest
+	}
+}
+
+// Next implements engine.Rows.
+func (r *Rows) Next() bool {
+	if r.err != nil {
+		return false
+	}
+	if len(r.lines) == 0 {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			r.finish()
+			return false
+		}
+		if err := r.fill(); err != nil {
+			r.err = err
+			r.finish()
+			return false
+		}
+	}
+	if len(r.lines) == 0 {
+		r.finish()
+		return false
+	}
+	line := r.lines[0]
+	r.lines = r.lines[1:]
+	r.cur = splitTabs(r.scratch[:0], line)
+	r.scratch = r.cur
+	return true
+}
+
+func splitTabs(dst [][]byte, line []byte) [][]byte {
+	for {
+		i := bytes.IndexByte(line, '\t')
+		if i < 0 {
+			return append(dst, line)
+		}
+		dst = append(dst, line[:i])
+		line = line[i+1:]
+	}
+}
+
+// Scan implements engine.Rows.
+func (r *Rows) Scan(dest ...any) error {
+	if len(dest) != len(r.cur) {
+		return fmt.Errorf("scan %d destinations from %d columns", len(dest), len(r.cur))
+	}
+	var buf []byte
+	for i, d := range dest {
+		buf = unescapeTSV(buf[:0], r.cur[i])
+		if err := scanField(buf, d); err != nil {
+			name := fmt.Sprint(i)
+			if i < len(r.cols) {
+				name = r.cols[i]
+			}
+			return fmt.Errorf("scan column %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Columns implements engine.Rows.
+func (r *Rows) Columns() []string { return r.cols }
+
+// Err implements engine.Rows.
+func (r *Rows) Err() error { return r.err }
+
+// Close implements engine.Rows: the rest of the reply is drained so the
+// pipe is ready for the next request.
+func (r *Rows) Close() error {
+	if !r.freed {
+		for !r.done {
+			r.lines = r.lines[:0]
+			if err := r.fill(); err != nil && r.err == nil {
+				r.err = err
+			}
+			r.lines = r.lines[:0]
+		}
+		r.finish()
+	}
+	var qe *QueryError
+	if errors.As(r.err, &qe) {
+		return r.err
+	}
+	return nil
+}
+
+func (r *Rows) finish() {
+	if r.freed {
+		return
+	}
+	// drain whatever is left of the reply before releasing the pipe
+	for !r.done {
+		r.lines = r.lines[:0]
+		if err := r.fill(); err != nil && r.err == nil {
+			r.err = err
+		}
+	}
+	r.freed = true
+	r.lines = nil
+	r.e.mu.Unlock()
+}
+
+// appendRowBinary encodes one value in ClickHouse's RowBinary format.
+func appendRowBinary(buf *bytes.Buffer, v any) error {
+	var tmp [binary.MaxVarintLen64]byte
+	putString := func(s string) {
+		n := binary.PutUvarint(tmp[:], uint64(len(s)))
+		buf.Write(tmp[:n])
+		buf.WriteString(s)
+	}
+	switch x := v.(type) {
+	case string:
+		putString(x)
+	case []byte:
+		n := binary.PutUvarint(tmp[:], uint64(len(x)))
+		buf.Write(tmp[:n])
+		buf.Write(x)
+	case uint64:
+		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], x))
+	case int64:
+		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x)))
+	case int32:
+		buf.Write(binary.LittleEndian.AppendUint32(tmp[:0], uint32(x)))
+	case uint32:
+		buf.Write(binary.LittleEndian.AppendUint32(tmp[:0], x))
+	case uint8:
+		buf.WriteByte(x)
+	case bool:
+		if x {
+			buf.WriteByte(1)
+		} else {
+			buf.WriteByte(0)
+		}
+	case float64:
+		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], math.Float64bits(x)))
+	case time.Time:
+		// DateTime64(6): microseconds since the epoch.
+		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x.UnixMicro())))
+	case [32]byte:
+		buf.Write(x[:])
+	case []string:
+		n := binary.PutUvarint(tmp[:], uint64(len(x)))
+		buf.Write(tmp[:n])
+		for _, s := range x {
+			putString(s)
+		}
+	case map[string]string:
+		n := binary.PutUvarint(tmp[:], uint64(len(x)))
+		buf.Write(tmp[:n])
+		for _, k := range sortedKeys(x) {
+			putString(k)
+			putString(x[k])
+		}
+	default:
+		return fmt.Errorf("unsupported value type %T", v)
+	}
+	return nil
+}

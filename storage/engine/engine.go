@@ -1,0 +1,85 @@
+// Package engine is the boundary between Custody's store and a ClickHouse
+// engine. Two implementations exist: storage/chdb runs the embedded chDB
+// engine (ClickHouse in a local directory) and storage/clickhouse talks to
+// ClickHouse servers through clickhouse-go. Both execute the same SQL text:
+// the store's DDL, its queries and the forensic catalogue are written once.
+//
+// Query parameters always travel as ClickHouse server-side parameters
+// ({name:Type} in the SQL, values bound separately); nothing a user types is
+// spliced into SQL text.
+package engine
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors shared by the engines.
+var (
+	// ErrClosed is returned by an Engine used after Close.
+	ErrClosed = errors.New("engine closed")
+	// ErrReadOnly is returned when a statement that writes reaches an
+	// engine opened read-only.
+	ErrReadOnly = errors.New("engine is read-only")
+)
+
+// Params are server-side query parameters: name -> value in ClickHouse's
+// text form ("2026-01-02 03:04:05.000000", "42", "['a','b']"). The type is
+// given by the placeholder in the SQL ({name:Type}).
+type Params map[string]string
+
+// Column is one column of an insert: its name and ClickHouse type.
+type Column struct {
+	Name string
+	Type string
+}
+
+// Engine executes SQL against one ClickHouse store.
+//
+// Implementations are safe for concurrent use; statements may be
+// serialized internally.
+type Engine interface {
+	// Exec runs a statement that returns no rows (DDL, ALTER, SET-free
+	// INSERT ... SELECT).
+	Exec(ctx context.Context, query string, params Params) error
+	// Query runs a SELECT and streams its rows.
+	Query(ctx context.Context, query string, params Params) (Rows, error)
+	// PrepareBatch starts a bulk insert into table.
+	PrepareBatch(ctx context.Context, table string, columns []Column) (Batch, error)
+	// Kind names the engine ("chdb", "clickhouse") for status output.
+	Kind() string
+	// Close releases the engine.
+	Close(ctx context.Context) error
+}
+
+// Rows is a result stream, used like database/sql.Rows.
+type Rows interface {
+	Next() bool
+	// Scan copies the current row into dest. Supported destinations:
+	// *string, *[]byte, *int64, *int32, *uint64, *uint32, *uint8, *bool,
+	// *float64, *time.Time. Complex ClickHouse types (Array, Map) are
+	// read as their JSON text by selecting toJSONString(col) in SQL, so
+	// the same SQL scans the same way on every engine.
+	Scan(dest ...any) error
+	// Columns names the result columns.
+	Columns() []string
+	Err() error
+	Close() error
+}
+
+// Batch is one bulk insert. Rows are appended in column order; Send stores
+// them all or none.
+type Batch interface {
+	// Append adds one row. Values: string, []byte, int64, int32, uint64,
+	// uint32, uint8, bool, time.Time (DateTime64(6)), [32]byte
+	// (FixedString(32)), []string (Array(String)), map[string]string
+	// (Map(String,String)).
+	Append(values ...any) error
+	// Rows is the number of rows appended so far.
+	Rows() int
+	// Send inserts the batch. dedupToken, when not empty, makes a retried
+	// Send of the same batch a no-op (ClickHouse insert deduplication).
+	Send(ctx context.Context, dedupToken string) error
+	// Abort discards the batch.
+	Abort() error
+}
