@@ -18,7 +18,7 @@ func TestRoundTripTypes(t *testing.T) {
 	if err := e.Exec(ctx, `CREATE TABLE t (s String, b String, i Int64, u UInt64, c Int32, ts DateTime64(6,'UTC'), h FixedString(32), a Array(String), m Map(String,String)) ENGINE = MergeTree ORDER BY u SETTINGS non_replicated_deduplication_window = 100`, nil); err != nil {
 		t.Fatal(err)
 	}
-	cols := []engine.Column{{"s", "String"}, {"b", "String"}, {"i", "Int64"}, {"u", "UInt64"}, {"c", "Int32"}, {"ts", "DateTime64(6,'UTC')"}, {"h", "FixedString(32)"}, {"a", "Array(String)"}, {"m", "Map(String,String)"}}
+	cols := []engine.Column{{Name: "s", Type: "String"}, {Name: "b", Type: "String"}, {Name: "i", Type: "Int64"}, {Name: "u", Type: "UInt64"}, {Name: "c", Type: "Int32"}, {Name: "ts", Type: "DateTime64(6,'UTC')"}, {Name: "h", Type: "FixedString(32)"}, {Name: "a", Type: "Array(String)"}, {Name: "m", Type: "Map(String,String)"}}
 	batch, err := e.PrepareBatch(ctx, "t", cols)
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +41,10 @@ func TestRoundTripTypes(t *testing.T) {
 		}
 	}
 	rows, err := e.Query(ctx, "SELECT s, b, i, u, c, ts, h, toJSONString(a), toJSONString(m), {p:String} FROM t", engine.Params{"p": "it's a\ttab"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +72,21 @@ func TestRoundTripTypes(t *testing.T) {
 	if n != 1 {
 		t.Errorf("got %d rows, want 1 (retried batch must be deduplicated)", n)
 	}
+	rows2, err := e.Query(ctx, "SELECT a, m FROM t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows2.Next() {
+		var a []string
+		var m map[string]string
+		if err := rows2.Scan(&a, &m); err != nil {
+			t.Fatal(err)
+		}
+		if len(a) != 2 || a[1] != "y'z" || m["k"] != "v" {
+			t.Errorf("native array/map scan: %q %q", a, m)
+		}
+	}
+	rows2.Close()
 }
 
 func TestQueryErrorKeepsEngineUsable(t *testing.T) {

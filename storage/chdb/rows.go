@@ -138,6 +138,22 @@ func (r *Rows) Scan(dest ...any) error {
 	}
 	var buf []byte
 	for i, d := range dest {
+		switch d := d.(type) {
+		case *[]string:
+			v, err := parseArray(r.cur[i])
+			if err != nil {
+				return fmt.Errorf("scan column %d: %w", i, err)
+			}
+			*d = v
+			continue
+		case *map[string]string:
+			v, err := parseMap(r.cur[i])
+			if err != nil {
+				return fmt.Errorf("scan column %d: %w", i, err)
+			}
+			*d = v
+			continue
+		}
 		buf = unescapeTSV(buf[:0], r.cur[i])
 		if err := scanField(buf, d); err != nil {
 			name := fmt.Sprint(i)

@@ -205,3 +205,108 @@ func ParseDateTime(s string) (time.Time, error) {
 func FormatDateTime64(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05.000000")
 }
+
+// parseQuoted reads one quoted string ('...' with backslash escapes) at the
+// start of s and returns it and the rest.
+func parseQuoted(s []byte) (string, []byte, error) {
+	if len(s) == 0 || s[0] != '\'' {
+		return "", nil, fmt.Errorf("expected a quoted string at %q", truncate(s))
+	}
+	var out []byte
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\'':
+			return string(out), s[i+1:], nil
+		case '\\':
+			if i+1 >= len(s) {
+				return "", nil, fmt.Errorf("unterminated escape")
+			}
+			j := i + 1
+			for j < len(s) && s[j] != '\'' && s[j] != '\\' {
+				j++
+			}
+			// reuse the TSV unescaper for the escape sequence
+			seq := s[i : i+2]
+			if s[i+1] == 'x' && i+3 < len(s) {
+				seq = s[i : i+4]
+			}
+			out = unescapeTSV(out, seq)
+			i += len(seq) - 1
+		default:
+			out = append(out, c)
+		}
+	}
+	return "", nil, fmt.Errorf("unterminated string")
+}
+
+func truncate(s []byte) string {
+	if len(s) > 20 {
+		return string(s[:20]) + "..."
+	}
+	return string(s)
+}
+
+// parseArray parses ClickHouse's text form of Array(String): ['a','b'].
+func parseArray(s []byte) ([]string, error) {
+	if len(s) < 2 || s[0] != '[' {
+		return nil, fmt.Errorf("expected an array, got %q", truncate(s))
+	}
+	rest := s[1:]
+	var out []string
+	for {
+		if len(rest) > 0 && rest[0] == ']' && len(out) == 0 {
+			return out, nil
+		}
+		v, r, err := parseQuoted(rest)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+		if len(r) == 0 {
+			return nil, fmt.Errorf("unterminated array")
+		}
+		if r[0] == ']' {
+			return out, nil
+		}
+		if r[0] != ',' {
+			return nil, fmt.Errorf("expected , in array at %q", truncate(r))
+		}
+		rest = r[1:]
+	}
+}
+
+// parseMap parses ClickHouse's text form of Map(String,String): {'k':'v'}.
+func parseMap(s []byte) (map[string]string, error) {
+	if len(s) < 2 || s[0] != '{' {
+		return nil, fmt.Errorf("expected a map, got %q", truncate(s))
+	}
+	rest := s[1:]
+	out := map[string]string{}
+	if rest[0] == '}' {
+		return out, nil
+	}
+	for {
+		k, r, err := parseQuoted(rest)
+		if err != nil {
+			return nil, err
+		}
+		if len(r) == 0 || r[0] != ':' {
+			return nil, fmt.Errorf("expected : in map")
+		}
+		v, r, err := parseQuoted(r[1:])
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
+		if len(r) == 0 {
+			return nil, fmt.Errorf("unterminated map")
+		}
+		if r[0] == '}' {
+			return out, nil
+		}
+		if r[0] != ',' {
+			return nil, fmt.Errorf("expected , in map")
+		}
+		rest = r[1:]
+	}
+}

@@ -1,0 +1,102 @@
+package archive_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/custody-audit/custody/ingest"
+	"github.com/custody-audit/custody/ingest/archive"
+)
+
+// benchRecord is a ~1.2 KB resource-log record (the documented activity-log
+// PT1H.json line with a padding property).
+func benchRecord(b *testing.B, i int) []byte {
+	line := bytes.TrimSpace(readTestdata(b, "msdocs-activity-log-storage-PT1H-line.jsonl"))
+	pad := bytes.Repeat([]byte("x"), 1200-len(line)-40)
+	return fmt.Appendf(nil, `{"n":%d,"pad":"%s",%s`, i, pad, line[1:])
+}
+
+func benchRead(b *testing.B, path string, format archive.Format, size int64) {
+	b.SetBytes(size)
+	b.ReportAllocs()
+	var msgs int
+	for b.Loop() {
+		store, err := archive.NewLocal(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		src, err := archive.New(store, archive.Config{Format: format}, archive.Resume{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := src.Connect(ctx); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			batch, ack, err := src.ReadBatch(ctx)
+			if errors.Is(err, ingest.ErrEndOfInput) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs += len(batch)
+			_ = ack(ctx, nil)
+		}
+	}
+	b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+const benchRecords = 20000
+
+func BenchmarkJSONLines(b *testing.B) {
+	var buf bytes.Buffer
+	for i := range benchRecords {
+		buf.Write(benchRecord(b, i))
+		buf.WriteByte('\n')
+	}
+	dir := b.TempDir()
+	writeTree(b, dir, map[string][]byte{"PT1H.json": buf.Bytes()})
+	benchRead(b, filepath.Join(dir, "PT1H.json"), archive.FormatAuto, int64(buf.Len()))
+}
+
+func BenchmarkRecordsBlob(b *testing.B) {
+	var buf bytes.Buffer
+	buf.WriteString(`{"records":[`)
+	for i := range benchRecords {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(benchRecord(b, i))
+	}
+	buf.WriteString("]}")
+	dir := b.TempDir()
+	writeTree(b, dir, map[string][]byte{"PT1H.json": buf.Bytes()})
+	benchRead(b, filepath.Join(dir, "PT1H.json"), archive.FormatRecords, int64(buf.Len()))
+}
+
+// BenchmarkCapture reads a Capture file whose bodies each hold 10 records.
+func BenchmarkCapture(b *testing.B) {
+	bodies := make([][]byte, benchRecords/10)
+	for i := range bodies {
+		var body bytes.Buffer
+		body.WriteString(`{"records":[`)
+		for j := range 10 {
+			if j > 0 {
+				body.WriteByte(',')
+			}
+			body.Write(benchRecord(b, i*10+j))
+		}
+		body.WriteString("]}")
+		bodies[i] = body.Bytes()
+	}
+	file := captureFile(b, bodies, 1)
+	dir := b.TempDir()
+	writeTree(b, dir, map[string][]byte{"00.avro": file})
+	benchRead(b, filepath.Join(dir, "00.avro"), archive.FormatAuto, int64(len(file)))
+}

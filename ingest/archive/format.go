@@ -1,0 +1,497 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/hamba/avro/v2/ocf"
+
+	"github.com/custody-audit/custody/ingest"
+)
+
+// Format is how an archive object's content is laid out.
+type Format string
+
+// Formats. FormatAuto detects per object (see Detect).
+const (
+	FormatAuto Format = "auto"
+	// FormatJSONLines is a diagnostic-settings PT1H.json blob written since
+	// November 2018: one resource-log record per line.
+	FormatJSONLines Format = "jsonlines"
+	// FormatRecords is an older PT1H.json blob holding one
+	// {"records":[...]} object (several such objects in a row are accepted).
+	// Each record becomes one message.
+	FormatRecords Format = "records"
+	// FormatCapture is an Event Hubs Capture Avro object container file;
+	// each Avro record's Body (an Event Hubs body) becomes one message.
+	FormatCapture Format = "capture"
+	// FormatEventHubs is raw Event Hubs bodies saved as files: one body per
+	// file, or one body per line.
+	FormatEventHubs Format = "eventhubs"
+)
+
+// Message formats handed to normalize (ingest.Message.Format).
+const (
+	messageFormatArchive   = "archive"
+	messageFormatEventHubs = "eventhubs"
+)
+
+// Message attribute keys set by this package.
+const (
+	AttrObject           = "archive.object"            // blob name or file path
+	AttrContentFormat    = "archive.format"            // the Format the object was read as
+	AttrTruncated        = "archive.truncated"         // set on a line longer than the limit: its full length
+	AttrIncompleteLine   = "archive.incomplete_line"   // "true" on a last line without newline that is not valid JSON
+	AttrSequenceNumber   = "eventhubs.sequence_number" // Capture: the event's sequence number
+	AttrEventHubsOffset  = "eventhubs.offset"          // Capture: the event's offset
+	AttrEnqueuedTimeUTC  = "eventhubs.enqueued_time"   // Capture: EnqueuedTimeUtc as written
+	AttrPartitionKey     = "eventhubs.partition_key"   // Capture: x-opt-partition-key, when present
+	avroMagic            = "Obj\x01"
+	detectPeekBytes      = 64 << 10
+	defaultReadBufferLen = 256 << 10
+)
+
+// ParseFormat maps a flag value to a Format.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
+	case "", FormatAuto:
+		return FormatAuto, nil
+	case FormatJSONLines, FormatRecords, FormatCapture, FormatEventHubs:
+		return f, nil
+	}
+	return "", fmt.Errorf("format %q: want one of auto, jsonlines, records, capture, eventhubs: %w", s, ErrBadConfig)
+}
+
+// Detect decides how to read an object from its first bytes and its path:
+// the Avro magic "Obj\x01" means Capture; a JSON object whose first key is
+// not "records" means JSON lines; a {"records":...} object is an old
+// archive blob when the path looks like a diagnostic-settings archive
+// (PT1H.json, insights-* container, y=/m=/d=/h= segments) and raw Event Hubs
+// bodies otherwise. head holds the first bytes (up to 64 KiB is plenty).
+func Detect(head []byte, name string) (Format, error) {
+	if bytes.HasPrefix(head, []byte(avroMagic)) {
+		return FormatCapture, nil
+	}
+	rest := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
+	if len(rest) == 0 {
+		return FormatJSONLines, nil // empty object: nothing to read
+	}
+	if rest[0] != '{' {
+		n := min(len(rest), 8)
+		return "", fmt.Errorf("%w: content starts with %q, not a JSON object or an Avro file (choose a format explicitly)", ErrUnrecognized, rest[:n])
+	}
+	dec := json.NewDecoder(bytes.NewReader(rest))
+	if _, err := dec.Token(); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrUnrecognized, err)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		// An object cut off inside the first key: the head is too short to
+		// say more; treat the line as a record and let normalize judge it.
+		return FormatJSONLines, nil
+	}
+	if key, _ := tok.(string); key != "records" {
+		return FormatJSONLines, nil
+	}
+	if looksLikeDiagnosticArchive(name) {
+		return FormatRecords, nil
+	}
+	return FormatEventHubs, nil
+}
+
+func looksLikeDiagnosticArchive(name string) bool {
+	n := strings.ReplaceAll(name, "\\", "/")
+	if strings.EqualFold(path.Base(n), "PT1H.json") {
+		return true
+	}
+	for seg := range strings.SplitSeq(n, "/") {
+		if strings.HasPrefix(seg, "insights-logs-") || seg == "insights-activity-logs" || strings.HasPrefix(seg, "resourceId=") {
+			return true
+		}
+	}
+	_, ok := diagnosticHour(strings.Split(n, "/"))
+	return ok
+}
+
+// recordReader yields the messages of one object in order. Stream, Received
+// are filled in by the caller; next returns io.EOF at the end.
+type recordReader interface {
+	next() (ingest.Message, error)
+	close() error
+}
+
+// newRecordReader detects (when f is FormatAuto) and opens the reader for
+// one object.
+func newRecordReader(br *bufio.Reader, obj Object, f Format, maxRecord int) (recordReader, Format, error) {
+	if f == FormatAuto {
+		head, err := br.Peek(detectPeekBytes)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, "", fmt.Errorf("read head: %w", err)
+		}
+		if f, err = Detect(head, obj.Name); err != nil {
+			return nil, "", err
+		}
+	}
+	switch f {
+	case FormatJSONLines:
+		return &lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatArchive, content: f}, f, nil
+	case FormatRecords:
+		return newRecordsReader(br, obj), f, nil
+	case FormatCapture:
+		r, err := newCaptureReader(br, obj)
+		return r, f, err
+	case FormatEventHubs:
+		return &bodyReader{lines: lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatEventHubs, content: f}}, f, nil
+	}
+	return nil, "", fmt.Errorf("format %q: %w", f, ErrBadConfig)
+}
+
+func attrs(obj Object, f Format, extra int) map[string]string {
+	m := make(map[string]string, 2+extra)
+	m[AttrObject] = obj.Name
+	m[AttrContentFormat] = string(f)
+	return m
+}
+
+// lineReader reads one message per non-blank line. A line longer than max
+// is cut to max bytes and marked (AttrTruncated) so normalize quarantines it
+// instead of the backfill failing or dropping it.
+type lineReader struct {
+	br      *bufio.Reader
+	obj     Object
+	max     int
+	format  string
+	content Format
+	line    int64
+	eof     bool
+}
+
+func (l *lineReader) next() (ingest.Message, error) {
+	for {
+		if l.eof {
+			return ingest.Message{}, io.EOF
+		}
+		body, full, newline, err := readLine(l.br, l.max)
+		if err != nil {
+			return ingest.Message{}, fmt.Errorf("line %d: %w", l.line+1, err)
+		}
+		if !newline {
+			l.eof = true
+			if full == 0 {
+				return ingest.Message{}, io.EOF
+			}
+		}
+		l.line++
+		trimmed := bytes.TrimSpace(body)
+		if len(trimmed) == 0 && full <= l.max {
+			continue
+		}
+		if l.line == 1 {
+			trimmed = bytes.TrimPrefix(trimmed, []byte("\xef\xbb\xbf"))
+		}
+		m := ingest.Message{
+			Offset:     l.line,
+			Position:   l.obj.Name + " line " + strconv.FormatInt(l.line, 10),
+			Format:     l.format,
+			Body:       trimmed,
+			Attributes: attrs(l.obj, l.content, 1),
+		}
+		if full > l.max {
+			m.Attributes[AttrTruncated] = strconv.Itoa(full)
+		} else if !newline && !json.Valid(trimmed) {
+			m.Attributes[AttrIncompleteLine] = "true"
+		}
+		return m, nil
+	}
+}
+
+func (l *lineReader) close() error { return nil }
+
+// readLine returns the next line (without its newline) in a fresh slice, at
+// most max bytes of it; full is the line's real length. newline is false at
+// the end of input.
+func readLine(br *bufio.Reader, max int) (body []byte, full int, newline bool, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		n := len(chunk)
+		if err == nil && n > 0 {
+			chunk = chunk[:n-1] // drop '\n'
+		}
+		if room := max - len(body); room > 0 {
+			body = append(body, chunk[:min(room, len(chunk))]...)
+		}
+		full += len(chunk)
+		switch {
+		case err == nil:
+			return body, full, true, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			return body, full, false, nil
+		default:
+			return nil, 0, false, err
+		}
+	}
+}
+
+// bodyReader reads raw Event Hubs bodies: one per line when the first
+// non-blank line is a complete JSON value, else the whole file is one body
+// (a pretty-printed {"records":[...]}).
+type bodyReader struct {
+	lines  lineReader
+	single bool
+	done   bool
+	first  *ingest.Message
+}
+
+func (b *bodyReader) next() (ingest.Message, error) {
+	if b.done {
+		return ingest.Message{}, io.EOF
+	}
+	if b.first == nil && !b.single {
+		m, err := b.lines.next()
+		if err != nil {
+			return m, err
+		}
+		if json.Valid(m.Body) || m.Attributes[AttrTruncated] != "" {
+			b.first = &ingest.Message{} // lines mode from now on
+			return m, nil
+		}
+		// Not a line-delimited body: the whole file is one body.
+		b.single = true
+		rest, err := io.ReadAll(io.LimitReader(b.lines.br, int64(b.lines.max-len(m.Body))+1))
+		if err != nil {
+			return ingest.Message{}, fmt.Errorf("read body: %w", err)
+		}
+		body := append(append(m.Body, '\n'), rest...)
+		full := len(body)
+		if extra, err := io.Copy(io.Discard, b.lines.br); err == nil {
+			full += int(extra)
+		} else {
+			return ingest.Message{}, fmt.Errorf("read body: %w", err)
+		}
+		b.done = true
+		m.Offset = 1
+		m.Position = b.lines.obj.Name + " record 1"
+		m.Body = bytes.TrimSpace(body[:min(len(body), b.lines.max)])
+		if full > b.lines.max {
+			m.Attributes[AttrTruncated] = strconv.Itoa(full)
+		}
+		return m, nil
+	}
+	return b.lines.next()
+}
+
+func (b *bodyReader) close() error { return nil }
+
+// recordsReader streams the elements of the "records" array(s) of an old
+// archive blob without holding the blob in memory.
+type recordsReader struct {
+	dec     *json.Decoder
+	obj     Object
+	n       int64
+	inArray bool
+	inObj   bool
+	sawRecs bool
+}
+
+func newRecordsReader(r io.Reader, obj Object) *recordsReader {
+	return &recordsReader{dec: json.NewDecoder(r), obj: obj}
+}
+
+func (r *recordsReader) malformed(what string, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%w: records blob %s at byte %d: %w", ErrMalformed, what, r.dec.InputOffset(), err)
+}
+
+func (r *recordsReader) next() (ingest.Message, error) {
+	for {
+		switch {
+		case r.inArray:
+			if r.dec.More() {
+				var raw json.RawMessage
+				if err := r.dec.Decode(&raw); err != nil {
+					return ingest.Message{}, r.malformed("record "+strconv.FormatInt(r.n+1, 10), err)
+				}
+				r.n++
+				return ingest.Message{
+					Offset:     r.n,
+					Position:   r.obj.Name + " record " + strconv.FormatInt(r.n, 10),
+					Format:     messageFormatArchive,
+					Body:       raw,
+					Attributes: attrs(r.obj, FormatRecords, 0),
+				}, nil
+			}
+			if _, err := r.dec.Token(); err != nil { // ']'
+				return ingest.Message{}, r.malformed("end of records array", err)
+			}
+			r.inArray = false
+		case r.inObj:
+			if !r.dec.More() {
+				if _, err := r.dec.Token(); err != nil { // '}'
+					return ingest.Message{}, r.malformed("end of object", err)
+				}
+				r.inObj = false
+				if !r.sawRecs {
+					return ingest.Message{}, fmt.Errorf("%w: records blob object at byte %d has no \"records\" array", ErrMalformed, r.dec.InputOffset())
+				}
+				continue
+			}
+			tok, err := r.dec.Token()
+			if err != nil {
+				return ingest.Message{}, r.malformed("key", err)
+			}
+			if key, _ := tok.(string); key == "records" {
+				tok, err := r.dec.Token()
+				if err != nil {
+					return ingest.Message{}, r.malformed("records array", err)
+				}
+				if d, ok := tok.(json.Delim); !ok || d != '[' {
+					return ingest.Message{}, fmt.Errorf("%w: records blob: \"records\" is %v, not an array", ErrMalformed, tok)
+				}
+				r.sawRecs, r.inArray = true, true
+				continue
+			}
+			var skip json.RawMessage
+			if err := r.dec.Decode(&skip); err != nil {
+				return ingest.Message{}, r.malformed("value", err)
+			}
+		default:
+			tok, err := r.dec.Token()
+			if errors.Is(err, io.EOF) {
+				return ingest.Message{}, io.EOF
+			}
+			if err != nil {
+				return ingest.Message{}, r.malformed("top-level value", err)
+			}
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return ingest.Message{}, fmt.Errorf("%w: records blob: top-level %v at byte %d, want an object", ErrMalformed, tok, r.dec.InputOffset())
+			}
+			r.inObj, r.sawRecs = true, false
+		}
+	}
+}
+
+func (r *recordsReader) close() error { return nil }
+
+// CaptureSchema is the Avro schema Event Hubs Capture writes, as documented
+// in "Exploring captured Avro files in Azure Event Hubs" (Microsoft Learn).
+const CaptureSchema = `{
+  "type": "record",
+  "name": "EventData",
+  "namespace": "Microsoft.ServiceBus.Messaging",
+  "fields": [
+    {"name": "SequenceNumber", "type": "long"},
+    {"name": "Offset", "type": "string"},
+    {"name": "EnqueuedTimeUtc", "type": "string"},
+    {"name": "SystemProperties", "type": {"type": "map", "values": ["long", "double", "string", "bytes"]}},
+    {"name": "Properties", "type": {"type": "map", "values": ["long", "double", "string", "bytes"]}},
+    {"name": "Body", "type": ["null", "bytes"]}
+  ]
+}`
+
+// CaptureEvent is one record of a Capture file.
+type CaptureEvent struct {
+	SequenceNumber   int64          `avro:"SequenceNumber"`
+	Offset           string         `avro:"Offset"`
+	EnqueuedTimeUtc  string         `avro:"EnqueuedTimeUtc"`
+	SystemProperties map[string]any `avro:"SystemProperties"`
+	Properties       map[string]any `avro:"Properties"`
+	Body             []byte         `avro:"Body"`
+}
+
+type captureReader struct {
+	dec *ocf.Decoder
+	obj Object
+	n   int64
+}
+
+func newCaptureReader(r io.Reader, obj Object) (*captureReader, error) {
+	dec, err := ocf.NewDecoder(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: avro header: %w", ErrMalformed, err)
+	}
+	rec, ok := dec.Schema().(*avro.RecordSchema)
+	if !ok {
+		dec.Close()
+		return nil, fmt.Errorf("%w: avro file schema is %s, not the Event Hubs Capture EventData record", ErrMalformed, dec.Schema().Type())
+	}
+	have := make(map[string]bool, len(rec.Fields()))
+	for _, f := range rec.Fields() {
+		have[f.Name()] = true
+	}
+	// The writer-schema fields a file must have for its records to be read
+	// as Capture events.
+	for _, want := range [...]string{"SequenceNumber", "Offset", "EnqueuedTimeUtc", "Body"} {
+		if !have[want] {
+			dec.Close()
+			return nil, fmt.Errorf("%w: avro record %s lacks field %s: not an Event Hubs Capture file", ErrMalformed, rec.FullName(), want)
+		}
+	}
+	return &captureReader{dec: dec, obj: obj}, nil
+}
+
+func (c *captureReader) next() (ingest.Message, error) {
+	if !c.dec.HasNext() {
+		if err := c.dec.Error(); err != nil {
+			return ingest.Message{}, fmt.Errorf("%w: avro block after record %d: %w", ErrMalformed, c.n, err)
+		}
+		return ingest.Message{}, io.EOF
+	}
+	var ev CaptureEvent
+	if err := c.dec.Decode(&ev); err != nil {
+		return ingest.Message{}, fmt.Errorf("%w: avro record %d: %w", ErrMalformed, c.n+1, err)
+	}
+	c.n++
+	a := attrs(c.obj, FormatCapture, 4)
+	a[AttrSequenceNumber] = strconv.FormatInt(ev.SequenceNumber, 10)
+	a[AttrEventHubsOffset] = ev.Offset
+	a[AttrEnqueuedTimeUTC] = ev.EnqueuedTimeUtc
+	if pk := partitionKey(ev.SystemProperties); pk != "" {
+		a[AttrPartitionKey] = pk
+	}
+	return ingest.Message{
+		Offset:     c.n,
+		Position:   c.obj.Name + " record " + strconv.FormatInt(c.n, 10),
+		Format:     messageFormatEventHubs,
+		Body:       ev.Body,
+		Enqueued:   parseEnqueued(ev.EnqueuedTimeUtc),
+		Attributes: a,
+	}, nil
+}
+
+func (c *captureReader) close() error { return c.dec.Close() }
+
+func partitionKey(props map[string]any) string {
+	for _, k := range [...]string{"x-opt-partition-key", "PartitionKey"} {
+		switch v := props[k].(type) {
+		case string:
+			return v
+		case []byte:
+			return string(v)
+		}
+	}
+	return ""
+}
+
+// parseEnqueued reads EnqueuedTimeUtc in the forms seen in Capture files:
+// .NET's invariant culture ("8/31/2017 7:11:45 PM") and ISO 8601.
+func parseEnqueued(s string) time.Time {
+	for _, l := range [...]string{"1/2/2006 3:04:05 PM", time.RFC3339Nano, "2006-01-02 15:04:05"} {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}

@@ -1,0 +1,237 @@
+package storage
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// SchemaOptions say where and how the schema is created.
+type SchemaOptions struct {
+	// Database holds every Custody table. Default "custody".
+	Database string
+	// Cluster, when set, creates ReplicatedMergeTree tables ON CLUSTER
+	// with Distributed tables in front of them (sharded by chain, so one
+	// chain lives on one shard and keeps its order).
+	Cluster string
+}
+
+func (o SchemaOptions) database() string {
+	if o.Database == "" {
+		return "custody"
+	}
+	return o.Database
+}
+
+// Migration is one versioned schema step, embedded in the binary.
+type Migration struct {
+	Version    int
+	Name       string
+	Statements []string // rendered for the target
+	Checksum   string   // of the file text
+}
+
+var placeholder = regexp.MustCompile(`\$\{(\w+)(?::(\w+))?\}`)
+
+// Migrations returns the schema steps rendered for opts, in order.
+func Migrations(opts SchemaOptions) ([]Migration, error) {
+	if err := checkIdentifier("database", opts.database()); err != nil {
+		return nil, err
+	}
+	if opts.Cluster != "" {
+		if err := checkIdentifier("cluster", opts.Cluster); err != nil {
+			return nil, err
+		}
+	}
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(names)
+	var out []Migration
+	for _, name := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		num, label, ok := strings.Cut(base, "_")
+		version, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration file %s: name must be NNNN_label.sql", name)
+		}
+		text, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		sum := sha256.Sum256(text)
+		m := Migration{Version: version, Name: label, Checksum: hex.EncodeToString(sum[:])}
+		for _, stmt := range splitStatements(string(text)) {
+			rendered, tables := render(stmt, opts)
+			m.Statements = append(m.Statements, rendered)
+			if opts.Cluster != "" {
+				for _, t := range tables {
+					m.Statements = append(m.Statements, fmt.Sprintf(
+						"CREATE TABLE IF NOT EXISTS %[1]s.%[2]s ON CLUSTER %[3]s AS %[1]s.%[2]s_local ENGINE = Distributed(%[3]s, %[1]s, %[2]s_local, %[4]s)",
+						opts.database(), t, opts.Cluster, shardKey(t)))
+				}
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// shardKey keeps each chain on one shard; tables without a chain spread
+// by time.
+func shardKey(table string) string {
+	switch table {
+	case "events", "quarantine", "checkpoints":
+		return "cityHash64(chain)"
+	case "source_positions":
+		return "cityHash64(stream)"
+	default:
+		return "rand()"
+	}
+}
+
+// render fills the placeholders and reports the tables created with a
+// merge tree engine (which get Distributed tables on a cluster).
+func render(stmt string, opts SchemaOptions) (string, []string) {
+	var tables []string
+	out := placeholder.ReplaceAllStringFunc(stmt, func(m string) string {
+		sub := placeholder.FindStringSubmatch(m)
+		switch sub[1] {
+		case "db":
+			return opts.database()
+		case "local":
+			if opts.Cluster != "" {
+				return "_local"
+			}
+			return ""
+		case "on_cluster":
+			if opts.Cluster != "" {
+				return "ON CLUSTER " + opts.Cluster
+			}
+			return ""
+		case "merge_tree":
+			tables = append(tables, sub[2])
+			if opts.Cluster != "" {
+				return fmt.Sprintf("ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", opts.database(), sub[2])
+			}
+			return "MergeTree"
+		}
+		return m
+	})
+	return out, tables
+}
+
+// splitStatements splits a migration file on semicolons that end a line,
+// dropping comment-only chunks.
+func splitStatements(text string) []string {
+	var out []string
+	for _, chunk := range strings.Split(text, ";\n") {
+		var body []string
+		for _, line := range strings.Split(chunk, "\n") {
+			if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "--") {
+				continue
+			}
+			body = append(body, line)
+		}
+		if s := strings.TrimSpace(strings.TrimSuffix(strings.Join(body, "\n"), ";")); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func checkIdentifier(what, s string) error {
+	ok := s != ""
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || (i > 0 && c >= '0' && c <= '9')) {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%s name %q must be a plain identifier", what, s)
+	}
+	return nil
+}
+
+// Migrate creates or upgrades the schema: every embedded migration not yet
+// recorded in schema_migrations is applied in order and recorded, and the
+// change is written to the custody log. It returns the versions applied.
+func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor string) ([]int, error) {
+	db := opts.database()
+	ms, err := Migrations(opts)
+	if err != nil {
+		return nil, err
+	}
+	onCluster := ""
+	if opts.Cluster != "" {
+		onCluster = " ON CLUSTER " + opts.Cluster
+	}
+	stmts := []string{
+		fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s%s", db, onCluster),
+		// schema_migrations is tiny and written only by Migrate; on a
+		// cluster each replica keeps its own.
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.schema_migrations%s (version UInt32, name String, checksum String, applied_at DateTime64(6, 'UTC')) ENGINE = %s ORDER BY version",
+			db, onCluster, map[bool]string{false: "MergeTree", true: "ReplicatedMergeTree('/clickhouse/tables/{shard}/" + db + "/schema_migrations', '{replica}')"}[opts.Cluster != ""]),
+	}
+	for _, s := range stmts {
+		if err := eng.Exec(ctx, s, nil); err != nil {
+			return nil, fmt.Errorf("create schema bookkeeping: %w", err)
+		}
+	}
+	applied := map[int]string{}
+	rows, err := eng.Query(ctx, "SELECT version, checksum FROM "+db+".schema_migrations", nil)
+	if err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	for rows.Next() {
+		var v uint32
+		var sum string
+		if err := rows.Scan(&v, &sum); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read applied migrations: %w", err)
+		}
+		applied[int(v)] = sum
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	var done []int
+	for _, m := range ms {
+		if sum, ok := applied[m.Version]; ok {
+			if sum != m.Checksum {
+				return nil, fmt.Errorf("migration %04d_%s was changed after it was applied (checksum %s, applied %s): add a new migration instead", m.Version, m.Name, m.Checksum[:12], sum[:12])
+			}
+			continue
+		}
+		for i, s := range m.Statements {
+			if err := eng.Exec(ctx, s, nil); err != nil {
+				return done, fmt.Errorf("apply migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+			}
+		}
+		now := engine.Params{"v": strconv.Itoa(m.Version), "n": m.Name, "c": m.Checksum, "at": formatTime(time.Now())}
+		if err := eng.Exec(ctx, "INSERT INTO "+db+".schema_migrations VALUES ({v:UInt32}, {n:String}, {c:String}, {at:DateTime64(6)})", now); err != nil {
+			return done, fmt.Errorf("record migration %04d: %w", m.Version, err)
+		}
+		done = append(done, m.Version)
+		if err := writeCustodyLog(ctx, eng, db, actor, "schema.migrate", fmt.Sprintf("applied %04d_%s", m.Version, m.Name), "ok"); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
