@@ -135,19 +135,19 @@ func render(stmt string, opts SchemaOptions) (string, []string) {
 	return out, tables
 }
 
-// splitStatements splits a migration file on semicolons that end a line,
-// dropping comment-only chunks.
+// splitStatements drops comment lines, then splits a migration file on
+// semicolons that end a line.
 func splitStatements(text string) []string {
-	var out []string
-	for _, chunk := range strings.Split(text, ";\n") {
-		var body []string
-		for _, line := range strings.Split(chunk, "\n") {
-			if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "--") {
-				continue
-			}
-			body = append(body, line)
+	var body []string
+	for _, line := range strings.Split(text, "\n") {
+		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "--") {
+			continue
 		}
-		if s := strings.TrimSpace(strings.TrimSuffix(strings.Join(body, "\n"), ";")); s != "" {
+		body = append(body, line)
+	}
+	var out []string
+	for _, chunk := range strings.Split(strings.Join(body, "\n")+"\n", ";\n") {
+		if s := strings.TrimSpace(chunk); s != "" {
 			out = append(out, s)
 		}
 	}

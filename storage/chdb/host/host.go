@@ -11,6 +11,7 @@ package host
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -117,6 +118,9 @@ func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer) error {
 			return reply(err)
 		}
 		defer st.Free()
+		// chDB formats every streamed chunk as a complete TSVWithNames
+		// document; only the first chunk's header line is passed on.
+		first := true
 		for {
 			chunk := st.GetNext()
 			if chunk == nil {
@@ -130,6 +134,12 @@ func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer) error {
 				chunk.Free()
 				break
 			}
+			if !first {
+				if i := bytes.IndexByte(b, '\n'); i >= 0 {
+					b = b[i+1:]
+				}
+			}
+			first = false
 			if err := w.WriteByte('D'); err != nil {
 				return err
 			}

@@ -1,0 +1,172 @@
+package storage
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Checkpoint is a signed tree head of one chain: the RFC 6962 Merkle root
+// over the chain's first Size leaves. Its text is the transparency-dev
+// checkpoint body (origin, size, base64 root; see
+// storage/docs/format/checkpoint.md) signed as a Go signed note.
+type Checkpoint struct {
+	Chain string
+	Size  uint64
+	Root  Hash
+	// Note is the signed note text as stored and written to the
+	// checkpoint directory.
+	Note []byte
+}
+
+// GenerateKey makes an Ed25519 signing key pair in the signed-note
+// encoding: skey starts with PRIVATE+KEY+name, vkey is name+hash+key.
+func GenerateKey(name string) (skey, vkey string, err error) {
+	if name == "" || strings.ContainsAny(name, "+ \n") {
+		return "", "", fmt.Errorf("key name %q must be non-empty without '+', spaces or newlines", name)
+	}
+	skey, vkey, err = note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return "", "", fmt.Errorf("generate signing key: %w", err)
+	}
+	return skey, vkey, nil
+}
+
+// LoadSigner reads a signing key written by GenerateKey.
+func LoadSigner(path string) (note.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	s, err := note.NewSigner(strings.TrimSpace(string(b)))
+	if err != nil {
+		// never echo the key material
+		return nil, fmt.Errorf("signing key %s is not a signed-note private key", path)
+	}
+	return s, nil
+}
+
+// LoadVerifier reads a verification key written by GenerateKey.
+func LoadVerifier(path string) (note.Verifier, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read verification key: %w", err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("verification key %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// signCheckpoint signs the checkpoint body for chain.
+func signCheckpoint(signer note.Signer, chain string, size uint64, root Hash) ([]byte, error) {
+	body := log.Checkpoint{Origin: checkpointOrigin(chain), Size: size, Hash: root[:]}.Marshal()
+	msg, err := note.Sign(&note.Note{Text: string(body)}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign checkpoint of %s: %w", chain, err)
+	}
+	return msg, nil
+}
+
+// checkpointOrigin names a chain in a checkpoint. Chains are one line of
+// printable text already; the prefix marks whose log it is.
+func checkpointOrigin(chain string) string { return "custody/" + chain }
+
+// ErrBadSignature means a checkpoint's signature does not verify.
+var ErrBadSignature = errors.New("checkpoint signature does not verify")
+
+// OpenCheckpoint verifies a signed checkpoint note and parses it.
+func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	var cp log.Checkpoint
+	rest, err := cp.Unmarshal([]byte(n.Text))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("parse checkpoint: %w", err)
+	}
+	_ = rest // extension lines are allowed and ignored
+	if !strings.HasPrefix(cp.Origin, "custody/") {
+		return Checkpoint{}, fmt.Errorf("checkpoint origin %q is not a custody chain", cp.Origin)
+	}
+	if len(cp.Hash) != 32 {
+		return Checkpoint{}, fmt.Errorf("checkpoint root of %d bytes", len(cp.Hash))
+	}
+	out := Checkpoint{Chain: strings.TrimPrefix(cp.Origin, "custody/"), Size: cp.Size, Note: msg}
+	copy(out.Root[:], cp.Hash)
+	return out, nil
+}
+
+// checkpointFile is where a chain's latest checkpoint lives in the
+// checkpoint directory: the chain name, path-escaped into one file name.
+func checkpointFile(dir, chain string) string {
+	return filepath.Join(dir, url.PathEscape(chain)+".checkpoint")
+}
+
+// writeCheckpointFile replaces the chain's checkpoint file atomically
+// (write a temporary file, fsync, rename), so a crash leaves the old or
+// the new checkpoint, never a torn one.
+func writeCheckpointFile(dir, chain string, msg []byte) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create checkpoint directory: %w", err)
+	}
+	path := checkpointFile(dir, chain)
+	tmp, err := os.CreateTemp(dir, ".checkpoint-*")
+	if err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(msg); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync checkpoint: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("install checkpoint: %w", err)
+	}
+	return nil
+}
+
+// ReadCheckpointDir returns the raw checkpoint notes in dir by file name.
+func ReadCheckpointDir(dir string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	if dir == "" {
+		return out, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint directory: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".checkpoint") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read checkpoint %s: %w", e.Name(), err)
+		}
+		out[e.Name()] = b
+	}
+	return out, nil
+}

@@ -1,0 +1,239 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+type fixture struct {
+	eng      engine.Engine
+	store    *storage.Store
+	verifier note.Verifier
+	cpDir    string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	eng := chdbtest.Open(t, "")
+	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, err := storage.GenerateKey("custody-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpDir := t.TempDir()
+	st, err := storage.Open(ctx, eng, storage.Options{Signer: signer, CheckpointDir: cpDir, Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{eng: eng, store: st, verifier: verifier, cpDir: cpDir}
+}
+
+func sampleEvent(i int) event.Event {
+	ts := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
+	return event.Event{
+		ID: fmt.Sprintf("audit-%04d", i), Time: ts.Add(123456789), ReceivedTime: ts.Add(time.Minute),
+		Service: event.ServiceAKS, Category: "kube-audit", SourceKind: "eventhubs", SourceFormat: "resource-log",
+		SourcePosition: fmt.Sprintf("partition 0 sequence %d", i), SubscriptionID: "sub", ResourceGroup: "rg",
+		Provider: "Microsoft.ContainerService", ResourceType: "managedClusters", ResourceName: "aks1",
+		ResourceID: "/subscriptions/sub/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks1",
+		Actor:    event.Actor{Name: "alice@contoso.com", Type: event.ActorUser, Groups: []string{"g1", "g'2"}},
+		SourceIP: netip.MustParseAddr("203.0.113.7"), UserAgent: "kubectl/v1.31",
+		Action: "k8s:pods/exec:create", ActionClass: event.ClassExec,
+		Target:  event.Target{Resource: "pods", Subresource: "exec", Namespace: "prod", Name: "web-0"},
+		Outcome: event.OutcomeSuccess, StatusCode: 101, Tags: []string{event.TagExecIntoContainer},
+		Attributes: map[string]string{"stage": "ResponseStarted", "k\tv": "x\ny"},
+		Raw:        []byte(fmt.Sprintf(`{"auditID":"audit-%04d","weird":"\t\u0000"}`+"\n", i)), RawFormat: "json",
+	}
+}
+
+func appendN(t *testing.T, st *storage.Store, stream string, from, to int) {
+	t.Helper()
+	b := storage.Batch{Stream: stream, Offset: int64(to)}
+	for i := from; i <= to; i++ {
+		b.Events = append(b.Events, storage.BatchEvent{Offset: int64(i), Event: sampleEvent(i)})
+	}
+	if _, err := st.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) verify(t *testing.T) *storage.VerifyReport {
+	t.Helper()
+	rep, err := f.store.Verify(context.Background(), storage.VerifyOptions{Verifier: f.verifier, CheckpointDir: f.cpDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestAppendVerifyAndResume(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	appendN(t, f.store, "eh/p0", 1, 10)
+	appendN(t, f.store, "eh/p0", 11, 25)
+	appendN(t, f.store, "eh/p1", 1, 5)
+	rep := f.verify(t)
+	if !rep.OK() || rep.Rows != 30 || rep.Chains != 2 {
+		t.Fatalf("clean trail: ok=%v rows=%d chains=%d findings=%v", rep.OK(), rep.Rows, rep.Chains, rep.Findings)
+	}
+	// A second store on the same engine is a restart: it resumes the
+	// chain and skips what is already stored.
+	st2, err := storage.Open(ctx, f.eng, storage.Options{Signer: mustSigner(t, f), CheckpointDir: f.cpDir})
+	_ = st2
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos, err := f.store.Positions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos["eh/p0"] != 25 || pos["eh/p1"] != 5 {
+		t.Fatalf("positions = %v", pos)
+	}
+}
+
+func mustSigner(t *testing.T, f *fixture) note.Signer {
+	t.Helper()
+	return nil
+}
+
+func TestReplayAfterCrashStoresNothingTwice(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	skey, vkey, _ := storage.GenerateKey("replay")
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	st, err := storage.Open(ctx, f.eng, storage.Options{Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, st, "s", 1, 10)
+	// a new process: fresh in-memory state, the source redelivers 5..15
+	st2, err := storage.Open(ctx, f.eng, storage.Options{Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := storage.Batch{Stream: "s", Offset: 15}
+	for i := 5; i <= 15; i++ {
+		b.Events = append(b.Events, storage.BatchEvent{Offset: int64(i), Event: sampleEvent(i)})
+	}
+	res, err := st2.Append(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stored != 5 || res.Skipped != 6 || res.Seq != 15 {
+		t.Fatalf("replay: %+v", res)
+	}
+	rep, err := st2.Verify(ctx, storage.VerifyOptions{Verifier: verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Rows != 15 {
+		t.Fatalf("after replay: rows=%d findings=%v", rep.Rows, rep.Findings)
+	}
+}
+
+// TestTamperIsDetected changes the store behind Custody's back, the way an
+// intruder with database access would, and checks verify names each
+// change.
+func TestTamperIsDetected(t *testing.T) {
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, f *fixture)
+		want   storage.FindingKind
+		seq    uint64
+	}{
+		{"update a column (source ip)", func(t *testing.T, f *fixture) {
+			exec(t, f, "ALTER TABLE custody.events UPDATE source_ip = '198.51.100.66' WHERE chain = 'eh/p0' AND seq = 7 SETTINGS mutations_sync = 2")
+		}, storage.KindModified, 7},
+		{"update the raw record", func(t *testing.T, f *fixture) {
+			exec(t, f, "ALTER TABLE custody.events UPDATE raw = '{}' WHERE chain = 'eh/p0' AND seq = 3 SETTINGS mutations_sync = 2")
+		}, storage.KindModified, 3},
+		{"delete a row", func(t *testing.T, f *fixture) {
+			exec(t, f, "ALTER TABLE custody.events DELETE WHERE chain = 'eh/p0' AND seq = 12 SETTINGS mutations_sync = 2")
+		}, storage.KindGap, 12},
+		{"insert a duplicate", func(t *testing.T, f *fixture) {
+			exec(t, f, "INSERT INTO custody.events SELECT * FROM custody.events WHERE chain = 'eh/p0' AND seq = 5")
+		}, storage.KindDuplicate, 5},
+		{"insert a forged row", func(t *testing.T, f *fixture) {
+			exec(t, f, "INSERT INTO custody.events SELECT * REPLACE ('forged' AS event_id, unhex(repeat('ab', 32)) AS hash) FROM custody.events WHERE chain = 'eh/p0' AND seq = 9")
+		}, storage.KindInserted, 9},
+		{"swap two rows", func(t *testing.T, f *fixture) {
+			exec(t, f, "ALTER TABLE custody.events UPDATE seq = if(seq = 4, 5, 4) WHERE chain = 'eh/p0' AND seq IN (4, 5) SETTINGS mutations_sync = 2")
+		}, storage.KindModified, 4},
+		{"truncate after a checkpoint", func(t *testing.T, f *fixture) {
+			exec(t, f, "ALTER TABLE custody.events DELETE WHERE chain = 'eh/p0' AND seq > 20 SETTINGS mutations_sync = 2")
+		}, storage.KindTruncated, 21},
+		{"drop a partition", func(t *testing.T, f *fixture) {
+			exec(t, f, "ALTER TABLE custody.events DROP PARTITION 202611")
+		}, storage.KindTruncated, 1},
+		{"edit a checkpoint file", func(t *testing.T, f *fixture) {
+			path := filepath.Join(f.cpDir, "eh%2Fp0.checkpoint")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.SplitN(string(b), "\n", 3)
+			lines[1] = "26"
+			if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, storage.KindBadSignature, 0},
+		{"remove checkpoints from the store and truncate", func(t *testing.T, f *fixture) {
+			exec(t, f, "ALTER TABLE custody.checkpoints DELETE WHERE tree_size > 10 SETTINGS mutations_sync = 2")
+			exec(t, f, "ALTER TABLE custody.events DELETE WHERE chain = 'eh/p0' AND seq > 10 SETTINGS mutations_sync = 2")
+		}, storage.KindTruncated, 11},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			appendN(t, f.store, "eh/p0", 1, 10)
+			appendN(t, f.store, "eh/p0", 11, 25)
+			if rep := f.verify(t); !rep.OK() {
+				t.Fatalf("before tampering: %v", rep.Findings)
+			}
+			tc.tamper(t, f)
+			rep := f.verify(t)
+			if rep.OK() {
+				t.Fatalf("tampering not detected")
+			}
+			for _, fd := range rep.Findings {
+				if fd.Kind == tc.want && (tc.seq == 0 || fd.Seq == tc.seq) {
+					return
+				}
+			}
+			t.Fatalf("want a %s finding at seq %d, got %v", tc.want, tc.seq, rep.Findings)
+		})
+	}
+}
+
+func exec(t *testing.T, f *fixture, q string) {
+	t.Helper()
+	if err := f.eng.Exec(context.Background(), q, nil); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}

@@ -1,0 +1,356 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+// FindingKind classifies what verification found.
+type FindingKind string
+
+// Finding kinds. All but KindUnattested fail verification.
+const (
+	KindModified          FindingKind = "modified"           // a row's content no longer matches its hash
+	KindGap               FindingKind = "gap"                // rows missing from a chain (deleted rows, dropped partition)
+	KindDuplicate         FindingKind = "duplicate"          // a sequence number stored twice with the same content
+	KindInserted          FindingKind = "inserted"           // a sequence number stored twice with different content
+	KindChainBreak        FindingKind = "chain_break"        // prev_hash does not link to the previous row (reordered or replaced rows)
+	KindTruncated         FindingKind = "truncated"          // a signed checkpoint covers more rows than the chain holds
+	KindRootMismatch      FindingKind = "root_mismatch"      // the chain's Merkle root differs from a signed checkpoint's
+	KindBadSignature      FindingKind = "bad_signature"      // a checkpoint's signature does not verify
+	KindCheckpointDiffers FindingKind = "checkpoint_differs" // the store's and the directory's checkpoints disagree
+	KindUnattested        FindingKind = "unattested"         // rows after the newest signed checkpoint (warning)
+)
+
+// Finding is one problem, located as precisely as the evidence allows.
+type Finding struct {
+	Kind    FindingKind `json:"kind"`
+	Chain   string      `json:"chain"`
+	Seq     uint64      `json:"seq,omitempty"`
+	EventID string      `json:"event_id,omitempty"`
+	Detail  string      `json:"detail"`
+}
+
+func (f Finding) String() string {
+	s := fmt.Sprintf("%s: chain %s", f.Kind, f.Chain)
+	if f.Seq > 0 {
+		s += fmt.Sprintf(" seq %d", f.Seq)
+	}
+	if f.EventID != "" {
+		s += fmt.Sprintf(" event %s", f.EventID)
+	}
+	return s + ": " + f.Detail
+}
+
+// Failing reports whether the finding fails verification.
+func (f Finding) Failing() bool { return f.Kind != KindUnattested }
+
+// VerifyOptions select what to verify.
+type VerifyOptions struct {
+	// Chain limits verification to one chain; empty verifies all.
+	Chain string
+	// From and To, when set, limit the content check (recomputing each
+	// row's hash) to events in [From, To). Chain links, Merkle roots and
+	// checkpoints are always checked whole: they are cheap and a window
+	// cannot prove a deletion outside itself.
+	From, To time.Time
+	// Verifier checks checkpoint signatures. Required.
+	Verifier note.Verifier
+	// CheckpointDir is compared with the checkpoints stored in the store.
+	CheckpointDir string
+	// Progress, when set, is called as rows are checked.
+	Progress func(done, total uint64)
+}
+
+// VerifyReport is the outcome of Verify.
+type VerifyReport struct {
+	Chains      int           `json:"chains"`
+	Rows        uint64        `json:"rows"`
+	Checkpoints int           `json:"checkpoints"`
+	Findings    []Finding     `json:"findings"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+}
+
+// OK reports whether verification passed.
+func (r *VerifyReport) OK() bool {
+	for _, f := range r.Findings {
+		if f.Failing() {
+			return false
+		}
+	}
+	return true
+}
+
+// chainCheckpoint is a verified checkpoint of a chain and where it came
+// from.
+type chainCheckpoint struct {
+	Checkpoint
+	source string
+}
+
+// Verify recomputes the trail: every row's hash from its content, every
+// chain link, every chain's Merkle root at each signed checkpoint, and
+// every checkpoint signature, in the store and in the checkpoint
+// directory. It reports all it finds rather than stopping at the first.
+func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
+	if opts.Verifier == nil {
+		return nil, fmt.Errorf("verify: a verification key is required")
+	}
+	start := time.Now()
+	rep := &VerifyReport{}
+	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
+
+	cps, err := s.loadCheckpoints(ctx, opts, add)
+	if err != nil {
+		return nil, err
+	}
+	chains, err := s.chainNames(ctx, opts.Chain)
+	if err != nil {
+		return nil, err
+	}
+	for c := range cps {
+		if _, ok := chains[c]; !ok && (opts.Chain == "" || opts.Chain == c) {
+			chains[c] = 0 // a chain with checkpoints but no rows left
+		}
+	}
+	var total uint64
+	for _, n := range chains {
+		total += n
+	}
+	names := make([]string, 0, len(chains))
+	for c := range chains {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	rep.Chains = len(names)
+	var done uint64
+	progress := func(n uint64) {
+		done += n
+		if opts.Progress != nil {
+			opts.Progress(done, total*2)
+		}
+	}
+	for _, c := range names {
+		if err := s.verifyLinks(ctx, c, cps[c], add, progress); err != nil {
+			return nil, err
+		}
+		n, err := s.verifyContent(ctx, c, opts, add, progress)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rows += n
+	}
+	for _, l := range cps {
+		rep.Checkpoints += len(l)
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+// chainNames returns the chains in the store with their row counts.
+func (s *Store) chainNames(ctx context.Context, only string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := s.queryEach(ctx, "SELECT toString(chain), count() FROM "+s.db+".events WHERE {only:String} = '' OR chain = {only:String} GROUP BY chain",
+		engine.Params{"only": only}, func(r engine.Rows) error {
+			var c string
+			var n uint64
+			if err := r.Scan(&c, &n); err != nil {
+				return err
+			}
+			out[c] = n
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	return out, nil
+}
+
+// loadCheckpoints reads and verifies every checkpoint in the store and in
+// the checkpoint directory, by chain, sorted by size.
+func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add func(Finding)) (map[string][]chainCheckpoint, error) {
+	out := map[string][]chainCheckpoint{}
+	latestStored := map[string]chainCheckpoint{}
+	err := s.queryEach(ctx, "SELECT toString(chain), tree_size, root_hash, note FROM "+s.db+".checkpoints WHERE {only:String} = '' OR chain = {only:String} ORDER BY chain, tree_size",
+		engine.Params{"only": opts.Chain}, func(r engine.Rows) error {
+			var chain, msg string
+			var size uint64
+			var root Hash
+			if err := r.Scan(&chain, &size, &root, &msg); err != nil {
+				return err
+			}
+			cp, err := OpenCheckpoint([]byte(msg), opts.Verifier)
+			if err != nil {
+				add(Finding{Kind: KindBadSignature, Chain: chain, Seq: size, Detail: fmt.Sprintf("stored checkpoint at size %d: %v", size, err)})
+				return nil
+			}
+			if cp.Chain != chain || cp.Size != size || cp.Root != root {
+				add(Finding{Kind: KindBadSignature, Chain: chain, Seq: size, Detail: fmt.Sprintf("stored checkpoint columns (size %d) differ from its signed note (chain %s, size %d)", size, cp.Chain, cp.Size)})
+				return nil
+			}
+			c := chainCheckpoint{Checkpoint: cp, source: "store"}
+			out[chain] = append(out[chain], c)
+			latestStored[chain] = c
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	files, err := ReadCheckpointDir(opts.CheckpointDir)
+	if err != nil {
+		return nil, err
+	}
+	for name, msg := range files {
+		cp, err := OpenCheckpoint(msg, opts.Verifier)
+		if err != nil {
+			add(Finding{Kind: KindBadSignature, Chain: name, Detail: fmt.Sprintf("checkpoint file %s: %v", name, err)})
+			continue
+		}
+		if opts.Chain != "" && cp.Chain != opts.Chain {
+			continue
+		}
+		out[cp.Chain] = append(out[cp.Chain], chainCheckpoint{Checkpoint: cp, source: "directory"})
+		if st, ok := latestStored[cp.Chain]; !ok || st.Size < cp.Size {
+			have := uint64(0)
+			if ok {
+				have = st.Size
+			}
+			add(Finding{Kind: KindCheckpointDiffers, Chain: cp.Chain, Seq: cp.Size, Detail: fmt.Sprintf("checkpoint directory holds a signed checkpoint at size %d; the store's newest is at %d (checkpoints were removed from the store)", cp.Size, have)})
+		}
+	}
+	for c := range out {
+		sort.SliceStable(out[c], func(i, j int) bool { return out[c][i].Size < out[c][j].Size })
+	}
+	return out, nil
+}
+
+// verifyLinks walks a chain in sequence order: numbering, prev_hash links
+// and the Merkle root at every checkpoint.
+func (s *Store) verifyLinks(ctx context.Context, chain string, cps []chainCheckpoint, add func(Finding), progress func(uint64)) error {
+	tree := rangeFactory.NewEmptyRange(0)
+	var prev Hash
+	var expect uint64 = 1
+	var lastSeq uint64
+	var lastHash Hash
+	haveLast := false
+	next := 0 // next checkpoint to compare
+	checkRoot := func() {
+		for next < len(cps) && cps[next].Size <= tree.End() {
+			cp := cps[next]
+			next++
+			if cp.Size != tree.End() {
+				continue // skipped by a gap; reported there
+			}
+			root, err := tree.GetRootHash(nil)
+			if err != nil || !bytes.Equal(root, cp.Root[:]) {
+				add(Finding{Kind: KindRootMismatch, Chain: chain, Seq: cp.Size, Detail: fmt.Sprintf("Merkle root over the first %d rows is %x, the signed checkpoint (%s) says %x", cp.Size, root, cp.source, cp.Root)})
+			}
+		}
+	}
+	checkRoot()
+	var batch uint64
+	err := s.queryEach(ctx, "SELECT seq, prev_hash, hash, event_id FROM "+s.db+".events WHERE chain = {chain:String} ORDER BY seq, hash",
+		engine.Params{"chain": chain}, func(r engine.Rows) error {
+			var seq uint64
+			var ph, h Hash
+			var id string
+			if err := r.Scan(&seq, &ph, &h, &id); err != nil {
+				return err
+			}
+			batch++
+			if batch == 65536 {
+				progress(batch)
+				batch = 0
+			}
+			if haveLast && seq == lastSeq {
+				if h == lastHash {
+					add(Finding{Kind: KindDuplicate, Chain: chain, Seq: seq, EventID: id, Detail: "the same row is stored twice"})
+				} else {
+					add(Finding{Kind: KindInserted, Chain: chain, Seq: seq, EventID: id, Detail: "a second, different row claims this sequence number"})
+				}
+				return nil
+			}
+			if seq > expect {
+				add(Finding{Kind: KindGap, Chain: chain, Seq: expect, Detail: fmt.Sprintf("rows %d..%d are missing", expect, seq-1)})
+				// the tree cannot continue over missing leaves; roots
+				// of later checkpoints are not comparable.
+				next = len(cps)
+				prev = ph
+			}
+			if ph != prev {
+				add(Finding{Kind: KindChainBreak, Chain: chain, Seq: seq, EventID: id, Detail: "prev_hash does not match the previous row's hash (rows reordered, replaced or removed)"})
+			}
+			if seq == tree.End()+1 {
+				leaf := LeafHash(h)
+				if err := tree.Append(leaf[:], nil); err != nil {
+					return err
+				}
+				checkRoot()
+			}
+			prev, lastSeq, lastHash, haveLast = h, seq, h, true
+			expect = seq + 1
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("verify chain %s links: %w", chain, err)
+	}
+	progress(batch)
+	if len(cps) > 0 {
+		newest := cps[len(cps)-1]
+		switch {
+		case newest.Size > lastSeq:
+			add(Finding{Kind: KindTruncated, Chain: chain, Seq: lastSeq + 1, Detail: fmt.Sprintf("a signed checkpoint (%s) covers %d rows but the chain ends at %d", newest.source, newest.Size, lastSeq)})
+		case newest.Size < lastSeq:
+			add(Finding{Kind: KindUnattested, Chain: chain, Seq: newest.Size + 1, Detail: fmt.Sprintf("rows %d..%d are not yet covered by a signed checkpoint", newest.Size+1, lastSeq)})
+		}
+	} else if lastSeq > 0 {
+		add(Finding{Kind: KindUnattested, Chain: chain, Seq: 1, Detail: fmt.Sprintf("no signed checkpoint covers rows 1..%d", lastSeq)})
+	}
+	return nil
+}
+
+// verifyContent recomputes every row's hash from its stored columns, in
+// storage order (no sort needed: each row carries its own prev_hash).
+func (s *Store) verifyContent(ctx context.Context, chain string, opts VerifyOptions, add func(Finding), progress func(uint64)) (uint64, error) {
+	q := "SELECT " + EventColumnList() + " FROM " + s.db + ".events WHERE chain = {chain:String}"
+	p := engine.Params{"chain": chain}
+	if !opts.From.IsZero() {
+		q += " AND event_time >= {from:DateTime64(6)}"
+		p["from"] = formatTime(opts.From)
+	}
+	if !opts.To.IsZero() {
+		q += " AND event_time < {to:DateTime64(6)}"
+		p["to"] = formatTime(opts.To)
+	}
+	var n, batch uint64
+	var enc hashEncoder
+	var row Row
+	err := s.queryEach(ctx, q, p, func(r engine.Rows) error {
+		row = Row{}
+		if err := ScanRow(r, &row); err != nil {
+			return err
+		}
+		n++
+		batch++
+		if batch == 65536 {
+			progress(batch)
+			batch = 0
+		}
+		if got := enc.EventHash(&row); got != row.Hash {
+			add(Finding{Kind: KindModified, Chain: chain, Seq: row.Seq, EventID: row.Event.ID, Detail: fmt.Sprintf("stored content hashes to %x, the row's hash is %x", got[:8], row.Hash[:8])})
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("verify chain %s content: %w", chain, err)
+	}
+	progress(batch)
+	return n, nil
+}
