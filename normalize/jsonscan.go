@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -201,11 +202,36 @@ const (
 	space = 0x2020202020202020
 )
 
-// specialWord reports whether any byte of w is '"', '\\' or < 0x20.
-func specialWord(w uint64) bool {
+// specialMask flags the bytes of w that are '"', '\\' or < 0x20 with their
+// high bit. Borrows can flag a byte above a real match, never below, so
+// the lowest flagged byte (bits.TrailingZeros64(m)/8) is always a match.
+func specialMask(w uint64) uint64 {
 	q := w ^ quote
 	s := w ^ bslsh
-	return ((q-lsb)&^q|(s-lsb)&^s|(w-space)&^w)&msb != 0
+	return ((q-lsb)&^q | (s-lsb)&^s | (w-space)&^w) & msb
+}
+
+// quoteMask is specialMask for '"' and '\\' only (control characters are
+// not looked for in input already validated).
+func quoteMask(w uint64) uint64 {
+	q := w ^ quote
+	s := w ^ bslsh
+	return ((q-lsb)&^q | (s-lsb)&^s) & msb
+}
+
+// nextSpecial returns the offset of the first '"', '\\' or control
+// character at or after i, or len(b).
+func nextSpecial(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if m := specialMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
+		i++
+	}
+	return i
 }
 
 // scanString validates the string starting at b[i] == '"'. It reports
@@ -215,9 +241,7 @@ func scanString(b []byte, i int) (escaped bool, next int, err error) {
 	start := i
 	i++
 	for {
-		for i+8 <= len(b) && !specialWord(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-		}
+		i = nextSpecial(b, i)
 		if i >= len(b) {
 			return escaped, len(b), errUnexpectedEnd
 		}
@@ -260,10 +284,8 @@ func skipStringTrusted(b []byte, i int) int {
 	i++
 	for {
 		for i+8 <= len(b) {
-			w := binary.LittleEndian.Uint64(b[i:])
-			q := w ^ quote
-			s := w ^ bslsh
-			if ((q-lsb)&^q|(s-lsb)&^s)&msb != 0 {
+			if m := quoteMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
 				break
 			}
 			i += 8
@@ -708,4 +730,129 @@ func dynamic(v []byte) []byte {
 func ValidJSONValue(b []byte) bool {
 	end, err := skipValue(b, 0, 0)
 	return err == nil && skipSpace(b, end) == len(b)
+}
+
+// scanUnescape validates the string starting at b[i] == '"' like
+// scanString and, in the same pass, appends its decoded content to dst
+// exactly as unescape would. It returns the offset past the closing quote.
+// The fast path uses it for properties.log, so the escaped audit event is
+// read once instead of being validated, skipped and decoded separately.
+func scanUnescape(dst, b []byte, i int) ([]byte, int, error) {
+	start := i
+	i++
+	run := i // start of the pending run of plain bytes
+	for {
+		i = nextSpecial(b, i)
+		if i >= len(b) {
+			return dst, len(b), errUnexpectedEnd
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			return append(dst, b[run:i]...), i + 1, nil
+		case c == '\\':
+			dst = append(dst, b[run:i]...)
+			if i+1 >= len(b) {
+				return dst, len(b), errUnexpectedEnd
+			}
+			switch e := b[i+1]; e {
+			case '"', '\\', '/':
+				dst = append(dst, e)
+				i += 2
+			case 'b':
+				dst = append(dst, '\b')
+				i += 2
+			case 'f':
+				dst = append(dst, '\f')
+				i += 2
+			case 'n':
+				dst = append(dst, '\n')
+				i += 2
+			case 'r':
+				dst = append(dst, '\r')
+				i += 2
+			case 't':
+				dst = append(dst, '\t')
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return dst, len(b), errUnexpectedEnd
+				}
+				if !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return dst, i, synErr(i, "invalid \\u escape")
+				}
+				r := hexVal(b[i+2 : i+6])
+				i += 6
+				if utf16.IsSurrogate(r) {
+					if i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' && isHex(b[i+2]) && isHex(b[i+3]) && isHex(b[i+4]) && isHex(b[i+5]) {
+						if r2 := utf16.DecodeRune(r, hexVal(b[i+2:i+6])); r2 != utf8.RuneError {
+							dst = utf8.AppendRune(dst, r2)
+							i += 6
+							run = i
+							continue
+						}
+					}
+					r = utf8.RuneError
+				}
+				dst = utf8.AppendRune(dst, r)
+			default:
+				return dst, i, synErr(i, "invalid escape \\%c", b[i+1])
+			}
+			run = i
+		case c < 0x20:
+			return dst, i, synErr(start, "control character in string")
+		default:
+			i++
+		}
+	}
+}
+
+// maxCachedStrings bounds a strCache, so a message of many distinct values
+// does not grow it without limit.
+const maxCachedStrings = 512
+
+// strCache shares the Go strings made from JSON strings that repeat across
+// the records of one message (category, resource id, verb, user name, user
+// agent, pod): each distinct value is allocated once per message instead of
+// once per record. Strings are immutable, so sharing is invisible to
+// callers. A nil *strCache does not cache.
+type strCache struct {
+	m map[string]string
+}
+
+// str is str(v), shared when v repeats an earlier value.
+func (c *strCache) str(v []byte) string {
+	if c == nil || len(v) < 2 || v[0] != '"' {
+		return str(v)
+	}
+	body := v[1 : len(v)-1]
+	if bytes.IndexByte(body, '\\') >= 0 {
+		return str(v)
+	}
+	if s, ok := c.m[string(body)]; ok {
+		return s
+	}
+	s := string(body)
+	if c.m == nil {
+		c.m = make(map[string]string, 64)
+	}
+	if len(c.m) < maxCachedStrings {
+		c.m[s] = s
+	}
+	return s
+}
+
+// stringList is stringList(v) with the elements shared through c.
+func (c *strCache) stringList(v []byte) ([]string, error) {
+	if c == nil || !isArray(v) {
+		return stringList(v)
+	}
+	var out []string
+	it := newArrIter(v, 0)
+	for e, ok := it.next(); ok; e, ok = it.next() {
+		if isString(e) {
+			out = append(out, c.str(e))
+		}
+	}
+	return out, it.err
 }

@@ -47,20 +47,33 @@ type auditEvent struct {
 	annotations               map[string]string
 }
 
-func parseUser(v []byte) (k8sUser, error) {
+// parseUser reads a UserInfo object, validating it.
+func parseUser(v []byte) (k8sUser, error) { return readUser(v, false, nil) }
+
+// subIter iterates a nested object. trusted means the caller has validated
+// v already (parseAudit validates each member before reading it), so the
+// object is not checked a second time.
+func subIter(v []byte, depth int, trusted bool) objIter {
+	if trusted {
+		return newTrustedObjIter(v)
+	}
+	return newObjIter(v, depth)
+}
+
+func readUser(v []byte, trusted bool, sc *strCache) (k8sUser, error) {
 	var u k8sUser
-	it := newObjIter(v, 1)
+	it := subIter(v, 1, trusted)
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "username":
-			u.username = str(val)
+			u.username = sc.str(val)
 		case "uid":
 			u.uid = str(val)
 		case "groups":
-			u.groups, _ = stringList(val)
+			u.groups, _ = sc.stringList(val)
 		case "extra":
 			if isObject(val) {
-				ex := newObjIter(val, 2)
+				ex := subIter(val, 2, trusted)
 				for ek, ev, ok := ex.next(); ok; ek, ev, ok = ex.next() {
 					vals, _ := stringList(ev)
 					if u.extra == nil {
@@ -75,46 +88,46 @@ func parseUser(v []byte) (k8sUser, error) {
 }
 
 // parseAudit decodes and validates one audit event object. It returns the
-// offset just past the object.
-func parseAudit(v []byte) (auditEvent, int, error) {
+// offset just past the object. sc (may be nil) shares repeated strings.
+func parseAudit(v []byte, sc *strCache) (auditEvent, int, error) {
 	var a auditEvent
 	it := newObjIter(v, 0)
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "apiVersion":
-			a.apiVersion = str(val)
+			a.apiVersion = sc.str(val)
 		case "level":
-			a.level = str(val)
+			a.level = sc.str(val)
 		case "auditID":
 			a.auditID = str(val)
 		case "stage":
-			a.stage = str(val)
+			a.stage = sc.str(val)
 		case "requestURI":
 			a.requestURI = str(val)
 		case "verb":
-			a.verb = str(val)
+			a.verb = sc.str(val)
 		case "user":
-			u, err := parseUser(val)
+			u, err := readUser(val, true, sc)
 			if err != nil {
 				return a, it.end(), err
 			}
 			a.user = u
 		case "impersonatedUser":
 			if isObject(val) {
-				u, err := parseUser(val)
+				u, err := readUser(val, true, sc)
 				if err != nil {
 					return a, it.end(), err
 				}
 				a.impersonated, a.hasImpersonated = u, u.username != ""
 			}
 		case "sourceIPs":
-			a.sourceIPs, _ = stringList(val)
+			a.sourceIPs, _ = sc.stringList(val)
 		case "userAgent":
-			a.userAgent = str(val)
+			a.userAgent = sc.str(val)
 		case "objectRef":
-			a.parseObjectRef(val)
+			a.parseObjectRef(val, true, sc)
 		case "responseStatus":
-			a.parseStatus(val)
+			a.parseStatus(val, true, sc)
 		case "requestObject":
 			a.requestObject = val
 		case "responseObject":
@@ -126,34 +139,36 @@ func parseAudit(v []byte) (auditEvent, int, error) {
 		case "timestamp":
 			a.timestamp = str(val)
 		case "annotations":
-			a.parseAnnotations(val)
+			a.parseAnnotations(val, true, sc)
 		}
 	}
 	return a, it.end(), it.err
 }
 
-func (a *auditEvent) parseObjectRef(v []byte) {
-	it := newObjIter(v, 1)
+// parseObjectRef, parseStatus and parseAnnotations read a nested object;
+// trusted as in subIter.
+func (a *auditEvent) parseObjectRef(v []byte, trusted bool, sc *strCache) {
+	it := subIter(v, 1, trusted)
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "resource":
-			a.resource = str(val)
+			a.resource = sc.str(val)
 		case "namespace":
-			a.namespace = str(val)
+			a.namespace = sc.str(val)
 		case "name":
 			a.name = str(val)
 		case "apiGroup":
-			a.apiGroup = str(val)
+			a.apiGroup = sc.str(val)
 		case "apiVersion":
-			a.objAPIVersion = str(val)
+			a.objAPIVersion = sc.str(val)
 		case "subresource":
-			a.subresource = str(val)
+			a.subresource = sc.str(val)
 		}
 	}
 }
 
-func (a *auditEvent) parseStatus(v []byte) {
-	it := newObjIter(v, 1)
+func (a *auditEvent) parseStatus(v []byte, trusted bool, sc *strCache) {
+	it := subIter(v, 1, trusted)
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "code":
@@ -161,35 +176,35 @@ func (a *auditEvent) parseStatus(v []byte) {
 				a.code = int32(n)
 			}
 		case "status":
-			a.status = str(val)
+			a.status = sc.str(val)
 		case "reason":
-			a.reason = str(val)
+			a.reason = sc.str(val)
 		case "message":
 			a.message = str(val)
 		}
 	}
 }
 
-func (a *auditEvent) parseAnnotations(v []byte) {
-	it := newObjIter(v, 1)
+func (a *auditEvent) parseAnnotations(v []byte, trusted bool, sc *strCache) {
+	it := subIter(v, 1, trusted)
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "authorization.k8s.io/decision":
-			a.decision = str(val)
+			a.decision = sc.str(val)
 		case "authorization.k8s.io/reason":
-			a.authzReason = str(val)
+			a.authzReason = sc.str(val)
 		default:
 			if a.annotations == nil {
 				a.annotations = make(map[string]string, 2)
 			}
-			a.annotations[string(k)] = str(val)
+			a.annotations[string(k)] = sc.str(val)
 		}
 	}
 }
 
 // aksAudit handles an AKS kube-audit / kube-audit-admin record.
 func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
-	logv, podName, containerID := r.propLog, str(r.propPod), str(r.propContainerID)
+	logv, podName, containerID := r.propLog, p.strs.str(r.propPod), p.strs.str(r.propContainerID)
 	rawFormat := RawJSON
 	var inner []byte
 	switch {
@@ -197,7 +212,10 @@ func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
 		inner = logv
 	case isString(logv):
 		rawFormat = RawAKSLogString
-		s, _ := strBytes(logv)
+		s := r.propLogDecoded
+		if !r.hasLogDecoded {
+			s, _ = strBytes(logv)
+		}
 		inner = s[skipSpace(s, 0):]
 		inner = inner[:len(inner)-trailingSpace(inner)]
 	default:
@@ -208,7 +226,7 @@ func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
 		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log is not a JSON audit event")
 		return
 	}
-	a, end, err := parseAudit(inner)
+	a, end, err := parseAudit(inner, &p.strs)
 	switch {
 	case err != nil:
 		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: "+err.Error())
@@ -244,7 +262,7 @@ func trailingSpace(b []byte) int {
 
 // k8sPlain handles a plain audit.k8s.io Event (no Azure envelope).
 func (p *processor) k8sPlain(v []byte, pos string) {
-	a, _, err := parseAudit(v)
+	a, _, err := parseAudit(v, &p.strs)
 	if err != nil {
 		p.res.quarantine(v, p.format, pos, "invalid Kubernetes audit event: "+err.Error())
 		return

@@ -310,6 +310,7 @@ type processor struct {
 	res      Result
 	lastID   string
 	lastARM  armID
+	strs     strCache // strings repeated across the message's records
 }
 
 // unit is one top-level JSON value of a message.
@@ -324,6 +325,9 @@ type unit struct {
 // resumes on the next line, so one bad line in a PT1H.json blob costs only
 // that line.
 func (p *processor) walk() {
+	if p.walkRecords() {
+		return
+	}
 	b := p.in.Body
 	i := 0
 	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
@@ -367,6 +371,110 @@ func (p *processor) walk() {
 		}
 		p.top(u.b, pos)
 	}
+}
+
+// walkRecords is walk for the common case, an Event Hubs body or archive
+// blob that is one {"records":[...]} object. It validates the JSON while
+// parsing the records instead of in a pass of its own, and decodes each
+// AKS properties.log in the same pass that validates it. It reports false,
+// with p.res left empty, when the body is anything else or is not valid
+// JSON; walk then takes the general path, which gives the same result for
+// valid input and the precise error for invalid input. Records handled
+// before an error further on are rolled back, because the general path
+// quarantines an invalid body whole.
+func (p *processor) walkRecords() bool {
+	switch p.format {
+	case FormatAuto, FormatEventHubs, FormatArchive:
+	default:
+		return false
+	}
+	b := p.in.Body
+	i := 0
+	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
+		i = 3
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	v := b[i:]
+	it := newObjIter(v, 0)
+	// The keys before "records" decide the shape exactly as classify
+	// does; any key that would make it something else ends the fast path.
+	for {
+		k, vs, ok := it.nextKey()
+		if !ok {
+			return false
+		}
+		switch string(k) {
+		case "records":
+			if vs < len(v) && v[vs] == '[' {
+				end, ok := p.recordsValidating(v[vs:], p.in.Position)
+				if !ok || !p.finishTop(&it, v, vs+end) || skipSpace(b, i+it.end()) != len(b) {
+					p.res = Result{}
+					return false
+				}
+				return true
+			}
+		case "tables", "responses", "auditID", "category", "operationName", "resourceId", "kind":
+			return false
+		}
+		ve, err := skipValue(v, vs, 1)
+		if err != nil || !it.finish(ve) {
+			return false
+		}
+	}
+}
+
+// finishTop validates the rest of the top-level object after the value
+// that ended at ve.
+func (p *processor) finishTop(it *objIter, v []byte, ve int) bool {
+	if !it.finish(ve) {
+		return false
+	}
+	for {
+		_, vs, ok := it.nextKey()
+		if !ok {
+			return it.err == nil
+		}
+		ve, err := skipValue(v, vs, 1)
+		if err != nil || !it.finish(ve) {
+			return false
+		}
+	}
+}
+
+// recordsValidating is records for walkRecords: it validates the array
+// (at depth 1 of the body) while handling each record, and returns the
+// offset just past it. It reports false at the first syntax error or
+// non-object record, leaving the general path to report it.
+func (p *processor) recordsValidating(arr []byte, pos string) (int, bool) {
+	it := newArrIter(arr, 1)
+	vd := azValidator{depth: 2, strs: &p.strs}
+	k := 0
+	for {
+		start, ok := it.nextStart()
+		if !ok {
+			break
+		}
+		if start >= len(arr) || arr[start] != '{' {
+			return 0, false
+		}
+		var r azRecord
+		end, err := r.parse(arr[start:], &vd)
+		if err != nil {
+			return 0, false
+		}
+		p.azureParsed(arr[start:start+end], joinPos(pos, strconv.Itoa(k)), &r)
+		k++
+		if !it.finish(start + end) {
+			return 0, false
+		}
+	}
+	if it.err != nil {
+		return 0, false
+	}
+	return it.i, true
 }
 
 func joinPos(pos, suffix string) string {
@@ -583,14 +691,32 @@ func (p *processor) dedupe() {
 	if len(p.res.Events) < 2 {
 		return
 	}
-	seen := make(map[string]struct{}, len(p.res.Events))
+	// The ids seen are those of the events kept so far, out; a linear scan
+	// of them beats building a map for the usual few dozen events.
+	var seen map[string]struct{}
+	if len(p.res.Events) > 64 {
+		seen = make(map[string]struct{}, len(p.res.Events))
+	}
 	out := p.res.Events[:0]
 	for _, e := range p.res.Events {
-		if _, dup := seen[e.ID]; dup && e.Attributes["id_source"] == "k8s_audit_id" {
+		var dup bool
+		if seen != nil {
+			_, dup = seen[e.ID]
+		} else {
+			for j := range out {
+				if out[j].ID == e.ID {
+					dup = true
+					break
+				}
+			}
+		}
+		if dup && e.Attributes["id_source"] == "k8s_audit_id" {
 			p.res.drop(DropDuplicateStage)
 			continue
 		}
-		seen[e.ID] = struct{}{}
+		if seen != nil {
+			seen[e.ID] = struct{}{}
+		}
 		out = append(out, e)
 	}
 	p.res.Events = out

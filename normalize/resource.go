@@ -36,9 +36,14 @@ type azRecord struct {
 	// properties.log, .pod and .containerID of AKS records, captured while
 	// the envelope is parsed so the large log string is walked once.
 	propLog, propPod, propContainerID []byte
-	claims                            []byte // REST form / AzureActivity Claims column
-	authorization                     []byte // REST form / AzureActivity Authorization column
-	httpRequest                       []byte // REST form / AzureActivity HTTPRequest column
+	// propLogDecoded is the decoded content of a string propLog when the
+	// validating parse already decoded it (hasLogDecoded); it aliases the
+	// processor's scratch buffer and is only valid until the next record.
+	propLogDecoded []byte
+	hasLogDecoded  bool
+	claims         []byte // REST form / AzureActivity Claims column
+	authorization  []byte // REST form / AzureActivity Authorization column
+	httpRequest    []byte // REST form / AzureActivity HTTPRequest column
 }
 
 // lowerASCII lower-cases a short key into buf without allocating.
@@ -54,8 +59,8 @@ func lowerASCII(buf []byte, k []byte) []byte {
 }
 
 // valueOf reads a scalar that the REST form wraps as {"value": ...,
-// "localizedValue": ...}.
-func valueOf(v []byte) string {
+// "localizedValue": ...}. sc (may be nil) shares repeated strings.
+func valueOf(v []byte, sc *strCache) string {
 	if isObject(v) {
 		it := newObjIter(v, 0)
 		for k, val, ok := it.next(); ok; k, val, ok = it.next() {
@@ -65,15 +70,47 @@ func valueOf(v []byte) string {
 		}
 		return ""
 	}
-	return str(v)
+	return sc.str(v)
 }
 
-// parseAzRecord decodes the envelope of rec. Keys match case-insensitively:
-// archive lines and legacy shippers use "Level", "ResourceId" and the like.
+// parseAzRecord decodes the envelope of rec, which skipValue has already
+// validated. Keys match case-insensitively: archive lines and legacy
+// shippers use "Level", "ResourceId" and the like.
 func parseAzRecord(rec []byte) (azRecord, int, error) {
 	var r azRecord
+	end, err := r.parse(rec, nil)
+	return r, end, err
+}
+
+// azValidator is the state of a validating record parse (the fast path of
+// walk): the depth the record sits at, as skipValue counts it, and the
+// buffer properties.log is decoded into.
+type azValidator struct {
+	depth int
+	buf   []byte
+	strs  *strCache
+}
+
+// parse decodes the envelope of rec and returns the offset just past it.
+// With vd nil, rec must already be validated. With vd set, every byte of the
+// record is validated as it is read (any error means the record is not one
+// valid JSON object), and a string properties.log is decoded into vd.buf
+// and kept in propLogDecoded.
+func (r *azRecord) parse(rec []byte, vd *azValidator) (int, error) {
 	var buf [40]byte
-	it := newTrustedObjIter(rec)
+	var it objIter
+	var sc *strCache
+	if vd != nil {
+		sc = vd.strs
+	}
+	if vd == nil {
+		it = newTrustedObjIter(rec)
+	} else {
+		if vd.depth >= maxDepth {
+			return 0, errTooDeep
+		}
+		it = newObjIter(rec, vd.depth)
+	}
 	for {
 		key, vs, ok := it.nextKey()
 		if !ok {
@@ -81,14 +118,25 @@ func parseAzRecord(rec []byte) (azRecord, int, error) {
 		}
 		k := lowerASCII(buf[:], key)
 		if string(k) == "properties" && vs < len(rec) && rec[vs] == '{' {
-			end := r.parseProperties(rec[vs:])
+			end, err := r.parseProperties(rec[vs:], vd)
+			if err != nil {
+				return vs + end, err
+			}
 			r.properties = rec[vs : vs+end]
 			if !it.finish(vs + end) {
 				break
 			}
 			continue
 		}
-		ve := skipTrusted(rec, vs)
+		var ve int
+		if vd == nil {
+			ve = skipTrusted(rec, vs)
+		} else {
+			var err error
+			if ve, err = skipValue(rec, vs, vd.depth+1); err != nil {
+				return ve, err
+			}
+		}
 		v := rec[vs:ve]
 		if !it.finish(ve) {
 			break
@@ -99,15 +147,15 @@ func parseAzRecord(rec []byte) (azRecord, int, error) {
 				r.time = str(v)
 			}
 		case "category":
-			r.category = valueOf(v)
+			r.category = valueOf(v, sc)
 		case "operationname":
-			r.operationName = valueOf(v)
+			r.operationName = valueOf(v, sc)
 		case "resourceid":
-			r.resourceID = str(v)
+			r.resourceID = sc.str(v)
 		case "resulttype":
-			r.resultType = str(v)
+			r.resultType = sc.str(v)
 		case "resultsignature":
-			r.resultSignature = str(v)
+			r.resultSignature = sc.str(v)
 		case "resultdescription":
 			r.resultDescription = str(v)
 		case "calleripaddress":
@@ -115,15 +163,15 @@ func parseAzRecord(rec []byte) (azRecord, int, error) {
 		case "correlationid":
 			r.correlationID = str(v)
 		case "tenantid":
-			r.tenantID = str(v)
+			r.tenantID = sc.str(v)
 		case "subscriptionid":
-			r.subscriptionID = str(v)
+			r.subscriptionID = sc.str(v)
 		case "resourcegroupname":
-			r.resourceGroup = str(v)
+			r.resourceGroup = sc.str(v)
 		case "level":
-			r.level = str(v)
+			r.level = sc.str(v)
 		case "location":
-			r.location = str(v)
+			r.location = sc.str(v)
 		case "durationms":
 			r.durationMs = str(v)
 		case "eventdataid":
@@ -131,11 +179,11 @@ func parseAzRecord(rec []byte) (azRecord, int, error) {
 		case "operationid":
 			r.operationID = str(v)
 		case "caller":
-			r.caller = str(v)
+			r.caller = sc.str(v)
 		case "status":
-			r.status = valueOf(v)
+			r.status = valueOf(v, sc)
 		case "substatus":
-			r.subStatus = valueOf(v)
+			r.subStatus = valueOf(v, sc)
 		case "identity":
 			r.identity = v
 		case "properties":
@@ -148,24 +196,65 @@ func parseAzRecord(rec []byte) (azRecord, int, error) {
 			r.httpRequest = v
 		}
 	}
-	return r, it.end(), it.err
+	return it.end(), it.err
 }
 
 // parseProperties walks the properties object once, keeping the AKS log
-// fields, and returns the offset just past it.
-func (r *azRecord) parseProperties(v []byte) int {
-	it := newTrustedObjIter(v)
-	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+// fields, and returns the offset just past it. With val set it validates
+// the object (one level below the record) and decodes a string log while
+// validating it.
+func (r *azRecord) parseProperties(v []byte, val *azValidator) (int, error) {
+	if val == nil {
+		it := newTrustedObjIter(v)
+		for k, e, ok := it.next(); ok; k, e, ok = it.next() {
+			switch string(k) {
+			case "log":
+				r.propLog = e
+			case "pod":
+				r.propPod = e
+			case "containerID":
+				r.propContainerID = e
+			}
+		}
+		return it.end(), it.err
+	}
+	depth := val.depth + 1
+	if depth >= maxDepth {
+		return 0, errTooDeep
+	}
+	it := newObjIter(v, depth)
+	for {
+		k, vs, ok := it.nextKey()
+		if !ok {
+			break
+		}
+		var ve int
+		var err error
+		if string(k) == "log" && vs < len(v) && v[vs] == '"' {
+			val.buf, ve, err = scanUnescape(val.buf[:0], v, vs)
+			r.propLogDecoded, r.hasLogDecoded = val.buf, true
+		} else {
+			ve, err = skipValue(v, vs, depth+1)
+		}
+		if err != nil {
+			return ve, err
+		}
 		switch string(k) {
 		case "log":
-			r.propLog = val
+			r.propLog = v[vs:ve]
+			if v[vs] != '"' {
+				r.propLogDecoded, r.hasLogDecoded = nil, false
+			}
 		case "pod":
-			r.propPod = val
+			r.propPod = v[vs:ve]
 		case "containerID":
-			r.propContainerID = val
+			r.propContainerID = v[vs:ve]
+		}
+		if !it.finish(ve) {
+			break
 		}
 	}
-	return it.end()
+	return it.end(), it.err
 }
 
 // Category groups.

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/clickhouse"
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+// Global flag names.
+const (
+	flagConfig        = "config"
+	flagStore         = "store"
+	flagClickHouse    = "clickhouse"
+	flagDatabase      = "database"
+	flagCluster       = "cluster"
+	flagSigningKey    = "signing-key"
+	flagVerifyKey     = "verify-key"
+	flagCheckpointDir = "checkpoint-dir"
+	flagLogLevel      = "log-level"
+)
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagConfig, Usage: "YAML config file (daemon settings; flags and CUSTODY_* variables override it)", Sources: cli.EnvVars("CUSTODY_CONFIG")},
+		&cli.StringFlag{Name: flagStore, Value: "./custody-data", Usage: "embedded store directory (chDB)", Sources: cli.EnvVars("CUSTODY_STORE")},
+		&cli.StringFlag{Name: flagClickHouse, Usage: "ClickHouse server DSN instead of the embedded store: clickhouse://user:pass@host1:9440,host2:9440/?secure=true", Sources: cli.EnvVars("CUSTODY_CLICKHOUSE")},
+		&cli.StringFlag{Name: flagDatabase, Value: "custody", Usage: "database holding the trail", Sources: cli.EnvVars("CUSTODY_DATABASE")},
+		&cli.StringFlag{Name: flagCluster, Usage: "ClickHouse cluster name: replicated tables behind Distributed ones (servers only)", Sources: cli.EnvVars("CUSTODY_CLUSTER")},
+		&cli.StringFlag{Name: flagSigningKey, Value: "./custody.key", Usage: "checkpoint signing key (from custody keygen)", Sources: cli.EnvVars("CUSTODY_SIGNING_KEY")},
+		&cli.StringFlag{Name: flagVerifyKey, Value: "./custody.pub", Usage: "checkpoint verification key (from custody keygen)", Sources: cli.EnvVars("CUSTODY_VERIFY_KEY")},
+		&cli.StringFlag{Name: flagCheckpointDir, Value: "./custody-checkpoints", Usage: "directory receiving signed checkpoints; keep it outside the store", Sources: cli.EnvVars("CUSTODY_CHECKPOINT_DIR")},
+		&cli.StringFlag{Name: flagLogLevel, Value: "info", Usage: "log level {debug|info|warn|error}", Sources: cli.EnvVars("CUSTODY_LOG_LEVEL")},
+	}
+}
+
+func newApp() *cli.Command {
+	open := func(ctx context.Context, cmd *cli.Command) (engine.Engine, func(), error) {
+		s, err := openStore(ctx, cmd, readOnly)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s.Engine(), func() { _ = s.Engine().Close(context.Background()) }, nil
+	}
+	return &cli.Command{
+		Name:  "custody",
+		Usage: "audit-log collector and tamper-evident evidence store for Azure ACI, ACR and AKS",
+		Description: `Custody reads the admin-access logs of Azure Container Instances, Container
+Registry and Kubernetes Service (Event Hubs, Log Analytics, storage archives),
+normalizes them into one event model, and keeps them in a hash-chained,
+signed ClickHouse trail that anyone with the public key can verify.
+
+   $ custody keygen && custody init
+   $ custody backfill ./PT1H.json
+   $ custody timeline --actor alice@contoso.com
+   $ custody verify`,
+		EnableShellCompletion: true,
+		Flags:                 globalFlags(),
+		Before:                loadConfig,
+		Commands: []*cli.Command{
+			initCommand(),
+			keygenCommand(),
+			statusCommand(),
+			verifyCommand(),
+			sqlCommand(),
+			normalizeCommand(),
+			queryCommand(open),
+			timelineCommand(open),
+			appendCommand(),
+		},
+	}
+}
+
+// fileConfig is the YAML config file. Its top-level keys mirror the global
+// flags; sections for the daemon (sources, pipeline, metrics) are read by
+// the commands that use them.
+type fileConfig struct {
+	Store         string `yaml:"store"`
+	ClickHouse    string `yaml:"clickhouse"`
+	Database      string `yaml:"database"`
+	Cluster       string `yaml:"cluster"`
+	SigningKey    string `yaml:"signing_key"`
+	VerifyKey     string `yaml:"verify_key"`
+	CheckpointDir string `yaml:"checkpoint_dir"`
+	LogLevel      string `yaml:"log_level"`
+}
+
+// loadConfig applies the config file's values to every global flag not
+// set on the command line or in the environment.
+func loadConfig(ctx context.Context, cmd *cli.Command) (context.Context, error) {
+	path := cmd.String(flagConfig)
+	if path == "" {
+		return ctx, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ctx, usageError{fmt.Errorf("read config: %w", err)}
+	}
+	var fc fileConfig
+	if err := yaml.Unmarshal(b, &fc); err != nil {
+		return ctx, usageError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	for name, v := range map[string]string{
+		flagStore: fc.Store, flagClickHouse: fc.ClickHouse, flagDatabase: fc.Database, flagCluster: fc.Cluster,
+		flagSigningKey: fc.SigningKey, flagVerifyKey: fc.VerifyKey, flagCheckpointDir: fc.CheckpointDir, flagLogLevel: fc.LogLevel,
+	} {
+		if v != "" && !cmd.IsSet(name) {
+			if err := cmd.Set(name, v); err != nil {
+				return ctx, usageError{fmt.Errorf("config %s: %s: %w", path, name, err)}
+			}
+		}
+	}
+	return ctx, nil
+}
+
+func logger(cmd *cli.Command) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cmd.String(flagLogLevel))); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func schemaOptions(cmd *cli.Command) storage.SchemaOptions {
+	return storage.SchemaOptions{Database: cmd.String(flagDatabase), Cluster: cmd.String(flagCluster)}
+}
+
+// openEngine opens the configured engine: a ClickHouse server when
+// --clickhouse is set, otherwise the embedded store.
+func openEngine(ctx context.Context, cmd *cli.Command, readOnly bool) (engine.Engine, error) {
+	if dsn := cmd.String(flagClickHouse); dsn != "" {
+		return clickhouse.Open(ctx, clickhouse.Options{DSN: dsn, ReadOnly: readOnly, Cluster: cmd.String(flagCluster)})
+	}
+	dir := cmd.String(flagStore)
+	if readOnly {
+		if _, err := os.Stat(filepath.Join(dir, "clickhouse")); err != nil {
+			return nil, fmt.Errorf("no store at %s: run `custody init --store %s` first", dir, dir)
+		}
+	}
+	return chdb.Open(ctx, chdb.Options{Dir: dir, ReadOnly: readOnly})
+}
+
+// Store access modes.
+type accessMode int
+
+const (
+	readOnly  accessMode = iota // queries; the engine refuses writes
+	readWrite                   // custody log entries (verify, exports)
+	appending                   // new events: needs the signing key
+)
+
+// openStore opens the engine and the store over it.
+func openStore(ctx context.Context, cmd *cli.Command, mode accessMode) (*storage.Store, error) {
+	eng, err := openEngine(ctx, cmd, mode == readOnly)
+	if err != nil {
+		return nil, err
+	}
+	opts := storage.Options{Schema: schemaOptions(cmd), CheckpointDir: cmd.String(flagCheckpointDir), Logger: logger(cmd), Actor: actorName()}
+	if mode == appending {
+		signer, err := storage.LoadSigner(cmd.String(flagSigningKey))
+		if err != nil {
+			_ = eng.Close(ctx)
+			return nil, fmt.Errorf("%w (create one with `custody keygen`)", err)
+		}
+		opts.Signer = signer
+	}
+	s, err := storage.Open(ctx, eng, opts)
+	if err != nil {
+		_ = eng.Close(ctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+// actorName is who the custody log says acted: CUSTODY_ACTOR, else the
+// local user and host.
+func actorName() string {
+	if a := os.Getenv("CUSTODY_ACTOR"); a != "" {
+		return a
+	}
+	u := os.Getenv("USER")
+	if u == "" {
+		u = "unknown"
+	}
+	h, _ := os.Hostname()
+	return u + "@" + h
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show each chain's head: events, last sequence, last checkpoint, store size",
+		Description: `   $ custody status
+   $ custody status --format json`,
+		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Value: "table", Usage: "{table|json}"}},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			st, err := openStore(ctx, cmd, readOnly)
+			if err != nil {
+				return err
+			}
+			defer st.Engine().Close(context.Background())
+			db := st.Database()
+			type chainStatus struct {
+				Chain          string `json:"chain"`
+				Events         uint64 `json:"events"`
+				LastSeq        uint64 `json:"last_seq"`
+				LastEvent      string `json:"last_event_time"`
+				CheckpointSize uint64 `json:"checkpoint_size"`
+				CheckpointAt   string `json:"checkpoint_at"`
+				Quarantined    uint64 `json:"quarantined"`
+			}
+			var chains []chainStatus
+			rows, err := st.Engine().Query(ctx, `SELECT e.chain, e.n, e.last_seq, toString(e.last_time), ifNull(c.size, 0), ifNull(toString(c.at), ''), ifNull(q.n, 0)
+FROM (SELECT toString(chain) AS chain, count() AS n, max(seq) AS last_seq, max(event_time) AS last_time FROM `+db+`.events GROUP BY chain) AS e
+LEFT JOIN (SELECT toString(chain) AS chain, max(tree_size) AS size, max(created_at) AS at FROM `+db+`.checkpoints GROUP BY chain) AS c ON c.chain = e.chain
+LEFT JOIN (SELECT toString(chain) AS chain, count() AS n FROM `+db+`.quarantine GROUP BY chain) AS q ON q.chain = e.chain
+ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
+			if err != nil {
+				return fmt.Errorf("read chain heads: %w", err)
+			}
+			for rows.Next() {
+				var c chainStatus
+				if err := rows.Scan(&c.Chain, &c.Events, &c.LastSeq, &c.LastEvent, &c.CheckpointSize, &c.CheckpointAt, &c.Quarantined); err != nil {
+					rows.Close()
+					return err
+				}
+				chains = append(chains, c)
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			var bytesOnDisk, total uint64
+			if err := scanOne(ctx, st.Engine(), "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = {db:String}", engine.Params{"db": db}, &bytesOnDisk, &total); err != nil {
+				return fmt.Errorf("read store size: %w", err)
+			}
+			w := cmd.Root().Writer
+			if cmd.String("format") == "json" {
+				return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk, "chains": chains})
+			}
+			fmt.Fprintf(w, "engine %s, database %s, %s on disk\n\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk))
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "CHAIN\tEVENTS\tLAST SEQ\tLAST EVENT\tCHECKPOINT\tCHECKPOINT AT\tQUARANTINED")
+			for _, c := range chains {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\n", c.Chain, c.Events, c.LastSeq, c.LastEvent, c.CheckpointSize, c.CheckpointAt, c.Quarantined)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// scanOne runs a query expected to return one row.
+func scanOne(ctx context.Context, eng engine.Engine, q string, p engine.Params, dest ...any) error {
+	rows, err := eng.Query(ctx, q, p)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			rows.Close()
+			return err
+		}
+	}
+	return rows.Close()
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

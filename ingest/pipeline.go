@@ -1,0 +1,459 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/normalize"
+)
+
+// BatchEvent is a normalized event and the offset of the message it came
+// from.
+type BatchEvent struct {
+	Offset int64
+	Event  event.Event
+}
+
+// QuarantinedRecord is a record normalize could not turn into an event,
+// kept raw with the offset of its message.
+type QuarantinedRecord struct {
+	Offset   int64
+	Position string
+	Received time.Time
+	Format   string
+	Reason   string
+	Raw      []byte
+}
+
+// Batch is what one ReadBatch delivered for one stream, normalized: events
+// and quarantined records in offset order, the records dropped by policy
+// (counted by reason), and the offset and position of the stream's last
+// message, which the whole batch covers.
+type Batch struct {
+	Stream      string
+	Events      []BatchEvent
+	Quarantined []QuarantinedRecord
+	Dropped     map[string]int
+	Offset      int64
+	Position    string
+}
+
+// SinkResult says what a Sink did with a batch.
+type SinkResult struct {
+	Stored      int // events newly stored
+	Skipped     int // events already held (a redelivered batch)
+	Quarantined int // quarantined records newly stored
+}
+
+// Sink makes batches durable. Write must be idempotent: a batch written
+// again after a failure or a crash stores nothing twice. Once Write
+// returns nil the batch is durable and its source is acknowledged.
+type Sink interface {
+	Write(ctx context.Context, b Batch) (SinkResult, error)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, b Batch) (SinkResult, error)
+
+// Write calls f.
+func (f SinkFunc) Write(ctx context.Context, b Batch) (SinkResult, error) { return f(ctx, b) }
+
+// Processor normalizes one raw message; *normalize.Normalizer is one. Its
+// error means the message could not be processed at all (a done ctx); bad
+// records are quarantined in the Result instead.
+type Processor interface {
+	Process(ctx context.Context, in normalize.Input) (normalize.Result, error)
+}
+
+// PipelineConfig tunes a Pipeline.
+type PipelineConfig struct {
+	// Name labels the pipeline's logs and metrics ("eventhubs",
+	// "loganalytics", "backfill"). Required.
+	Name string `yaml:"-"`
+	// SourceKind is copied into every event (eventhubs, loganalytics,
+	// blob or file). Required.
+	SourceKind string `yaml:"-"`
+	// RetryDelay is the first wait after a failed sink write or source
+	// read; it doubles up to MaxRetryDelay. Default 500ms.
+	RetryDelay time.Duration `yaml:"retry_delay"`
+	// MaxRetryDelay caps the backoff. Default 30s.
+	MaxRetryDelay time.Duration `yaml:"max_retry_delay"`
+	// ShutdownTimeout is how long the batch in flight when the pipeline
+	// is stopped may take to reach the sink. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MetricStream maps a stream to the value of the "stream" metric
+	// label; nil keeps the stream name. Backfills, with one stream per
+	// archive object, collapse it to bound the label's cardinality.
+	MetricStream func(stream string) string `yaml:"-"`
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time `yaml:"-"`
+}
+
+// DefaultPipelineConfig returns the defaults documented on each field.
+func DefaultPipelineConfig() PipelineConfig {
+	return PipelineConfig{RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 30 * time.Second, ShutdownTimeout: 30 * time.Second}
+}
+
+// Validate reports the first invalid field by its YAML name.
+func (c PipelineConfig) Validate() error {
+	switch {
+	case c.RetryDelay <= 0:
+		return fmt.Errorf("retry_delay: %s must be positive", c.RetryDelay)
+	case c.MaxRetryDelay < c.RetryDelay:
+		return fmt.Errorf("max_retry_delay: %s is below retry_delay %s", c.MaxRetryDelay, c.RetryDelay)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("shutdown_timeout: %s must be positive", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// Metrics are the pipeline's Prometheus collectors. Create them once per
+// registry and share them between pipelines; each pipeline labels its
+// series with its name.
+type Metrics struct {
+	messagesIn  *prometheus.CounterVec
+	eventsOut   *prometheus.CounterVec
+	skipped     *prometheus.CounterVec
+	quarantined *prometheus.CounterVec
+	dropped     *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	sinkErrors  *prometheus.CounterVec
+	readErrors  *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	offset      *prometheus.GaugeVec
+}
+
+// NewMetrics creates the pipeline collectors and registers them with reg
+// (nil registers nowhere).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	const ns, sub = "custody", "ingest"
+	m := &Metrics{
+		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "messages_in_total",
+			Help: "Raw messages read from a source."}, []string{"pipeline", "stream"}),
+		eventsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_out_total",
+			Help: "Normalized events newly stored."}, []string{"pipeline", "stream"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_skipped_total",
+			Help: "Events the store already held (redelivery)."}, []string{"pipeline", "stream"}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "quarantined_total",
+			Help: "Records that could not be normalized, stored raw in quarantine."}, []string{"pipeline", "stream"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dropped_total",
+			Help: "Records left out by policy, by reason."}, []string{"pipeline", "reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_duration_seconds",
+			Help: "Time from a batch's read to its acknowledgement, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}, []string{"pipeline"}),
+		sinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sink_errors_total",
+			Help: "Failed store writes (each is retried)."}, []string{"pipeline"}),
+		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "source_errors_total",
+			Help: "Failed source reads and connects (each is retried)."}, []string{"pipeline"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "retries_total",
+			Help: "Retries after a failed store write or source read."}, []string{"pipeline"}),
+		offset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "stored_offset",
+			Help: "Offset of the last message acknowledged per stream."}, []string{"pipeline", "stream"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.messagesIn, m.eventsOut, m.skipped, m.quarantined, m.dropped, m.latency, m.sinkErrors, m.readErrors, m.retries, m.offset} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register ingest metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// Stats are a pipeline's running totals.
+type Stats struct {
+	Messages    int64
+	Batches     int64
+	Stored      int64
+	Skipped     int64
+	Quarantined int64
+	Dropped     int64
+	SinkErrors  int64
+	Retries     int64
+}
+
+// Pipeline moves one source's messages through normalize into a sink:
+// ReadBatch, group by stream, normalize, write each stream's batch, and
+// only then acknowledge. One batch is in flight at a time, so when the
+// sink fails the pipeline retries with backoff and stops reading; memory
+// stays bounded and nothing is acknowledged that is not durable.
+type Pipeline struct {
+	src     Source
+	proc    Processor
+	sink    Sink
+	cfg     PipelineConfig
+	metrics *Metrics
+	log     *slog.Logger
+	stats   Stats
+}
+
+// NewPipeline checks cfg and returns a pipeline. metrics may be shared
+// with other pipelines; nil creates unregistered ones. logger may be nil.
+func NewPipeline(src Source, proc Processor, sink Sink, cfg PipelineConfig, metrics *Metrics, logger *slog.Logger) (*Pipeline, error) {
+	if src == nil || proc == nil || sink == nil {
+		return nil, errors.New("new pipeline: source, processor and sink are required")
+	}
+	if cfg.Name == "" {
+		return nil, errors.New("new pipeline: name is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("pipeline %s: %w", cfg.Name, err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MetricStream == nil {
+		cfg.MetricStream = func(s string) string { return s }
+	}
+	if metrics == nil {
+		m, err := NewMetrics(nil)
+		if err != nil {
+			return nil, err
+		}
+		metrics = m
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Pipeline{src: src, proc: proc, sink: sink, cfg: cfg, metrics: metrics, log: logger.With("pipeline", cfg.Name)}, nil
+}
+
+// Stats returns the totals so far. Call it after Run returns, or from the
+// goroutine running it.
+func (p *Pipeline) Stats() Stats { return p.stats }
+
+// Run reads until the source ends (ErrEndOfInput: Run returns nil) or ctx
+// is done. On ctx's end the batch in flight is still written (within
+// ShutdownTimeout) and acknowledged, then Run returns nil. A lost source
+// connection (ErrNotConnected) or a failed read is retried with backoff;
+// a batch the sink cannot take is retried until it can or ctx ends. Run
+// does not close the source.
+func (p *Pipeline) Run(ctx context.Context) error {
+	bo := p.backoff()
+	connected := false
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !connected {
+			if err := p.src.Connect(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				p.metrics.readErrors.WithLabelValues(p.cfg.Name).Inc()
+				p.log.WarnContext(ctx, "source connect failed", "err", err)
+				if !p.wait(ctx, bo.next()) {
+					return nil
+				}
+				continue
+			}
+			connected = true
+		}
+		msgs, ack, err := p.src.ReadBatch(ctx)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrEndOfInput):
+			p.log.InfoContext(ctx, "source ended", "messages", p.stats.Messages, "stored", p.stats.Stored)
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrNotConnected):
+			connected = false
+			fallthrough
+		default:
+			p.metrics.readErrors.WithLabelValues(p.cfg.Name).Inc()
+			p.log.WarnContext(ctx, "source read failed", "err", err)
+			if !p.wait(ctx, bo.next()) {
+				return nil
+			}
+			continue
+		}
+		bo.reset()
+		if err := p.handle(ctx, msgs, ack); err != nil {
+			return err
+		}
+	}
+}
+
+// handle normalizes, writes and acknowledges one source batch. Once the
+// batch has been read it is finished even if ctx ends: the remaining work
+// runs on a context bounded by ShutdownTimeout.
+func (p *Pipeline) handle(ctx context.Context, msgs []Message, ack AckFunc) error {
+	start := p.cfg.Now()
+	work, cancel := p.flushContext(ctx)
+	defer cancel()
+
+	batches, err := p.normalize(work, msgs)
+	if err == nil {
+		err = p.write(ctx, work, batches)
+	}
+	if err != nil {
+		if ack != nil {
+			if aerr := ack(work, err); aerr != nil {
+				p.log.WarnContext(work, "negative acknowledgement failed", "err", aerr)
+			}
+		}
+		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
+	}
+	if ack != nil {
+		if err := ack(work, nil); err != nil {
+			return fmt.Errorf("pipeline %s: acknowledge batch: %w", p.cfg.Name, err)
+		}
+	}
+	p.stats.Batches++
+	p.metrics.latency.WithLabelValues(p.cfg.Name).Observe(p.cfg.Now().Sub(start).Seconds())
+	for _, b := range batches {
+		p.metrics.offset.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(b.Stream)).Set(float64(b.Offset))
+	}
+	return nil
+}
+
+// flushContext returns a context that outlives ctx by at most
+// ShutdownTimeout, so a batch read before a shutdown still reaches the
+// sink.
+func (p *Pipeline) flushContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(p.cfg.ShutdownTimeout, cancel)
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	return work, func() { stop(); cancel() }
+}
+
+// normalize groups msgs by stream (in first-seen order) and normalizes
+// each message.
+func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, error) {
+	var order []*Batch
+	byStream := map[string]*Batch{}
+	for i := range msgs {
+		m := &msgs[i]
+		b := byStream[m.Stream]
+		if b == nil {
+			b = &Batch{Stream: m.Stream}
+			byStream[m.Stream] = b
+			order = append(order, b)
+		}
+		received := m.Received
+		if received.IsZero() {
+			received = p.cfg.Now()
+		}
+		res, err := p.proc.Process(ctx, normalize.Input{
+			Body: m.Body, Format: m.Format, SourceKind: p.cfg.SourceKind, Position: m.Position,
+			Received: received, Attributes: m.Attributes,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("normalize %s: %w", m.Position, err)
+		}
+		for _, e := range res.Events {
+			b.Events = append(b.Events, BatchEvent{Offset: m.Offset, Event: e})
+		}
+		for _, q := range res.Quarantined {
+			b.Quarantined = append(b.Quarantined, QuarantinedRecord{Offset: m.Offset, Position: q.Position, Received: received, Format: q.Format, Reason: q.Reason, Raw: q.Raw})
+		}
+		for reason, n := range res.Dropped {
+			if b.Dropped == nil {
+				b.Dropped = map[string]int{}
+			}
+			b.Dropped[reason] += n
+		}
+		if m.Offset >= b.Offset {
+			b.Offset, b.Position = m.Offset, m.Position
+		}
+		p.metrics.messagesIn.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(m.Stream)).Inc()
+		p.stats.Messages++
+	}
+	for _, b := range order {
+		slices.SortStableFunc(b.Events, func(x, y BatchEvent) int { return cmpInt64(x.Offset, y.Offset) })
+		slices.SortStableFunc(b.Quarantined, func(x, y QuarantinedRecord) int { return cmpInt64(x.Offset, y.Offset) })
+	}
+	return order, nil
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// write hands each stream's batch to the sink, retrying a failed write
+// with backoff until it succeeds or work ends. While ctx (the run
+// context) is live a failure is retried forever; once it is done, only
+// until work (the shutdown budget) ends.
+func (p *Pipeline) write(ctx, work context.Context, batches []*Batch) error {
+	for _, b := range batches {
+		bo := p.backoff()
+		for {
+			res, err := p.sink.Write(work, *b)
+			if err == nil {
+				p.record(b, res)
+				break
+			}
+			p.stats.SinkErrors++
+			p.metrics.sinkErrors.WithLabelValues(p.cfg.Name).Inc()
+			d := bo.next()
+			p.log.WarnContext(ctx, "store write failed; retrying", "stream", b.Stream, "offset", b.Offset, "retry_in", d, "err", err)
+			if !p.wait(work, d) {
+				return fmt.Errorf("write %s up to offset %d: %w", b.Stream, b.Offset, err)
+			}
+			p.stats.Retries++
+			p.metrics.retries.WithLabelValues(p.cfg.Name).Inc()
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) record(b *Batch, res SinkResult) {
+	stream := p.cfg.MetricStream(b.Stream)
+	p.stats.Stored += int64(res.Stored)
+	p.stats.Skipped += int64(res.Skipped)
+	p.stats.Quarantined += int64(res.Quarantined)
+	p.metrics.eventsOut.WithLabelValues(p.cfg.Name, stream).Add(float64(res.Stored))
+	p.metrics.skipped.WithLabelValues(p.cfg.Name, stream).Add(float64(res.Skipped))
+	p.metrics.quarantined.WithLabelValues(p.cfg.Name, stream).Add(float64(res.Quarantined))
+	for reason, n := range b.Dropped {
+		p.stats.Dropped += int64(n)
+		p.metrics.dropped.WithLabelValues(p.cfg.Name, reason).Add(float64(n))
+	}
+}
+
+// wait sleeps d or until ctx is done; it reports whether the full wait
+// elapsed.
+func (p *Pipeline) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+type backoff struct {
+	cur, first, max time.Duration
+}
+
+func (p *Pipeline) backoff() *backoff {
+	return &backoff{first: p.cfg.RetryDelay, max: p.cfg.MaxRetryDelay}
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.first
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }

@@ -1,0 +1,48 @@
+-- title: New user agent on a resource
+-- question: Which client user agents acted on a resource for the first time in the window, compared with a baseline of the days before?
+-- why: >-
+--   Attack tooling (curl, python-requests, custom kubectl builds, cloud
+--   shells) shows as user agents the usual clients never send.
+--   A value counts as new when it was not seen on the same resource during
+--   baseline_days before the window.
+-- mitre:
+--   - T1078 Valid Accounts
+-- window: 24h
+-- params:
+--   - name: baseline_days
+--     type: UInt32
+--     default: 30
+--     min: 1
+--     max: 3650
+--     help: days before the window that count as known
+SELECT
+    first_seen,
+    resource,
+    value AS user_agent,
+    events,
+    first_action,
+    first_actor,
+    resource_id
+FROM
+(
+    SELECT
+        resource_id,
+        user_agent AS value,
+        any(resource_name) AS resource,
+        min(event_time) AS first_seen,
+        count() AS events,
+        argMin(action, event_time) AS first_action,
+        argMin(actor_name, event_time) AS first_actor
+    FROM {db:Identifier}.events
+    WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+      AND resource_id != '' AND user_agent != ''
+    GROUP BY resource_id, value
+)
+WHERE (resource_id, value) NOT IN
+(
+    SELECT resource_id, user_agent
+    FROM {db:Identifier}.events
+    WHERE event_time >= {from:DateTime64(6)} - toIntervalDay({baseline_days:UInt32}) AND event_time < {from:DateTime64(6)}
+      AND resource_id != '' AND user_agent != ''
+)
+ORDER BY first_seen, resource_id, value

@@ -1,0 +1,36 @@
+-- title: Timeline of one resource
+-- question: What happened to this resource (and everything below it), in order?
+-- why: >-
+--   When a cluster, registry or container group is suspected, the
+--   responder needs every change and access to it and its sub-resources
+--   (Kubernetes objects, repositories, containers, diagnostic settings)
+--   from every source, with who did it.
+-- mitre: []
+-- window: 30d
+-- params:
+--   - name: resource
+--     type: String
+--     kind: resource
+--     required: true
+--     help: Azure resource id (/subscriptions/...; any case) or resource name
+SELECT
+    event_time,
+    service,
+    actor_name AS actor,
+    action,
+    resource_name AS resource,
+    multiIf(
+        target_resource != '', concat(if(target_namespace != '', target_namespace || '/', ''), target_resource,
+            if(target_subresource != '', '/' || target_subresource, ''), if(target_name != '', ' ' || target_name, '')),
+        target_repository != '', concat(target_repository, if(target_tag != '', ':' || target_tag, ''),
+            if(target_digest != '', '@' || target_digest, '')),
+        target_container_group != '', concat(target_container_group, if(target_container != '', '/' || target_container, '')),
+        target_image) AS target,
+    outcome,
+    status_code,
+    source_ip,
+    event_id
+FROM {db:Identifier}.events
+WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+  AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
+ORDER BY event_time, event_id
