@@ -25,7 +25,9 @@ type fixture struct {
 	cpDir    string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureB(t) }
+
+func newFixtureB(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	eng := chdbtest.Open(t, "")
