@@ -68,9 +68,9 @@ CREATE TABLE IF NOT EXISTS ${db}.events${local} ${on_cluster}
     request_id String,
     tags Array(LowCardinality(String)),
     attributes Map(String, String),
-    -- the original record byte for byte; ZSTD because it is most of the
+    -- the original record byte for byte; ZSTD(1) because it is most of the
     -- bytes and is read only to show or verify the original.
-    raw String CODEC(ZSTD(3)),
+    raw String CODEC(ZSTD(1)),
     raw_format LowCardinality(String),
     prev_hash FixedString(32),
     hash FixedString(32),
@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS ${db}.quarantine${local} ${on_cluster}
     received_time DateTime64(6, 'UTC'),
     format LowCardinality(String),
     reason String,
-    raw String CODEC(ZSTD(3)),
+    raw String CODEC(ZSTD(1)),
     raw_sha256 FixedString(32)
 )
 ENGINE = ${merge_tree:quarantine}
