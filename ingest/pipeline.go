@@ -92,6 +92,10 @@ type PipelineConfig struct {
 	// label; nil keeps the stream name. Backfills, with one stream per
 	// archive object, collapse it to bound the label's cardinality.
 	MetricStream func(stream string) string `yaml:"-"`
+	// Permanent reports source errors (from Connect or ReadBatch) that end
+	// Run instead of being retried; nil retries every error. A backfill
+	// stops at an unreadable object, a collector keeps trying.
+	Permanent func(error) bool `yaml:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `yaml:"-"`
 }
@@ -208,6 +212,9 @@ func NewPipeline(src Source, proc Processor, sink Sink, cfg PipelineConfig, metr
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Permanent == nil {
+		cfg.Permanent = func(error) bool { return false }
+	}
 	if cfg.MetricStream == nil {
 		cfg.MetricStream = func(s string) string { return s }
 	}
@@ -232,8 +239,9 @@ func (p *Pipeline) Stats() Stats { return p.stats }
 // is done. On ctx's end the batch in flight is still written (within
 // ShutdownTimeout) and acknowledged, then Run returns nil. A lost source
 // connection (ErrNotConnected) or a failed read is retried with backoff;
-// a batch the sink cannot take is retried until it can or ctx ends. Run
-// does not close the source.
+// a batch the sink cannot take is retried until it can or ctx ends. A
+// source error cfg.Permanent accepts ends Run with that error. Run does
+// not close the source.
 func (p *Pipeline) Run(ctx context.Context) error {
 	bo := p.backoff()
 	connected := false
@@ -247,6 +255,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					return nil
 				}
 				p.metrics.readErrors.WithLabelValues(p.cfg.Name).Inc()
+				if p.cfg.Permanent(err) {
+					return fmt.Errorf("pipeline %s: connect source: %w", p.cfg.Name, err)
+				}
 				p.log.WarnContext(ctx, "source connect failed", "err", err)
 				if !p.wait(ctx, bo.next()) {
 					return nil
@@ -268,6 +279,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			fallthrough
 		default:
 			p.metrics.readErrors.WithLabelValues(p.cfg.Name).Inc()
+			if p.cfg.Permanent(err) {
+				return fmt.Errorf("pipeline %s: read source: %w", p.cfg.Name, err)
+			}
 			p.log.WarnContext(ctx, "source read failed", "err", err)
 			if !p.wait(ctx, bo.next()) {
 				return nil

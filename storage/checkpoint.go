@@ -2,6 +2,8 @@ package storage
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -107,9 +109,17 @@ func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 }
 
 // checkpointFile is where a chain's latest checkpoint lives in the
-// checkpoint directory: the chain name, path-escaped into one file name.
+// checkpoint directory: the chain name, path-escaped into one file name,
+// or for names too long for a file system (archive blob paths run to
+// hundreds of bytes) a readable prefix and a hash of the whole name.
+// Verification reads the chain from the signed note, not the file name.
 func checkpointFile(dir, chain string) string {
-	return filepath.Join(dir, url.PathEscape(chain)+".checkpoint")
+	name := url.PathEscape(chain)
+	if len(name) > 200 {
+		sum := sha256.Sum256([]byte(chain))
+		name = name[:120] + "-" + hex.EncodeToString(sum[:12])
+	}
+	return filepath.Join(dir, name+".checkpoint")
 }
 
 // writeCheckpointFile replaces the chain's checkpoint file atomically

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,8 +79,9 @@ type chainHead struct {
 	seq          uint64
 	last         Hash
 	tree         *compact.Range
-	eventsOffset int64 // highest source offset stored in events
-	quarOffset   int64 // highest source offset stored in quarantine
+	eventsOffset int64  // highest source offset stored in events
+	quarOffset   int64  // highest source offset stored in quarantine
+	signedSize   uint64 // tree size of the newest stored checkpoint
 }
 
 var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
@@ -159,12 +161,19 @@ type QuarantineRecord struct {
 // offset order, and the offset the whole batch covers (including records
 // dropped by policy).
 type Batch struct {
-	Stream      string
-	Events      []BatchEvent
-	Quarantined []QuarantineRecord
-	Offset      int64
-	Position    string
-	Dropped     int
+	// DedupeByEventID is for streams whose offsets are not strictly
+	// increasing (Log Analytics windows re-read an overlap, and a late row
+	// can carry an older ingestion time than rows already stored): events
+	// are skipped when their event id is already in the chain, and
+	// quarantined records when their raw bytes are. Otherwise records at
+	// or below the stream's stored offsets are skipped.
+	DedupeByEventID bool
+	Stream          string
+	Events          []BatchEvent
+	Quarantined     []QuarantineRecord
+	Offset          int64
+	Position        string
+	Dropped         int
 }
 
 // AppendResult says what an Append stored.
@@ -341,6 +350,7 @@ func (s *Store) loadHead(ctx context.Context, chain string, h *chainHead) error 
 				return fmt.Errorf("restore Merkle range at %d: %w", size, err)
 			}
 			tree = t
+			h.signedSize = size
 			return nil
 		})
 	if err != nil {
@@ -409,8 +419,20 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 	// Quarantine first: its rows carry their offsets, so a replay skips
 	// what is already there.
 	var quar []QuarantineRecord
+	var seenIDs, seenRaw map[string]bool
+	if b.DedupeByEventID {
+		if seenIDs, seenRaw, err = s.storedIdentities(ctx, b); err != nil {
+			return res, err
+		}
+	}
 	for _, q := range b.Quarantined {
-		if q.Offset > h.quarOffset {
+		if b.DedupeByEventID {
+			sum := sha256.Sum256(q.Raw)
+			if !seenRaw[string(sum[:])] {
+				quar = append(quar, q)
+				seenRaw[string(sum[:])] = true
+			}
+		} else if q.Offset > h.quarOffset {
 			quar = append(quar, q)
 		}
 	}
@@ -427,7 +449,9 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 		if err := qb.Send(ctx, token("q", b.Stream, uint64(quar[0].Offset), uint64(quar[len(quar)-1].Offset))); err != nil {
 			return res, fmt.Errorf("append quarantine: %w", err)
 		}
-		h.quarOffset = quar[len(quar)-1].Offset
+		for _, q := range quar {
+			h.quarOffset = max(h.quarOffset, q.Offset)
+		}
 		res.Quarantined = len(quar)
 	}
 
@@ -443,7 +467,13 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 	maxOffset := h.eventsOffset
 	for i := range b.Events {
 		be := &b.Events[i]
-		if be.Offset <= h.eventsOffset {
+		if b.DedupeByEventID {
+			if seenIDs[be.Event.ID] {
+				res.Skipped++
+				continue
+			}
+			seenIDs[be.Event.ID] = true
+		} else if be.Offset <= h.eventsOffset {
 			res.Skipped++
 			continue
 		}
@@ -475,11 +505,16 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 		}
 		h.seq, h.last, h.tree, h.eventsOffset = seq, last, tree, maxOffset
 		res.Stored = len(rows)
-
+	}
+	// Sign whenever the chain is ahead of its newest checkpoint: after
+	// new rows, and on a retry whose rows were stored by an attempt that
+	// failed before signing.
+	if h.seq > h.signedSize {
 		cp, err := s.checkpoint(ctx, b.Stream, h)
 		if err != nil {
 			return res, err
 		}
+		h.signedSize = cp.Size
 		res.Checkpoint = cp
 	}
 	res.Seq = h.seq
@@ -491,6 +526,94 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 		return res, fmt.Errorf("record position of %s: %w", b.Stream, err)
 	}
 	return res, nil
+}
+
+// storedIdentities returns which of the batch's event ids, and which of its
+// quarantined records' raw SHA-256 sums, the chain already holds.
+func (s *Store) storedIdentities(ctx context.Context, b Batch) (ids, raws map[string]bool, err error) {
+	ids, raws = map[string]bool{}, map[string]bool{}
+	if len(b.Events) > 0 {
+		list := make([]string, len(b.Events))
+		for i, e := range b.Events {
+			list[i] = e.Event.ID
+		}
+		err = s.queryEach(ctx, "SELECT DISTINCT event_id FROM "+s.db+".events WHERE chain = {chain:String} AND event_id IN {ids:Array(String)}",
+			engine.Params{"chain": b.Stream, "ids": ArrayLiteral(list)}, func(r engine.Rows) error {
+				var id string
+				if err := r.Scan(&id); err != nil {
+					return err
+				}
+				ids[id] = true
+				return nil
+			})
+		if err != nil {
+			return nil, nil, fmt.Errorf("check stored event ids: %w", err)
+		}
+	}
+	if len(b.Quarantined) > 0 {
+		list := make([]string, len(b.Quarantined))
+		for i, q := range b.Quarantined {
+			sum := sha256.Sum256(q.Raw)
+			list[i] = hex.EncodeToString(sum[:])
+		}
+		err = s.queryEach(ctx, "SELECT DISTINCT hex(raw_sha256) FROM "+s.db+".quarantine WHERE chain = {chain:String} AND hex(raw_sha256) IN {sums:Array(String)}",
+			engine.Params{"chain": b.Stream, "sums": ArrayLiteral(upper(list))}, func(r engine.Rows) error {
+				var h string
+				if err := r.Scan(&h); err != nil {
+					return err
+				}
+				sum, err := hex.DecodeString(h)
+				if err != nil {
+					return err
+				}
+				raws[string(sum)] = true
+				return nil
+			})
+		if err != nil {
+			return nil, nil, fmt.Errorf("check stored quarantine records: %w", err)
+		}
+	}
+	return ids, raws, nil
+}
+
+func upper(l []string) []string {
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = strings.ToUpper(s)
+	}
+	return out
+}
+
+// ArrayLiteral renders strings as the text of a ClickHouse Array(String)
+// parameter value: ['a','b\'c']. The result is bound as a parameter,
+// never spliced into SQL.
+func ArrayLiteral(list []string) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, v := range list {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\'')
+		for j := 0; j < len(v); j++ {
+			switch c := v[j]; c {
+			case '\'', '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case '\t':
+				b.WriteString(`\t`)
+			case '\n':
+				b.WriteString(`\n`)
+			case 0:
+				b.WriteString(`\0`)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('\'')
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 var quarantineColumns = []engine.Column{

@@ -62,8 +62,8 @@ func sampleEvent(i int) event.Event {
 		SourcePosition: fmt.Sprintf("partition 0 sequence %d", i), SubscriptionID: "sub", ResourceGroup: "rg",
 		Provider: "Microsoft.ContainerService", ResourceType: "managedClusters", ResourceName: "aks1",
 		ResourceID: "/subscriptions/sub/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks1",
-		Actor:    event.Actor{Name: "alice@contoso.com", Type: event.ActorUser, Groups: []string{"g1", "g'2"}},
-		SourceIP: netip.MustParseAddr("203.0.113.7"), UserAgent: "kubectl/v1.31",
+		Actor:      event.Actor{Name: "alice@contoso.com", Type: event.ActorUser, Groups: []string{"g1", "g'2"}},
+		SourceIP:   netip.MustParseAddr("203.0.113.7"), UserAgent: "kubectl/v1.31",
 		Action: "k8s:pods/exec:create", ActionClass: event.ClassExec,
 		Target:  event.Target{Resource: "pods", Subresource: "exec", Namespace: "prod", Name: "web-0"},
 		Outcome: event.OutcomeSuccess, StatusCode: 101, Tags: []string{event.TagExecIntoContainer},
@@ -237,5 +237,80 @@ func exec(t *testing.T, f *fixture, q string) {
 	t.Helper()
 	if err := f.eng.Exec(context.Background(), q, nil); err != nil {
 		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func TestDedupeByEventID(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	stream := "loganalytics/ws/AKSAudit"
+	batch := func(ids ...int) storage.Batch {
+		b := storage.Batch{Stream: stream, DedupeByEventID: true}
+		for _, i := range ids {
+			b.Events = append(b.Events, storage.BatchEvent{Offset: int64(1000 - i), Event: sampleEvent(i)})
+			b.Offset = max(b.Offset, int64(1000-i))
+		}
+		b.Quarantined = []storage.QuarantineRecord{{Offset: 1, Raw: []byte("not json"), Reason: "bad"}}
+		return b
+	}
+	if _, err := f.store.Append(ctx, batch(1, 2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	// an overlap re-read plus a late row whose offset is older than
+	// everything stored: only the late row is new
+	res, err := f.store.Append(ctx, batch(2, 3, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stored != 1 || res.Skipped != 2 || res.Quarantined != 0 {
+		t.Fatalf("overlap batch: %+v", res)
+	}
+	if rep := f.verify(t); !rep.OK() || rep.Rows != 4 {
+		t.Fatalf("verify: rows=%d %v", rep.Rows, rep.Findings)
+	}
+}
+
+func TestLongChainNamesGetCheckpointFiles(t *testing.T) {
+	f := newFixture(t)
+	stream := "archive/acct/insights-logs-kube-audit/resourceId=/SUBSCRIPTIONS/4F1A2B3C-0000-4000-8000-00000000C0DE/RESOURCEGROUPS/PROD-RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PROD-AKS/y=2026/m=11/d=27/h=10/m=00/PT1H.json"
+	appendN(t, f.store, stream, 1, 3)
+	files, err := storage.ReadCheckpointDir(f.cpDir)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("checkpoint files: %v %v", files, err)
+	}
+	if rep := f.verify(t); !rep.OK() {
+		t.Fatalf("verify: %v", rep.Findings)
+	}
+}
+
+func TestRetryAfterFailedCheckpointSigns(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	blocked := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocked, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, _ := storage.GenerateKey("retry")
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	st, err := storage.Open(ctx, f.eng, storage.Options{Signer: signer, CheckpointDir: blocked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := storage.Batch{Stream: "s", Offset: 3, Events: []storage.BatchEvent{{Offset: 1, Event: sampleEvent(1)}, {Offset: 2, Event: sampleEvent(2)}}}
+	if _, err := st.Append(ctx, b); err == nil {
+		t.Fatal("checkpoint directory is a file: want an error")
+	}
+	os.Remove(blocked)
+	res, err := st.Append(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stored != 0 || res.Checkpoint == nil || res.Checkpoint.Size != 2 {
+		t.Fatalf("retry must sign the missed checkpoint: %+v", res)
+	}
+	rep, err := st.Verify(ctx, storage.VerifyOptions{Verifier: verifier, CheckpointDir: blocked})
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %v %v", err, rep.Findings)
 	}
 }

@@ -76,6 +76,8 @@ signed ClickHouse trail that anyone with the public key can verify.
 			queryCommand(open),
 			timelineCommand(open),
 			appendCommand(),
+			runCommand(),
+			backfillCommand(),
 		},
 	}
 }

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/storage/chdb"
+)
+
+// writePT1H writes a diagnostic-settings archive blob of n kube-audit-admin
+// records (shaped as Microsoft documents AKS resource logs in storage) plus
+// one line that is not JSON.
+func writePT1H(t *testing.T, dir string, n int) string {
+	t.Helper()
+	// The resourceId=/... segments of the real layout are left out: the
+	// stream name (and the checkpoint file named after it) would exceed
+	// the file-name limit under a temporary directory.
+	p := filepath.Join(dir, "insights-logs-kube-audit-admin", "y=2025", "m=05", "d=06", "h=09", "m=00", "PT1H.json")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		log := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"backfill-%04d","stage":"ResponseComplete",`+
+			`"requestURI":"/api/v1/namespaces/payments/secrets/db-%d","verb":"get","user":{"username":"alice@contoso.com"},"sourceIPs":["20.61.12.7"],`+
+			`"objectRef":{"resource":"secrets","apiVersion":"v1","namespace":"payments","name":"db-%d"},"responseStatus":{"metadata":{},"code":200},`+
+			`"requestReceivedTimestamp":"2025-05-06T09:%02d:00.000000Z","stageTimestamp":"2025-05-06T09:%02d:00.100000Z"}`, i, i, i, i%60, i%60)
+		fmt.Fprintf(&b, `{"category": "kube-audit-admin", "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read", "properties": {"log": %q, "pod": "kube-apiserver-0"}, "resourceId": "/SUBSCRIPTIONS/4F1A2B3C-0000-4000-8000-00000000C0DE/RESOURCEGROUPS/PROD-RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PROD-AKS", "time": "2025-05-06T09:%02d:00.200000Z"}`+"\n", log+"\n", i%60)
+		if i == 3 {
+			b.WriteString("{not json\n")
+		}
+	}
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// custodyCLI runs the real app with the store flags pointing into dir.
+func custodyCLI(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	app := newApp()
+	var out, errOut bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errOut
+	base := []string{"custody", "--store", filepath.Join(dir, "store"), "--signing-key", filepath.Join(dir, "k"),
+		"--verify-key", filepath.Join(dir, "k.pub"), "--checkpoint-dir", filepath.Join(dir, "cp"), "--log-level", "warn"}
+	err := app.Run(context.Background(), append(base, args...))
+	if err != nil || os.Getenv("CUSTODY_TEST_STDERR") != "" {
+		t.Logf("custody %s: stderr:\n%s", strings.Join(args, " "), errOut.String())
+	}
+	return out.String(), err
+}
+
+func TestBackfillStoresOnce(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+	dir := t.TempDir()
+	const n = 25
+	arch := filepath.Join(dir, "archive")
+	writePT1H(t, arch, n)
+	for _, args := range [][]string{{"keygen"}, {"init"}} {
+		if _, err := custodyCLI(t, dir, args...); err != nil {
+			t.Fatalf("%s: %v", args[0], err)
+		}
+	}
+
+	out, err := custodyCLI(t, dir, "backfill", "--batch", "4", arch)
+	if err != nil {
+		t.Fatalf("backfill: %v", err)
+	}
+	want := fmt.Sprintf("backfill: %d events stored, 0 already stored, 1 quarantined, 0 dropped by policy (%d messages)\n", n, n+1)
+	if out != want {
+		t.Errorf("first backfill printed %q, want %q", out, want)
+	}
+
+	out, err = custodyCLI(t, dir, "backfill", "--batch", "4", arch)
+	if err != nil {
+		t.Fatalf("second backfill: %v", err)
+	}
+	if want := "backfill: 0 events stored, 0 already stored, 0 quarantined, 0 dropped by policy (0 messages)\n"; out != want {
+		t.Errorf("second backfill printed %q, want %q", out, want)
+	}
+
+	// The time range excludes the archive's hour: nothing is read.
+	out, err = custodyCLI(t, dir, "backfill", "--from", "2025-05-07", arch)
+	if err != nil || !strings.Contains(out, "(0 messages)") {
+		t.Errorf("out-of-range backfill = %q, %v; want 0 messages", out, err)
+	}
+
+	eng, err := chdb.Open(context.Background(), chdb.Options{Dir: filepath.Join(dir, "store"), HostPath: chdbtest.HostPath(t), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]uint64{
+		"SELECT count() FROM custody.events":                          n,
+		"SELECT uniqExact(event_id) FROM custody.events":              n,
+		"SELECT count() FROM custody.quarantine":                      1,
+		"SELECT count() FROM custody.events WHERE source_kind='file'": n,
+	} {
+		got := queryCount(t, eng, q)
+		if got != want {
+			t.Errorf("%s = %d, want %d", q, got, want)
+		}
+	}
+	if err := eng.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := custodyCLI(t, dir, "verify"); err != nil {
+		t.Errorf("verify after backfill: %v", err)
+	}
+}
+
+func TestBackfillUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"backfill"}, "backfill needs a PATH or --blob-container-url/--blob-connection-string"},
+		{[]string{"backfill", "--from", "yesterday", "x"}, `--from: "yesterday" is not 2006-01-02, 2006-01-02T15 or RFC 3339`},
+		{[]string{"backfill", "--format", "xml", "x"}, "--format: "},
+		{[]string{"backfill", "--blob-connection-string", "DefaultEndpointsProtocol=https;AccountKey=c2VjcmV0", "x"}, "give paths or a Blob container, not both"},
+		{[]string{"backfill", "--blob-connection-string", "DefaultEndpointsProtocol=https;AccountKey=c2VjcmV0"}, "--container is required with --blob-connection-string"},
+		{[]string{"backfill", "--from", "2025-05-07", "--to", "2025-05-06", "x"}, "range: from"},
+	} {
+		_, err := custodyCLI(t, dir, tc.args...)
+		if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want usage error containing %q", tc.args, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "c2VjcmV0") {
+			t.Errorf("%v: error reveals the account key: %v", tc.args, err)
+		}
+	}
+}
+
+func queryCount(t *testing.T, eng *chdb.Engine, q string) uint64 {
+	t.Helper()
+	rows, err := eng.Query(context.Background(), q, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	var got uint64
+	if !rows.Next() {
+		t.Fatalf("%s: no row (%v)", q, rows.Err())
+	}
+	if err := rows.Scan(&got); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return got
+}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/urfave/cli/v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/custody-audit/custody/ingest"
+	"github.com/custody-audit/custody/ingest/eventhubs"
+	"github.com/custody-audit/custody/ingest/loganalytics"
+	"github.com/custody-audit/custody/normalize"
+	"github.com/custody-audit/custody/storage"
+)
+
+// runCommand is the long-lived collector: every configured source feeds
+// its own pipeline into the store until SIGTERM.
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "collect from Event Hubs and Log Analytics into the trail until stopped",
+		Description: `Reads the eventhubs and loganalytics sections of the config file, resumes
+every stream from the positions held in the store, and appends until
+SIGINT or SIGTERM, when the batches in flight are stored before it exits 0.
+
+   $ custody run --config custody.yaml
+
+custody.yaml:
+
+   eventhubs:                 # fields of the Event Hubs source
+     connection_string: Endpoint=sb://...;EntityPath=aks-audit
+     consumer_group: custody
+   loganalytics:              # fields of the Log Analytics source
+     workspace_id: 00000000-0000-0000-0000-000000000000
+     credential: {kind: managed-identity}
+   pipeline:
+     retry_delay: 500ms       # first store-retry wait, doubling
+     max_retry_delay: 30s
+     shutdown_timeout: 30s    # budget for the batch in flight at SIGTERM
+   metrics_addr: 127.0.0.1:9464   # /metrics, /healthz, /readyz`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "metrics-addr", Usage: "listen address for /metrics, /healthz and /readyz (overrides metrics_addr)", Sources: cli.EnvVars("CUSTODY_METRICS_ADDR")},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			rc, err := loadRunConfig(cmd.String(flagConfig))
+			if err != nil {
+				return usageError{err}
+			}
+			if cmd.IsSet("metrics-addr") {
+				rc.MetricsAddr = cmd.String("metrics-addr")
+			}
+			return runCollector(ctx, cmd, rc)
+		},
+	}
+}
+
+// runConfig is what `custody run` reads from the config file besides the
+// global settings.
+type runConfig struct {
+	EventHubs    *eventhubs.Config
+	LogAnalytics *loganalytics.Config
+	Pipeline     ingest.PipelineConfig
+	MetricsAddr  string
+}
+
+// runFile is the config file's layout for `custody run`; each section is
+// decoded strictly over its component's defaults.
+type runFile struct {
+	EventHubs    yaml.Node `yaml:"eventhubs"`
+	LogAnalytics yaml.Node `yaml:"loganalytics"`
+	Pipeline     yaml.Node `yaml:"pipeline"`
+	MetricsAddr  string    `yaml:"metrics_addr"`
+}
+
+// loadRunConfig reads and validates the collector sections of path. Errors
+// name the section and field.
+func loadRunConfig(path string) (runConfig, error) {
+	rc := runConfig{Pipeline: ingest.DefaultPipelineConfig()}
+	if path == "" {
+		return rc, errors.New("run needs --config with an eventhubs or loganalytics section")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return rc, fmt.Errorf("read config: %w", err)
+	}
+	var f runFile
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		return rc, fmt.Errorf("config %s: %w", path, err)
+	}
+	rc.MetricsAddr = f.MetricsAddr
+	if err := decodeSection(&f.Pipeline, &rc.Pipeline); err != nil {
+		return rc, fmt.Errorf("config %s: pipeline: %w", path, err)
+	}
+	if err := rc.Pipeline.Validate(); err != nil {
+		return rc, fmt.Errorf("config %s: pipeline.%w", path, err)
+	}
+	if f.EventHubs.Kind != 0 {
+		c := eventhubs.DefaultConfig()
+		if err := decodeSection(&f.EventHubs, &c); err != nil {
+			return rc, fmt.Errorf("config %s: eventhubs: %w", path, err)
+		}
+		// New validates without connecting and keeps secrets out of
+		// the error.
+		if _, err := eventhubs.New(c, nil, nil); err != nil {
+			return rc, fmt.Errorf("config %s: %w", path, err)
+		}
+		rc.EventHubs = &c
+	}
+	if f.LogAnalytics.Kind != 0 {
+		c := loganalytics.DefaultConfig()
+		if err := decodeSection(&f.LogAnalytics, &c); err != nil {
+			return rc, fmt.Errorf("config %s: loganalytics: %w", path, err)
+		}
+		if _, err := loganalytics.New(c, nil, loganalytics.Options{}); err != nil {
+			return rc, fmt.Errorf("config %s: %w", path, err)
+		}
+		rc.LogAnalytics = &c
+	}
+	if rc.EventHubs == nil && rc.LogAnalytics == nil {
+		return rc, fmt.Errorf("config %s: no source: add an eventhubs or loganalytics section", path)
+	}
+	return rc, nil
+}
+
+// decodeSection decodes node over out, rejecting unknown fields. An absent
+// section leaves out as it is.
+func decodeSection(node *yaml.Node, out any) error {
+	if node.Kind == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	if err := enc.Encode(node); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(&buf)
+	dec.KnownFields(true)
+	return dec.Decode(out)
+}
+
+// storeSink adapts the store to ingest.Sink.
+type storeSink struct{ st *storage.Store }
+
+func (s storeSink) Write(ctx context.Context, b ingest.Batch) (ingest.SinkResult, error) {
+	sb := storage.Batch{Stream: b.Stream, Offset: b.Offset, Position: b.Position,
+		// Log Analytics re-reads an overlap window and late rows carry
+		// older ingestion times: dedupe those streams by event id.
+		DedupeByEventID: strings.HasPrefix(b.Stream, "loganalytics/")}
+	if len(b.Events) > 0 {
+		sb.Events = make([]storage.BatchEvent, len(b.Events))
+		for i, e := range b.Events {
+			sb.Events[i] = storage.BatchEvent{Offset: e.Offset, Event: e.Event}
+		}
+	}
+	for _, q := range b.Quarantined {
+		sb.Quarantined = append(sb.Quarantined, storage.QuarantineRecord{Offset: q.Offset, Position: q.Position, Received: q.Received, Format: q.Format, Reason: q.Reason, Raw: q.Raw})
+	}
+	for _, n := range b.Dropped {
+		sb.Dropped += n
+	}
+	res, err := s.st.Append(ctx, sb)
+	if err != nil {
+		return ingest.SinkResult{}, err
+	}
+	return ingest.SinkResult{Stored: res.Stored, Skipped: res.Skipped, Quarantined: res.Quarantined}, nil
+}
+
+// namedSource is a source and the pipeline settings that go with it.
+type namedSource struct {
+	name, kind string
+	src        ingest.Source
+}
+
+func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
+	log := logger(cmd)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := ingest.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	var ready atomic.Bool
+	var srv *http.Server
+	if rc.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", rc.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics_addr: %w", err)
+		}
+		srv = &http.Server{Handler: healthMux(reg, &ready), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		log.InfoContext(ctx, "serving metrics", "addr", ln.Addr().String())
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+
+	st, err := openStore(ctx, cmd, appending)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	norm, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	pos, err := st.Positions(ctx)
+	if err != nil {
+		return err
+	}
+
+	var sources []namedSource
+	closeAll := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, s := range sources {
+			if err := s.src.Close(cctx); err != nil {
+				log.WarnContext(cctx, "close source", "source", s.name, "err", err)
+			}
+		}
+	}
+	defer closeAll()
+	if rc.EventHubs != nil {
+		src, err := eventhubs.New(*rc.EventHubs, pos, log)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, namedSource{name: "eventhubs", kind: "eventhubs", src: src})
+	}
+	if rc.LogAnalytics != nil {
+		src, err := loganalytics.New(*rc.LogAnalytics, pos, loganalytics.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		sources = append(sources, namedSource{name: "loganalytics", kind: "loganalytics", src: src})
+	}
+
+	var pipes []*ingest.Pipeline
+	for _, s := range sources {
+		pc := rc.Pipeline
+		pc.Name, pc.SourceKind = s.name, s.kind
+		p, err := ingest.NewPipeline(s.src, norm, storeSink{st}, pc, metrics, log)
+		if err != nil {
+			return err
+		}
+		pipes = append(pipes, p)
+	}
+
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(pipes))
+	var wg sync.WaitGroup
+	for i, p := range pipes {
+		wg.Go(func() {
+			if err := p.Run(rctx); err != nil {
+				errs[i] = err
+				ready.Store(false)
+				cancel() // one pipeline's failure stops the collector
+			}
+		})
+	}
+	ready.Store(true)
+	log.InfoContext(ctx, "collector running", "sources", len(pipes), "streams_resumed", len(pos))
+	wg.Wait()
+	ready.Store(false)
+	for i, p := range pipes {
+		s := p.Stats()
+		log.InfoContext(context.WithoutCancel(ctx), "pipeline stopped", "pipeline", sources[i].name,
+			"messages", s.Messages, "stored", s.Stored, "skipped", s.Skipped, "quarantined", s.Quarantined, "dropped", s.Dropped)
+	}
+	return errors.Join(errs...)
+}
+
+// healthMux serves /metrics from reg, /healthz (the process is up) and
+// /readyz (every pipeline is running).
+func healthMux(reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
