@@ -78,6 +78,11 @@ func FindLibrary(explicit string) (string, error) {
 		candidates = append(candidates, filepath.Join(cache, "custody", "libchdb", "libchdb.so"))
 	}
 	candidates = append(candidates, "/usr/local/lib/libchdb.so")
+	return firstLibrary(candidates)
+}
+
+// firstLibrary returns the first existing file of candidates.
+func firstLibrary(candidates []string) (string, error) {
 	for _, c := range candidates {
 		if c == "" {
 			continue

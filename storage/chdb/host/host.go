@@ -84,7 +84,7 @@ func Serve(opts Options, in io.Reader, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("read request: %w", err)
 		}
-		if err := serveOne(s, req, w); err != nil {
+		if err := serveOne(s, req, w, opts.ReadOnly); err != nil {
 			return err
 		}
 	}
@@ -92,7 +92,7 @@ func Serve(opts Options, in io.Reader, out io.Writer) error {
 
 // serveOne answers one request. Engine errors go back to the client; only
 // a broken pipe ends the host.
-func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer) error {
+func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer, readOnly bool) error {
 	reply := func(err error) error {
 		if err != nil {
 			_ = w.WriteByte('E')
@@ -104,6 +104,11 @@ func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer) error {
 	}
 	if err := bindParams(s, req.Params); err != nil {
 		return reply(err)
+	}
+	if readOnly {
+		if err := refuseOutfile(s, req.Query); err != nil {
+			return reply(err)
+		}
 	}
 	switch req.Op {
 	case 'X':
@@ -206,4 +211,21 @@ func lockDir(dir string) (*os.File, error) {
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d\n", os.Getpid())), 0)
 	return f, nil
+}
+
+// refuseOutfile refuses SELECT ... INTO OUTFILE, the one way a read-only
+// ClickHouse session still writes (to the local file system). The query is
+// normalised by ClickHouse's own formatter first, so comments or odd
+// spacing cannot hide the clause.
+func refuseOutfile(s *chdbgo.Session, query string) error {
+	res, err := s.Query("SELECT formatQuerySingleLine("+chdb.QuoteString(query)+")", "TSVRaw")
+	if err != nil {
+		return err // a query ClickHouse cannot parse fails here with its own message
+	}
+	formatted := strings.ToUpper(res.String())
+	res.Free()
+	if strings.Contains(formatted, " INTO OUTFILE ") {
+		return errors.New("read-only store: INTO OUTFILE is refused (it writes files)")
+	}
+	return nil
 }
