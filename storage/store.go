@@ -495,6 +495,13 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("append events: %w", err)
 		}
+		if g, ok := eb.(interface{ Grow(int) }); ok {
+			size := 0
+			for i := range rows {
+				size += len(rows[i].Event.Raw) + 1024
+			}
+			g.Grow(size)
+		}
 		for i := range rows {
 			if err := appendRow(eb, &rows[i]); err != nil {
 				return res, fmt.Errorf("append events: %w", err)

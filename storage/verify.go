@@ -15,7 +15,7 @@ import (
 // FindingKind classifies what verification found.
 type FindingKind string
 
-// Finding kinds. All but KindUnattested fail verification.
+// Finding kinds. All but KindUnattested and KindPurged fail verification.
 const (
 	KindModified          FindingKind = "modified"           // a row's content no longer matches its hash
 	KindGap               FindingKind = "gap"                // rows missing from a chain (deleted rows, dropped partition)
@@ -27,6 +27,7 @@ const (
 	KindBadSignature      FindingKind = "bad_signature"      // a checkpoint's signature does not verify
 	KindCheckpointDiffers FindingKind = "checkpoint_differs" // the store's and the directory's checkpoints disagree
 	KindUnattested        FindingKind = "unattested"         // rows after the newest signed checkpoint (warning)
+	KindPurged            FindingKind = "purged"             // rows removed by an attested retention purge (information)
 )
 
 // Finding is one problem, located as precisely as the evidence allows.
@@ -50,7 +51,7 @@ func (f Finding) String() string {
 }
 
 // Failing reports whether the finding fails verification.
-func (f Finding) Failing() bool { return f.Kind != KindUnattested }
+func (f Finding) Failing() bool { return f.Kind != KindUnattested && f.Kind != KindPurged }
 
 // VerifyOptions select what to verify.
 type VerifyOptions struct {
@@ -115,9 +116,20 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 	if err != nil {
 		return nil, err
 	}
+	// A chain whose first rows were purged under retention starts after
+	// them, from the signed purge record.
+	starts, err := s.loadPurgeStarts(ctx, opts, add)
+	if err != nil {
+		return nil, err
+	}
 	for c := range cps {
 		if _, ok := chains[c]; !ok && (opts.Chain == "" || opts.Chain == c) {
 			chains[c] = 0 // a chain with checkpoints but no rows left
+		}
+	}
+	for c := range starts {
+		if _, ok := chains[c]; !ok {
+			chains[c] = 0
 		}
 	}
 	var total uint64
@@ -138,7 +150,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		}
 	}
 	for _, c := range names {
-		if err := s.verifyLinks(ctx, c, cps[c], add, progress); err != nil {
+		if err := s.verifyLinks(ctx, c, cps[c], starts[c], add, progress); err != nil {
 			return nil, err
 		}
 		n, err := s.verifyContent(ctx, c, opts, add, progress)
@@ -232,12 +244,18 @@ func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add fun
 }
 
 // verifyLinks walks a chain in sequence order: numbering, prev_hash links
-// and the Merkle root at every checkpoint.
-func (s *Store) verifyLinks(ctx context.Context, chain string, cps []chainCheckpoint, add func(Finding), progress func(uint64)) error {
+// and the Merkle root at every checkpoint. When start is not nil, rows
+// 1..start.seq were purged under an attested purge: the walk begins after
+// them, linked to the purged last row's hash, with the Merkle tree resumed
+// from the purge's compact range.
+func (s *Store) verifyLinks(ctx context.Context, chain string, cps []chainCheckpoint, start *chainStart, add func(Finding), progress func(uint64)) error {
 	tree := rangeFactory.NewEmptyRange(0)
 	var prev Hash
 	var expect uint64 = 1
 	var lastSeq uint64
+	if start != nil {
+		tree, prev, expect, lastSeq = start.tree, start.last, start.seq+1, start.seq
+	}
 	var lastHash Hash
 	haveLast := false
 	next := 0 // next checkpoint to compare

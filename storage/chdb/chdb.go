@@ -397,6 +397,10 @@ func (b *Batch) Append(values ...any) error {
 // Rows implements engine.Batch.
 func (b *Batch) Rows() int { return b.rows }
 
+// Grow makes room for about n more bytes of rows, so a large batch is
+// encoded into one allocation instead of a doubling series of copies.
+func (b *Batch) Grow(n int) { b.buf.Grow(n) }
+
 // Abort implements engine.Batch.
 func (b *Batch) Abort() error {
 	b.release()

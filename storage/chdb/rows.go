@@ -2,6 +2,7 @@ package chdb
 
 import (
 	"bytes"
+	"io"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,12 +38,21 @@ func (r *Rows) fill() error {
 		}
 		switch op {
 		case opData:
-			chunk, err := ReadField(r.e.r, nil)
-			if err != nil {
+			// Every line handed out before has been consumed (fill runs
+			// only when lines is empty), so the chunk is read straight
+			// after the unfinished line, into a fresh buffer.
+			n, err := binary.ReadUvarint(r.e.r)
+			if err != nil || n > maxFrame {
+				r.done = true
+				return fmt.Errorf("read engine data: frame of %d bytes: %v", n, err)
+			}
+			buf := make([]byte, len(r.pending), len(r.pending)+int(n))
+			copy(buf, r.pending)
+			if _, err := io.ReadFull(r.e.r, buf[len(buf):len(buf)+int(n)]); err != nil {
 				r.done = true
 				return fmt.Errorf("read engine data: %w", err)
 			}
-			r.pending = append(r.pending, chunk...)
+			r.pending = buf[:len(buf)+int(n)]
 			r.splitLines()
 		case opEnd:
 			r.done = true
@@ -83,13 +93,9 @@ func (r *Rows) splitLines() {
 		r.lines = append(r.lines, r.pending[start:start+i])
 		start += i + 1
 	}
-	if start > 0 {
-		// The lines slice still references pending's array, so the
-		// remainder is copied to a fresh buffer rather than shifted.
-		rest := make([]byte, len(r.pending)-start)
-		copy(rest, r.pending[start:])
-		r.pending = rest
-	}
+	// The lines still reference pending's array; the unfinished rest (if
+	// any) is copied into the next chunk's buffer by fill.
+	r.pending = r.pending[start:]
 }
 
 // Next implements engine.Rows.

@@ -1,0 +1,248 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+// PurgeFormatVersion is the version of the purge extension lines; see
+// docs/format/purge-v1.md.
+const PurgeFormatVersion = 1
+
+// Purge note extension keys, in the order they appear.
+const (
+	purgeMarker    = "purge"
+	purgeFirstKey  = "first"
+	purgeLastHash  = "last-hash"
+	purgePartition = "partition"
+	purgeIDKey     = "id"
+	purgeAtKey     = "at"
+)
+
+// PurgeAttestation is the signed content of a purge note: rows
+// FirstSeq..LastSeq of Chain were purged under retention, leaving a chain
+// whose first LastSeq leaves have Merkle root Root and whose row LastSeq
+// hashes to LastHash.
+type PurgeAttestation struct {
+	Chain     string
+	FirstSeq  uint64
+	LastSeq   uint64
+	Root      Hash
+	LastHash  Hash
+	Partition string
+	ID        string
+	At        time.Time
+}
+
+// signPurge signs rec's attestation: a checkpoint of the chain at LastSeq
+// with the purge extension lines.
+func signPurge(signer note.Signer, rec *PurgeRecord) ([]byte, error) {
+	body := log.Checkpoint{Origin: checkpointOrigin(rec.Chain), Size: rec.LastSeq, Hash: rec.Root[:]}.Marshal()
+	ext := fmt.Sprintf("%s v%d\n%s %d\n%s %s\n%s %s\n%s %s\n%s %s\n",
+		purgeMarker, PurgeFormatVersion,
+		purgeFirstKey, rec.FirstSeq,
+		purgeLastHash, base64.StdEncoding.EncodeToString(rec.LastHash[:]),
+		purgePartition, rec.Partition,
+		purgeIDKey, rec.ID,
+		purgeAtKey, rec.PurgedAt.UTC().Format(time.RFC3339Nano))
+	msg, err := note.Sign(&note.Note{Text: string(body) + ext}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign purge of %s: %w", rec.Chain, err)
+	}
+	return msg, nil
+}
+
+// OpenPurgeNote verifies a signed purge note and parses it. It rejects a
+// note that is not a purge (a plain checkpoint), an unknown version, and
+// missing, reordered or malformed extension lines.
+func OpenPurgeNote(msg []byte, v note.Verifier) (PurgeAttestation, error) {
+	var a PurgeAttestation
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return a, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	var cp log.Checkpoint
+	rest, err := cp.Unmarshal([]byte(n.Text))
+	if err != nil {
+		return a, fmt.Errorf("parse purge note: %w", err)
+	}
+	if !strings.HasPrefix(cp.Origin, "custody/") || len(cp.Hash) != 32 {
+		return a, fmt.Errorf("parse purge note: origin %q or root is not a custody chain's", cp.Origin)
+	}
+	a.Chain, a.LastSeq = strings.TrimPrefix(cp.Origin, "custody/"), cp.Size
+	copy(a.Root[:], cp.Hash)
+	lines := strings.Split(strings.TrimSuffix(string(rest), "\n"), "\n")
+	keys := []string{purgeMarker, purgeFirstKey, purgeLastHash, purgePartition, purgeIDKey, purgeAtKey}
+	if len(rest) == 0 || len(lines) != len(keys) {
+		return a, fmt.Errorf("parse purge note: want %d purge lines after the checkpoint, got %d", len(keys), len(lines))
+	}
+	vals := make([]string, len(keys))
+	for i, k := range keys {
+		kk, val, ok := strings.Cut(lines[i], " ")
+		if !ok || kk != k || val == "" {
+			return a, fmt.Errorf("parse purge note: line %d is %q, want %q and a value", 4+i, lines[i], k)
+		}
+		vals[i] = val
+	}
+	if vals[0] != "v"+strconv.Itoa(PurgeFormatVersion) {
+		return a, fmt.Errorf("parse purge note: unknown purge version %q", vals[0])
+	}
+	if a.FirstSeq, err = strconv.ParseUint(vals[1], 10, 64); err != nil || a.FirstSeq == 0 || a.FirstSeq > a.LastSeq {
+		return a, fmt.Errorf("parse purge note: first seq %q does not start a range ending at %d", vals[1], a.LastSeq)
+	}
+	h, err := base64.StdEncoding.DecodeString(vals[2])
+	if err != nil || len(h) != 32 {
+		return a, fmt.Errorf("parse purge note: last hash %q is not 32 bytes of base64", vals[2])
+	}
+	copy(a.LastHash[:], h)
+	a.Partition, a.ID = vals[3], vals[4]
+	if a.At, err = time.Parse(time.RFC3339Nano, vals[5]); err != nil {
+		return a, fmt.Errorf("parse purge note: time: %w", err)
+	}
+	return a, nil
+}
+
+// purgeRecordColumns are read back by readPurges, in this order.
+const purgeRecordColumns = "purge_id, partition_id, range_from, range_to, newest_time, partition_rows, toString(chain), first_seq, last_seq, chain_rows, counts, last_hash, compact_range, root_hash, head_seq, head_hash, checkpoint_size, checkpoint_root, checkpoint_note, policy, note, purged_at, actor"
+
+func (s *Store) readPurges(ctx context.Context, chain string) ([]PurgeRecord, error) {
+	ok, err := s.hasTable(ctx, "purges")
+	if err != nil || !ok {
+		return nil, err
+	}
+	var out []PurgeRecord
+	err = s.queryEach(ctx, "SELECT "+purgeRecordColumns+" FROM "+s.db+".purges WHERE {only:String} = '' OR chain = {only:String} ORDER BY chain, last_seq, purged_at",
+		engine.Params{"only": chain}, func(r engine.Rows) error {
+			var p PurgeRecord
+			var counts, msg string
+			var rng []string
+			if err := r.Scan(&p.ID, &p.Partition, &p.From, &p.To, &p.Newest, &p.PartitionRows, &p.Chain, &p.FirstSeq, &p.LastSeq, &p.Rows,
+				&counts, &p.LastHash, &rng, &p.Root, &p.HeadSeq, &p.HeadHash, &p.CheckpointSize, &p.CheckpointRoot, &p.CheckpointNote,
+				&p.Policy, &msg, &p.PurgedAt, &p.Actor); err != nil {
+				return err
+			}
+			p.Note = []byte(msg)
+			if err := json.Unmarshal([]byte(counts), &p.Counts); err != nil {
+				p.Counts = nil // shown as unknown; the signed note is what verify trusts
+			}
+			for _, x := range rng {
+				var h Hash
+				copy(h[:], x)
+				if len(x) != len(h) {
+					return fmt.Errorf("purge %s: compact range hash of %d bytes", p.ID, len(x))
+				}
+				p.CompactRange = append(p.CompactRange, h)
+			}
+			out = append(out, p)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("read purges: %w", err)
+	}
+	return out, nil
+}
+
+// Purges returns every purge record, by chain and sequence.
+func (s *Store) Purges(ctx context.Context) ([]PurgeRecord, error) {
+	return s.readPurges(ctx, "")
+}
+
+// checkPurge verifies one purge record: its signature, that its columns
+// say what the note says, and that its compact range hashes to the signed
+// root. It returns the tree resumed at LastSeq.
+func checkPurge(p PurgeRecord, v note.Verifier) (*compact.Range, error) {
+	a, err := OpenPurgeNote(p.Note, v)
+	if err != nil {
+		return nil, err
+	}
+	if a.Chain != p.Chain || a.FirstSeq != p.FirstSeq || a.LastSeq != p.LastSeq || a.Root != p.Root || a.LastHash != p.LastHash || a.ID != p.ID || a.Partition != p.Partition {
+		return nil, fmt.Errorf("purge record columns (chain %s, seq %d..%d, partition %s) differ from its signed note (chain %s, seq %d..%d, partition %s)",
+			p.Chain, p.FirstSeq, p.LastSeq, p.Partition, a.Chain, a.FirstSeq, a.LastSeq, a.Partition)
+	}
+	raw := make([][]byte, len(p.CompactRange))
+	for i := range p.CompactRange {
+		raw[i] = p.CompactRange[i][:]
+	}
+	tree, err := rangeFactory.NewRange(0, p.LastSeq, raw)
+	if err != nil {
+		return nil, fmt.Errorf("purge record's compact range: %w", err)
+	}
+	root, err := tree.GetRootHash(nil)
+	if err != nil || !bytes.Equal(root, a.Root[:]) {
+		return nil, fmt.Errorf("purge record's compact range hashes to %x, the signed root is %x", root, a.Root)
+	}
+	return tree, nil
+}
+
+// chainStart is where verification of a chain begins: after the rows an
+// attested purge removed (seq 0 and an empty tree when nothing was).
+type chainStart struct {
+	seq  uint64
+	last Hash
+	tree *compact.Range
+}
+
+// loadPurgeStarts checks every purge record and decides, per chain, where
+// verification starts: after the newest valid purge whose rows are all
+// gone. Each purge is reported as a non-failing KindPurged finding; a
+// record that does not verify is a KindBadSignature finding and ignored,
+// so the rows it claims to cover count as missing.
+func (s *Store) loadPurgeStarts(ctx context.Context, opts VerifyOptions, add func(Finding)) (map[string]*chainStart, error) {
+	recs, err := s.readPurges(ctx, opts.Chain)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	minSeq := map[string]uint64{}
+	err = s.queryEach(ctx, "SELECT toString(chain), min(seq) FROM "+s.db+".events WHERE {only:String} = '' OR chain = {only:String} GROUP BY chain",
+		engine.Params{"only": opts.Chain}, func(r engine.Rows) error {
+			var c string
+			var m uint64
+			if err := r.Scan(&c, &m); err != nil {
+				return err
+			}
+			minSeq[c] = m
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("read chain starts: %w", err)
+	}
+	sort.SliceStable(recs, func(i, j int) bool {
+		if recs[i].Chain != recs[j].Chain {
+			return recs[i].Chain < recs[j].Chain
+		}
+		return recs[i].LastSeq < recs[j].LastSeq
+	})
+	out := map[string]*chainStart{}
+	for _, p := range recs {
+		tree, err := checkPurge(p, opts.Verifier)
+		if err != nil {
+			add(Finding{Kind: KindBadSignature, Chain: p.Chain, Seq: p.FirstSeq, Detail: fmt.Sprintf("purge record %s (rows %d..%d, partition %s) does not verify: %v", p.ID, p.FirstSeq, p.LastSeq, p.Partition, err)})
+			continue
+		}
+		m, hasRows := minSeq[p.Chain]
+		detail := fmt.Sprintf("rows %d..%d (%d, partition %s, received %s to %s) purged under retention at %s by %s (%s)",
+			p.FirstSeq, p.LastSeq, p.Rows, p.Partition, day(p.From), day(p.To), p.PurgedAt.UTC().Format(time.RFC3339), p.Actor, p.ID)
+		if hasRows && p.LastSeq >= m {
+			add(Finding{Kind: KindPurged, Chain: p.Chain, Seq: p.FirstSeq, Detail: detail + fmt.Sprintf("; rows from seq %d are still stored (the partition drop did not complete: run custody retention apply again)", m)})
+			continue
+		}
+		add(Finding{Kind: KindPurged, Chain: p.Chain, Seq: p.FirstSeq, Detail: detail})
+		if cur := out[p.Chain]; cur == nil || p.LastSeq > cur.seq {
+			out[p.Chain] = &chainStart{seq: p.LastSeq, last: p.LastHash, tree: tree}
+		}
+	}
+	return out, nil
+}
