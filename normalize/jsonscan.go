@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -489,9 +490,15 @@ func newTrustedObjIter(v []byte) objIter {
 func (it *objIter) end() int { return it.i }
 
 // newObjIter starts iterating the object v (which must begin with '{').
-func newObjIter(v []byte, depth int) objIter {
+func newObjIter(v []byte, depth int) objIter { return newObjIterAt(v, 0, depth) }
+
+// newObjIterAt starts iterating the object that starts at b[i] (after
+// optional whitespace). Offsets, in errors and from end, stay relative to
+// b, so a nested object read this way reports errors exactly as a
+// skipValue over all of b would.
+func newObjIterAt(v []byte, i, depth int) objIter {
 	it := objIter{b: v, depth: depth}
-	i := skipSpace(v, 0)
+	i = skipSpace(v, i)
 	if i >= len(v) || v[i] != '{' {
 		it.err = synErr(i, "expected object")
 		it.done = true
@@ -740,18 +747,51 @@ func ValidJSONValue(b []byte) bool {
 func scanUnescape(dst, b []byte, i int) ([]byte, int, error) {
 	start := i
 	i++
-	run := i // start of the pending run of plain bytes
 	for {
-		i = nextSpecial(b, i)
+		// Copy eight bytes per step: each word is stored whole and the
+		// length then cut back to the first special byte, so a short run
+		// between two escapes costs one load and one store instead of a
+		// memmove call. The escapes of a nested JSON document (\" \\ \/)
+		// are decoded here without leaving the loop.
+		for i+8 <= len(b) {
+			if cap(dst)-len(dst) < 8 {
+				dst = slices.Grow(dst, 8)
+			}
+			n := len(dst)
+			w := binary.LittleEndian.Uint64(b[i:])
+			binary.LittleEndian.PutUint64(dst[n:n+8], w)
+			m := specialMask(w)
+			if m == 0 {
+				dst = dst[:n+8]
+				i += 8
+				continue
+			}
+			k := bits.TrailingZeros64(m) >> 3
+			i += k
+			if b[i] == '\\' && i+1 < len(b) {
+				if e := b[i+1]; e == '"' || e == '\\' || e == '/' {
+					// k < 8, so the byte fits in the room grown above.
+					dst = dst[:n+k+1]
+					dst[n+k] = e
+					i += 2
+					continue
+				}
+			}
+			dst = dst[:n+k]
+			break
+		}
+		for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
+			dst = append(dst, b[i])
+			i++
+		}
 		if i >= len(b) {
 			return dst, len(b), errUnexpectedEnd
 		}
 		c := b[i]
 		switch {
 		case c == '"':
-			return append(dst, b[run:i]...), i + 1, nil
+			return dst, i + 1, nil
 		case c == '\\':
-			dst = append(dst, b[run:i]...)
 			if i+1 >= len(b) {
 				return dst, len(b), errUnexpectedEnd
 			}
@@ -788,7 +828,6 @@ func scanUnescape(dst, b []byte, i int) ([]byte, int, error) {
 						if r2 := utf16.DecodeRune(r, hexVal(b[i+2:i+6])); r2 != utf8.RuneError {
 							dst = utf8.AppendRune(dst, r2)
 							i += 6
-							run = i
 							continue
 						}
 					}
@@ -798,26 +837,59 @@ func scanUnescape(dst, b []byte, i int) ([]byte, int, error) {
 			default:
 				return dst, i, synErr(i, "invalid escape \\%c", b[i+1])
 			}
-			run = i
-		case c < 0x20:
+		default: // a control character
 			return dst, i, synErr(start, "control character in string")
-		default:
-			i++
 		}
 	}
 }
 
-// maxCachedStrings bounds a strCache, so a message of many distinct values
-// does not grow it without limit.
-const maxCachedStrings = 512
+// strCacheSets is the number of two-entry sets of a strCache (a power of
+// two, 1<<strCacheBits).
+const (
+	strCacheBits = 8
+	strCacheSets = 1 << strCacheBits
+)
+
+// maxCachedLen bounds the strings a strCache keeps, so a cache that outlives
+// a message holds no large values.
+const maxCachedLen = 256
 
 // strCache shares the Go strings made from JSON strings that repeat across
-// the records of one message (category, resource id, verb, user name, user
-// agent, pod): each distinct value is allocated once per message instead of
-// once per record. Strings are immutable, so sharing is invisible to
-// callers. A nil *strCache does not cache.
+// records (category, resource id, verb, user name, user agent, pod, the
+// RBAC reason): each distinct value is allocated once instead of once per
+// record. It is a two-way set-associative cache keyed by the string's raw
+// bytes (escapes intact): a value hashes to one set, a miss replaces the
+// older entry, so a lookup costs a hash of a few bytes and at most two
+// comparisons and no input can grow it. Strings are immutable, so sharing
+// is invisible to callers. A nil *strCache does not cache. A strCache is
+// used by one goroutine at a time.
 type strCache struct {
-	m map[string]string
+	sets [strCacheSets][2]cachedStr
+}
+
+// cachedStr is a cache entry: the raw JSON string content and its decoded
+// value (the same string when the content holds no escapes).
+type cachedStr struct {
+	raw, val string
+}
+
+// strSlot picks the set of s from its length and its first and last eight
+// bytes: cheap, and enough to tell apart the values that repeat in audit
+// records (user names and object names often differ only at the end).
+func strSlot(s []byte) int {
+	n := len(s)
+	var h uint64
+	if n >= 8 {
+		h = binary.LittleEndian.Uint64(s)*0x9E3779B97F4A7C15 ^ binary.LittleEndian.Uint64(s[n-8:])*0xC2B2AE3D27D4EB4F
+	} else {
+		for _, c := range s {
+			h = h<<8 | uint64(c)
+		}
+		h *= 0x9E3779B97F4A7C15
+	}
+	h ^= uint64(n) * 0x165667B19E3779F9
+	h *= 0xFF51AFD7ED558CCD
+	return int(h >> (64 - strCacheBits))
 }
 
 // str is str(v), shared when v repeats an earlier value.
@@ -825,21 +897,57 @@ func (c *strCache) str(v []byte) string {
 	if c == nil || len(v) < 2 || v[0] != '"' {
 		return str(v)
 	}
-	body := v[1 : len(v)-1]
-	if bytes.IndexByte(body, '\\') >= 0 {
+	return c.lookup(v[1:len(v)-1], bytes.IndexByte(v[1:len(v)-1], '\\') >= 0)
+}
+
+// strEsc is str for a value v whose escape flag scanString has already
+// reported, so the content is not searched for a backslash again.
+func (c *strCache) strEsc(v []byte, escaped bool) string {
+	if !isString(v) {
 		return str(v)
 	}
-	if s, ok := c.m[string(body)]; ok {
-		return s
+	if c == nil {
+		return scalar(v, escaped)
 	}
-	s := string(body)
-	if c.m == nil {
-		c.m = make(map[string]string, 64)
+	return c.lookup(v[1:len(v)-1], escaped)
+}
+
+// intern returns b as a string, shared with an equal earlier value. b is
+// a value, not JSON: one holding a backslash is not looked up, since an
+// entry with the same raw bytes would have been decoded.
+func (c *strCache) intern(b []byte) string {
+	if c == nil || bytes.IndexByte(b, '\\') >= 0 {
+		return string(b)
 	}
-	if len(c.m) < maxCachedStrings {
-		c.m[s] = s
+	return c.lookup(b, false)
+}
+
+// lookup returns the decoded value of the JSON string content raw.
+func (c *strCache) lookup(raw []byte, escaped bool) string {
+	if len(raw) == 0 {
+		return ""
 	}
-	return s
+	set := &c.sets[strSlot(raw)]
+	if set[0].raw == string(raw) {
+		return set[0].val
+	}
+	if set[1].raw == string(raw) {
+		return set[1].val
+	}
+	var val string
+	if escaped {
+		val = string(unescape(make([]byte, 0, len(raw)), raw))
+	} else {
+		val = string(raw)
+	}
+	if len(raw) <= maxCachedLen {
+		e := cachedStr{raw: val, val: val}
+		if escaped {
+			e.raw = string(raw)
+		}
+		set[1], set[0] = set[0], e
+	}
+	return val
 }
 
 // stringList is stringList(v) with the elements shared through c.
@@ -847,12 +955,18 @@ func (c *strCache) stringList(v []byte) ([]string, error) {
 	if c == nil || !isArray(v) {
 		return stringList(v)
 	}
-	var out []string
+	// Collect into a small buffer first so the result is allocated once,
+	// at its final size.
+	var buf [8]string
+	out := buf[:0]
 	it := newArrIter(v, 0)
 	for e, ok := it.next(); ok; e, ok = it.next() {
 		if isString(e) {
 			out = append(out, c.str(e))
 		}
 	}
-	return out, it.err
+	if len(out) == 0 {
+		return nil, it.err
+	}
+	return append([]string(nil), out...), it.err
 }

@@ -41,8 +41,8 @@ type auditEvent struct {
 	code                      int32
 	status, reason, message   string
 	requestObject, respObject []byte
-	requestReceived, stageTS  string
-	timestamp                 string
+	requestReceived, stageTS  []byte
+	timestamp                 []byte
 	decision, authzReason     string
 	annotations               map[string]string
 }
@@ -61,8 +61,15 @@ func subIter(v []byte, depth int, trusted bool) objIter {
 }
 
 func readUser(v []byte, trusted bool, sc *strCache) (k8sUser, error) {
-	var u k8sUser
 	it := subIter(v, 1, trusted)
+	return readUserIter(&it, trusted, sc)
+}
+
+// readUserIter reads a UserInfo object from it. Nested values are read
+// without checking them again: either the whole object was validated
+// (trusted) or it.next validated each member value.
+func readUserIter(it *objIter, trusted bool, sc *strCache) (k8sUser, error) {
+	var u k8sUser
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "username":
@@ -73,7 +80,7 @@ func readUser(v []byte, trusted bool, sc *strCache) (k8sUser, error) {
 			u.groups, _ = sc.stringList(val)
 		case "extra":
 			if isObject(val) {
-				ex := subIter(val, 2, trusted)
+				ex := newTrustedObjIter(val)
 				for ek, ev, ok := ex.next(); ok; ek, ev, ok = ex.next() {
 					vals, _ := stringList(ev)
 					if u.extra == nil {
@@ -87,68 +94,149 @@ func readUser(v []byte, trusted bool, sc *strCache) (k8sUser, error) {
 	return u, it.err
 }
 
+// auditString is a string member of an audit event: its value and whether
+// it holds escapes, so the content is not searched again.
+func auditString(v []byte, vs int) (end int, esc bool, err error) {
+	if vs < len(v) && v[vs] == '"' {
+		esc, end, err = scanString(v, vs)
+		return end, esc, err
+	}
+	end, err = skipValue(v, vs, 1)
+	return end, false, err
+}
+
+// scalar is str(v) for a value whose escape flag is known.
+func scalar(v []byte, esc bool) string {
+	if isString(v) && !esc {
+		return string(v[1 : len(v)-1])
+	}
+	return str(v)
+}
+
 // parseAudit decodes and validates one audit event object. It returns the
 // offset just past the object. sc (may be nil) shares repeated strings.
+// Every byte is read once: members the decoder keeps are validated while
+// they are decoded, nested objects through iterators over the same buffer
+// (so error offsets are those of the event), the rest by skipValue.
 func parseAudit(v []byte, sc *strCache) (auditEvent, int, error) {
 	var a auditEvent
 	it := newObjIter(v, 0)
-	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
+	for {
+		k, vs, ok := it.nextKey()
+		if !ok {
+			break
+		}
+		var ve int
+		var err error
 		switch string(k) {
-		case "apiVersion":
-			a.apiVersion = sc.str(val)
-		case "level":
-			a.level = sc.str(val)
-		case "auditID":
-			a.auditID = str(val)
-		case "stage":
-			a.stage = sc.str(val)
-		case "requestURI":
-			a.requestURI = str(val)
-		case "verb":
-			a.verb = sc.str(val)
-		case "user":
-			u, err := readUser(val, true, sc)
-			if err != nil {
-				return a, it.end(), err
+		case "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "userAgent",
+			"requestReceivedTimestamp", "stageTimestamp", "timestamp":
+			var esc bool
+			if ve, esc, err = auditString(v, vs); err != nil {
+				it.fail(err)
+				break
 			}
-			a.user = u
-		case "impersonatedUser":
-			if isObject(val) {
-				u, err := readUser(val, true, sc)
-				if err != nil {
-					return a, it.end(), err
+			val := v[vs:ve]
+			switch string(k) {
+			case "apiVersion":
+				a.apiVersion = sc.strEsc(val, esc)
+			case "level":
+				a.level = sc.strEsc(val, esc)
+			case "auditID":
+				a.auditID = scalar(val, esc)
+			case "stage":
+				a.stage = sc.strEsc(val, esc)
+			case "requestURI":
+				a.requestURI = scalar(val, esc)
+			case "verb":
+				a.verb = sc.strEsc(val, esc)
+			case "userAgent":
+				a.userAgent = sc.strEsc(val, esc)
+			case "requestReceivedTimestamp":
+				a.requestReceived = timeBytes(val, esc)
+			case "stageTimestamp":
+				a.stageTS = timeBytes(val, esc)
+			case "timestamp":
+				a.timestamp = timeBytes(val, esc)
+			}
+		case "user", "impersonatedUser", "objectRef", "responseStatus", "annotations":
+			if vs >= len(v) || v[vs] != '{' {
+				if ve, err = skipValue(v, vs, 1); err != nil {
+					it.fail(err)
+					break
 				}
-				a.impersonated, a.hasImpersonated = u, u.username != ""
+				if string(k) == "user" && it.finish(ve) {
+					// As readUser on a validated non-object.
+					return a, it.end(), synErr(0, "expected object")
+				}
+				break
 			}
-		case "sourceIPs":
-			a.sourceIPs, _ = sc.stringList(val)
-		case "userAgent":
-			a.userAgent = sc.str(val)
-		case "objectRef":
-			a.parseObjectRef(val, true, sc)
-		case "responseStatus":
-			a.parseStatus(val, true, sc)
-		case "requestObject":
-			a.requestObject = val
-		case "responseObject":
-			a.respObject = val
-		case "requestReceivedTimestamp":
-			a.requestReceived = str(val)
-		case "stageTimestamp":
-			a.stageTS = str(val)
-		case "timestamp":
-			a.timestamp = str(val)
-		case "annotations":
-			a.parseAnnotations(val, true, sc)
+			sub := newObjIterAt(v, vs, 1)
+			switch string(k) {
+			case "user":
+				a.user, _ = readUserIter(&sub, false, sc)
+			case "impersonatedUser":
+				u, _ := readUserIter(&sub, false, sc)
+				a.impersonated, a.hasImpersonated = u, u.username != ""
+			case "objectRef":
+				a.objectRefIter(&sub, sc)
+			case "responseStatus":
+				a.statusIter(&sub, sc)
+			case "annotations":
+				a.annotationsIter(&sub, sc)
+			}
+			if sub.err != nil {
+				it.fail(sub.err)
+				break
+			}
+			ve = sub.end()
+		case "sourceIPs", "requestObject", "responseObject":
+			if ve, err = skipValue(v, vs, 1); err != nil {
+				it.fail(err)
+				break
+			}
+			val := v[vs:ve]
+			switch string(k) {
+			case "sourceIPs":
+				a.sourceIPs, _ = sc.stringList(val)
+			case "requestObject":
+				a.requestObject = val
+			case "responseObject":
+				a.respObject = val
+			}
+		default:
+			if ve, err = skipValue(v, vs, 1); err != nil {
+				it.fail(err)
+			}
+		}
+		if it.err != nil || !it.finish(ve) {
+			break
 		}
 	}
 	return a, it.end(), it.err
+}
+
+// timeBytes returns the decoded content of a timestamp value, as str
+// would, without making a string of it.
+func timeBytes(v []byte, esc bool) []byte {
+	if !isString(v) {
+		return []byte(str(v))
+	}
+	if esc {
+		s, _ := strBytes(v)
+		return s
+	}
+	return v[1 : len(v)-1]
 }
 
 // parseObjectRef, parseStatus and parseAnnotations read a nested object;
 // trusted as in subIter.
 func (a *auditEvent) parseObjectRef(v []byte, trusted bool, sc *strCache) {
 	it := subIter(v, 1, trusted)
+	a.objectRefIter(&it, sc)
+}
+
+func (a *auditEvent) objectRefIter(it *objIter, sc *strCache) {
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "resource":
@@ -169,6 +257,10 @@ func (a *auditEvent) parseObjectRef(v []byte, trusted bool, sc *strCache) {
 
 func (a *auditEvent) parseStatus(v []byte, trusted bool, sc *strCache) {
 	it := subIter(v, 1, trusted)
+	a.statusIter(&it, sc)
+}
+
+func (a *auditEvent) statusIter(it *objIter, sc *strCache) {
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "code":
@@ -187,6 +279,10 @@ func (a *auditEvent) parseStatus(v []byte, trusted bool, sc *strCache) {
 
 func (a *auditEvent) parseAnnotations(v []byte, trusted bool, sc *strCache) {
 	it := subIter(v, 1, trusted)
+	a.annotationsIter(&it, sc)
+}
+
+func (a *auditEvent) annotationsIter(it *objIter, sc *strCache) {
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "authorization.k8s.io/decision":
@@ -226,7 +322,7 @@ func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
 		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log is not a JSON audit event")
 		return
 	}
-	a, end, err := parseAudit(inner, &p.strs)
+	a, end, err := parseAudit(inner, p.strs)
 	switch {
 	case err != nil:
 		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: "+err.Error())
@@ -262,7 +358,7 @@ func trailingSpace(b []byte) int {
 
 // k8sPlain handles a plain audit.k8s.io Event (no Azure envelope).
 func (p *processor) k8sPlain(v []byte, pos string) {
-	a, _, err := parseAudit(v, &p.strs)
+	a, _, err := parseAudit(v, p.strs)
 	if err != nil {
 		p.res.quarantine(v, p.format, pos, "invalid Kubernetes audit event: "+err.Error())
 		return
@@ -315,11 +411,14 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string)
 	if e.ID != "" {
 		setAttr(e, "id_source", "k8s_audit_id")
 	}
-	for _, ts := range []string{a.requestReceived, a.stageTS, a.timestamp, envelopeTime} {
-		if t, ok := parseTime(ts); ok {
-			e.Time = t
-			break
-		}
+	if t, ok := parseTimeBytes(a.requestReceived); ok {
+		e.Time = t
+	} else if t, ok := parseTimeBytes(a.stageTS); ok {
+		e.Time = t
+	} else if t, ok := parseTimeBytes(a.timestamp); ok {
+		e.Time = t
+	} else if t, ok := parseTime(envelopeTime); ok {
+		e.Time = t
 	}
 
 	// Actor.
@@ -360,16 +459,21 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string)
 	e.Target.Namespace = a.namespace
 	e.Target.Name = a.name
 	verb := a.verb
+	// The action repeats across records: build it in a stack buffer and
+	// share the string.
+	var abuf [80]byte
+	action := append(abuf[:0], "k8s:"...)
 	if a.resource != "" {
-		res := a.resource
+		action = append(action, a.resource...)
 		if a.subresource != "" {
-			res += "/" + a.subresource
+			action = append(append(action, '/'), a.subresource...)
 		}
-		e.Action = "k8s:" + res + ":" + verb
 	} else {
-		e.Action = "k8s:nonresource:" + verb
+		action = append(action, "nonresource"...)
 		setAttr(e, "k8s.path", pathOf(a.requestURI))
 	}
+	action = append(append(action, ':'), verb...)
+	e.Action = p.strs.intern(action)
 	e.ActionClass = k8sClass(a)
 
 	// Outcome.

@@ -266,8 +266,8 @@ func (p *processor) laAKSAudit(raw []byte, pos string, r *laRow, table, rawForma
 		requestURI:      r.s("RequestUri"),
 		verb:            r.s("Verb"),
 		userAgent:       r.s("UserAgent"),
-		requestReceived: r.s("RequestReceivedTime"),
-		stageTS:         r.s("StageReceivedTime"),
+		requestReceived: []byte(r.s("RequestReceivedTime")),
+		stageTS:         []byte(r.s("StageReceivedTime")),
 	}
 	if a.auditID == "" && a.verb == "" {
 		p.res.quarantine(raw, p.format, pos, table+" row without AuditId and Verb")
@@ -293,13 +293,13 @@ func (p *processor) laAKSAudit(raw []byte, pos string, r *laRow, table, rawForma
 		}
 	}
 	if o := dynamic(r.get("ObjectRef")); o != nil {
-		a.parseObjectRef(o, false, &p.strs)
+		a.parseObjectRef(o, false, p.strs)
 	}
 	if s := dynamic(r.get("ResponseStatus")); s != nil {
-		a.parseStatus(s, false, &p.strs)
+		a.parseStatus(s, false, p.strs)
 	}
 	if an := dynamic(r.get("Annotations")); an != nil {
-		a.parseAnnotations(an, false, &p.strs)
+		a.parseAnnotations(an, false, p.strs)
 	}
 	a.requestObject = dynamic(r.get("RequestObject"))
 	a.respObject = dynamic(r.get("ResponseObject"))
@@ -348,7 +348,7 @@ func (p *processor) laAzureDiagnostics(raw []byte, pos string, r *laRow, table, 
 		return
 	}
 	inner = inner[:len(inner)-trailingSpace(inner)]
-	a, end, err := parseAudit(inner, &p.strs)
+	a, end, err := parseAudit(inner, p.strs)
 	if err != nil || end != len(inner) {
 		reason := "trailing data after the audit event"
 		if err != nil {

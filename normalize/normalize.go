@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custody-audit/custody/event"
@@ -233,7 +234,24 @@ type Normalizer struct {
 	readVerbs   map[string]bool
 	keepStage   map[string]bool
 	registries  []string
+	// scratch holds *scratch values. Each Process call takes one for its
+	// own use and returns it, so its buffers are reused and strings that
+	// repeat across messages (the cluster's resource id, verbs, user
+	// names) are shared too.
+	scratch sync.Pool
 }
+
+// scratch is the reusable working memory of a Process call.
+type scratch struct {
+	strs strCache
+	// events collects a message's events; Process hands back an exact-size
+	// copy, so a busy message costs one allocation instead of a series of
+	// slice growths.
+	events []event.Event
+}
+
+// maxScratchEvents bounds the events buffer a scratch keeps between calls.
+const maxScratchEvents = 1024
 
 // New validates cfg and returns a Normalizer.
 func New(cfg Config) (*Normalizer, error) {
@@ -296,8 +314,27 @@ func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
 		return p.res, nil
 	}
 	p.format = format
+	sc, _ := n.scratch.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	p.strs = &sc.strs
+	p.res.Events = sc.events[:0]
 	p.walk()
+	used := p.res.Events
 	p.dedupe()
+	if len(p.res.Events) > 0 {
+		p.res.Events = append([]event.Event(nil), p.res.Events...)
+	} else {
+		p.res.Events = nil
+	}
+	clear(used) // drop the references to this message's data
+	if cap(used) <= maxScratchEvents {
+		sc.events = used[:0]
+	} else {
+		sc.events = nil
+	}
+	n.scratch.Put(sc)
 	return p.res, nil
 }
 
@@ -310,7 +347,7 @@ type processor struct {
 	res      Result
 	lastID   string
 	lastARM  armID
-	strs     strCache // strings repeated across the message's records
+	strs     *strCache // strings repeated across records, from Normalizer.strs
 }
 
 // unit is one top-level JSON value of a message.
@@ -411,7 +448,8 @@ func (p *processor) walkRecords() bool {
 			if vs < len(v) && v[vs] == '[' {
 				end, ok := p.recordsValidating(v[vs:], p.in.Position)
 				if !ok || !p.finishTop(&it, v, vs+end) || skipSpace(b, i+it.end()) != len(b) {
-					p.res = Result{}
+					clear(p.res.Events)
+					p.res = Result{Events: p.res.Events[:0]}
 					return false
 				}
 				return true
@@ -450,7 +488,7 @@ func (p *processor) finishTop(it *objIter, v []byte, ve int) bool {
 // non-object record, leaving the general path to report it.
 func (p *processor) recordsValidating(arr []byte, pos string) (int, bool) {
 	it := newArrIter(arr, 1)
-	vd := azValidator{depth: 2, strs: &p.strs}
+	vd := azValidator{depth: 2, strs: p.strs}
 	k := 0
 	for {
 		start, ok := it.nextStart()
@@ -764,6 +802,9 @@ func sortUnique(tags []string) []string {
 // RFC 3339 with 0-9 fractional digits, with or without a zone (no zone
 // means UTC, as in Log Analytics and some archive lines).
 func parseTime(s string) (time.Time, bool) {
+	if t, ok := parseRFC3339UTC(s); ok {
+		return t, true
+	}
 	if s == "" {
 		return time.Time{}, false
 	}
@@ -786,4 +827,93 @@ func setAttr(e *event.Event, k, v string) {
 		e.Attributes = make(map[string]string, 12)
 	}
 	e.Attributes[k] = v
+}
+
+// parseTimeBytes is parseTime for bytes, without making a string for the
+// usual strict RFC 3339 form.
+func parseTimeBytes(b []byte) (time.Time, bool) {
+	if t, ok := parseRFC3339UTC(b); ok {
+		return t, true
+	}
+	if len(b) == 0 {
+		return time.Time{}, false
+	}
+	return parseTime(string(b))
+}
+
+// parseRFC3339UTC reads the strict form every Azure and Kubernetes
+// timestamp uses, 2006-01-02T15:04:05[.1-9 digits](Z|±07:00), and returns
+// it in UTC. It accepts a subset of what time.Parse accepts with
+// time.RFC3339Nano and gives the same instant; anything else reports false
+// and is left to parseTime.
+func parseRFC3339UTC[T string | []byte](s T) (time.Time, bool) {
+	if len(s) < len("2006-01-02T15:04:05Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	ok := true
+	num := func(i, n int) int {
+		x := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				ok = false
+			}
+			x = x*10 + int(c-'0')
+		}
+		return x
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
+	if !ok || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	i := 19
+	nsec := 0
+	if s[i] == '.' {
+		i++
+		d := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			nsec = nsec*10 + int(s[i]-'0')
+			i++
+		}
+		if i == d || i-d > 9 {
+			return time.Time{}, false
+		}
+		for k := i - d; k < 9; k++ {
+			nsec *= 10
+		}
+	}
+	offset := 0
+	switch {
+	case i == len(s)-1 && s[i] == 'Z':
+	case i == len(s)-6 && (s[i] == '+' || s[i] == '-') && s[i+3] == ':':
+		hh, mm := num(i+1, 2), num(i+4, 2)
+		if !ok || hh > 23 || mm > 59 {
+			return time.Time{}, false
+		}
+		offset = (hh*60 + mm) * 60
+		if s[i] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if offset != 0 {
+		t = t.Add(-time.Duration(offset) * time.Second)
+	}
+	return t, true
+}
+
+// daysIn is the number of days of month in year (proleptic Gregorian).
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
