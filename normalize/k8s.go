@@ -587,7 +587,12 @@ func k8sActorType(name string, groups []string) event.ActorType {
 		return event.ActorServiceAccount
 	case strings.HasPrefix(name, "system:node:"):
 		return event.ActorNode
-	case strings.HasPrefix(name, "system:"), name == "aksService", name == "masterclient", name == "nodeclient":
+	case name == "masterclient":
+		// AKS's local cluster-admin certificate, the kubeconfig that
+		// listClusterAdminCredential hands out: whoever holds it is a
+		// person with full control, not a system component.
+		return event.ActorUser
+	case strings.HasPrefix(name, "system:"), name == "aksService", name == "nodeclient":
 		return event.ActorSystem
 	case strings.Contains(name, "@"):
 		return event.ActorUser
