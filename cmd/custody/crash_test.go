@@ -133,4 +133,3 @@ func writeAuditBodies(t *testing.T, path string, n int) {
 	}
 	f.Close()
 }
-

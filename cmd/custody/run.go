@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -243,6 +244,9 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 			return err
 		}
 		sources = append(sources, namedSource{name: "eventhubs", kind: "eventhubs", src: src})
+		if err := reg.Register(newLagCollector("eventhubs", src, log)); err != nil {
+			return fmt.Errorf("register lag metric: %w", err)
+		}
 	}
 	if rc.LogAnalytics != nil {
 		src, err := loganalytics.New(*rc.LogAnalytics, pos, loganalytics.Options{Logger: log})
@@ -286,6 +290,47 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 			"messages", s.Messages, "stored", s.Stored, "skipped", s.Skipped, "quarantined", s.Quarantined, "dropped", s.Dropped)
 	}
 	return errors.Join(errs...)
+}
+
+// lagSource is a source that can say how far behind the hub it is.
+type lagSource interface {
+	Lag(ctx context.Context) (map[string]int64, error)
+}
+
+// lagCollector asks the source for its lag at every scrape, so the gauge is
+// never stale and costs nothing between scrapes (one management request
+// per partition per scrape).
+type lagCollector struct {
+	pipeline string
+	src      lagSource
+	log      *slog.Logger
+	desc     *prometheus.Desc
+}
+
+// lagScrapeTimeout bounds the management requests of one scrape.
+const lagScrapeTimeout = 5 * time.Second
+
+func newLagCollector(pipeline string, src lagSource, log *slog.Logger) *lagCollector {
+	return &lagCollector{pipeline: pipeline, src: src, log: log,
+		desc: prometheus.NewDesc("custody_ingest_lag_events", "Events the source holds beyond the last one stored, per stream (asked of the source at scrape time).", []string{"pipeline", "stream"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector. While the source is not
+// connected there is no series rather than a stale one.
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), lagScrapeTimeout)
+	defer cancel()
+	lag, err := c.src.Lag(ctx)
+	if err != nil {
+		c.log.Debug("lag not available", "pipeline", c.pipeline, "err", err)
+		return
+	}
+	for stream, n := range lag {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), c.pipeline, stream)
+	}
 }
 
 // healthMux serves /metrics from reg, /healthz (the process is up) and
