@@ -2,11 +2,11 @@ package chdb
 
 import (
 	"bytes"
-	"io"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"time"
 )
