@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -174,32 +175,21 @@ func (c RetentionConfig) RuleFor(service, category string) RetentionRule {
 // file (other sections are ignored) over DefaultRetentionConfig, strictly:
 // an unknown field is an error. The result is validated.
 func ParseRetentionConfig(data []byte) (RetentionConfig, error) {
-	cfg := DefaultRetentionConfig()
-	var doc struct {
-		Retention yaml.Node `yaml:"retention"`
+	// The inline map takes the file's other sections; the retention
+	// section itself is decoded strictly, keeping the file's line numbers.
+	doc := struct {
+		Retention RetentionConfig `yaml:"retention"`
+		Other     map[string]any  `yaml:",inline"`
+	}{Retention: DefaultRetentionConfig()}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return DefaultRetentionConfig(), fmt.Errorf("parse retention policy: %w", err)
 	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return cfg, fmt.Errorf("parse retention policy: %w", err)
+	if err := doc.Retention.Validate(); err != nil {
+		return doc.Retention, err
 	}
-	if doc.Retention.Kind != 0 {
-		var buf bytes.Buffer
-		enc := yaml.NewEncoder(&buf)
-		if err := enc.Encode(&doc.Retention); err != nil {
-			return cfg, fmt.Errorf("parse retention policy: %w", err)
-		}
-		if err := enc.Close(); err != nil {
-			return cfg, fmt.Errorf("parse retention policy: %w", err)
-		}
-		dec := yaml.NewDecoder(&buf)
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("parse retention policy: %w", err)
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	return doc.Retention, nil
 }
 
 // HoldKind says what a legal hold preserves.
@@ -650,26 +640,35 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 				why = append(why, fmt.Sprintf("overdue: %s rows are past their maximum retention of %d days", key(g.Service, g.Category), g.MaxDays))
 			}
 		}
+		// Why the partition's rows could not be attested. Damage is
+		// always shown; ordering reasons only when nothing else keeps
+		// the partition.
 		attestable := true
 		for _, sp := range pp.Chains {
 			cs := chains[sp.Chain]
+			var reason string
+			damage := false
 			switch {
 			case sp.Rows != sp.LastSeq-sp.FirstSeq+1:
-				attestable = false
-				why = append(why, fmt.Sprintf("blocked: chain %s has %d rows for seq %d..%d, not one contiguous run (run custody verify)", sp.Chain, sp.Rows, sp.FirstSeq, sp.LastSeq))
+				damage = true
+				reason = fmt.Sprintf("blocked: chain %s has %d rows for seq %d..%d, not one contiguous run (run custody verify)", sp.Chain, sp.Rows, sp.FirstSeq, sp.LastSeq)
 			case sp.FirstSeq != purgedTo[sp.Chain]+1:
-				attestable = false
 				if k, ok := keptIn[sp.Chain]; ok {
-					why = append(why, fmt.Sprintf("blocked: chain %s rows before seq %d stay in partition %s, so its rows here are not a prefix", sp.Chain, sp.FirstSeq, k))
+					reason = fmt.Sprintf("blocked: chain %s rows before seq %d stay in partition %s, so its rows here are not a prefix", sp.Chain, sp.FirstSeq, k)
 				} else {
-					why = append(why, fmt.Sprintf("blocked: chain %s rows %d..%d are missing, so its rows here are not a prefix (run custody verify)", sp.Chain, purgedTo[sp.Chain]+1, sp.FirstSeq-1))
+					damage = true
+					reason = fmt.Sprintf("blocked: chain %s rows %d..%d are missing, so its rows here are not a prefix (run custody verify)", sp.Chain, purgedTo[sp.Chain]+1, sp.FirstSeq-1)
 				}
 			case sp.LastSeq == cs.max:
-				attestable = false
-				why = append(why, fmt.Sprintf("blocked: the partition holds the head of chain %s (seq %d); purging it would end the chain", sp.Chain, sp.LastSeq))
+				reason = fmt.Sprintf("blocked: the partition holds the head of chain %s (seq %d); purging it would end the chain", sp.Chain, sp.LastSeq)
 			case sp.LastSeq > checkpointed[sp.Chain]:
+				reason = fmt.Sprintf("blocked: chain %s rows up to %d are not covered by a signed checkpoint (newest %d)", sp.Chain, sp.LastSeq, checkpointed[sp.Chain])
+			}
+			if reason != "" {
 				attestable = false
-				why = append(why, fmt.Sprintf("blocked: chain %s rows up to %d are not covered by a signed checkpoint (newest %d)", sp.Chain, sp.LastSeq, checkpointed[sp.Chain]))
+				if damage || expired {
+					why = append(why, reason)
+				}
 			}
 		}
 		pp.Purge = expired && attestable
@@ -817,20 +816,32 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 			}
 		}
 		if err := checkPrefixSelection(plan, want); err != nil {
+			if lerr := s.Log(ctx, "retention.purge", fmt.Sprintf("partitions %s refused: %v", strings.Join(opts.Partitions, ","), err), "refused"); lerr != nil {
+				return nil, errors.Join(err, lerr)
+			}
 			return nil, err
 		}
 	}
 	if len(todo) == 0 {
 		return res, nil
 	}
-	// Verify every chain about to be attested, whole.
+	// Verify every chain about to be attested: links, Merkle roots and
+	// checkpoints whole, row contents up to the newest row purged (the
+	// rest stays and is verified by custody verify).
+	var contentTo time.Time
+	for _, pp := range todo {
+		if pp.Newest.After(contentTo) {
+			contentTo = pp.Newest
+		}
+	}
+	contentTo = contentTo.Add(time.Microsecond)
 	verified := map[string]bool{}
 	for _, pp := range todo {
 		for _, sp := range pp.Chains {
 			if verified[sp.Chain] {
 				continue
 			}
-			rep, err := s.Verify(ctx, VerifyOptions{Chain: sp.Chain, Verifier: opts.Verifier, CheckpointDir: s.opts.CheckpointDir})
+			rep, err := s.Verify(ctx, VerifyOptions{Chain: sp.Chain, To: contentTo, Verifier: opts.Verifier, CheckpointDir: s.opts.CheckpointDir})
 			if err != nil {
 				return res, fmt.Errorf("retention apply: verify chain %s: %w", sp.Chain, err)
 			}
@@ -851,7 +862,7 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 		}
 	}
 	for _, pp := range todo {
-		recs, err := s.purgePartition(ctx, pp)
+		recs, err := s.purgePartition(ctx, pp, opts.Verifier)
 		if err != nil {
 			if lerr := s.Log(ctx, "retention.purge", fmt.Sprintf("partition %s: %v", pp.Partition, err), "failed"); lerr != nil {
 				return res, errors.Join(err, lerr)
@@ -898,7 +909,7 @@ var purgeColumns = []engine.Column{
 }
 
 // purgePartition records and drops one partition the plan removes.
-func (s *Store) purgePartition(ctx context.Context, pp PartitionPlan) ([]PurgeRecord, error) {
+func (s *Store) purgePartition(ctx context.Context, pp PartitionPlan, v note.Verifier) ([]PurgeRecord, error) {
 	if !isPartitionID(pp.Partition) {
 		return nil, fmt.Errorf("partition id %q is not YYYYMM", pp.Partition)
 	}
@@ -918,7 +929,7 @@ func (s *Store) purgePartition(ctx context.Context, pp PartitionPlan) ([]PurgeRe
 			Chain: sp.Chain, FirstSeq: sp.FirstSeq, LastSeq: sp.LastSeq, Rows: sp.Rows, Counts: sp.Counts,
 			Policy: strings.Join(policy, "; "), PurgedAt: at, Actor: s.opts.Actor,
 		}
-		if err := s.attest(ctx, &rec); err != nil {
+		if err := s.attest(ctx, &rec, v); err != nil {
 			return nil, fmt.Errorf("attest chain %s rows %d..%d: %w", sp.Chain, sp.FirstSeq, sp.LastSeq, err)
 		}
 		recs = append(recs, rec)
@@ -989,8 +1000,9 @@ func isPartitionID(s string) bool {
 
 // attest fills rec's chain state: the hash of row LastSeq, the Merkle
 // compact range and root over rows 1..LastSeq, the chain head and newest
-// checkpoint, and the signed purge note.
-func (s *Store) attest(ctx context.Context, rec *PurgeRecord) error {
+// checkpoint, and the signed purge note. The tree is resumed only from a
+// checkpoint or purge record whose signature v accepts.
+func (s *Store) attest(ctx context.Context, rec *PurgeRecord, v note.Verifier) error {
 	p := engine.Params{"chain": rec.Chain}
 	err := s.queryEach(ctx, "SELECT max(seq), argMax(hash, seq) FROM "+s.db+".events WHERE chain = {chain:String}", p, func(r engine.Rows) error {
 		return r.Scan(&rec.HeadSeq, &rec.HeadHash)
@@ -1015,21 +1027,42 @@ func (s *Store) attest(ctx context.Context, rec *PurgeRecord) error {
 	if rec.FirstSeq == 1 {
 		best = &start{}
 	}
-	pick := func(r engine.Rows) error {
-		var st start
-		if err := r.Scan(&st.size, &st.rng, &st.root); err != nil {
-			return err
+	pick := func(purge bool) func(r engine.Rows) error {
+		return func(r engine.Rows) error {
+			var st start
+			var msg string
+			if err := r.Scan(&st.size, &st.rng, &st.root, &msg); err != nil {
+				return err
+			}
+			var size uint64
+			var root Hash
+			if purge {
+				a, err := OpenPurgeNote([]byte(msg), v)
+				if err != nil {
+					return nil // not trusted; verify reports it
+				}
+				size, root = a.LastSeq, a.Root
+			} else {
+				cp, err := OpenCheckpoint([]byte(msg), v)
+				if err != nil {
+					return nil
+				}
+				size, root = cp.Size, cp.Root
+			}
+			if size != st.size || root != st.root {
+				return nil
+			}
+			if best == nil || st.size > best.size {
+				best = &st
+			}
+			return nil
 		}
-		if best == nil || st.size > best.size {
-			best = &st
-		}
-		return nil
 	}
 	bounds := engine.Params{"chain": rec.Chain, "lo": strconv.FormatUint(rec.FirstSeq-1, 10), "hi": strconv.FormatUint(rec.LastSeq, 10)}
-	if err := s.queryEach(ctx, "SELECT tree_size, compact_range, root_hash FROM "+s.db+".checkpoints WHERE chain = {chain:String} AND tree_size >= {lo:UInt64} AND tree_size <= {hi:UInt64} ORDER BY tree_size DESC LIMIT 1", bounds, pick); err != nil {
+	if err := s.queryEach(ctx, "SELECT tree_size, compact_range, root_hash, note FROM "+s.db+".checkpoints WHERE chain = {chain:String} AND tree_size >= {lo:UInt64} AND tree_size <= {hi:UInt64} ORDER BY tree_size DESC LIMIT 1", bounds, pick(false)); err != nil {
 		return fmt.Errorf("read checkpoint range: %w", err)
 	}
-	if err := s.queryEach(ctx, "SELECT last_seq, compact_range, root_hash FROM "+s.db+".purges WHERE chain = {chain:String} AND last_seq = {lo:UInt64} LIMIT 1", bounds, pick); err != nil {
+	if err := s.queryEach(ctx, "SELECT last_seq, compact_range, root_hash, note FROM "+s.db+".purges WHERE chain = {chain:String} AND last_seq = {lo:UInt64}", bounds, pick(true)); err != nil {
 		return fmt.Errorf("read previous purge: %w", err)
 	}
 	if best == nil {

@@ -78,6 +78,10 @@ signed ClickHouse trail that anyone with the public key can verify.
 			appendCommand(),
 			runCommand(),
 			backfillCommand(),
+			exportCommand(),
+			verifyExportCommand(),
+			retentionCommand(),
+			holdCommand(),
 		},
 	}
 }
