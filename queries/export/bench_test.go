@@ -1,0 +1,116 @@
+package export_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custody-audit/custody/queries/export"
+	"github.com/custody-audit/custody/storage"
+)
+
+// benchEvents is CUSTODY_EXPORT_BENCH_EVENTS, default 200,000.
+func benchEvents(b testing.TB) int {
+	if s := os.Getenv("CUSTODY_EXPORT_BENCH_EVENTS"); s != "" {
+		n, err := strconv.Atoi(strings.ReplaceAll(s, "_", ""))
+		if err != nil || n <= 0 {
+			b.Fatalf("CUSTODY_EXPORT_BENCH_EVENTS=%q: want a positive count", s)
+		}
+		return n
+	}
+	return 200_000
+}
+
+// benchStore seeds a store of benchEvents(b) events of about 1.2 KB
+// stored size (an AKS kube-audit record), appended through the real
+// store in batches of 20,000 on 2 chains, so every export has real proofs
+// to make.
+func benchStore(b *testing.B) (*fixture, int) {
+	return benchStoreT(b)
+}
+
+func benchStoreT(b testing.TB) (*fixture, int) {
+	n := benchEvents(b) / 2 * 2
+	f := newFixture(b)
+	{
+		st, err := storage.Open(context.Background(), f.eng, storage.Options{Signer: f.signer, Actor: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pad := strings.Repeat("a", 900)
+		const batch = 20000
+		for _, chain := range []string{"bench/0", "bench/1"} {
+			for off := 0; off < n/2; off += batch {
+				k := min(batch, n/2-off)
+				sb := storage.Batch{Stream: chain, Offset: int64(off + k)}
+				for i := off; i < off+k; i++ {
+					e := aksEvent(i)
+					e.Time = time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+					e.Raw = []byte(fmt.Sprintf(`{"auditID":"b-%d","requestURI":"/api/v1/namespaces/prod/pods/web-%d/exec","pad":"%s"}`, i, i, pad))
+					sb.Events = append(sb.Events, storage.BatchEvent{Offset: int64(i + 1), Event: e})
+				}
+				if _, err := st.Append(context.Background(), sb); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	return f, n
+}
+
+func benchWindow() (time.Time, time.Time) {
+	return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)
+}
+
+// BenchmarkBundle measures, per format, export of every event of the
+// benchmark store (reading from the embedded engine, recomputing each
+// row's hash, writing the data file, computing the range proofs) and
+// verify-export of the bundle. Reported as events/s.
+//
+//	go test ./queries/export -run '^$' -bench Bundle -benchtime 3x
+//	CUSTODY_EXPORT_BENCH_EVENTS=1000000 go test ./queries/export -run '^$' -bench Bundle -benchtime 1x
+func BenchmarkBundle(b *testing.B) {
+	f, n := benchStore(b)
+	from, to := benchWindow()
+	for _, format := range export.Formats() {
+		b.Run("export/"+format, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				dir := filepath.Join(b.TempDir(), "bundle")
+				res, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
+					Format: format, From: from, To: to, Dir: dir})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Manifest.Rows != uint64(n) {
+					b.Fatalf("exported %d rows, want %d", res.Manifest.Rows, n)
+				}
+				if i == 0 {
+					b.ReportMetric(float64(res.Manifest.Files[0].Bytes)/float64(n), "bytes/event")
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+	for _, format := range export.Formats() {
+		b.Run("verify/"+format, func(b *testing.B) {
+			dir := filepath.Join(b.TempDir(), "bundle")
+			if _, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
+				Format: format, From: from, To: to, Dir: dir}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				rep, err := export.Verify(context.Background(), dir, export.VerifyOptions{Verifier: f.verifier})
+				if err != nil || !rep.OK() || rep.Rows != uint64(n) {
+					b.Fatalf("verify: %v %+v", err, rep)
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
