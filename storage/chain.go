@@ -151,11 +151,19 @@ func (h *hashEncoder) EventHash(r *Row) Hash {
 	return sha256.Sum256(h.buf)
 }
 
-// EventHash computes a row's hash; see hashEncoder.EventHash.
+// EventHash computes a row's hash; see hashEncoder.EventHash. For many
+// rows use a Hasher, which reuses its buffer.
 func EventHash(r *Row) Hash {
 	var h hashEncoder
 	return h.EventHash(r)
 }
+
+// Hasher computes row hashes with one reused buffer. Not safe for
+// concurrent use; give each goroutine its own.
+type Hasher struct{ enc hashEncoder }
+
+// Hash computes r's hash (see EventHash).
+func (h *Hasher) Hash(r *Row) Hash { return h.enc.EventHash(r) }
 
 // LeafHash is the RFC 6962 Merkle leaf of a row: SHA-256(0x00 || hash).
 func LeafHash(h Hash) Hash {

@@ -387,12 +387,13 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 		last storage.Hash
 		text = opts.Format != FormatParquet
 	)
+	var hasher storage.Hasher
 	for rows.Next() {
 		r = storage.Row{}
 		if err := storage.ScanRow(rows, &r); err != nil {
 			return nil, fi, fmt.Errorf("read events: %w", err)
 		}
-		if got := storage.EventHash(&r); got != r.Hash {
+		if got := hasher.Hash(&r); got != r.Hash {
 			return nil, fi, fmt.Errorf("%w: chain %s seq %d no longer matches its hash: run custody verify", ErrStore, r.Chain, r.Seq)
 		}
 		if text {

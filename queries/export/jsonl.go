@@ -275,6 +275,7 @@ func strictJSON(line []byte, j *jsonRecord) error {
 // reported, so that every edited line is located even when the row's
 // hash still verifies.
 type lineDecoder struct {
+	hasher storage.Hasher // reused across the lines this decoder checks
 	enc   jsonEncoder
 	buf   []byte
 	index map[string]int

@@ -323,6 +323,7 @@ func (v *bundleVerifier) checkFile(dir string, fi FileInfo, progress func(int64)
 	h := sha256.New()
 	var rows uint64
 	var size int64
+	var hasher storage.Hasher
 	switch v.m.Data {
 	case FormatParquet:
 		size, err = io.Copy(h, f)
@@ -336,7 +337,7 @@ func (v *bundleVerifier) checkFile(dir string, fi FileInfo, progress func(int64)
 						v.malformed(n, err)
 						return nil
 					}
-					v.row(n, &r, storage.EventHash(&r))
+					v.row(n, &r, hasher.Hash(&r))
 					return nil
 				})
 			}
@@ -481,7 +482,7 @@ func decodeLine(d *lineDecoder, format string, n uint64, line []byte) lineResult
 			res.malformed = err
 			return res
 		}
-		res.computed = storage.EventHash(r)
+		res.computed = d.hasher.Hash(r)
 		return res
 	}
 	got, rec, err := splitOCSF(line)
@@ -493,7 +494,7 @@ func decodeLine(d *lineDecoder, format string, n uint64, line []byte) lineResult
 		res.malformed = fmt.Errorf("unmapped.%s: %w", ocsfRecordKey, err)
 		return res
 	}
-	res.computed = storage.EventHash(r)
+	res.computed = d.hasher.Hash(r)
 	want, err := json.Marshal(ocsfDocument(r))
 	if err == nil {
 		var wantDoc map[string]json.RawMessage
@@ -581,6 +582,7 @@ func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
 		v.rep.add(Finding{Kind: KindMalformed, File: v.file, Detail: "the CSV header differs from export-v1's columns"})
 	}
 	var n uint64
+	var hasher storage.Hasher
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
@@ -600,7 +602,7 @@ func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
 			v.malformed(n, err)
 			continue
 		}
-		v.row(n, &row, storage.EventHash(&row))
+		v.row(n, &row, hasher.Hash(&row))
 	}
 }
 
