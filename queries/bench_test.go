@@ -17,7 +17,7 @@ import (
 )
 
 // Benchmark data: benchEvents generated events spread evenly over
-// benchSpan ending at benchEnd, 60% AKS, 20% ACR, 20% Activity Log, from a
+// benchSpan ending at benchEnd, 65% AKS, 25% ACR, 10% Activity Log, from a
 // few thousand principals, addresses and resources, with the forensic
 // tags at plausible rates. Every query runs with its default window ending
 // at benchEnd.
@@ -43,19 +43,21 @@ func benchDigest(n int) string {
 // benchInsertSQL generates count events from offset: a single INSERT ...
 // SELECT FROM numbers(), so generation runs at engine speed.
 func benchInsertSQL(offset, count, total uint64) string {
-	spanUS := uint64(benchSpan / time.Microsecond)
+	// Milliseconds: number * span must not overflow UInt64.
+	spanMS := uint64(benchSpan / time.Millisecond)
 	start := benchEnd().Add(-benchSpan).Format("2006-01-02 15:04:05")
 	return fmt.Sprintf(`INSERT INTO custody.events
 WITH
     cityHash64(number) AS h,
     h %% 100 AS svc_pick,
-    multiIf(svc_pick < 60, 'aks', svc_pick < 80, 'acr', 'arm') AS svc,
-    toDateTime64('%[4]s', 6, 'UTC') + toIntervalMicrosecond(intDiv(number * %[5]d, %[3]d)) AS t,
+    multiIf(svc_pick < 65, 'aks', svc_pick < 90, 'acr', 'arm') AS svc,
+    toDateTime64('%[4]s', 6, 'UTC') + toIntervalMicrosecond(intDiv(number * %[5]d, %[3]d) * 1000 + h %% 1000) AS t,
     bitShiftRight(h, 7) %% 100 AS who_pick,
     bitShiftRight(h, 14) %% 2000 AS user_n,
     bitShiftRight(h, 25) %% 40 AS res_n,
     bitShiftRight(h, 31) %% 1000003 AS pick,
-    bitShiftRight(h, 41) %% 5000 AS ip_n,
+    -- Most principals work from one or two addresses of their own.
+    if(bitShiftRight(h, 41) %% 10 = 0, bitShiftRight(h, 45) %% 5000, (user_n * 2 + bitShiftRight(h, 44) %% 2) %% 5000) AS ip_n,
     bitShiftRight(h, 53) %% 20 AS ns_n,
     multiIf(who_pick < 70, concat('user', toString(user_n), '@contoso.com'),
         who_pick < 95, if(svc = 'aks', concat('system:serviceaccount:ns', toString(ns_n), ':sa', toString(user_n %% 50)), lower(hex(MD5(toString(user_n %% 300))))),
@@ -65,14 +67,14 @@ WITH
         if(ip_n %% 5 = 0, concat('2001:db8::', hex(ip_n)), concat('203.0.113.', toString(ip_n %% 250)))) AS ip,
     ['k8s:pods:get','k8s:pods:list','k8s:pods:get','k8s:deployments:patch','k8s:configmaps:update','k8s:pods:create','k8s:pods:delete','k8s:secrets:get','k8s:services:get','k8s:events:list',
      'k8s:pods/log:get','k8s:deployments:get','k8s:replicasets:list','k8s:pods/exec:create','k8s:serviceaccounts/token:create','k8s:rolebindings:create','k8s:clusterrolebindings:create','k8s:pods/portforward:create','k8s:configmaps:delete','k8s:nodes:get'] AS aks_actions,
-    [200,200,200,200,200,150,100,60,60,60,30,30,20,15,10,5,3,3,20,30] AS aks_weights,
+    [2500,2000,0,800,700,300,300,60,1000,1000,500,600,500,5,20,2,1,2,200,510] AS aks_weights,
     ['acr:pull','acr:login','acr:push','acr:delete','acr:untag'] AS acr_actions,
-    [700,200,70,20,10] AS acr_weights,
+    [8500,1200,200,50,50] AS acr_weights,
     ['Microsoft.ContainerInstance/containerGroups/write','Microsoft.ContainerInstance/containerGroups/delete','Microsoft.ContainerInstance/containerGroups/containers/exec/action',
      'Microsoft.ContainerService/managedClusters/listClusterUserCredential/action','Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action','Microsoft.ContainerService/managedClusters/runCommand/action',
      'Microsoft.ContainerService/managedClusters/write','Microsoft.ContainerRegistry/registries/listCredentials/action','Microsoft.ContainerRegistry/registries/regenerateCredential/action',
-     'Microsoft.Insights/diagnosticSettings/write','Microsoft.Insights/diagnosticSettings/delete','Microsoft.Authorization/roleAssignments/write','Microsoft.ContainerService/managedClusters/read'] AS arm_actions,
-    [300,100,20,200,10,10,100,10,2,20,2,20,206] AS arm_weights,
+     'Microsoft.Insights/diagnosticSettings/write','Microsoft.Insights/diagnosticSettings/delete','Microsoft.Authorization/roleAssignments/write','Microsoft.ContainerService/managedClusters/agentPools/write'] AS arm_actions,
+    [300,100,20,2000,10,20,1500,10,2,5,1,100,5932] AS arm_weights,
     arrayCumSum(aks_weights) AS aks_cum, arrayCumSum(acr_weights) AS acr_cum, arrayCumSum(arm_weights) AS arm_cum,
     multiIf(svc = 'aks', aks_actions[arrayFirstIndex(c -> pick %% arraySum(aks_weights) < c, aks_cum)],
         svc = 'acr', acr_actions[arrayFirstIndex(c -> pick %% arraySum(acr_weights) < c, acr_cum)],
@@ -180,7 +182,7 @@ SELECT
     'json' AS raw_format,
     SHA256(toString(number - 1)) AS prev_hash,
     SHA256(toString(number)) AS hash
-FROM numbers(%[1]d, %[2]d)`, offset, count, total, start, spanUS)
+FROM numbers(%[1]d, %[2]d)`, offset, count, total, start, spanMS)
 }
 
 // benchStore opens (and on first use fills) the benchmark store.
@@ -217,6 +219,11 @@ func benchStore(b *testing.B) (engine.Engine, uint64) {
 		if err := eng.Exec(ctx, benchInsertSQL(off, n, total), nil); err != nil {
 			b.Fatalf("generate events: %v", err)
 		}
+	}
+	// Merge the generated parts, so that every run measures the same
+	// store rather than whatever the background merges have reached.
+	if err := eng.Exec(ctx, "OPTIMIZE TABLE custody.events FINAL", nil); err != nil {
+		b.Fatalf("merge generated parts: %v", err)
 	}
 	b.Logf("generated %d events in %s", total, time.Since(start).Round(time.Millisecond))
 	return eng, total

@@ -261,8 +261,10 @@ func parseQuery(name, text string) (*Query, error) {
 			return nil, fmt.Errorf("parameter %q is declared but not used in the SQL", name)
 		}
 	}
-	if strings.Contains(sql, ";") {
-		return nil, errors.New("SQL must be one statement without ';'")
+	for _, l := range strings.Split(sql, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") && strings.Contains(l, ";") {
+			return nil, errors.New("SQL must be one statement without ';'")
+		}
 	}
 	return q, nil
 }

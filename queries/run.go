@@ -240,10 +240,10 @@ type Rows struct {
 	// equal to it is that repetition, not data: every value would have to
 	// read "toString(<its own column>)".
 	header []string
-	cols []Column
-	vals []string
-	ptrs []any
-	err  error
+	cols   []Column
+	vals   []string
+	ptrs   []any
+	err    error
 }
 
 // Columns returns the result columns.

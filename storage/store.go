@@ -275,10 +275,19 @@ func nonNilMap(m map[string]string) map[string]string {
 
 // canonical brings an event to exactly what the store keeps, so the hash
 // computed before the insert equals the one recomputed from the stored row.
+// A missing time is stored as the Unix epoch: DateTime64 cannot hold Go's
+// zero time, and both encode as 0 in the hash.
 func canonical(e event.Event) event.Event {
-	e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	e.ReceivedTime = e.ReceivedTime.UTC().Truncate(time.Microsecond)
+	e.Time = canonicalTime(e.Time)
+	e.ReceivedTime = canonicalTime(e.ReceivedTime)
 	return e
+}
+
+func canonicalTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Unix(0, 0).UTC()
+	}
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 // head returns the chain's state, loading it from the store on first use.

@@ -31,9 +31,12 @@ type queryOptions struct {
 	To     string   // time or duration before now; "" for now
 	Format string   // table, json, csv; "" picks table on a terminal, json otherwise
 	Width  int      // table width; 0 detects the terminal or uses 120
-	Stdout io.Writer
-	Stderr io.Writer
-	Now    func() time.Time
+	// Database holds the trail (the global --database flag); empty means
+	// queries.DefaultDatabase.
+	Database string
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Now      func() time.Time
 	// Open opens the store; it is not called for --list.
 	Open func(ctx context.Context) (engine.Engine, func(), error)
 }
@@ -110,6 +113,7 @@ func timelineCommand(open StoreOpener) *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "actor", Aliases: []string{"a"}, Usage: "principal: user name, UPN, Kubernetes username or Entra object id"},
 			&cli.StringFlag{Name: "resource", Aliases: []string{"r"}, Usage: "Azure resource id (any case) or resource name"},
+			&cli.UintFlag{Name: "limit", Usage: "at most this many events, oldest first (default 10000)"},
 		}, windowFlags()...),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if cmd.NArg() > 0 {
@@ -127,6 +131,9 @@ func timelineCommand(open StoreOpener) *cli.Command {
 			default:
 				return errors.New("timeline: give --actor <principal> or --resource <id or name>")
 			}
+			if cmd.IsSet("limit") {
+				o.Params = append(o.Params, "limit="+strconv.FormatUint(uint64(cmd.Uint("limit")), 10))
+			}
 			return runQuery(ctx, o)
 		},
 	}
@@ -138,9 +145,11 @@ func commandOptions(cmd *cli.Command, open StoreOpener) queryOptions {
 		To:     cmd.String("to"),
 		Format: cmd.String("format"),
 		Width:  int(cmd.Int("width")),
-		Stdout: orWriter(cmd.Root().Writer, os.Stdout),
-		Stderr: orWriter(cmd.Root().ErrWriter, os.Stderr),
-		Now:    time.Now,
+		// The global flag, when the root defines it.
+		Database: cmd.String("database"),
+		Stdout:   orWriter(cmd.Root().Writer, os.Stdout),
+		Stderr:   orWriter(cmd.Root().ErrWriter, os.Stderr),
+		Now:      time.Now,
 		Open: func(ctx context.Context) (engine.Engine, func(), error) {
 			return open(ctx, cmd)
 		},
@@ -217,7 +226,7 @@ func runQuery(ctx context.Context, o queryOptions) error {
 		return fmt.Errorf("query: open store: %w", err)
 	}
 	defer release()
-	rows, err := queries.Runner{Engine: eng}.RunBound(ctx, q, params)
+	rows, err := queries.Runner{Engine: eng, Database: o.Database}.RunBound(ctx, q, params)
 	if err != nil {
 		return err
 	}
@@ -230,6 +239,9 @@ func runQuery(ctx context.Context, o queryOptions) error {
 	}
 	if format == queries.FormatTable {
 		fmt.Fprintf(o.Stderr, "%d rows, %s to %s\n", n, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	if limit, ok := params["limit"]; ok && limit == strconv.Itoa(n) {
+		fmt.Fprintf(o.Stderr, "custody: stopped at the limit of %s rows; narrow --from/--to or raise the limit to see the rest\n", limit)
 	}
 	return nil
 }
@@ -287,10 +299,7 @@ func catalogueResult(cat *queries.Catalogue) *queries.Result {
 }
 
 func formatWindow(d time.Duration) string {
-	switch day := 24 * time.Hour; {
-	case d%(7*day) == 0:
-		return strconv.Itoa(int(d/(7*day))) + "w"
-	case d%day == 0:
+	if day := 24 * time.Hour; d%day == 0 && d > day {
 		return strconv.Itoa(int(d/day)) + "d"
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")

@@ -86,6 +86,15 @@ func TestQueryCommand(t *testing.T) {
 `,
 		},
 		{
+			name: "timeline stops at the limit and says so",
+			args: []string{"timeline", "--actor", "dev@contoso.com", "--limit", "2", "--from", "2025-05-01", "--to", "2025-05-07", "--format", "csv"},
+			wantOut: `event_time,service,actor,action,resource,target,outcome,status_code,source_ip,user_agent,impersonated_by,event_id
+2025-05-06T09:10:00.000000Z,arm,dev@contoso.com,arm:Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action,prod-aks,,success,200,203.0.113.66,,,arm:9a4a1b983c7e32c5a13aaa6a257948a7
+2025-05-06T09:12:33.104512Z,aks,dev@contoso.com,k8s:pods/exec:create,prod-aks,payments/pods/exec api-7f9c,success,101,203.0.113.66,kubectl/v1.30.3 (linux/amd64) kubernetes/6fc0a69,,00000000-0000-4000-a000-000000000013
+`,
+			wantStderr: "custody: stopped at the limit of 2 rows; narrow --from/--to or raise the limit to see the rest\n",
+		},
+		{
 			name:    "empty result",
 			args:    []string{"query", "aks-exec", "--from", "2025-05-01", "--to", "2025-05-02", "--format", "csv"},
 			wantOut: "event_time,actor,cluster,namespace,pod,kind,container,command,outcome,status_code,source_ip,event_id\n",
@@ -115,8 +124,8 @@ func TestTableFitsTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if len(lines) != 1+28 {
-		t.Errorf("%d lines, want a header and 28 rows", len(lines))
+	if len(lines) != 1+29 {
+		t.Errorf("%d lines, want a header and 29 rows", len(lines))
 	}
 	for _, l := range lines {
 		w := 0
@@ -147,7 +156,7 @@ func TestQueryList(t *testing.T) {
 	if lines[0] != "name,window,params,mitre,question" || len(lines) != 1+len(cat.List()) {
 		t.Fatalf("list:\n%s", out)
 	}
-	if want := "denial-bursts,1d,\"bucket_minutes,min_denials\",\"T1613,T1110\",Which principal and address pairs were refused (401/403) many times within a few minutes?"; !strings.Contains(out, want+"\n") {
+	if want := "denial-bursts,24h,\"bucket_minutes,min_denials\",\"T1613,T1110\",Which principal and address pairs were refused (401/403) many times within a few minutes?"; !strings.Contains(out, want+"\n") {
 		t.Errorf("list lacks %q:\n%s", want, out)
 	}
 
@@ -158,7 +167,7 @@ func TestQueryList(t *testing.T) {
 	for _, want := range []string{
 		"image-blast-radius: Blast radius of an image digest\n\nWho pushed and pulled this image digest",
 		"MITRE ATT&CK: T1525 Implant Internal Image; T1204.003 User Execution: Malicious Image\n",
-		"Default window: 90d\n",
+		"Default window: 7d\n",
 		"  digest (String, digest; required): manifest digest, sha256:<64 hex digits>\n",
 		"FROM {db:Identifier}.events",
 	} {

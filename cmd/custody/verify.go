@@ -30,6 +30,7 @@ sequence number. Exits 1 when anything fails.
 			&cli.StringFlag{Name: "from", Usage: "check row contents from this time (RFC 3339 or YYYY-MM-DD); links and checkpoints are always checked whole"},
 			&cli.StringFlag{Name: "to", Usage: "check row contents before this time"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "{text|json}"},
+			&cli.BoolFlag{Name: "independent", Usage: "recompute row hashes in Go instead of in the engine (slower; does not trust the engine)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			from, err := parseTimeFlag(cmd.String("from"))
@@ -49,7 +50,7 @@ sequence number. Exits 1 when anything fails.
 				return err
 			}
 			defer st.Engine().Close(context.Background())
-			opts := storage.VerifyOptions{Chain: cmd.String("chain"), From: from, To: to, Verifier: verifier, CheckpointDir: cmd.String(flagCheckpointDir)}
+			opts := storage.VerifyOptions{Chain: cmd.String("chain"), From: from, To: to, Verifier: verifier, CheckpointDir: cmd.String(flagCheckpointDir), Independent: cmd.Bool("independent")}
 			var bar *progressbar.ProgressBar
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("verifying"), progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())

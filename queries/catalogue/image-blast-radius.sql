@@ -7,7 +7,7 @@
 -- mitre:
 --   - T1525 Implant Internal Image
 --   - "T1204.003 User Execution: Malicious Image"
--- window: 90d
+-- window: 7d
 -- params:
 --   - name: digest
 --     type: String
@@ -27,10 +27,36 @@ SELECT
     outcome,
     source_ip,
     event_id
-FROM {db:Identifier}.events
-WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
-  AND (target_digest = {digest:String}
-       OR (target_image != '' AND position(target_image, {digest:String}) > 0)
-       OR (action_class = 'write' AND target_image = ''
-           AND (position(attributes['k8s.images'], {digest:String}) > 0 OR position(attributes['aci.images'], {digest:String}) > 0)))
+FROM
+(
+    -- Registry events carry the digest in its own, indexed column.
+    SELECT *
+    FROM {db:Identifier}.events
+    WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+      AND target_digest = {digest:String}
+    UNION ALL
+    -- Workloads and container groups name it in the image reference,
+    -- read only for writes (creates, updates).
+    SELECT *
+    FROM {db:Identifier}.events
+    WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+      AND action_class = 'write'
+      AND target_image != ''
+      AND target_digest != {digest:String}
+      AND position(target_image, {digest:String}) > 0
+    UNION ALL
+    -- A workload of several containers lists its images in attributes
+    -- (k8s.images, aci.images). Each condition is its own conjunct so the
+    -- engine reads the map's values only where those keys exist.
+    SELECT *
+    FROM {db:Identifier}.events
+    WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+      AND action_class = 'write'
+      AND (target_resource IN ('pods', 'deployments', 'replicasets', 'statefulsets', 'daemonsets', 'jobs', 'cronjobs', 'replicationcontrollers')
+           OR provider = 'Microsoft.ContainerInstance')
+      AND target_image = ''
+      AND target_digest != {digest:String}
+      AND (mapContains(attributes, 'k8s.images') OR mapContains(attributes, 'aci.images'))
+      AND position(concat(attributes['k8s.images'], ',', attributes['aci.images']), {digest:String}) > 0
+)
 ORDER BY event_time, event_id

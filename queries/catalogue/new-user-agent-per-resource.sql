@@ -4,17 +4,18 @@
 --   Attack tooling (curl, python-requests, custom kubectl builds, cloud
 --   shells) shows as user agents the usual clients never send.
 --   A value counts as new when it was not seen on the same resource during
---   baseline_days before the window.
+--   baseline_days before the window (compared by a 64-bit hash of the
+--   resource id and the value).
 -- mitre:
 --   - T1078 Valid Accounts
 -- window: 24h
 -- params:
 --   - name: baseline_days
 --     type: UInt32
---     default: 30
+--     default: 7
 --     min: 1
 --     max: 3650
---     help: days before the window that count as known
+--     help: days before the window that count as known (the baseline is read whole; about 100 ms per million events)
 SELECT
     first_seen,
     resource,
@@ -38,9 +39,9 @@ FROM
       AND resource_id != '' AND user_agent != ''
     GROUP BY resource_id, value
 )
-WHERE (resource_id, value) NOT IN
+WHERE cityHash64(resource_id, value) NOT IN
 (
-    SELECT resource_id, user_agent
+    SELECT cityHash64(resource_id, user_agent)
     FROM {db:Identifier}.events
     WHERE event_time >= {from:DateTime64(6)} - toIntervalDay({baseline_days:UInt32}) AND event_time < {from:DateTime64(6)}
       AND resource_id != '' AND user_agent != ''

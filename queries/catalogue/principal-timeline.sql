@@ -7,12 +7,18 @@
 --   and impersonated requests are included under the real principal.
 -- mitre:
 --   - T1078 Valid Accounts
--- window: 30d
+-- window: 7d
 -- params:
 --   - name: actor
 --     type: String
 --     required: true
 --     help: user name, UPN, Kubernetes username or Entra object id
+--   - name: limit
+--     type: UInt32
+--     default: 10000
+--     min: 1
+--     max: 100000000
+--     help: at most this many events, oldest first
 SELECT
     event_time,
     service,
@@ -36,3 +42,4 @@ FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (actor_name = {actor:String} OR actor_object_id = {actor:String} OR impersonated_by = {actor:String})
 ORDER BY event_time, event_id
+LIMIT {limit:UInt32}

@@ -7,7 +7,7 @@
 --   stands out.
 -- mitre:
 --   - T1078 Valid Accounts
--- window: 30d
+-- window: 7d
 -- params:
 --   - name: resource
 --     type: String

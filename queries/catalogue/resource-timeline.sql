@@ -6,13 +6,19 @@
 --   (Kubernetes objects, repositories, containers, diagnostic settings)
 --   from every source, with who did it.
 -- mitre: []
--- window: 30d
+-- window: 7d
 -- params:
 --   - name: resource
 --     type: String
 --     kind: resource
 --     required: true
 --     help: Azure resource id (/subscriptions/...; any case) or resource name
+--   - name: limit
+--     type: UInt32
+--     default: 10000
+--     min: 1
+--     max: 100000000
+--     help: at most this many events, oldest first
 SELECT
     event_time,
     service,
@@ -34,3 +40,4 @@ FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
 ORDER BY event_time, event_id
+LIMIT {limit:UInt32}

@@ -4,7 +4,8 @@
 --   Production should run images only from its own registries and a few
 --   vetted public ones; an image from a personal Docker Hub account or a
 --   fresh ghcr.io namespace is how miners and backdoors arrive. Images
---   without a registry host are Docker Hub (docker.io).
+--   without a registry host are Docker Hub (docker.io). Registry events
+--   are left out: what a registry logs is by definition from itself.
 -- mitre:
 --   - T1610 Deploy Container
 --   - "T1204.003 User Execution: Malicious Image"
@@ -30,16 +31,29 @@ SELECT
 FROM
 (
     SELECT
-        event_time, service, actor_name, action, resource_name, outcome, event_id,
-        arrayJoin(arrayDistinct(arrayFilter(x -> x != '',
-            arrayConcat([target_image], splitByChar(',', attributes['k8s.images']), splitByChar(',', attributes['aci.images']))))) AS image,
+        event_time, service, actor_name, action, resource_name, outcome, event_id, image,
         splitByChar('/', image)[1] AS first_part,
         lower(if(position(image, '/') > 0 AND (position(first_part, '.') > 0 OR position(first_part, ':') > 0 OR first_part = 'localhost'),
             first_part, 'docker.io')) AS registry
-    FROM {db:Identifier}.events
-    WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
-      AND action NOT IN ('acr:push', 'acr:delete', 'acr:untag')
-      AND (target_image != '' OR (action_class = 'write' AND (mapContains(attributes, 'k8s.images') OR mapContains(attributes, 'aci.images'))))
+    FROM
+    (
+        -- One image: in target_image.
+        SELECT event_time, service, actor_name, action, resource_name, outcome, event_id, target_image AS image
+        FROM {db:Identifier}.events
+        WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+          AND service != 'acr'
+          AND target_image != ''
+        UNION ALL
+        -- Several images: listed in attributes, read only where the key exists.
+        SELECT event_time, service, actor_name, action, resource_name, outcome, event_id,
+            arrayJoin(arrayDistinct(arrayFilter(x -> x != '',
+                arrayConcat(splitByChar(',', attributes['k8s.images']), splitByChar(',', attributes['aci.images']))))) AS image
+        FROM {db:Identifier}.events
+        WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+          AND service != 'acr'
+          AND target_image = ''
+          AND (mapContains(attributes, 'k8s.images') OR mapContains(attributes, 'aci.images'))
+    )
 )
 WHERE NOT arrayExists(r -> registry = r OR (startsWith(r, '*.') AND endsWith(registry, substring(r, 2))), {allowed_registries:Array(String)})
 ORDER BY event_time, event_id, image

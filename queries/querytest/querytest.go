@@ -10,15 +10,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/normalize"
+	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -139,50 +138,12 @@ func InsertEvents(ctx context.Context, eng engine.Engine, chain string, evs []ev
 	return nil
 }
 
-// schemaPlaceholder matches the migration's placeholders in both the
-// {name} and ${name[:arg]} spellings.
-var schemaPlaceholder = regexp.MustCompile(`\$?\{(\w+)(?::(\w+))?\}`)
-
-// CreateSchema applies storage/migrations/0001_trail.sql for a single
-// embedded store (database custody, no cluster), rendered the way
-// storage/schema.go renders it.
+// CreateSchema creates the store's schema (storage.Migrate with the
+// default options: database custody, no cluster).
 func CreateSchema(ctx context.Context, t testing.TB, eng engine.Engine) {
 	t.Helper()
-	text, err := os.ReadFile(filepath.Join(chdbtest.RepoRoot(t), "storage", "migrations", "0001_trail.sql"))
-	if err != nil {
-		t.Fatalf("read schema: %v", err)
-	}
-	rendered := schemaPlaceholder.ReplaceAllStringFunc(string(text), func(m string) string {
-		sub := schemaPlaceholder.FindStringSubmatch(m)
-		switch {
-		case sub[1] == "db":
-			return Database
-		case sub[1] == "on_cluster", sub[1] == "local":
-			return ""
-		case sub[1] == "merge_tree", strings.HasPrefix(sub[1], "engine_"):
-			return "MergeTree"
-		}
-		return m
-	})
-	if err := eng.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+Database, nil); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	// Comment lines go first: a comment may itself end with ';'.
-	var body []string
-	for _, line := range strings.Split(rendered, "\n") {
-		if s := strings.TrimSpace(line); s == "" || strings.HasPrefix(s, "--") {
-			continue
-		}
-		body = append(body, line)
-	}
-	for _, chunk := range strings.Split(strings.Join(body, "\n"), ";\n") {
-		stmt := strings.TrimSuffix(strings.TrimSpace(chunk), ";")
-		if stmt == "" {
-			continue
-		}
-		if err := eng.Exec(ctx, stmt, nil); err != nil {
-			t.Fatalf("create schema: %v\n%s", err, stmt)
-		}
+	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{Database: Database}, "querytest"); err != nil {
+		t.Fatalf("create schema: %v", err)
 	}
 }
 

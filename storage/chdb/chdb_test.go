@@ -165,3 +165,21 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	}
 	rows.Close()
 }
+
+func TestDescribeAndExplainAnswer(t *testing.T) {
+	e := chdbtest.Open(t, "")
+	for _, q := range []string{"DESCRIBE TABLE system.one", "EXPLAIN SELECT 1", "SHOW DATABASES"} {
+		rows, err := e.Query(context.Background(), q, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		if n == 0 {
+			t.Errorf("%s: no rows", q)
+		}
+	}
+}

@@ -119,6 +119,25 @@ func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer, readOnly boo
 		return reply(err)
 	case 'Q':
 		st, err := s.QueryStream(req.Query, "TSVWithNames")
+		if err != nil && strings.Contains(err.Error(), "Streaming query is not supported") {
+			// DESCRIBE, EXPLAIN, SHOW: answered whole.
+			res, qerr := s.Query(req.Query, "TSVWithNames")
+			if qerr != nil {
+				return reply(qerr)
+			}
+			if res != nil {
+				if b := res.Buf(); len(b) > 0 {
+					if err := w.WriteByte('D'); err != nil {
+						return err
+					}
+					if err := chdb.WriteField(w, b); err != nil {
+						return err
+					}
+				}
+				res.Free()
+			}
+			return reply(nil)
+		}
 		if err != nil {
 			return reply(err)
 		}
