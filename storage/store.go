@@ -472,7 +472,7 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 		return res, err
 	}
 	var enc hashEncoder
-	var rows []Row
+	rows := make([]Row, 0, len(b.Events))
 	maxOffset := h.eventsOffset
 	for i := range b.Events {
 		be := &b.Events[i]
@@ -503,13 +503,6 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 		eb, err := s.eng.PrepareBatch(ctx, s.db+".events", eventColumns)
 		if err != nil {
 			return res, fmt.Errorf("append events: %w", err)
-		}
-		if g, ok := eb.(interface{ Grow(int) }); ok {
-			size := 0
-			for i := range rows {
-				size += len(rows[i].Event.Raw) + 1024
-			}
-			g.Grow(size)
 		}
 		for i := range rows {
 			if err := appendRow(eb, &rows[i]); err != nil {

@@ -4,7 +4,7 @@
 // The engine itself runs in a child process, custody-chdb (see
 // storage/chdb/host for why), that this package starts, feeds and stops.
 // Queries stream back as TabSeparated chunks; inserts are written as
-// RowBinary to a spool file in the store directory and loaded with
+// one Native block to a spool file in the store directory and loaded with
 // INSERT ... SELECT FROM file(), which keeps bulk loads at engine speed and
 // binary-exact.
 package chdb
@@ -65,10 +65,62 @@ type Engine struct {
 	logFile *os.File
 	closed  bool
 	waitErr chan error
-	// bufs recycles batch buffers: a batch of 1.2 KB rows is tens of
-	// megabytes, and growing a fresh buffer for each one costs more CPU
-	// than encoding it.
-	bufs sync.Pool
+	// bufs and blocks recycle batch buffers: a batch of 1.2 KB rows is
+	// tens of megabytes, and growing fresh buffers for each one (zeroed
+	// and faulted in page by page) costs more CPU than encoding it.
+	// (A sync.Pool would be emptied by the very garbage collections that
+	// big batches trigger, so these are plain free lists.)
+	freeMu   sync.Mutex
+	freeBufs []*bytes.Buffer
+	free     map[string][]*nativeBlock // by table
+}
+
+// keepFree is how many spare buffers of each kind the engine keeps.
+const keepFree = 2
+
+func (e *Engine) getBlock(table string, columns []engine.Column) (*nativeBlock, error) {
+	e.freeMu.Lock()
+	l := e.free[table]
+	if n := len(l); n > 0 && l[n-1].sameColumns(columns) {
+		b := l[n-1]
+		e.free[table] = l[:n-1]
+		e.freeMu.Unlock()
+		return b, nil
+	}
+	e.freeMu.Unlock()
+	return newNativeBlock(columns)
+}
+
+func (e *Engine) putBlock(table string, b *nativeBlock) {
+	b.reset()
+	e.freeMu.Lock()
+	defer e.freeMu.Unlock()
+	if e.free == nil {
+		e.free = map[string][]*nativeBlock{}
+	}
+	if len(e.free[table]) < keepFree {
+		e.free[table] = append(e.free[table], b)
+	}
+}
+
+func (e *Engine) getBuf() *bytes.Buffer {
+	e.freeMu.Lock()
+	defer e.freeMu.Unlock()
+	if n := len(e.freeBufs); n > 0 {
+		b := e.freeBufs[n-1]
+		e.freeBufs = e.freeBufs[:n-1]
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (e *Engine) putBuf(b *bytes.Buffer) {
+	b.Reset()
+	e.freeMu.Lock()
+	defer e.freeMu.Unlock()
+	if len(e.freeBufs) < keepFree {
+		e.freeBufs = append(e.freeBufs, b)
+	}
 }
 
 // FindLibrary returns the libchdb.so to use, or ErrLibraryMissing.
@@ -357,13 +409,11 @@ func (e *Engine) PrepareBatch(ctx context.Context, table string, columns []engin
 			return nil, fmt.Errorf("column name %q is not an identifier", c.Name)
 		}
 	}
-	b := &Batch{e: e, table: table, columns: columns}
-	if buf, ok := e.bufs.Get().(*bytes.Buffer); ok {
-		b.buf = buf
-	} else {
-		b.buf = new(bytes.Buffer)
+	block, err := e.getBlock(table, columns)
+	if err != nil {
+		return nil, fmt.Errorf("prepare insert into %s: %w", table, err)
 	}
-	return b, nil
+	return &Batch{e: e, table: table, columns: columns, block: block}, nil
 }
 
 func isQualified(name string) bool {
@@ -371,13 +421,12 @@ func isQualified(name string) bool {
 	return ok && IsIdentifier(db) && IsIdentifier(t)
 }
 
-// Batch accumulates RowBinary rows for one insert.
+// Batch accumulates rows for one insert, column by column (Native format).
 type Batch struct {
 	e       *Engine
 	table   string
 	columns []engine.Column
-	buf     *bytes.Buffer
-	rows    int
+	block   *nativeBlock
 }
 
 // Append implements engine.Batch.
@@ -385,62 +434,68 @@ func (b *Batch) Append(values ...any) error {
 	if len(values) != len(b.columns) {
 		return fmt.Errorf("append to %s: %d values for %d columns", b.table, len(values), len(b.columns))
 	}
-	for i, v := range values {
-		if err := appendRowBinary(b.buf, v); err != nil {
-			return fmt.Errorf("append to %s column %s: %w", b.table, b.columns[i].Name, err)
+	if b.block == nil {
+		block, err := b.e.getBlock(b.table, b.columns)
+		if err != nil {
+			return err
 		}
+		b.block = block
 	}
-	b.rows++
+	if err := b.block.append(values); err != nil {
+		return fmt.Errorf("append to %s: %w", b.table, err)
+	}
 	return nil
 }
 
 // Rows implements engine.Batch.
-func (b *Batch) Rows() int { return b.rows }
+func (b *Batch) Rows() int {
+	if b.block == nil {
+		return 0
+	}
+	return b.block.rows
+}
 
-// Grow makes room for about n more bytes of rows, so a large batch is
-// encoded into one allocation instead of a doubling series of copies.
-func (b *Batch) Grow(n int) { b.buf.Grow(n) }
+
 
 // Abort implements engine.Batch.
 func (b *Batch) Abort() error {
-	b.release()
+	b.reset()
 	return nil
 }
 
-// release returns the buffer to the engine's pool; the batch is empty
-// afterwards and may be reused.
-func (b *Batch) release() {
-	if b.buf == nil {
-		return
+// reset empties the batch; its buffers go back to the engine for the next
+// batch into the same table.
+func (b *Batch) reset() {
+	if b.block != nil {
+		b.e.putBlock(b.table, b.block)
+		b.block = nil
 	}
-	b.buf.Reset()
-	b.e.bufs.Put(b.buf)
-	b.buf = new(bytes.Buffer)
-	b.rows = 0
 }
 
-// Send implements engine.Batch: the rows go to a spool file that one
-// INSERT ... SELECT FROM file() loads as a single part, so the batch is
-// stored whole or not at all.
+// Send implements engine.Batch: the rows go to a spool file (one Native
+// block) that one INSERT ... SELECT FROM file() loads as a single part, so
+// the batch is stored whole or not at all.
 func (b *Batch) Send(ctx context.Context, dedupToken string) error {
-	if b.rows == 0 {
+	if b.Rows() == 0 {
 		return nil
 	}
 	var name [8]byte
 	_, _ = rand.Read(name[:])
-	path := filepath.Join(b.e.spool, hex.EncodeToString(name[:])+".rowbinary")
-	if err := os.WriteFile(path, b.buf.Bytes(), 0o600); err != nil {
+	path := filepath.Join(b.e.spool, hex.EncodeToString(name[:])+".native")
+	buf := b.e.getBuf()
+	defer b.e.putBuf(buf)
+	buf.Grow(b.block.size())
+	b.block.writeTo(buf)
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("write spool file: %w", err)
 	}
 	defer os.Remove(path)
-	var cols, structure strings.Builder
+	var cols strings.Builder
 	for i, c := range b.columns {
 		if i > 0 {
 			cols.WriteString(", ")
-			structure.WriteString(", ")
 		}
 		cols.WriteString(c.Name)
-		structure.WriteString(c.Name + " " + c.Type)
 	}
 	// max_insert_threads=1 and the block size settings keep the batch one
 	// part; the deduplication token makes a retried batch a no-op.
@@ -451,12 +506,12 @@ func (b *Batch) Send(ctx context.Context, dedupToken string) error {
 		}
 		settings += ", insert_deduplicate = 1, insert_deduplication_token = '" + dedupToken + "'"
 	}
-	query := fmt.Sprintf("INSERT INTO %s (%s) SETTINGS %s SELECT * FROM file(%s, 'RowBinary', %s)",
-		b.table, cols.String(), settings, QuoteString(path), QuoteString(structure.String()))
+	query := fmt.Sprintf("INSERT INTO %s (%s) SETTINGS %s SELECT * FROM file(%s, 'Native')",
+		b.table, cols.String(), settings, QuoteString(path))
 	if err := b.e.Exec(ctx, query, nil); err != nil {
-		return fmt.Errorf("insert %d rows into %s: %w", b.rows, b.table, err)
+		return fmt.Errorf("insert %d rows into %s: %w", b.block.rows, b.table, err)
 	}
-	b.release()
+	b.reset()
 	return nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"time"
 )
 
 // Rows streams a TSVWithNames result from the engine host. While a Rows is
@@ -212,61 +210,4 @@ func (r *Rows) finish() {
 	r.freed = true
 	r.lines = nil
 	r.e.mu.Unlock()
-}
-
-// appendRowBinary encodes one value in ClickHouse's RowBinary format.
-func appendRowBinary(buf *bytes.Buffer, v any) error {
-	var tmp [binary.MaxVarintLen64]byte
-	putString := func(s string) {
-		n := binary.PutUvarint(tmp[:], uint64(len(s)))
-		buf.Write(tmp[:n])
-		buf.WriteString(s)
-	}
-	switch x := v.(type) {
-	case string:
-		putString(x)
-	case []byte:
-		n := binary.PutUvarint(tmp[:], uint64(len(x)))
-		buf.Write(tmp[:n])
-		buf.Write(x)
-	case uint64:
-		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], x))
-	case int64:
-		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x)))
-	case int32:
-		buf.Write(binary.LittleEndian.AppendUint32(tmp[:0], uint32(x)))
-	case uint32:
-		buf.Write(binary.LittleEndian.AppendUint32(tmp[:0], x))
-	case uint8:
-		buf.WriteByte(x)
-	case bool:
-		if x {
-			buf.WriteByte(1)
-		} else {
-			buf.WriteByte(0)
-		}
-	case float64:
-		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], math.Float64bits(x)))
-	case time.Time:
-		// DateTime64(6): microseconds since the epoch.
-		buf.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x.UnixMicro())))
-	case [32]byte:
-		buf.Write(x[:])
-	case []string:
-		n := binary.PutUvarint(tmp[:], uint64(len(x)))
-		buf.Write(tmp[:n])
-		for _, s := range x {
-			putString(s)
-		}
-	case map[string]string:
-		n := binary.PutUvarint(tmp[:], uint64(len(x)))
-		buf.Write(tmp[:n])
-		for _, k := range sortedKeys(x) {
-			putString(k)
-			putString(x[k])
-		}
-	default:
-		return fmt.Errorf("unsupported value type %T", v)
-	}
-	return nil
 }
