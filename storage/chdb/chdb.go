@@ -455,8 +455,6 @@ func (b *Batch) Rows() int {
 	return b.block.rows
 }
 
-
-
 // Abort implements engine.Batch.
 func (b *Batch) Abort() error {
 	b.reset()
