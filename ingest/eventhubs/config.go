@@ -109,7 +109,9 @@ type Config struct {
 	// ReadBatch, 1..5000; memory is bounded by Prefetch × partitions ×
 	// event size. Default 300.
 	Prefetch int32 `yaml:"prefetch"`
-	// MaxBatchSize is the most messages one ReadBatch returns. Default 500.
+	// MaxBatchSize is the most messages one ReadBatch returns. Default 200
+	// (about 4,000 records of diagnostic-settings bodies): larger batches
+	// buy no throughput and cost collector and engine memory.
 	MaxBatchSize int `yaml:"max_batch_size"`
 	// MaxWait is how long a partition waits to fill a batch before handing
 	// over what it has. Default 1s.
@@ -148,7 +150,7 @@ func DefaultConfig() Config {
 		Credential:    CredentialConnectionString,
 		StartPosition: StartEarliest,
 		Prefetch:      300,
-		MaxBatchSize:  500,
+		MaxBatchSize:  200,
 		MaxWait:       time.Second,
 		RetryDelay:    time.Second,
 		MaxRetryDelay: 30 * time.Second,
