@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 export CUSTODY_CHDB_HOST := $(BIN)/custody-chdb
 
-.PHONY: all build demo test test-go fuzz bench libchdb azurite demo-data clean
+.PHONY: all build demo test test-go fuzz bench libchdb azurite clean
 
 all: build
 
@@ -33,12 +33,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzScanner$$' -fuzztime $(FUZZTIME) ./normalize
 
+# The README's benchmark table; each line is one row.
 bench: libchdb build
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./storage
-	$(GO) test -run '^$$' -bench . -benchtime 3s -cpu 1 ./normalize
-
-demo-data:
-	python3 -c 'import json,glob; print("\n".join(json.dumps(json.load(open(f)),separators=(",",":")) for f in sorted(glob.glob("normalize/testdata/eventhubs/*.json")) if not (f.endswith("_expected.json") or f.endswith(".meta.json") or "generic" in f)))' > deploy/local/demo/eventhubs-bodies.jsonl
+	$(GO) test -run '^$$' -bench Process -benchtime 3s -cpu 1 ./normalize
+	$(GO) test -run '^$$' -bench 'Append|Verify' -benchtime 3x ./storage
+	$(GO) test -run '^$$' -bench RunEndToEnd -benchtime 1x ./cmd/custody
+	CUSTODY_EXPORT_BENCH_EVENTS=100000 $(GO) test -run '^$$' -bench Bundle -benchtime 1x ./queries/export
 
 clean:
 	rm -rf $(BIN) custody-demo
