@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/storage"
@@ -153,27 +154,8 @@ func loadScenario(ctx context.Context, t testing.TB, st *storage.Store) ingestSt
 func openScenario(t *testing.T) (*storage.Store, note.Verifier, string) {
 	t.Helper()
 	ctx := context.Background()
-	eng := chdbtest.Open(t, "")
-	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, "scenario-test"); err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, err := storage.GenerateKey("custody-scenario-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpDir := t.TempDir()
-	st, err := storage.Open(ctx, eng, storage.Options{Signer: signer, CheckpointDir: cpDir, Actor: "scenario-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := storetest.New(t, "scenario-test")
+	st, verifier := f.Store, f.Verifier
 	stats := loadScenario(ctx, t, st)
 	if stats.stored != scenarioEvents || stats.quarantined != 0 {
 		t.Errorf("scenario stored %d events and quarantined %d; want %d and 0", stats.stored, stats.quarantined, scenarioEvents)
@@ -181,7 +163,7 @@ func openScenario(t *testing.T) (*storage.Store, note.Verifier, string) {
 	if want := map[string]int{normalize.DropSystemRead: scenarioSystemReads}; !maps.Equal(stats.dropped, want) {
 		t.Errorf("dropped by policy %v, want %v", stats.dropped, want)
 	}
-	return st, verifier, cpDir
+	return st, verifier, f.CheckpointDir
 }
 
 // scenarioCase is one query a responder runs and the rows it must give,

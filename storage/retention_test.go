@@ -15,6 +15,7 @@ import (
 
 	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
@@ -42,19 +43,9 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	skey, vkey, err := storage.GenerateKey("custody-retention-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, verifier := storetest.Keys(t, "custody-retention-test")
 	f := &retentionFixture{eng: eng, signer: signer, verifier: verifier, cpDir: t.TempDir(), now: retentionNow, seq: map[string]int{}}
+	var err error
 	f.store, err = storage.Open(ctx, eng, storage.Options{Signer: signer, CheckpointDir: f.cpDir, Actor: "records-officer", Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
@@ -30,29 +30,8 @@ func newFixture(t *testing.T) *fixture { return newFixtureB(t) }
 
 func newFixtureB(t testing.TB) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	eng := chdbtest.Open(t, "")
-	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, "test"); err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, err := storage.GenerateKey("custody-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpDir := t.TempDir()
-	st, err := storage.Open(ctx, eng, storage.Options{Signer: signer, CheckpointDir: cpDir, Actor: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{eng: eng, store: st, verifier: verifier, cpDir: cpDir}
+	f := storetest.New(t, "test")
+	return &fixture{eng: f.Eng, store: f.Store, verifier: f.Verifier, cpDir: f.CheckpointDir}
 }
 
 func sampleEvent(i int) event.Event {

@@ -276,9 +276,9 @@ func strictJSON(line []byte, j *jsonRecord) error {
 // hash still verifies.
 type lineDecoder struct {
 	hasher storage.Hasher // reused across the lines this decoder checks
-	enc   jsonEncoder
-	buf   []byte
-	index map[string]int
+	enc    jsonEncoder
+	buf    []byte
+	index  map[string]int
 }
 
 // errNotCanonical means a line decodes to a row but is not the row's
