@@ -389,21 +389,7 @@ func (s *Store) loadHead(ctx context.Context, chain string, h *chainHead) error 
 
 // queryEach runs query and calls fn for each row.
 func (s *Store) queryEach(ctx context.Context, query string, p engine.Params, fn func(engine.Rows) error) error {
-	rows, err := s.eng.Query(ctx, query, p)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
-		return err
-	}
-	return rows.Close()
+	return engine.Each(ctx, s.eng, query, p, fn)
 }
 
 // Append stores one batch of one stream: quarantined records first, then

@@ -517,7 +517,7 @@ func prove(ctx context.Context, opts Options, c *Chain) error {
 		msg   string
 		found bool
 	)
-	err := each(ctx, opts.Engine, "SELECT tree_size, root_hash, note FROM "+db+".checkpoints WHERE chain = {chain:String} AND tree_size >= {seq:UInt64} ORDER BY tree_size LIMIT 1",
+	err := engine.Each(ctx, opts.Engine, "SELECT tree_size, root_hash, note FROM "+db+".checkpoints WHERE chain = {chain:String} AND tree_size >= {seq:UInt64} ORDER BY tree_size LIMIT 1",
 		engine.Params{"chain": c.Chain, "seq": fmt.Sprint(lastSeq)}, func(r engine.Rows) error {
 			found = true
 			return r.Scan(&size, &root, &msg)
@@ -542,7 +542,7 @@ func prove(ctx context.Context, opts Options, c *Chain) error {
 	first := c.Runs[0].First - 1
 	var start uint64
 	var hashes [][]byte
-	err = each(ctx, opts.Engine, "SELECT tree_size, compact_range FROM "+db+".checkpoints WHERE chain = {chain:String} AND tree_size <= {seq:UInt64} ORDER BY tree_size DESC LIMIT 1",
+	err = engine.Each(ctx, opts.Engine, "SELECT tree_size, compact_range FROM "+db+".checkpoints WHERE chain = {chain:String} AND tree_size <= {seq:UInt64} ORDER BY tree_size DESC LIMIT 1",
 		engine.Params{"chain": c.Chain, "seq": fmt.Sprint(first)}, func(r engine.Rows) error {
 			var hs []string
 			if err := r.Scan(&start, &hs); err != nil {
@@ -562,7 +562,7 @@ func prove(ctx context.Context, opts Options, c *Chain) error {
 		return fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	var feedErr error
-	err = each(ctx, opts.Engine, "SELECT seq, hash FROM "+db+".events WHERE chain = {chain:String} AND seq > {after:UInt64} AND seq <= {size:UInt64} ORDER BY seq",
+	err = engine.Each(ctx, opts.Engine, "SELECT seq, hash FROM "+db+".events WHERE chain = {chain:String} AND seq > {after:UInt64} AND seq <= {size:UInt64} ORDER BY seq",
 		engine.Params{"chain": c.Chain, "after": fmt.Sprint(start), "size": fmt.Sprint(size)}, func(r engine.Rows) error {
 			var seq uint64
 			var h storage.Hash
@@ -589,21 +589,3 @@ func prove(ctx context.Context, opts Options, c *Chain) error {
 	return nil
 }
 
-// each runs query and calls fn for each row.
-func each(ctx context.Context, eng engine.Engine, query string, p engine.Params, fn func(engine.Rows) error) error {
-	rows, err := eng.Query(ctx, query, p)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
-		return err
-	}
-	return rows.Close()
-}

@@ -83,3 +83,24 @@ type Batch interface {
 	// Abort discards the batch.
 	Abort() error
 }
+
+// Each runs query and calls fn for every row, closing the result however
+// it ends. Most callers want this rather than Query: a Rows left open
+// holds the embedded engine.
+func Each(ctx context.Context, eng Engine, query string, params Params, fn func(Rows) error) error {
+	rows, err := eng.Query(ctx, query, params)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			rows.Close()
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return err
+	}
+	return rows.Close()
+}
