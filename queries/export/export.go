@@ -588,4 +588,3 @@ func prove(ctx context.Context, opts Options, c *Chain) error {
 	c.Gaps = gaps
 	return nil
 }
-
