@@ -387,7 +387,8 @@ func isConnect(sub string) bool {
 }
 
 // k8sEvent fills e from an audit event and applies the stage and noise
-// policies. It returns false when the event was dropped (and counted).
+// policies. It returns false when the event was dropped (and counted) or
+// quarantined (no valid time).
 func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string) bool {
 	n := p.n
 	// Stage policy.
@@ -419,6 +420,11 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string)
 		e.Time = t
 	} else if t, ok := parseTime(envelopeTime); ok {
 		e.Time = t
+	} else {
+		// An event that cannot be placed in time cannot be placed on a
+		// timeline either: keep it raw, with the reason.
+		p.res.quarantine(e.Raw, p.format, e.SourcePosition, "Kubernetes audit event without a valid time (requestReceivedTimestamp, stageTimestamp, timestamp or the record's time): "+quoteShort(string(a.requestReceived)))
+		return false
 	}
 
 	// Actor.

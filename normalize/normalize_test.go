@@ -325,3 +325,18 @@ func TestSharedSamples(t *testing.T) {
 		}
 	})
 }
+
+func TestAuditEventWithoutValidTimeIsQuarantined(t *testing.T) {
+	n, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/x/secrets/s","verb":"get","user":{"username":"alice@contoso.com"},"objectRef":{"resource":"secrets","namespace":"x","name":"s"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-01T08:40:70Z","stageTimestamp":"nope"}`)
+	res, err := n.Process(context.Background(), normalize.Input{Body: body, Format: normalize.FormatK8sAudit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 0 || len(res.Quarantined) != 1 || !strings.Contains(res.Quarantined[0].Reason, "without a valid time") {
+		t.Fatalf("want one quarantined record, got %d events, %+v", len(res.Events), res.Quarantined)
+	}
+}
