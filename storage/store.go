@@ -88,6 +88,9 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 
 // Open returns a store over eng. The schema must exist (see Migrate).
 func Open(ctx context.Context, eng engine.Engine, opts Options) (*Store, error) {
+	if err := checkIdentifier("database", opts.Schema.database()); err != nil {
+		return nil, err
+	}
 	s := &Store{eng: eng, db: opts.Schema.database(), opts: opts, log: opts.Logger, now: opts.Now, chains: map[string]*chainHead{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -441,7 +444,15 @@ func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 				return res, fmt.Errorf("append quarantine: %w", err)
 			}
 		}
-		if err := qb.Send(ctx, token("q", b.Stream, uint64(quar[0].Offset), uint64(quar[len(quar)-1].Offset))); err != nil {
+		// The token covers the records' content too: Log Analytics
+		// re-reads windows, so two different batches can span the same
+		// offsets.
+		content := sha256.New()
+		for _, q := range quar {
+			sum := sha256.Sum256(q.Raw)
+			content.Write(sum[:])
+		}
+		if err := qb.Send(ctx, token("q", b.Stream, uint64(quar[0].Offset), uint64(quar[len(quar)-1].Offset))+hex.EncodeToString(content.Sum(nil)[:8])); err != nil {
 			return res, fmt.Errorf("append quarantine: %w", err)
 		}
 		for _, q := range quar {
@@ -670,14 +681,16 @@ var checkpointColumns = []engine.Column{
 }
 
 // Positions returns, per stream, the offset up to which everything is
-// durable: the newest recorded position, raised by any event or quarantine
-// row stored after it (a crash between the inserts).
+// durable: the newest recorded position, raised by any event stored after
+// it (a crash between the events insert and the position insert). The
+// quarantine table does not raise it: its rows are written before the
+// batch's events, so a crash in between would otherwise skip those events;
+// replayed quarantine rows are recognised by their offsets instead.
 func (s *Store) Positions(ctx context.Context) (map[string]int64, error) {
 	out := map[string]int64{}
 	q := `SELECT stream, max(o) FROM (
 		SELECT stream, source_offset AS o FROM ` + s.db + `.source_positions
 		UNION ALL SELECT toString(chain) AS stream, max(source_offset) AS o FROM ` + s.db + `.events GROUP BY chain
-		UNION ALL SELECT toString(chain) AS stream, max(source_offset) AS o FROM ` + s.db + `.quarantine GROUP BY chain
 	) GROUP BY stream`
 	err := s.queryEach(ctx, q, nil, func(r engine.Rows) error {
 		var stream string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/transparency-dev/merkle/compact"
 	"sort"
 	"strings"
 	"time"
@@ -155,16 +156,17 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 			opts.Progress(done, total*2)
 		}
 	}
-	for _, c := range names {
-		if err := s.verifyLinks(ctx, c, cps[c], starts[c], add, progress); err != nil {
-			return nil, err
-		}
-		n, err := s.verifyContent(ctx, c, opts, add, progress)
-		if err != nil {
-			return nil, err
-		}
-		rep.Rows += n
+	// Two passes over the whole table, however many chains it holds (an
+	// archive backfill makes one per blob): links and Merkle roots in
+	// sequence order, then every row's content.
+	if err := s.verifyLinks(ctx, names, opts.Chain, cps, starts, add, progress); err != nil {
+		return nil, err
 	}
+	n, err := s.verifyContent(ctx, opts, add, progress)
+	if err != nil {
+		return nil, err
+	}
+	rep.Rows = n
 	for _, l := range cps {
 		rep.Checkpoints += len(l)
 	}
@@ -249,43 +251,110 @@ func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add fun
 	return out, nil
 }
 
-// verifyLinks walks a chain in sequence order: numbering, prev_hash links
-// and the Merkle root at every checkpoint. When start is not nil, rows
-// 1..start.seq were purged under an attested purge: the walk begins after
-// them, linked to the purged last row's hash, with the Merkle tree resumed
-// from the purge's compact range.
-func (s *Store) verifyLinks(ctx context.Context, chain string, cps []chainCheckpoint, start *chainStart, add func(Finding), progress func(uint64)) error {
-	tree := rangeFactory.NewEmptyRange(0)
-	var prev Hash
-	var expect uint64 = 1
-	var lastSeq uint64
+// linkWalker checks one chain in sequence order: numbering, prev_hash
+// links and the Merkle root at every checkpoint.
+type linkWalker struct {
+	chain    string
+	cps      []chainCheckpoint
+	add      func(Finding)
+	tree     *compact.Range
+	prev     Hash
+	expect   uint64
+	lastSeq  uint64
+	lastHash Hash
+	haveLast bool
+	next     int // next checkpoint to compare
+}
+
+func newLinkWalker(chain string, cps []chainCheckpoint, start *chainStart, add func(Finding)) *linkWalker {
+	w := &linkWalker{chain: chain, cps: cps, add: add, tree: rangeFactory.NewEmptyRange(0), expect: 1}
 	if start != nil {
-		tree, prev, expect, lastSeq = start.tree, start.last, start.seq+1, start.seq
+		w.tree, w.prev, w.expect, w.lastSeq = start.tree, start.last, start.seq+1, start.seq
 	}
-	var lastHash Hash
-	haveLast := false
-	next := 0 // next checkpoint to compare
-	checkRoot := func() {
-		for next < len(cps) && cps[next].Size <= tree.End() {
-			cp := cps[next]
-			next++
-			if cp.Size != tree.End() {
-				continue // skipped by a gap; reported there
-			}
-			root, err := tree.GetRootHash(nil)
-			if err != nil || !bytes.Equal(root, cp.Root[:]) {
-				add(Finding{Kind: KindRootMismatch, Chain: chain, Seq: cp.Size, Detail: fmt.Sprintf("Merkle root over the first %d rows is %x, the signed checkpoint (%s) says %x", cp.Size, root, cp.source, cp.Root)})
-			}
+	w.checkRoot()
+	return w
+}
+
+func (w *linkWalker) checkRoot() {
+	for w.next < len(w.cps) && w.cps[w.next].Size <= w.tree.End() {
+		cp := w.cps[w.next]
+		w.next++
+		if cp.Size != w.tree.End() {
+			continue // skipped by a gap; reported there
+		}
+		root, err := w.tree.GetRootHash(nil)
+		if err != nil || !bytes.Equal(root, cp.Root[:]) {
+			w.add(Finding{Kind: KindRootMismatch, Chain: w.chain, Seq: cp.Size, Detail: fmt.Sprintf("Merkle root over the first %d rows is %x, the signed checkpoint (%s) says %x", cp.Size, root, cp.source, cp.Root)})
 		}
 	}
-	checkRoot()
+}
+
+func (w *linkWalker) row(seq uint64, ph, h Hash, id string) error {
+	if w.haveLast && seq == w.lastSeq {
+		if h == w.lastHash {
+			w.add(Finding{Kind: KindDuplicate, Chain: w.chain, Seq: seq, EventID: id, Detail: "the same row is stored twice"})
+		} else {
+			w.add(Finding{Kind: KindInserted, Chain: w.chain, Seq: seq, EventID: id, Detail: "a second, different row claims this sequence number"})
+		}
+		return nil
+	}
+	if seq > w.expect {
+		w.add(Finding{Kind: KindGap, Chain: w.chain, Seq: w.expect, Detail: fmt.Sprintf("rows %d..%d are missing", w.expect, seq-1)})
+		// the tree cannot continue over missing leaves; roots of later
+		// checkpoints are not comparable.
+		w.next = len(w.cps)
+		w.prev = ph
+	}
+	if ph != w.prev {
+		w.add(Finding{Kind: KindChainBreak, Chain: w.chain, Seq: seq, EventID: id, Detail: "prev_hash does not match the previous row's hash (rows reordered, replaced or removed)"})
+	}
+	if seq == w.tree.End()+1 {
+		leaf := LeafHash(h)
+		if err := w.tree.Append(leaf[:], nil); err != nil {
+			return err
+		}
+		w.checkRoot()
+	}
+	w.prev, w.lastSeq, w.lastHash, w.haveLast = h, seq, h, true
+	w.expect = seq + 1
+	return nil
+}
+
+// finish reports truncation after, or rows beyond, the newest checkpoint.
+func (w *linkWalker) finish() {
+	if len(w.cps) > 0 {
+		newest := w.cps[len(w.cps)-1]
+		switch {
+		case newest.Size > w.lastSeq:
+			w.add(Finding{Kind: KindTruncated, Chain: w.chain, Seq: w.lastSeq + 1, Detail: fmt.Sprintf("a signed checkpoint (%s) covers %d rows but the chain ends at %d", newest.source, newest.Size, w.lastSeq)})
+		case newest.Size < w.lastSeq:
+			w.add(Finding{Kind: KindUnattested, Chain: w.chain, Seq: newest.Size + 1, Detail: fmt.Sprintf("rows %d..%d are not yet covered by a signed checkpoint", newest.Size+1, w.lastSeq)})
+		}
+	} else if w.lastSeq > 0 {
+		w.add(Finding{Kind: KindUnattested, Chain: w.chain, Seq: 1, Detail: fmt.Sprintf("no signed checkpoint covers rows 1..%d", w.lastSeq)})
+	}
+}
+
+// verifyLinks walks every chain (or only) in one query ordered by chain
+// and sequence, finishing each chain of names, including those with no
+// rows left.
+func (s *Store) verifyLinks(ctx context.Context, names []string, only string, cps map[string][]chainCheckpoint, starts map[string]*chainStart, add func(Finding), progress func(uint64)) error {
+	walkers := make(map[string]*linkWalker, len(names))
+	walker := func(c string) *linkWalker {
+		w, ok := walkers[c]
+		if !ok {
+			w = newLinkWalker(c, cps[c], starts[c], add)
+			walkers[c] = w
+		}
+		return w
+	}
 	var batch uint64
-	err := s.queryEach(ctx, "SELECT seq, prev_hash, hash, event_id FROM "+s.db+".events WHERE chain = {chain:String} ORDER BY seq, hash",
-		engine.Params{"chain": chain}, func(r engine.Rows) error {
+	err := s.queryEach(ctx, "SELECT toString(chain), seq, prev_hash, hash, event_id FROM "+s.db+".events WHERE {only:String} = '' OR chain = {only:String} ORDER BY chain, seq, hash",
+		engine.Params{"only": only}, func(r engine.Rows) error {
+			var c, id string
 			var seq uint64
 			var ph, h Hash
-			var id string
-			if err := r.Scan(&seq, &ph, &h, &id); err != nil {
+			if err := r.Scan(&c, &seq, &ph, &h, &id); err != nil {
 				return err
 			}
 			batch++
@@ -293,58 +362,23 @@ func (s *Store) verifyLinks(ctx context.Context, chain string, cps []chainCheckp
 				progress(batch)
 				batch = 0
 			}
-			if haveLast && seq == lastSeq {
-				if h == lastHash {
-					add(Finding{Kind: KindDuplicate, Chain: chain, Seq: seq, EventID: id, Detail: "the same row is stored twice"})
-				} else {
-					add(Finding{Kind: KindInserted, Chain: chain, Seq: seq, EventID: id, Detail: "a second, different row claims this sequence number"})
-				}
-				return nil
-			}
-			if seq > expect {
-				add(Finding{Kind: KindGap, Chain: chain, Seq: expect, Detail: fmt.Sprintf("rows %d..%d are missing", expect, seq-1)})
-				// the tree cannot continue over missing leaves; roots
-				// of later checkpoints are not comparable.
-				next = len(cps)
-				prev = ph
-			}
-			if ph != prev {
-				add(Finding{Kind: KindChainBreak, Chain: chain, Seq: seq, EventID: id, Detail: "prev_hash does not match the previous row's hash (rows reordered, replaced or removed)"})
-			}
-			if seq == tree.End()+1 {
-				leaf := LeafHash(h)
-				if err := tree.Append(leaf[:], nil); err != nil {
-					return err
-				}
-				checkRoot()
-			}
-			prev, lastSeq, lastHash, haveLast = h, seq, h, true
-			expect = seq + 1
-			return nil
+			return walker(c).row(seq, ph, h, id)
 		})
 	if err != nil {
-		return fmt.Errorf("verify chain %s links: %w", chain, err)
+		return fmt.Errorf("verify chain links: %w", err)
 	}
 	progress(batch)
-	if len(cps) > 0 {
-		newest := cps[len(cps)-1]
-		switch {
-		case newest.Size > lastSeq:
-			add(Finding{Kind: KindTruncated, Chain: chain, Seq: lastSeq + 1, Detail: fmt.Sprintf("a signed checkpoint (%s) covers %d rows but the chain ends at %d", newest.source, newest.Size, lastSeq)})
-		case newest.Size < lastSeq:
-			add(Finding{Kind: KindUnattested, Chain: chain, Seq: newest.Size + 1, Detail: fmt.Sprintf("rows %d..%d are not yet covered by a signed checkpoint", newest.Size+1, lastSeq)})
-		}
-	} else if lastSeq > 0 {
-		add(Finding{Kind: KindUnattested, Chain: chain, Seq: 1, Detail: fmt.Sprintf("no signed checkpoint covers rows 1..%d", lastSeq)})
+	for _, c := range names {
+		walker(c).finish()
 	}
 	return nil
 }
 
 // verifyContent recomputes every row's hash from its stored columns, in
 // storage order (no sort needed: each row carries its own prev_hash).
-func (s *Store) verifyContent(ctx context.Context, chain string, opts VerifyOptions, add func(Finding), progress func(uint64)) (uint64, error) {
-	q := "SELECT " + EventColumnList() + " FROM " + s.db + ".events WHERE chain = {chain:String}"
-	p := engine.Params{"chain": chain}
+func (s *Store) verifyContent(ctx context.Context, opts VerifyOptions, add func(Finding), progress func(uint64)) (uint64, error) {
+	q := "SELECT " + EventColumnList() + " FROM " + s.db + ".events WHERE ({only:String} = '' OR chain = {only:String})"
+	p := engine.Params{"only": opts.Chain}
 	if !opts.From.IsZero() {
 		q += " AND event_time >= {from:DateTime64(6)}"
 		p["from"] = formatTime(opts.From)
@@ -354,7 +388,7 @@ func (s *Store) verifyContent(ctx context.Context, chain string, opts VerifyOpti
 		p["to"] = formatTime(opts.To)
 	}
 	if !opts.Independent {
-		return s.verifyContentInEngine(ctx, chain, q, p, add, progress)
+		return s.verifyContentInEngine(ctx, q, p, add, progress)
 	}
 	var n, batch uint64
 	var enc hashEncoder
@@ -371,12 +405,12 @@ func (s *Store) verifyContent(ctx context.Context, chain string, opts VerifyOpti
 			batch = 0
 		}
 		if got := enc.EventHash(&row); got != row.Hash {
-			add(Finding{Kind: KindModified, Chain: chain, Seq: row.Seq, EventID: row.Event.ID, Detail: fmt.Sprintf("stored content hashes to %x, the row's hash is %x", got[:8], row.Hash[:8])})
+			add(Finding{Kind: KindModified, Chain: row.Chain, Seq: row.Seq, EventID: row.Event.ID, Detail: fmt.Sprintf("stored content hashes to %x, the row's hash is %x", got[:8], row.Hash[:8])})
 		}
 		return nil
 	})
 	if err != nil {
-		return n, fmt.Errorf("verify chain %s content: %w", chain, err)
+		return n, fmt.Errorf("verify content: %w", err)
 	}
 	progress(batch)
 	return n, nil
@@ -384,26 +418,26 @@ func (s *Store) verifyContent(ctx context.Context, chain string, opts VerifyOpti
 
 // verifyContentInEngine has the engine recompute every row's hash and
 // return only the rows that do not match, plus the number checked.
-func (s *Store) verifyContentInEngine(ctx context.Context, chain, q string, p engine.Params, add func(Finding), progress func(uint64)) (uint64, error) {
+func (s *Store) verifyContentInEngine(ctx context.Context, q string, p engine.Params, add func(Finding), progress func(uint64)) (uint64, error) {
 	// q selects the full column list; the same WHERE clause is reused.
 	where := q[strings.Index(q, " FROM "):]
 	var n uint64
 	err := s.queryEach(ctx, "SELECT count()"+where, p, func(r engine.Rows) error { return r.Scan(&n) })
 	if err != nil {
-		return 0, fmt.Errorf("verify chain %s content: %w", chain, err)
+		return 0, fmt.Errorf("verify content: %w", err)
 	}
-	err = s.queryEach(ctx, "SELECT seq, event_id, hash, computed FROM (SELECT seq, event_id, hash, "+EventHashSQL()+" AS computed"+where+") WHERE computed != hash ORDER BY seq", p, func(r engine.Rows) error {
+	err = s.queryEach(ctx, "SELECT toString(chain), seq, event_id, hash, computed FROM (SELECT chain, seq, event_id, hash, "+EventHashSQL()+" AS computed"+where+") WHERE computed != hash ORDER BY chain, seq", p, func(r engine.Rows) error {
+		var chain, id string
 		var seq uint64
-		var id string
 		var stored, got Hash
-		if err := r.Scan(&seq, &id, &stored, &got); err != nil {
+		if err := r.Scan(&chain, &seq, &id, &stored, &got); err != nil {
 			return err
 		}
 		add(Finding{Kind: KindModified, Chain: chain, Seq: seq, EventID: id, Detail: fmt.Sprintf("stored content hashes to %x, the row's hash is %x", got[:8], stored[:8])})
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("verify chain %s content: %w", chain, err)
+		return 0, fmt.Errorf("verify content: %w", err)
 	}
 	progress(n)
 	return n, nil

@@ -42,13 +42,23 @@ arch="$(uname -m)"
 if [[ "${os}" != "Linux" || "${arch}" != "x86_64" ]]; then
 	echo "install-libchdb: no npm build for ${os}/${arch}; using chDB's official installer" >&2
 	curl -sSL https://lib.chdb.io | bash >&2
-	exit 0
-fi
-
-if ! command -v npm >/dev/null 2>&1; then
-	echo "install-libchdb: npm not found; install Node.js and npm first" >&2
+	for candidate in /usr/local/lib/libchdb.so /usr/local/lib/libchdb.dylib /opt/homebrew/lib/libchdb.dylib; do
+		if [[ -f "${candidate}" ]]; then
+			echo "chdb-official-installer" > "${candidate}.version"
+			echo "${candidate}"
+			exit 0
+		fi
+	done
+	echo "install-libchdb: chDB's installer did not leave a library in /usr/local/lib; set CHDB_LIB_PATH" >&2
 	exit 1
 fi
+
+for tool in npm openssl; do
+	if ! command -v "${tool}" >/dev/null 2>&1; then
+		echo "install-libchdb: ${tool} not found; install it first (npm fetches the library, openssl checks its integrity)" >&2
+		exit 1
+	fi
+done
 
 work="$(mktemp -d)"
 trap 'rm -rf "${work}"' EXIT
