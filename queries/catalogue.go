@@ -24,8 +24,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,7 +258,8 @@ func parseQuery(name, text string) (*Query, error) {
 		}
 		used[name] = true
 	}
-	for name := range declared {
+	// sorted, so the error names the same parameter every time
+	for _, name := range slices.Sorted(maps.Keys(declared)) {
 		if !used[name] {
 			return nil, fmt.Errorf("parameter %q is declared but not used in the SQL", name)
 		}
