@@ -45,3 +45,14 @@ func TestLoadRunConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleConfigLoads keeps deploy/custody.example.yaml valid.
+func TestExampleConfigLoads(t *testing.T) {
+	rc, err := loadRunConfig("../../deploy/custody.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.EventHubs == nil || rc.LogAnalytics == nil || rc.MetricsAddr == "" {
+		t.Fatalf("example config: %+v", rc)
+	}
+}
