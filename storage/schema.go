@@ -180,12 +180,16 @@ func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor s
 	if opts.Cluster != "" {
 		onCluster = " ON CLUSTER " + opts.Cluster
 	}
+	// schema_migrations is tiny and written only by Migrate; on a cluster
+	// each replica keeps its own.
+	bookkeeping := "MergeTree"
+	if opts.Cluster != "" {
+		bookkeeping = "ReplicatedMergeTree('/clickhouse/tables/{shard}/" + db + "/schema_migrations', '{replica}')"
+	}
 	stmts := []string{
 		fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s%s", db, onCluster),
-		// schema_migrations is tiny and written only by Migrate; on a
-		// cluster each replica keeps its own.
 		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.schema_migrations%s (version UInt32, name String, checksum String, applied_at DateTime64(6, 'UTC')) ENGINE = %s ORDER BY version",
-			db, onCluster, map[bool]string{false: "MergeTree", true: "ReplicatedMergeTree('/clickhouse/tables/{shard}/" + db + "/schema_migrations', '{replica}')"}[opts.Cluster != ""]),
+			db, onCluster, bookkeeping),
 	}
 	for _, s := range stmts {
 		if err := eng.Exec(ctx, s, nil); err != nil {

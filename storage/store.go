@@ -99,7 +99,7 @@ func Open(ctx context.Context, eng engine.Engine, opts Options) (*Store, error) 
 		s.now = time.Now
 	}
 	if s.opts.Actor == "" {
-		s.opts.Actor = defaultActor()
+		s.opts.Actor = DefaultActor()
 	}
 	rows, err := eng.Query(ctx, "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'events'", engine.Params{"db": s.db})
 	if err != nil {
@@ -135,7 +135,12 @@ func (s *Store) Engine() engine.Engine { return s.eng }
 // Database is the database holding the tables.
 func (s *Store) Database() string { return s.db }
 
-func defaultActor() string {
+// DefaultActor names who acts when nobody says otherwise: CUSTODY_ACTOR,
+// else the local user and host.
+func DefaultActor() string {
+	if a := os.Getenv("CUSTODY_ACTOR"); a != "" {
+		return a
+	}
 	u := os.Getenv("USER")
 	if u == "" {
 		u = "unknown"

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/chdb"
 	"github.com/custody-audit/custody/storage/clickhouse"
@@ -187,16 +188,34 @@ func openStore(ctx context.Context, cmd *cli.Command, mode accessMode) (*storage
 	return s, nil
 }
 
-// actorName is who the custody log says acted: CUSTODY_ACTOR, else the
-// local user and host.
-func actorName() string {
-	if a := os.Getenv("CUSTODY_ACTOR"); a != "" {
-		return a
-	}
-	u := os.Getenv("USER")
-	if u == "" {
-		u = "unknown"
-	}
-	h, _ := os.Hostname()
-	return u + "@" + h
+// actorName is who the custody log says acted.
+func actorName() string { return storage.DefaultActor() }
+
+// ingestion is what every path into the store needs: the store (opened to
+// append), the normalizer, the sink adapter and the stored positions that
+// sources resume from.
+type ingestion struct {
+	store     *storage.Store
+	norm      *normalize.Normalizer
+	sink      storeSink
+	positions map[string]int64
 }
+
+// openIngest opens the store for appending and reads its positions.
+func openIngest(ctx context.Context, cmd *cli.Command) (*ingestion, error) {
+	st, err := openStore(ctx, cmd, appending)
+	if err != nil {
+		return nil, err
+	}
+	in := &ingestion{store: st, sink: storeSink{st}}
+	if in.norm, err = normalize.New(normalize.DefaultConfig()); err == nil {
+		in.positions, err = st.Positions(ctx)
+	}
+	if err != nil {
+		in.close()
+		return nil, err
+	}
+	return in, nil
+}
+
+func (in *ingestion) close() { _ = in.store.Engine().Close(context.Background()) }

@@ -10,17 +10,17 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/custody-audit/custody/normalize"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/ingest"
 )
 
-// appendCommand is the test and demo path into the store before a source
-// is configured: it normalizes files line by line and appends them, one
-// chain per file, exactly as the collector would.
+// appendCommand is the test and demo path into the store for inputs no
+// source reads (a saved Log Analytics response, a file of audit events):
+// each line of each file is one message, run through the same pipeline
+// as the collector, one chain per file.
 func appendCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "append",
-		Usage:     "normalize record files and append them to the trail (testing and demos)",
+		Usage:     "normalize record files line by line and append them to the trail (testing and demos)",
 		ArgsUsage: "FILE...",
 		Hidden:    true,
 		Flags: []cli.Flag{
@@ -32,36 +32,38 @@ func appendCommand() *cli.Command {
 			if cmd.NArg() == 0 {
 				return usageError{fmt.Errorf("append needs at least one file")}
 			}
-			st, err := openStore(ctx, cmd, appending)
+			in, err := openIngest(ctx, cmd)
 			if err != nil {
 				return err
 			}
-			defer st.Engine().Close(context.Background())
-			n, err := normalize.New(normalize.DefaultConfig())
-			if err != nil {
-				return err
-			}
-			pos, err := st.Positions(ctx)
-			if err != nil {
-				return err
-			}
-			var total storage.AppendResult
+			defer in.close()
+			var total ingest.Stats
 			for _, path := range cmd.Args().Slice() {
-				abs, err := filepath.Abs(path)
-				if err != nil {
-					return err
-				}
 				stream := cmd.String("stream")
 				if stream == "" {
+					abs, err := filepath.Abs(path)
+					if err != nil {
+						return err
+					}
 					stream = "file" + abs
 				}
-				res, err := appendFile(ctx, st, n, path, stream, cmd.String("format"), int(cmd.Int("batch")), pos[stream])
+				src := &lineSource{path: path, stream: stream, format: cmd.String("format"), batch: int(cmd.Int("batch")), after: in.positions[stream]}
+				pc := ingest.DefaultPipelineConfig()
+				pc.Name, pc.SourceKind = "append", "file"
+				pc.Permanent = func(error) bool { return true }
+				p, err := ingest.NewPipeline(src, in.norm, in.sink, pc, nil, logger(cmd))
 				if err != nil {
 					return err
 				}
-				total.Stored += res.Stored
-				total.Skipped += res.Skipped
-				total.Quarantined += res.Quarantined
+				err = p.Run(ctx)
+				_ = src.Close(context.Background())
+				if err != nil {
+					return err
+				}
+				s := p.Stats()
+				total.Stored += s.Stored
+				total.Skipped += s.Skipped
+				total.Quarantined += s.Quarantined
 			}
 			fmt.Fprintf(cmd.Root().Writer, "appended %d events (%d already stored, %d quarantined)\n", total.Stored, total.Skipped, total.Quarantined)
 			return nil
@@ -69,63 +71,60 @@ func appendCommand() *cli.Command {
 	}
 }
 
-func appendFile(ctx context.Context, st *storage.Store, n *normalize.Normalizer, path, stream, format string, batchLines int, stored int64) (storage.AppendResult, error) {
-	var total storage.AppendResult
-	f, err := os.Open(path)
-	if err != nil {
-		return total, fmt.Errorf("open %s: %w", path, err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	batch := storage.Batch{Stream: stream}
-	flush := func() error {
-		if batch.Offset == 0 {
-			return nil
-		}
-		res, err := st.Append(ctx, batch)
-		if err != nil {
-			return err
-		}
-		total.Stored += res.Stored
-		total.Skipped += res.Skipped
-		total.Quarantined += res.Quarantined
-		batch = storage.Batch{Stream: stream}
+// lineSource reads a file one line per message; the offset is the line
+// number, and lines at or below after (already stored) are skipped.
+type lineSource struct {
+	path, stream, format string
+	batch                int
+	after                int64
+	f                    *os.File
+	sc                   *bufio.Scanner
+	line                 int64
+}
+
+func (s *lineSource) Connect(ctx context.Context) error {
+	if s.f != nil {
 		return nil
 	}
-	var line int64
-	lines := 0
-	for sc.Scan() {
-		line++
-		if line <= stored || len(sc.Bytes()) == 0 {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", s.path, err)
+	}
+	s.f, s.sc = f, bufio.NewScanner(f)
+	s.sc.Buffer(make([]byte, 1<<20), 64<<20)
+	return nil
+}
+
+func (s *lineSource) ReadBatch(ctx context.Context) ([]ingest.Message, ingest.AckFunc, error) {
+	var msgs []ingest.Message
+	for len(msgs) < max(s.batch, 1) && s.sc.Scan() {
+		s.line++
+		if s.line <= s.after || len(s.sc.Bytes()) == 0 {
 			continue
 		}
-		body := append([]byte(nil), sc.Bytes()...)
-		pos := fmt.Sprintf("%s line %d", path, line)
-		res, err := n.Process(ctx, normalize.Input{Body: body, Format: format, SourceKind: "file", Position: pos, Received: time.Now().UTC()})
-		if err != nil {
-			return total, fmt.Errorf("normalize %s: %w", pos, err)
-		}
-		for _, e := range res.Events {
-			batch.Events = append(batch.Events, storage.BatchEvent{Offset: line, Event: e})
-		}
-		for _, q := range res.Quarantined {
-			batch.Quarantined = append(batch.Quarantined, storage.QuarantineRecord{Offset: line, Position: q.Position, Received: time.Now().UTC(), Format: q.Format, Reason: q.Reason, Raw: q.Raw})
-		}
-		for _, c := range res.Dropped {
-			batch.Dropped += c
-		}
-		batch.Offset, batch.Position = line, pos
-		lines++
-		if lines >= batchLines {
-			if err := flush(); err != nil {
-				return total, err
-			}
-			lines = 0
-		}
+		now := time.Now().UTC()
+		msgs = append(msgs, ingest.Message{
+			Stream: s.stream, Offset: s.line, Position: fmt.Sprintf("%s line %d", s.path, s.line),
+			Format: s.format, Body: append([]byte(nil), s.sc.Bytes()...), Received: now,
+		})
 	}
-	if err := sc.Err(); err != nil {
-		return total, fmt.Errorf("read %s: %w", path, err)
+	if err := s.sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", s.path, err)
 	}
-	return total, flush()
+	if len(msgs) == 0 {
+		return nil, nil, ingest.ErrEndOfInput
+	}
+	// Nothing to do on ack: the store holds the positions.
+	return msgs, func(context.Context, error) error { return nil }, nil
 }
+
+func (s *lineSource) Close(ctx context.Context) error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+var _ ingest.Source = (*lineSource)(nil)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/custody-audit/custody/ingest"
 	"github.com/custody-audit/custody/ingest/archive"
-	"github.com/custody-audit/custody/normalize"
 )
 
 // backfillCommand loads archives (diagnostic-settings containers, Event
@@ -147,20 +146,12 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 		return err
 	}
 
-	st, err := openStore(ctx, cmd, appending)
+	in, err := openIngest(ctx, cmd)
 	if err != nil {
 		return err
 	}
-	defer st.Engine().Close(context.Background())
-	norm, err := normalize.New(normalize.DefaultConfig())
-	if err != nil {
-		return err
-	}
-	pos, err := st.Positions(ctx)
-	if err != nil {
-		return err
-	}
-	src, err := archive.New(store, o.Archive, archive.Resume{Positions: pos}, log)
+	defer in.close()
+	src, err := archive.New(store, o.Archive, archive.Resume{Positions: in.positions}, log)
 	if err != nil {
 		return err
 	}
@@ -170,7 +161,7 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 	pc.Name, pc.SourceKind = "backfill", kind
 	pc.MetricStream = func(string) string { return "archive" }
 	pc.Permanent = func(err error) bool { return !errors.Is(err, ingest.ErrNotConnected) }
-	p, err := ingest.NewPipeline(src, norm, storeSink{st}, pc, nil, log)
+	p, err := ingest.NewPipeline(src, in.norm, in.sink, pc, nil, log)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/custody-audit/custody/ingest"
 	"github.com/custody-audit/custody/ingest/eventhubs"
 	"github.com/custody-audit/custody/ingest/loganalytics"
-	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage"
 )
 
@@ -221,19 +220,11 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		}()
 	}
 
-	st, err := openStore(ctx, cmd, appending)
+	in, err := openIngest(ctx, cmd)
 	if err != nil {
 		return err
 	}
-	defer st.Engine().Close(context.Background())
-	norm, err := normalize.New(normalize.DefaultConfig())
-	if err != nil {
-		return err
-	}
-	pos, err := st.Positions(ctx)
-	if err != nil {
-		return err
-	}
+	defer in.close()
 
 	var sources []namedSource
 	closeAll := func() {
@@ -247,7 +238,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 	}
 	defer closeAll()
 	if rc.EventHubs != nil {
-		src, err := eventhubs.New(*rc.EventHubs, pos, log)
+		src, err := eventhubs.New(*rc.EventHubs, in.positions, log)
 		if err != nil {
 			return err
 		}
@@ -257,7 +248,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		}
 	}
 	if rc.LogAnalytics != nil {
-		src, err := loganalytics.New(*rc.LogAnalytics, pos, loganalytics.Options{Logger: log})
+		src, err := loganalytics.New(*rc.LogAnalytics, in.positions, loganalytics.Options{Logger: log})
 		if err != nil {
 			return err
 		}
@@ -268,7 +259,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 	for _, s := range sources {
 		pc := rc.Pipeline
 		pc.Name, pc.SourceKind = s.name, s.kind
-		p, err := ingest.NewPipeline(s.src, norm, storeSink{st}, pc, metrics, log)
+		p, err := ingest.NewPipeline(s.src, in.norm, in.sink, pc, metrics, log)
 		if err != nil {
 			return err
 		}
@@ -289,7 +280,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		})
 	}
 	ready.Store(true)
-	log.InfoContext(ctx, "collector running", "sources", len(pipes), "streams_resumed", len(pos))
+	log.InfoContext(ctx, "collector running", "sources", len(pipes), "streams_resumed", len(in.positions))
 	wg.Wait()
 	ready.Store(false)
 	for i, p := range pipes {

@@ -75,17 +75,7 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 
 // scanOne runs a query expected to return one row.
 func scanOne(ctx context.Context, eng engine.Engine, q string, p engine.Params, dest ...any) error {
-	rows, err := eng.Query(ctx, q, p)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	return rows.Close()
+	return engine.Each(ctx, eng, q, p, func(r engine.Rows) error { return r.Scan(dest...) })
 }
 
 func humanBytes(n uint64) string {

@@ -317,7 +317,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	return nil
 }
 
-// roundTrip sends a request and reads a reply that carries no data.
+// send writes one request to the host; the caller reads the reply.
 func (e *Engine) send(op byte, query string, params engine.Params) error {
 	if e.closed {
 		return engine.ErrClosed

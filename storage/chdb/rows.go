@@ -179,16 +179,7 @@ func (r *Rows) Err() error { return r.err }
 // Close implements engine.Rows: the rest of the reply is drained so the
 // pipe is ready for the next request.
 func (r *Rows) Close() error {
-	if !r.freed {
-		for !r.done {
-			r.lines = r.lines[:0]
-			if err := r.fill(); err != nil && r.err == nil {
-				r.err = err
-			}
-			r.lines = r.lines[:0]
-		}
-		r.finish()
-	}
+	r.finish()
 	var qe *QueryError
 	if errors.As(r.err, &qe) {
 		return r.err
