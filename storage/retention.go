@@ -789,9 +789,9 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 	for _, pp := range plan.Partitions {
 		byID[pp.Partition] = pp
 	}
-	var todo []PartitionPlan
+	var selected []PartitionPlan
 	if len(opts.Partitions) == 0 {
-		todo = plan.Purgeable()
+		selected = plan.Purgeable()
 	} else {
 		want := map[string]bool{}
 		for _, id := range opts.Partitions {
@@ -812,7 +812,7 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 		// before it holding the same chains: keep plan order.
 		for _, pp := range plan.Purgeable() {
 			if want[pp.Partition] {
-				todo = append(todo, pp)
+				selected = append(selected, pp)
 			}
 		}
 		if err := checkPrefixSelection(plan, want); err != nil {
@@ -822,21 +822,21 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 			return nil, err
 		}
 	}
-	if len(todo) == 0 {
+	if len(selected) == 0 {
 		return res, nil
 	}
 	// Verify every chain about to be attested: links, Merkle roots and
 	// checkpoints whole, row contents up to the newest row purged (the
 	// rest stays and is verified by custody verify).
 	var contentTo time.Time
-	for _, pp := range todo {
+	for _, pp := range selected {
 		if pp.Newest.After(contentTo) {
 			contentTo = pp.Newest
 		}
 	}
 	contentTo = contentTo.Add(time.Microsecond)
 	verified := map[string]bool{}
-	for _, pp := range todo {
+	for _, pp := range selected {
 		for _, sp := range pp.Chains {
 			if verified[sp.Chain] {
 				continue
@@ -861,7 +861,7 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 			verified[sp.Chain] = true
 		}
 	}
-	for _, pp := range todo {
+	for _, pp := range selected {
 		recs, err := s.purgePartition(ctx, pp, opts.Verifier)
 		if err != nil {
 			if lerr := s.Log(ctx, "retention.purge", fmt.Sprintf("partition %s: %v", pp.Partition, err), "failed"); lerr != nil {
