@@ -52,18 +52,23 @@ type SinkResult struct {
 	Quarantined int // quarantined records newly stored
 }
 
-// Sink makes batches durable. Write must be idempotent: a batch written
-// again after a failure or a crash stores nothing twice. Once Write
-// returns nil the batch is durable and its source is acknowledged.
+// Sink makes batches durable. Write takes the batches that were ready
+// together (several streams, or several batches of one stream in read
+// order) and returns one result per batch. It must be idempotent: batches
+// written again after a failure or a crash store nothing twice. Once
+// Write returns nil the batches are durable and their sources are
+// acknowledged.
 type Sink interface {
-	Write(ctx context.Context, b Batch) (SinkResult, error)
+	Write(ctx context.Context, batches []Batch) ([]SinkResult, error)
 }
 
 // SinkFunc adapts a function to Sink.
-type SinkFunc func(ctx context.Context, b Batch) (SinkResult, error)
+type SinkFunc func(ctx context.Context, batches []Batch) ([]SinkResult, error)
 
 // Write calls f.
-func (f SinkFunc) Write(ctx context.Context, b Batch) (SinkResult, error) { return f(ctx, b) }
+func (f SinkFunc) Write(ctx context.Context, batches []Batch) ([]SinkResult, error) {
+	return f(ctx, batches)
+}
 
 // Processor normalizes one raw message; *normalize.Normalizer is one. Its
 // error means the message could not be processed at all (a done ctx); bad
@@ -85,9 +90,17 @@ type PipelineConfig struct {
 	RetryDelay time.Duration `yaml:"retry_delay"`
 	// MaxRetryDelay caps the backoff. Default 30s.
 	MaxRetryDelay time.Duration `yaml:"max_retry_delay"`
-	// ShutdownTimeout is how long the batch in flight when the pipeline
-	// is stopped may take to reach the sink. Default 30s.
+	// ShutdownTimeout is how long the batches in flight when the
+	// pipeline is stopped may take to reach the sink. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// QueueBatches is how many source batches may wait, normalized, while
+	// the sink writes: reading and normalizing go on during a write, and
+	// what waited is written together next. It bounds memory (each
+	// batch is at most a source's batch size). Default 8.
+	QueueBatches int `yaml:"queue_batches"`
+	// MaxGroupEvents caps the events of batches written together in one
+	// sink write. Default 50000.
+	MaxGroupEvents int `yaml:"max_group_events"`
 	// MetricStream maps a stream to the value of the "stream" metric
 	// label; nil keeps the stream name. Backfills, with one stream per
 	// archive object, collapse it to bound the label's cardinality.
@@ -102,7 +115,8 @@ type PipelineConfig struct {
 
 // DefaultPipelineConfig returns the defaults documented on each field.
 func DefaultPipelineConfig() PipelineConfig {
-	return PipelineConfig{RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 30 * time.Second, ShutdownTimeout: 30 * time.Second}
+	return PipelineConfig{RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 30 * time.Second, ShutdownTimeout: 30 * time.Second,
+		QueueBatches: 8, MaxGroupEvents: 50_000}
 }
 
 // Validate reports the first invalid field by its YAML name.
@@ -114,6 +128,10 @@ func (c PipelineConfig) Validate() error {
 		return fmt.Errorf("max_retry_delay: %s is below retry_delay %s", c.MaxRetryDelay, c.RetryDelay)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("shutdown_timeout: %s must be positive", c.ShutdownTimeout)
+	case c.QueueBatches < 0:
+		return fmt.Errorf("queue_batches: %d must not be negative", c.QueueBatches)
+	case c.MaxGroupEvents < 1:
+		return fmt.Errorf("max_group_events: %d must be positive", c.MaxGroupEvents)
 	}
 	return nil
 }
@@ -182,11 +200,20 @@ type Stats struct {
 	Retries     int64
 }
 
-// Pipeline moves one source's messages through normalize into a sink:
-// ReadBatch, group by stream, normalize, write each stream's batch, and
-// only then acknowledge. One batch is in flight at a time, so when the
-// sink fails the pipeline retries with backoff and stops reading; memory
-// stays bounded and nothing is acknowledged that is not durable.
+// Pipeline moves one source's messages through normalize into a sink in
+// two stages. A reader reads batches, groups them by stream and normalizes
+// them into a bounded queue (QueueBatches); a writer takes everything
+// waiting in the queue (up to MaxGroupEvents) and writes it to the sink in
+// one call, then acknowledges each source batch in read order. So reading
+// and normalizing overlap with the store's write, and under load the store
+// gets a few large writes instead of many small ones (group commit).
+//
+// Batches are written in the order they were read, and after a write
+// fails for good nothing later is written: a source never sees a later
+// batch acknowledged past one that was not stored. When the sink fails the
+// writer retries with backoff, the queue fills and the reader stops
+// reading: memory stays bounded and nothing is acknowledged that is not
+// durable.
 type Pipeline struct {
 	src     Source
 	proc    Processor
@@ -235,14 +262,48 @@ func NewPipeline(src Source, proc Processor, sink Sink, cfg PipelineConfig, metr
 // goroutine running it.
 func (p *Pipeline) Stats() Stats { return p.stats }
 
-// Run reads until the source ends (ErrEndOfInput: Run returns nil) or ctx
-// is done. On ctx's end the batch in flight is still written (within
-// ShutdownTimeout) and acknowledged, then Run returns nil. A lost source
-// connection (ErrNotConnected) or a failed read is retried with backoff;
-// a batch the sink cannot take is retried until it can or ctx ends. A
-// source error cfg.Permanent accepts ends Run with that error. Run does
-// not close the source.
+// Run reads until the source ends (ErrEndOfInput: Run returns nil once
+// everything read is written) or ctx is done. On ctx's end the batches
+// already read are still written (within ShutdownTimeout) and
+// acknowledged, then Run returns nil. A lost source connection
+// (ErrNotConnected) or a failed read is retried with backoff; batches the
+// sink cannot take are retried until it can or ctx ends. A source error
+// cfg.Permanent accepts ends Run with that error, after what was read
+// before it is written. Run does not close the source.
 func (p *Pipeline) Run(ctx context.Context) error {
+	queue := make(chan *readBatch, p.cfg.QueueBatches)
+	writerDone := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		readErr <- p.read(ctx, queue, writerDone)
+	}()
+	err := p.writeLoop(ctx, queue)
+	close(writerDone)
+	// The writer gave up (or finished): refuse whatever is still queued,
+	// so its source redelivers it.
+	for rb := range queue {
+		p.nack(rb, fmt.Errorf("pipeline %s stopped before this batch was written", p.cfg.Name))
+	}
+	if rerr := <-readErr; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// readBatch is one source batch, normalized, on its way to the sink.
+type readBatch struct {
+	batches  []*Batch
+	ack      AckFunc
+	start    time.Time
+	events   int
+	messages int
+}
+
+// read is the reader stage: connect, read, normalize, queue. It returns
+// nil when the source ends or ctx is done, and an error for a permanent
+// source failure or a batch that could not be normalized.
+func (p *Pipeline) read(ctx context.Context, queue chan<- *readBatch, writerDone <-chan struct{}) error {
 	bo := p.backoff()
 	connected := false
 	for {
@@ -270,7 +331,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrEndOfInput):
-			p.log.InfoContext(ctx, "source ended", "messages", p.stats.Messages, "stored", p.stats.Stored)
+			p.log.InfoContext(ctx, "source ended")
 			return nil
 		case ctx.Err() != nil:
 			return nil
@@ -289,43 +350,99 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			continue
 		}
 		bo.reset()
-		if err := p.handle(ctx, msgs, ack); err != nil {
+		rb := &readBatch{ack: ack, start: p.cfg.Now(), messages: len(msgs)}
+		// A batch read is finished even if ctx ends: normalizing it runs
+		// on the shutdown budget.
+		work, cancel := p.flushContext(ctx)
+		rb.batches, err = p.normalize(work, msgs)
+		cancel()
+		if err != nil {
+			p.nack(rb, err)
+			return fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
+		}
+		for _, b := range rb.batches {
+			rb.events += len(b.Events)
+		}
+		select {
+		case queue <- rb:
+		case <-writerDone:
+			p.nack(rb, fmt.Errorf("pipeline %s stopped before this batch was written", p.cfg.Name))
+			return nil
+		}
+	}
+}
+
+// writeLoop is the writer stage: it writes what the reader queued, as
+// groups of everything waiting, until the reader is done.
+func (p *Pipeline) writeLoop(ctx context.Context, queue <-chan *readBatch) error {
+	for {
+		first, ok := <-queue
+		if !ok {
+			return nil
+		}
+		group := []*readBatch{first}
+		events := first.events
+	fill:
+		for events < p.cfg.MaxGroupEvents {
+			select {
+			case rb, ok := <-queue:
+				if !ok {
+					break fill
+				}
+				group = append(group, rb)
+				events += rb.events
+			default:
+				break fill
+			}
+		}
+		if err := p.handle(ctx, group); err != nil {
 			return err
 		}
 	}
 }
 
-// handle normalizes, writes and acknowledges one source batch. Once the
-// batch has been read it is finished even if ctx ends: the remaining work
-// runs on a context bounded by ShutdownTimeout.
-func (p *Pipeline) handle(ctx context.Context, msgs []Message, ack AckFunc) error {
-	start := p.cfg.Now()
+// handle writes one group and acknowledges its source batches in read
+// order. Once read, a group is finished even if ctx ends: the write runs on
+// a context bounded by ShutdownTimeout.
+func (p *Pipeline) handle(ctx context.Context, group []*readBatch) error {
 	work, cancel := p.flushContext(ctx)
 	defer cancel()
-
-	batches, err := p.normalize(work, msgs)
-	if err == nil {
-		err = p.write(ctx, work, batches)
+	var batches []*Batch
+	for _, rb := range group {
+		batches = append(batches, rb.batches...)
 	}
-	if err != nil {
-		if ack != nil {
-			if aerr := ack(work, err); aerr != nil {
-				p.log.WarnContext(work, "negative acknowledgement failed", "err", aerr)
-			}
+	if err := p.write(ctx, work, batches); err != nil {
+		for _, rb := range group {
+			p.nack(rb, err)
 		}
 		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
 	}
-	if ack != nil {
-		if err := ack(work, nil); err != nil {
-			return fmt.Errorf("pipeline %s: acknowledge batch: %w", p.cfg.Name, err)
+	for _, rb := range group {
+		if rb.ack != nil {
+			if err := rb.ack(work, nil); err != nil {
+				return fmt.Errorf("pipeline %s: acknowledge batch: %w", p.cfg.Name, err)
+			}
+		}
+		p.stats.Messages += int64(rb.messages)
+		p.stats.Batches++
+		p.metrics.latency.WithLabelValues(p.cfg.Name).Observe(p.cfg.Now().Sub(rb.start).Seconds())
+		for _, b := range rb.batches {
+			p.metrics.offset.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(b.Stream)).Set(float64(b.Offset))
 		}
 	}
-	p.stats.Batches++
-	p.metrics.latency.WithLabelValues(p.cfg.Name).Observe(p.cfg.Now().Sub(start).Seconds())
-	for _, b := range batches {
-		p.metrics.offset.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(b.Stream)).Set(float64(b.Offset))
-	}
 	return nil
+}
+
+// nack reports a batch that will not be stored back to its source.
+func (p *Pipeline) nack(rb *readBatch, err error) {
+	if rb.ack == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+	defer cancel()
+	if aerr := rb.ack(ctx, err); aerr != nil {
+		p.log.Warn("negative acknowledgement failed", "err", aerr)
+	}
 }
 
 // flushContext returns a context that outlives ctx by at most
@@ -380,7 +497,6 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 			b.Offset, b.Position = m.Offset, m.Position
 		}
 		p.metrics.messagesIn.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(m.Stream)).Inc()
-		p.stats.Messages++
 	}
 	for _, b := range order {
 		slices.SortStableFunc(b.Events, func(x, y BatchEvent) int { return cmpInt64(x.Offset, y.Offset) })
@@ -399,31 +515,38 @@ func cmpInt64(a, b int64) int {
 	return 0
 }
 
-// write hands each stream's batch to the sink, retrying a failed write
-// with backoff until it succeeds or work ends. While ctx (the run
+// write hands the batches to the sink in one call, retrying a failed
+// write with backoff until it succeeds or work ends. While ctx (the run
 // context) is live a failure is retried forever; once it is done, only
 // until work (the shutdown budget) ends.
 func (p *Pipeline) write(ctx, work context.Context, batches []*Batch) error {
-	for _, b := range batches {
-		bo := p.backoff()
-		for {
-			res, err := p.sink.Write(work, *b)
-			if err == nil {
-				p.record(b, res)
-				break
-			}
-			p.stats.SinkErrors++
-			p.metrics.sinkErrors.WithLabelValues(p.cfg.Name).Inc()
-			d := bo.next()
-			p.log.WarnContext(ctx, "store write failed; retrying", "stream", b.Stream, "offset", b.Offset, "retry_in", d, "err", err)
-			if !p.wait(work, d) {
-				return fmt.Errorf("write %s up to offset %d: %w", b.Stream, b.Offset, err)
-			}
-			p.stats.Retries++
-			p.metrics.retries.WithLabelValues(p.cfg.Name).Inc()
-		}
+	in := make([]Batch, len(batches))
+	for i, b := range batches {
+		in[i] = *b
 	}
-	return nil
+	bo := p.backoff()
+	for {
+		res, err := p.sink.Write(work, in)
+		if err == nil && len(res) != len(in) {
+			err = fmt.Errorf("sink returned %d results for %d batches", len(res), len(in))
+		}
+		if err == nil {
+			for i, b := range batches {
+				p.record(b, res[i])
+			}
+			return nil
+		}
+		p.stats.SinkErrors++
+		p.metrics.sinkErrors.WithLabelValues(p.cfg.Name).Inc()
+		d := bo.next()
+		last := batches[len(batches)-1]
+		p.log.WarnContext(ctx, "store write failed; retrying", "batches", len(batches), "stream", last.Stream, "offset", last.Offset, "retry_in", d, "err", err)
+		if !p.wait(work, d) {
+			return fmt.Errorf("write %d batches up to %s offset %d: %w", len(batches), last.Stream, last.Offset, err)
+		}
+		p.stats.Retries++
+		p.metrics.retries.WithLabelValues(p.cfg.Name).Inc()
+	}
 }
 
 func (p *Pipeline) record(b *Batch, res SinkResult) {

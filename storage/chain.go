@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"net/netip"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/custody-audit/custody/event"
@@ -35,8 +35,11 @@ type Row struct {
 	Hash     Hash // EventHash of this row
 }
 
-// hashEncoder reuses its buffer across rows.
-type hashEncoder struct{ buf []byte }
+// hashEncoder reuses its buffers across rows.
+type hashEncoder struct {
+	buf  []byte
+	keys []string
+}
 
 func (h *hashEncoder) str(s string) {
 	h.buf = binary.AppendUvarint(h.buf, uint64(len(s)))
@@ -66,13 +69,13 @@ func (h *hashEncoder) list(l []string) {
 }
 
 func (h *hashEncoder) dict(m map[string]string) {
-	keys := make([]string, 0, len(m))
+	h.keys = h.keys[:0]
 	for k := range m {
-		keys = append(keys, k)
+		h.keys = append(h.keys, k)
 	}
-	sort.Strings(keys)
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(keys)))
-	for _, k := range keys {
+	slices.Sort(h.keys)
+	h.buf = binary.AppendUvarint(h.buf, uint64(len(h.keys)))
+	for _, k := range h.keys {
 		h.str(k)
 		h.str(m[k])
 	}
@@ -96,15 +99,21 @@ func ipText(a netip.Addr) string {
 // lists as a uvarint count then strings, maps as a count then key/value
 // pairs sorted by key.
 func (h *hashEncoder) EventHash(r *Row) Hash {
-	e := &r.Event
+	return h.hash(r.Chain, r.Seq, r.Offset, &r.PrevHash, &r.Event, r.Event.Time, r.Event.ReceivedTime, ipText(r.Event.SourceIP))
+}
+
+// hash is EventHash over a row's parts: the append path hashes the
+// caller's event in place, with its canonical times and address text
+// computed once for both the hash and the insert.
+func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip string) Hash {
 	h.buf = append(h.buf[:0], eventHashPrefix, EventEncodingVersion)
-	h.buf = append(h.buf, r.PrevHash[:]...)
-	h.str(r.Chain)
-	h.i64(int64(r.Seq))
-	h.i64(r.Offset)
+	h.buf = append(h.buf, prev[:]...)
+	h.str(chain)
+	h.i64(int64(seq))
+	h.i64(offset)
 	h.str(e.ID)
-	h.time(e.Time)
-	h.time(e.ReceivedTime)
+	h.time(evTime)
+	h.time(received)
 	h.str(string(e.Service))
 	h.str(e.Category)
 	h.str(e.SourceKind)
@@ -123,7 +132,7 @@ func (h *hashEncoder) EventHash(r *Row) Hash {
 	h.str(e.Actor.AppID)
 	h.list(e.Actor.Groups)
 	h.str(e.Actor.ImpersonatedBy)
-	h.str(ipText(e.SourceIP))
+	h.str(ip)
 	h.str(e.UserAgent)
 	h.str(e.Action)
 	h.str(string(e.ActionClass))

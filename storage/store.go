@@ -27,7 +27,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,13 +65,46 @@ type Options struct {
 // Store is an open audit trail. Append is safe for concurrent use; batches
 // of one chain are serialized.
 type Store struct {
-	eng    engine.Engine
-	db     string
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
-	mu     sync.Mutex
-	chains map[string]*chainHead
+	eng     engine.Engine
+	db      string
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	mu      sync.Mutex
+	chains  map[string]*chainHead
+	scratch []*appendScratch // free list, see appendScratch
+}
+
+// appendScratch is the reusable working memory of one Append: the rows on
+// their way in and the hash encoder's buffer. Kept on a free list (not a
+// sync.Pool, which the garbage collections big batches trigger would
+// empty), so steady-state appends allocate almost nothing per event.
+type appendScratch struct {
+	rows []pendingRow
+	enc  hashEncoder
+}
+
+func (s *Store) getScratch() *appendScratch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.scratch); n > 0 {
+		sc := s.scratch[n-1]
+		s.scratch = s.scratch[:n-1]
+		return sc
+	}
+	return &appendScratch{}
+}
+
+// putScratch returns sc to the free list, first dropping its references to
+// the caller's events so a finished batch is not kept alive.
+func (s *Store) putScratch(sc *appendScratch) {
+	clear(sc.rows[:cap(sc.rows)])
+	sc.rows = sc.rows[:0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.scratch) < 2 {
+		s.scratch = append(s.scratch, sc)
+	}
 }
 
 // chainHead is the in-memory state of one chain, rebuilt from the store
@@ -82,6 +117,9 @@ type chainHead struct {
 	eventsOffset int64  // highest source offset stored in events
 	quarOffset   int64  // highest source offset stored in quarantine
 	signedSize   uint64 // tree size of the newest stored checkpoint
+	// fileBehind: the newest checkpoint may be missing from the
+	// checkpoint directory (writing it failed). loadHead leaves it alone.
+	fileBehind bool
 }
 
 var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
@@ -230,18 +268,34 @@ func EventColumnList() string {
 	return string(b)
 }
 
-func appendRow(b engine.Batch, r *Row) error {
-	e := &r.Event
+// pendingRow is an event on its way into the chain. It points at the
+// caller's event rather than copying it: a batch is tens of thousands of
+// events, and the append path touches each field once to hash it and once
+// to encode it.
+type pendingRow struct {
+	chain          *string
+	seq            uint64
+	offset         int64
+	ev             *event.Event
+	time, received time.Time // canonical (see canonicalTime)
+	ip             string    // ipText(ev.SourceIP)
+	prev, hash     Hash
+}
+
+// appendRow adds r to b, passing each field by pointer (engine.Batch
+// reads it before returning) so that no value is boxed.
+func appendRow(b engine.Batch, r *pendingRow) error {
+	e := r.ev
 	t := &e.Target
-	return b.Append(r.Chain, r.Seq, e.ID, e.Time, e.ReceivedTime,
-		string(e.Service), e.Category, e.SourceKind, e.SourceFormat, e.SourcePosition, r.Offset,
-		e.TenantID, e.SubscriptionID, e.ResourceGroup, e.Provider, e.ResourceType, e.ResourceName,
-		e.ResourceID, e.Actor.Name, e.Actor.ObjectID, string(e.Actor.Type), e.Actor.AppID, nonNil(e.Actor.Groups),
-		e.Actor.ImpersonatedBy, ipText(e.SourceIP), e.UserAgent, e.Action, string(e.ActionClass),
-		t.APIGroup, t.Resource, t.Subresource, t.Namespace, t.Name, t.Repository, t.Tag, t.Digest,
-		t.ContainerGroup, t.Container, t.Image,
-		string(e.Outcome), e.StatusCode, e.Reason, e.CorrelationID, e.RequestID,
-		nonNil(e.Tags), nonNilMap(e.Attributes), e.Raw, e.RawFormat, r.PrevHash, r.Hash)
+	return b.Append(r.chain, &r.seq, &e.ID, &r.time, &r.received,
+		(*string)(&e.Service), &e.Category, &e.SourceKind, &e.SourceFormat, &e.SourcePosition, &r.offset,
+		&e.TenantID, &e.SubscriptionID, &e.ResourceGroup, &e.Provider, &e.ResourceType, &e.ResourceName,
+		&e.ResourceID, &e.Actor.Name, &e.Actor.ObjectID, (*string)(&e.Actor.Type), &e.Actor.AppID, &e.Actor.Groups,
+		&e.Actor.ImpersonatedBy, &r.ip, &e.UserAgent, &e.Action, (*string)(&e.ActionClass),
+		&t.APIGroup, &t.Resource, &t.Subresource, &t.Namespace, &t.Name, &t.Repository, &t.Tag, &t.Digest,
+		&t.ContainerGroup, &t.Container, &t.Image,
+		(*string)(&e.Outcome), &e.StatusCode, &e.Reason, &e.CorrelationID, &e.RequestID,
+		&e.Tags, &e.Attributes, &e.Raw, &e.RawFormat, &r.prev, &r.hash)
 }
 
 // ScanRow reads one row selected with EventColumnList.
@@ -281,16 +335,10 @@ func nonNilMap(m map[string]string) map[string]string {
 	return m
 }
 
-// canonical brings an event to exactly what the store keeps, so the hash
+// canonicalTime brings a time to exactly what the store keeps, so the hash
 // computed before the insert equals the one recomputed from the stored row.
 // A missing time is stored as the Unix epoch: DateTime64 cannot hold Go's
 // zero time, and both encode as 0 in the hash.
-func canonical(e event.Event) event.Event {
-	e.Time = canonicalTime(e.Time)
-	e.ReceivedTime = canonicalTime(e.ReceivedTime)
-	return e
-}
-
 func canonicalTime(t time.Time) time.Time {
 	if t.IsZero() {
 		return time.Unix(0, 0).UTC()
@@ -400,143 +448,245 @@ func (s *Store) queryEach(ctx context.Context, query string, p engine.Params, fn
 	return engine.Each(ctx, s.eng, query, p, fn)
 }
 
-// Append stores one batch of one stream: quarantined records first, then
-// the events as the next rows of the stream's chain (one insert), then a
-// signed checkpoint and the stream position. Records the store already
-// holds (a batch replayed after a crash) are skipped. On error nothing of
-// the chain's in-memory state moves, and retrying the same batch is safe.
+// Append stores one batch of one stream; see AppendMany.
 func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
-	var res AppendResult
-	if s.opts.Signer == nil {
-		return res, ErrNoSigner
-	}
-	if b.Stream == "" {
-		return res, errors.New("append: batch has no stream")
-	}
-	h, err := s.head(ctx, b.Stream)
+	res, err := s.AppendMany(ctx, []Batch{b})
 	if err != nil {
-		return res, err
+		return AppendResult{}, err
 	}
-	defer h.mu.Unlock()
+	return res[0], nil
+}
+
+// AppendMany stores batches of one or more streams together, as one
+// insert per table: quarantined records first, then the events as the
+// next rows of their streams' chains, then a signed checkpoint per chain
+// that grew and the streams' positions. A collector reading many
+// partitions groups what arrived while the previous write ran (group
+// commit), so the engine takes a few large inserts instead of many small
+// ones: each insert costs the engine milliseconds of fixed work and each
+// small part is rewritten by merges again and again.
+//
+// Records the store already holds (a batch replayed after a crash) are
+// skipped. Batches of one stream are applied in order. On error the
+// chains involved are reloaded from the store before their next append, so
+// retrying the same batches is safe whether or not a failed insert was
+// stored.
+func (s *Store) AppendMany(ctx context.Context, batches []Batch) ([]AppendResult, error) {
+	if s.opts.Signer == nil {
+		return nil, ErrNoSigner
+	}
+	var chains []string
+	for _, b := range batches {
+		if b.Stream == "" {
+			return nil, errors.New("append: batch has no stream")
+		}
+		if !slices.Contains(chains, b.Stream) {
+			chains = append(chains, b.Stream)
+		}
+	}
+	// Lock the chains in name order, so two concurrent calls sharing
+	// chains cannot deadlock.
+	slices.Sort(chains)
+	heads := make(map[string]*chainHead, len(chains))
+	ok := false
+	defer func() {
+		for _, h := range heads {
+			if !ok {
+				h.tree = nil // reload from the store before the next append
+			}
+			h.mu.Unlock()
+		}
+	}()
+	for _, c := range chains {
+		h, err := s.head(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		heads[c] = h
+	}
+	res, err := s.appendLocked(ctx, batches, heads)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return res, nil
+}
+
+// chainWork is a chain's state while a group of batches is chained onto
+// it; the head moves to it only once the inserts succeeded.
+type chainWork struct {
+	seq          uint64
+	last         Hash
+	tree         *compact.Range
+	eventsOffset int64
+	quarOffset   int64
+	stored       bool // rows were added
+}
+
+func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[string]*chainHead) ([]AppendResult, error) {
+	results := make([]AppendResult, len(batches))
+	work := make(map[string]*chainWork, len(heads))
+	for c, h := range heads {
+		tree, err := cloneRange(h.tree)
+		if err != nil {
+			return nil, err
+		}
+		work[c] = &chainWork{seq: h.seq, last: h.last, tree: tree, eventsOffset: h.eventsOffset, quarOffset: h.quarOffset}
+	}
 
 	// Quarantine first: its rows carry their offsets, so a replay skips
 	// what is already there.
-	var quar []QuarantineRecord
-	var seenIDs, seenRaw map[string]bool
-	if b.DedupeByEventID {
-		if seenIDs, seenRaw, err = s.storedIdentities(ctx, b); err != nil {
-			return res, err
-		}
-	}
-	for _, q := range b.Quarantined {
+	var qb engine.Batch
+	content := sha256.New()
+	seen := make([]map[string]bool, len(batches)) // DedupeByEventID: stored event ids per batch
+	for i, b := range batches {
+		w := work[b.Stream]
+		base := w.quarOffset // a message's records share its offset
+		var seenRaw map[string]bool
 		if b.DedupeByEventID {
+			ids, raws, err := s.storedIdentities(ctx, b)
+			if err != nil {
+				return nil, err
+			}
+			seen[i], seenRaw = ids, raws
+		}
+		for _, q := range b.Quarantined {
 			sum := sha256.Sum256(q.Raw)
-			if !seenRaw[string(sum[:])] {
-				quar = append(quar, q)
+			if b.DedupeByEventID {
+				if seenRaw[string(sum[:])] {
+					continue
+				}
 				seenRaw[string(sum[:])] = true
-			}
-		} else if q.Offset > h.quarOffset {
-			quar = append(quar, q)
-		}
-	}
-	if len(quar) > 0 {
-		qb, err := s.eng.PrepareBatch(ctx, s.db+".quarantine", quarantineColumns)
-		if err != nil {
-			return res, fmt.Errorf("append quarantine: %w", err)
-		}
-		for _, q := range quar {
-			if err := qb.Append(b.Stream, q.Offset, q.Position, q.Received.UTC().Truncate(time.Microsecond), q.Format, q.Reason, q.Raw, Hash(sha256.Sum256(q.Raw))); err != nil {
-				return res, fmt.Errorf("append quarantine: %w", err)
-			}
-		}
-		// The token covers the records' content too: Log Analytics
-		// re-reads windows, so two different batches can span the same
-		// offsets.
-		content := sha256.New()
-		for _, q := range quar {
-			sum := sha256.Sum256(q.Raw)
-			content.Write(sum[:])
-		}
-		if err := qb.Send(ctx, token("q", b.Stream, uint64(quar[0].Offset), uint64(quar[len(quar)-1].Offset))+hex.EncodeToString(content.Sum(nil)[:8])); err != nil {
-			return res, fmt.Errorf("append quarantine: %w", err)
-		}
-		for _, q := range quar {
-			h.quarOffset = max(h.quarOffset, q.Offset)
-		}
-		res.Quarantined = len(quar)
-	}
-
-	// Events: chain them onto the head in a scratch state; the head moves
-	// only once the insert succeeded.
-	seq, last := h.seq, h.last
-	tree, err := cloneRange(h.tree)
-	if err != nil {
-		return res, err
-	}
-	var enc hashEncoder
-	rows := make([]Row, 0, len(b.Events))
-	maxOffset := h.eventsOffset
-	for i := range b.Events {
-		be := &b.Events[i]
-		if b.DedupeByEventID {
-			if seenIDs[be.Event.ID] {
-				res.Skipped++
+			} else if q.Offset <= base {
 				continue
 			}
-			seenIDs[be.Event.ID] = true
-		} else if be.Offset <= h.eventsOffset {
-			res.Skipped++
-			continue
-		}
-		seq++
-		r := Row{Chain: b.Stream, Seq: seq, Offset: be.Offset, Event: canonical(be.Event), PrevHash: last}
-		r.Hash = enc.EventHash(&r)
-		leaf := LeafHash(r.Hash)
-		if err := tree.Append(leaf[:], nil); err != nil {
-			return res, fmt.Errorf("append Merkle leaf: %w", err)
-		}
-		last = r.Hash
-		rows = append(rows, r)
-		if be.Offset > maxOffset {
-			maxOffset = be.Offset
+			if qb == nil {
+				var err error
+				if qb, err = s.eng.PrepareBatch(ctx, s.db+".quarantine", quarantineColumns); err != nil {
+					return nil, fmt.Errorf("append quarantine: %w", err)
+				}
+			}
+			if err := qb.Append(b.Stream, q.Offset, q.Position, q.Received.UTC().Truncate(time.Microsecond), q.Format, q.Reason, q.Raw, Hash(sum)); err != nil {
+				_ = qb.Abort()
+				return nil, fmt.Errorf("append quarantine: %w", err)
+			}
+			// The token covers the records' content too: Log Analytics
+			// re-reads windows, so two different batches can span the
+			// same offsets.
+			content.Write([]byte(b.Stream))
+			content.Write(binary.BigEndian.AppendUint64(nil, uint64(q.Offset)))
+			content.Write(sum[:])
+			w.quarOffset = max(w.quarOffset, q.Offset)
+			results[i].Quarantined++
 		}
 	}
+	if qb != nil {
+		if err := qb.Send(ctx, "q-"+hex.EncodeToString(content.Sum(nil)[:16])); err != nil {
+			_ = qb.Abort()
+			return nil, fmt.Errorf("append quarantine: %w", err)
+		}
+	}
+
+	// Events: chain them onto the heads in the scratch state.
+	scratch := s.getScratch()
+	defer s.putScratch(scratch)
+	rows := scratch.rows[:0]
+	ranges := sha256.New() // the dedup token: every chain's new range
+	for i, b := range batches {
+		w := work[b.Stream]
+		base := w.eventsOffset // a message's events share its offset
+		first := len(rows)
+		for j := range b.Events {
+			be := &b.Events[j]
+			if b.DedupeByEventID {
+				if seen[i][be.Event.ID] {
+					results[i].Skipped++
+					continue
+				}
+				seen[i][be.Event.ID] = true
+			} else if be.Offset <= base {
+				results[i].Skipped++
+				continue
+			}
+			w.seq++
+			e := &be.Event
+			rows = append(rows, pendingRow{chain: &batches[i].Stream, seq: w.seq, offset: be.Offset, ev: e,
+				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), ip: ipText(e.SourceIP), prev: w.last})
+			r := &rows[len(rows)-1]
+			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, r.ip)
+			leaf := LeafHash(r.hash)
+			if err := w.tree.Append(leaf[:], nil); err != nil {
+				scratch.rows = rows
+				return nil, fmt.Errorf("append Merkle leaf: %w", err)
+			}
+			w.last = r.hash
+			w.eventsOffset = max(w.eventsOffset, be.Offset)
+		}
+		if n := len(rows) - first; n > 0 {
+			results[i].Stored = n
+			w.stored = true
+			ranges.Write([]byte(b.Stream))
+			ranges.Write(binary.BigEndian.AppendUint64(nil, rows[first].seq))
+			ranges.Write(w.last[:])
+		}
+	}
+	scratch.rows = rows
 	if len(rows) > 0 {
 		eb, err := s.eng.PrepareBatch(ctx, s.db+".events", eventColumns)
 		if err != nil {
-			return res, fmt.Errorf("append events: %w", err)
+			return nil, fmt.Errorf("append events: %w", err)
 		}
 		for i := range rows {
 			if err := appendRow(eb, &rows[i]); err != nil {
-				return res, fmt.Errorf("append events: %w", err)
+				_ = eb.Abort()
+				return nil, fmt.Errorf("append events: %w", err)
 			}
 		}
-		if err := eb.Send(ctx, token("e", b.Stream, rows[0].Seq, rows[len(rows)-1].Seq)+hex.EncodeToString(last[:8])); err != nil {
-			return res, fmt.Errorf("append events to chain %s at seq %d: %w", b.Stream, rows[0].Seq, err)
+		if err := eb.Send(ctx, "e-"+hex.EncodeToString(ranges.Sum(nil)[:16])); err != nil {
+			_ = eb.Abort()
+			return nil, fmt.Errorf("append %d events to chain %s at seq %d: %w", len(rows), *rows[0].chain, rows[0].seq, err)
 		}
-		h.seq, h.last, h.tree, h.eventsOffset = seq, last, tree, maxOffset
-		res.Stored = len(rows)
 	}
-	// Sign whenever the chain is ahead of its newest checkpoint: after
-	// new rows, and on a retry whose rows were stored by an attempt that
-	// failed before signing.
-	if h.seq > h.signedSize {
-		cp, err := s.checkpoint(ctx, b.Stream, h)
-		if err != nil {
-			return res, err
+	for c, h := range heads {
+		w := work[c]
+		h.quarOffset = w.quarOffset
+		if w.stored {
+			h.seq, h.last, h.tree, h.eventsOffset = w.seq, w.last, w.tree, w.eventsOffset
 		}
-		h.signedSize = cp.Size
-		res.Checkpoint = cp
 	}
-	res.Seq = h.seq
 
-	err = s.eng.Exec(ctx, "INSERT INTO "+s.db+".source_positions VALUES ({s:String}, {o:Int64}, {p:String}, {e:UInt64}, {q:UInt64}, {d:UInt64}, {at:DateTime64(6)})", engine.Params{
-		"s": b.Stream, "o": fmt.Sprint(b.Offset), "p": b.Position, "e": fmt.Sprint(res.Stored), "q": fmt.Sprint(res.Quarantined), "d": fmt.Sprint(b.Dropped), "at": formatTime(s.now()),
-	})
+	// Sign every chain that is ahead of its newest checkpoint: after new
+	// rows, and on a retry whose rows were stored by an attempt that
+	// failed before signing.
+	signed, err := s.checkpoint(ctx, heads)
 	if err != nil {
-		return res, fmt.Errorf("record position of %s: %w", b.Stream, err)
+		return nil, err
 	}
-	return res, nil
+	pb, err := s.eng.PrepareBatch(ctx, s.db+".source_positions", positionColumns)
+	if err != nil {
+		return nil, fmt.Errorf("record positions: %w", err)
+	}
+	now := s.now().UTC()
+	for i, b := range batches {
+		h := heads[b.Stream]
+		results[i].Seq = h.seq
+		results[i].Checkpoint = signed[b.Stream]
+		if err := pb.Append(b.Stream, b.Offset, b.Position, uint64(results[i].Stored), uint64(results[i].Quarantined), uint64(b.Dropped), now); err != nil {
+			_ = pb.Abort()
+			return nil, fmt.Errorf("record positions: %w", err)
+		}
+	}
+	if err := pb.Send(ctx, ""); err != nil {
+		_ = pb.Abort()
+		return nil, fmt.Errorf("record positions of %s: %w", strings.Join(slices.Sorted(maps.Keys(heads)), ", "), err)
+	}
+	return results, nil
+}
+
+var positionColumns = []engine.Column{
+	{Name: "stream", Type: "String"}, {Name: "source_offset", Type: "Int64"}, {Name: "source_position", Type: "String"},
+	{Name: "events", Type: "UInt64"}, {Name: "quarantined", Type: "UInt64"}, {Name: "dropped", Type: "UInt64"},
+	{Name: "updated_at", Type: "DateTime64(6, 'UTC')"},
 }
 
 // storedIdentities returns which of the batch's event ids, and which of its
@@ -633,50 +783,67 @@ var quarantineColumns = []engine.Column{
 	{Name: "raw", Type: "String"}, {Name: "raw_sha256", Type: "FixedString(32)"},
 }
 
-// token derives an insert deduplication token from what the batch covers,
-// so a retry of the same batch is recognised by ClickHouse.
-func token(kind, chain string, first, last uint64) string {
-	h := sha256.New()
-	h.Write([]byte(kind))
-	h.Write([]byte(chain))
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], first)
-	binary.BigEndian.PutUint64(b[8:], last)
-	h.Write(b[:])
-	return kind + "-" + hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// checkpoint signs and stores the chain's current tree head.
-func (s *Store) checkpoint(ctx context.Context, chain string, h *chainHead) (*Checkpoint, error) {
-	rootBytes, err := h.tree.GetRootHash(nil)
-	if err != nil {
-		return nil, fmt.Errorf("compute Merkle root: %w", err)
+// checkpoint signs the tree head of every chain in heads that is ahead of
+// its newest checkpoint, stores them in one insert and writes each to the
+// checkpoint directory. It returns the new checkpoints by chain.
+func (s *Store) checkpoint(ctx context.Context, heads map[string]*chainHead) (map[string]*Checkpoint, error) {
+	signed := map[string]*Checkpoint{}
+	var cb engine.Batch
+	for _, chain := range slices.Sorted(maps.Keys(heads)) {
+		h := heads[chain]
+		if h.seq <= h.signedSize && !h.fileBehind {
+			continue
+		}
+		rootBytes, err := h.tree.GetRootHash(nil)
+		if err != nil {
+			return nil, fmt.Errorf("compute Merkle root of %s: %w", chain, err)
+		}
+		var root Hash
+		copy(root[:], rootBytes)
+		msg, err := signCheckpoint(s.opts.Signer, chain, h.seq, root)
+		if err != nil {
+			return nil, err
+		}
+		hashes := h.tree.Hashes()
+		rng := make([]string, len(hashes))
+		for i, x := range hashes {
+			rng[i] = string(x)
+		}
+		if cb == nil {
+			if cb, err = s.eng.PrepareBatch(ctx, s.db+".checkpoints", checkpointColumns); err != nil {
+				return nil, fmt.Errorf("store checkpoints: %w", err)
+			}
+		}
+		if err := cb.Append(chain, h.seq, root, h.last, rng, string(msg), s.now().UTC()); err != nil {
+			_ = cb.Abort()
+			return nil, fmt.Errorf("store checkpoint of %s: %w", chain, err)
+		}
+		signed[chain] = &Checkpoint{Chain: chain, Size: h.seq, Root: root, Note: msg}
 	}
-	var root Hash
-	copy(root[:], rootBytes)
-	msg, err := signCheckpoint(s.opts.Signer, chain, h.seq, root)
-	if err != nil {
-		return nil, err
+	if cb == nil {
+		return signed, nil
 	}
-	hashes := h.tree.Hashes()
-	rng := make([]string, len(hashes))
-	for i, x := range hashes {
-		rng[i] = string(x)
+	tok := sha256.New()
+	for _, chain := range slices.Sorted(maps.Keys(signed)) {
+		tok.Write([]byte(chain))
+		tok.Write(binary.BigEndian.AppendUint64(nil, signed[chain].Size))
 	}
-	cb, err := s.eng.PrepareBatch(ctx, s.db+".checkpoints", checkpointColumns)
-	if err != nil {
-		return nil, fmt.Errorf("store checkpoint: %w", err)
+	if err := cb.Send(ctx, "c-"+hex.EncodeToString(tok.Sum(nil)[:16])); err != nil {
+		_ = cb.Abort()
+		return nil, fmt.Errorf("store checkpoints: %w", err)
 	}
-	if err := cb.Append(chain, h.seq, root, h.last, rng, string(msg), s.now().UTC()); err != nil {
-		return nil, fmt.Errorf("store checkpoint: %w", err)
+	for chain, cp := range signed {
+		h := heads[chain]
+		h.signedSize = cp.Size
+		// Until the file is written the next append signs again, even
+		// though the store (reloaded after this error) holds the row.
+		h.fileBehind = true
+		if err := writeCheckpointFile(s.opts.CheckpointDir, chain, cp.Note); err != nil {
+			return nil, err
+		}
+		h.fileBehind = false
 	}
-	if err := cb.Send(ctx, token("c", chain, h.seq, h.seq)); err != nil {
-		return nil, fmt.Errorf("store checkpoint of %s at %d: %w", chain, h.seq, err)
-	}
-	if err := writeCheckpointFile(s.opts.CheckpointDir, chain, msg); err != nil {
-		return nil, err
-	}
-	return &Checkpoint{Chain: chain, Size: h.seq, Root: root, Note: msg}, nil
+	return signed, nil
 }
 
 var checkpointColumns = []engine.Column{

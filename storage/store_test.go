@@ -353,3 +353,57 @@ func TestCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T) {
 		t.Fatalf("verify: rows=%d %v", rep.Rows, rep.Findings)
 	}
 }
+
+// TestAppendManyGroupsStreams stores batches of two streams, one of them
+// twice, in one call: each chain continues in order, each gets a signed
+// checkpoint, and replaying the same call stores nothing.
+func TestAppendManyGroupsStreams(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	batch := func(stream string, from, to int) storage.Batch {
+		b := storage.Batch{Stream: stream, Offset: int64(to)}
+		for i := from; i <= to; i++ {
+			e := sampleEvent(i)
+			e.ID = fmt.Sprintf("%s-%d", stream, i)
+			b.Events = append(b.Events, storage.BatchEvent{Offset: int64(i), Event: e})
+		}
+		return b
+	}
+	in := []storage.Batch{batch("a", 1, 3), batch("b", 1, 2), batch("a", 4, 5)}
+	res, err := f.store.AppendMany(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		stored int
+		seq    uint64
+	}{{3, 5}, {2, 2}, {2, 5}}
+	for i, w := range want {
+		if res[i].Stored != w.stored || res[i].Seq != w.seq || res[i].Skipped != 0 {
+			t.Errorf("result %d: %+v, want stored %d seq %d", i, res[i], w.stored, w.seq)
+		}
+	}
+	if res[1].Checkpoint == nil || res[1].Checkpoint.Size != 2 || res[2].Checkpoint == nil || res[2].Checkpoint.Size != 5 {
+		t.Errorf("checkpoints: %+v %+v", res[1].Checkpoint, res[2].Checkpoint)
+	}
+	files, err := storage.ReadCheckpointDir(f.cpDir)
+	if err != nil || len(files) != 2 {
+		t.Fatalf("checkpoint files: %v %v", files, err)
+	}
+	again, err := f.store.AppendMany(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range again {
+		if r.Stored != 0 || r.Skipped != len(in[i].Events) {
+			t.Errorf("replay %d stored %+v", i, r)
+		}
+	}
+	if rep := f.verify(t); !rep.OK() || rep.Rows != 7 {
+		t.Fatalf("verify: rows=%d %v", rep.Rows, rep.Findings)
+	}
+	pos, err := f.store.Positions(ctx)
+	if err != nil || pos["a"] != 5 || pos["b"] != 2 {
+		t.Errorf("positions %v %v", pos, err)
+	}
+}

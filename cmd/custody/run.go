@@ -162,31 +162,40 @@ func decodeSection(node *yaml.Node, out any) error {
 	return dec.Decode(out)
 }
 
-// storeSink adapts the store to ingest.Sink.
+// storeSink adapts the store to ingest.Sink: the batches the pipeline
+// grouped go to the store in one AppendMany.
 type storeSink struct{ st *storage.Store }
 
-func (s storeSink) Write(ctx context.Context, b ingest.Batch) (ingest.SinkResult, error) {
-	sb := storage.Batch{Stream: b.Stream, Offset: b.Offset, Position: b.Position,
-		// Log Analytics re-reads an overlap window and late rows carry
-		// older ingestion times: dedupe those streams by event id.
-		DedupeByEventID: strings.HasPrefix(b.Stream, "loganalytics/")}
-	if len(b.Events) > 0 {
-		sb.Events = make([]storage.BatchEvent, len(b.Events))
-		for i, e := range b.Events {
-			sb.Events[i] = storage.BatchEvent{Offset: e.Offset, Event: e.Event}
+func (s storeSink) Write(ctx context.Context, batches []ingest.Batch) ([]ingest.SinkResult, error) {
+	in := make([]storage.Batch, len(batches))
+	for i, b := range batches {
+		sb := storage.Batch{Stream: b.Stream, Offset: b.Offset, Position: b.Position,
+			// Log Analytics re-reads an overlap window and late rows carry
+			// older ingestion times: dedupe those streams by event id.
+			DedupeByEventID: strings.HasPrefix(b.Stream, "loganalytics/")}
+		if len(b.Events) > 0 {
+			sb.Events = make([]storage.BatchEvent, len(b.Events))
+			for j, e := range b.Events {
+				sb.Events[j] = storage.BatchEvent{Offset: e.Offset, Event: e.Event}
+			}
 		}
+		for _, q := range b.Quarantined {
+			sb.Quarantined = append(sb.Quarantined, storage.QuarantineRecord{Offset: q.Offset, Position: q.Position, Received: q.Received, Format: q.Format, Reason: q.Reason, Raw: q.Raw})
+		}
+		for _, n := range b.Dropped {
+			sb.Dropped += n
+		}
+		in[i] = sb
 	}
-	for _, q := range b.Quarantined {
-		sb.Quarantined = append(sb.Quarantined, storage.QuarantineRecord{Offset: q.Offset, Position: q.Position, Received: q.Received, Format: q.Format, Reason: q.Reason, Raw: q.Raw})
-	}
-	for _, n := range b.Dropped {
-		sb.Dropped += n
-	}
-	res, err := s.st.Append(ctx, sb)
+	res, err := s.st.AppendMany(ctx, in)
 	if err != nil {
-		return ingest.SinkResult{}, err
+		return nil, err
 	}
-	return ingest.SinkResult{Stored: res.Stored, Skipped: res.Skipped, Quarantined: res.Quarantined}, nil
+	out := make([]ingest.SinkResult, len(res))
+	for i, r := range res {
+		out[i] = ingest.SinkResult{Stored: r.Stored, Skipped: r.Skipped, Quarantined: r.Quarantined}
+	}
+	return out, nil
 }
 
 // namedSource is a source and the pipeline settings that go with it.

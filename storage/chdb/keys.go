@@ -1,12 +1,14 @@
 package chdb
 
-import "sort"
+import "slices"
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
+// appendSortedKeys appends m's keys to dst in sorted order: Map values are
+// written key-sorted so equal maps encode equally.
+func appendSortedKeys(dst []string, m map[string]string) []string {
+	start := len(dst)
 	for k := range m {
-		keys = append(keys, k)
+		dst = append(dst, k)
 	}
-	sort.Strings(keys)
-	return keys
+	slices.Sort(dst[start:])
+	return dst
 }

@@ -1,6 +1,7 @@
 package chdb
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 type nativeBlock struct {
 	cols []nativeColumn
 	rows int
+	keys []string // scratch for sorting map keys
 }
 
 type nativeColumn struct {
@@ -68,105 +70,156 @@ func putString(buf *bytes.Buffer, s string) {
 	buf.WriteString(s)
 }
 
-// append adds one row (see engine.Batch.Append for the Go types).
+// append adds one row (see engine.Batch.Append for the Go types). Values
+// may also be pointers to those types: the caller's fields are read in
+// place, without boxing each value into an interface.
 func (b *nativeBlock) append(values []any) error {
 	for i, v := range values {
-		c := &b.cols[i]
-		var tmp [8]byte
-		switch x := v.(type) {
-		case string:
-			if c.kind != 's' {
-				return fmt.Errorf("column %s: string for %s", c.Name, c.Type)
-			}
-			putString(&c.data, x)
-		case []byte:
-			if c.kind != 's' {
-				return fmt.Errorf("column %s: bytes for %s", c.Name, c.Type)
-			}
-			var h [binary.MaxVarintLen64]byte
-			c.data.Write(h[:binary.PutUvarint(h[:], uint64(len(x)))])
-			c.data.Write(x)
-		case uint64:
-			c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], x))
-		case int64:
-			c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x)))
-		case float64:
-			c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], math.Float64bits(x)))
-		case time.Time:
-			c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x.UnixMicro())))
-		case int32:
-			c.data.Write(binary.LittleEndian.AppendUint32(tmp[:0], uint32(x)))
-		case uint32:
-			c.data.Write(binary.LittleEndian.AppendUint32(tmp[:0], x))
-		case uint8:
-			c.data.WriteByte(x)
-		case bool:
-			if x {
-				c.data.WriteByte(1)
-			} else {
-				c.data.WriteByte(0)
-			}
-		case [32]byte:
-			if c.kind != 'f' {
-				return fmt.Errorf("column %s: [32]byte for %s", c.Name, c.Type)
-			}
-			c.data.Write(x[:])
-		case []string:
-			if c.kind != 'a' {
-				return fmt.Errorf("column %s: []string for %s", c.Name, c.Type)
-			}
-			for _, s := range x {
-				putString(&c.data, s)
-			}
-			c.total += uint64(len(x))
-			c.offsets = append(c.offsets, c.total)
-		case map[string]string:
-			if c.kind != 'm' {
-				return fmt.Errorf("column %s: map for %s", c.Name, c.Type)
-			}
-			for _, k := range sortedKeys(x) {
-				putString(&c.data, k)
-				putString(&c.vals, x[k])
-			}
-			c.total += uint64(len(x))
-			c.offsets = append(c.offsets, c.total)
-		default:
-			return fmt.Errorf("column %s: unsupported value type %T", c.Name, v)
+		if err := b.cols[i].put(v, &b.keys); err != nil {
+			return err
 		}
 	}
 	b.rows++
 	return nil
 }
 
-// writeTo writes the block.
-func (b *nativeBlock) writeTo(out *bytes.Buffer) {
-	var tmp [binary.MaxVarintLen64]byte
-	out.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(b.cols)))])
-	out.Write(tmp[:binary.PutUvarint(tmp[:], uint64(b.rows))])
-	for i := range b.cols {
-		c := &b.cols[i]
-		putString(out, c.Name)
-		putString(out, c.Type)
-		if c.kind == 'a' || c.kind == 'm' {
-			for _, o := range c.offsets {
-				out.Write(binary.LittleEndian.AppendUint64(tmp[:0], o))
-			}
+// put encodes one value into the column. keys is scratch space for
+// sorting map keys.
+func (c *nativeColumn) put(v any, keys *[]string) error {
+	var tmp [8]byte
+	switch x := v.(type) {
+	case *string:
+		if c.kind != 's' {
+			return fmt.Errorf("column %s: string for %s", c.Name, c.Type)
 		}
-		out.Write(c.data.Bytes())
-		if c.kind == 'm' {
-			out.Write(c.vals.Bytes())
+		putString(&c.data, *x)
+	case string:
+		if c.kind != 's' {
+			return fmt.Errorf("column %s: string for %s", c.Name, c.Type)
 		}
+		putString(&c.data, x)
+	case *[]byte:
+		return c.putBytes(*x)
+	case []byte:
+		return c.putBytes(x)
+	case *uint64:
+		c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], *x))
+	case uint64:
+		c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], x))
+	case *int64:
+		c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(*x)))
+	case int64:
+		c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x)))
+	case float64:
+		c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], math.Float64bits(x)))
+	case *time.Time:
+		c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x.UnixMicro())))
+	case time.Time:
+		c.data.Write(binary.LittleEndian.AppendUint64(tmp[:0], uint64(x.UnixMicro())))
+	case *int32:
+		c.data.Write(binary.LittleEndian.AppendUint32(tmp[:0], uint32(*x)))
+	case int32:
+		c.data.Write(binary.LittleEndian.AppendUint32(tmp[:0], uint32(x)))
+	case uint32:
+		c.data.Write(binary.LittleEndian.AppendUint32(tmp[:0], x))
+	case uint8:
+		c.data.WriteByte(x)
+	case bool:
+		if x {
+			c.data.WriteByte(1)
+		} else {
+			c.data.WriteByte(0)
+		}
+	case *[32]byte:
+		return c.putFixed(x)
+	case [32]byte:
+		return c.putFixed(&x)
+	case *[]string:
+		return c.putStrings(*x)
+	case []string:
+		return c.putStrings(x)
+	case *map[string]string:
+		return c.putMap(*x, keys)
+	case map[string]string:
+		return c.putMap(x, keys)
+	default:
+		return fmt.Errorf("column %s: unsupported value type %T", c.Name, v)
 	}
+	return nil
 }
 
-// size is the encoded size, for sizing the output buffer.
-func (b *nativeBlock) size() int {
-	n := 32
+func (c *nativeColumn) putBytes(x []byte) error {
+	if c.kind != 's' {
+		return fmt.Errorf("column %s: bytes for %s", c.Name, c.Type)
+	}
+	var h [binary.MaxVarintLen64]byte
+	c.data.Write(h[:binary.PutUvarint(h[:], uint64(len(x)))])
+	c.data.Write(x)
+	return nil
+}
+
+func (c *nativeColumn) putFixed(x *[32]byte) error {
+	if c.kind != 'f' {
+		return fmt.Errorf("column %s: [32]byte for %s", c.Name, c.Type)
+	}
+	c.data.Write(x[:])
+	return nil
+}
+
+func (c *nativeColumn) putStrings(x []string) error {
+	if c.kind != 'a' {
+		return fmt.Errorf("column %s: []string for %s", c.Name, c.Type)
+	}
+	for _, s := range x {
+		putString(&c.data, s)
+	}
+	c.total += uint64(len(x))
+	c.offsets = append(c.offsets, c.total)
+	return nil
+}
+
+func (c *nativeColumn) putMap(x map[string]string, keys *[]string) error {
+	if c.kind != 'm' {
+		return fmt.Errorf("column %s: map for %s", c.Name, c.Type)
+	}
+	*keys = appendSortedKeys((*keys)[:0], x)
+	for _, k := range *keys {
+		putString(&c.data, k)
+		putString(&c.vals, x[k])
+	}
+	c.total += uint64(len(x))
+	c.offsets = append(c.offsets, c.total)
+	return nil
+}
+
+// writeTo writes the block. Column buffers are written as they are,
+// without first gathering the block into one buffer: a batch is tens of
+// megabytes.
+func (b *nativeBlock) writeTo(w *bufio.Writer) error {
+	var tmp [binary.MaxVarintLen64]byte
+	w.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(b.cols)))])
+	w.Write(tmp[:binary.PutUvarint(tmp[:], uint64(b.rows))])
 	for i := range b.cols {
 		c := &b.cols[i]
-		n += len(c.Name) + len(c.Type) + 4 + c.data.Len() + c.vals.Len() + 8*len(c.offsets)
+		writeString(w, c.Name)
+		writeString(w, c.Type)
+		if c.kind == 'a' || c.kind == 'm' {
+			for _, o := range c.offsets {
+				w.Write(binary.LittleEndian.AppendUint64(tmp[:0], o))
+			}
+		}
+		w.Write(c.data.Bytes())
+		if c.kind == 'm' {
+			w.Write(c.vals.Bytes())
+		}
 	}
-	return n
+	return w.Flush()
+}
+
+func writeString(w *bufio.Writer, s string) {
+	var tmp [binary.MaxVarintLen64]byte
+	w.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(s)))])
+	w.WriteString(s)
 }
 
 // reset empties the block, keeping its buffers' capacity: batches of tens

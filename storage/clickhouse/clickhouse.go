@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -161,15 +162,46 @@ func (b *Batch) Append(values ...any) error {
 	}
 	row := make([]any, len(values))
 	for i, v := range values {
-		switch x := v.(type) {
-		case [32]byte:
-			row[i] = string(x[:])
-		default:
-			row[i] = v
-		}
+		row[i] = batchValue(v)
 	}
 	b.rows = append(b.rows, row)
 	return nil
+}
+
+// batchValue is the value clickhouse-go is given for an engine.Batch value:
+// pointers are read now (the caller may reuse what they point to), and a
+// FixedString(32) goes as its 32-byte string.
+func batchValue(v any) any {
+	switch x := v.(type) {
+	case [32]byte:
+		return string(x[:])
+	case *[32]byte:
+		return string(x[:])
+	case *string:
+		return *x
+	case *[]byte:
+		return *x
+	case *int64:
+		return *x
+	case *int32:
+		return *x
+	case *uint64:
+		return *x
+	case *time.Time:
+		return *x
+	case *[]string:
+		if *x == nil {
+			return []string{}
+		}
+		return *x
+	case *map[string]string:
+		if *x == nil {
+			return map[string]string{}
+		}
+		return *x
+	default:
+		return v
+	}
 }
 
 // Rows implements engine.Batch.

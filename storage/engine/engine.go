@@ -73,12 +73,17 @@ type Batch interface {
 	// Append adds one row. Values: string, []byte, int64, int32, uint64,
 	// uint32, uint8, bool, time.Time (DateTime64(6)), [32]byte
 	// (FixedString(32)), []string (Array(String)), map[string]string
-	// (Map(String,String)).
+	// (Map(String,String)). A pointer to any of these types is read
+	// before Append returns, so a caller with many rows can pass its
+	// fields in place instead of boxing each value into an interface.
 	Append(values ...any) error
 	// Rows is the number of rows appended so far.
 	Rows() int
 	// Send inserts the batch. dedupToken, when not empty, makes a retried
-	// Send of the same batch a no-op (ClickHouse insert deduplication).
+	// Send of the same batch a no-op on engines where a failed Send may
+	// still be stored (ClickHouse insert deduplication on servers, where an
+	// insert can outlive the connection that sent it). The embedded engine
+	// cannot store a failed Send and skips that cost (see storage/chdb).
 	Send(ctx context.Context, dedupToken string) error
 	// Abort discards the batch.
 	Abort() error
