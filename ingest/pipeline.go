@@ -16,10 +16,7 @@ import (
 
 // BatchEvent is a normalized event and the offset of the message it came
 // from.
-type BatchEvent struct {
-	Offset int64
-	Event  event.Event
-}
+type BatchEvent = event.AtOffset
 
 // QuarantinedRecord is a record normalize could not turn into an event,
 // kept raw with the offset of its message.
@@ -96,10 +93,10 @@ type PipelineConfig struct {
 	// QueueBatches is how many source batches may wait, normalized, while
 	// the sink writes: reading and normalizing go on during a write, and
 	// what waited is written together next. It bounds memory (each
-	// batch is at most a source's batch size). Default 8.
+	// batch is at most a source's batch size). Default 4.
 	QueueBatches int `yaml:"queue_batches"`
 	// MaxGroupEvents caps the events of batches written together in one
-	// sink write. Default 50000.
+	// sink write. Default 25000.
 	MaxGroupEvents int `yaml:"max_group_events"`
 	// MetricStream maps a stream to the value of the "stream" metric
 	// label; nil keeps the stream name. Backfills, with one stream per
@@ -116,7 +113,7 @@ type PipelineConfig struct {
 // DefaultPipelineConfig returns the defaults documented on each field.
 func DefaultPipelineConfig() PipelineConfig {
 	return PipelineConfig{RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 30 * time.Second, ShutdownTimeout: 30 * time.Second,
-		QueueBatches: 8, MaxGroupEvents: 50_000}
+		QueueBatches: 4, MaxGroupEvents: 25_000}
 }
 
 // Validate reports the first invalid field by its YAML name.
@@ -481,6 +478,11 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 		if err != nil {
 			return nil, fmt.Errorf("normalize %s: %w", m.Position, err)
 		}
+		if cap(b.Events) == 0 && len(res.Events) > 0 {
+			// Size for the rest of the batch at this message's rate:
+			// events are large, and growing by doubling copies them.
+			b.Events = make([]BatchEvent, 0, len(res.Events)*(len(msgs)-i))
+		}
 		for _, e := range res.Events {
 			b.Events = append(b.Events, BatchEvent{Offset: m.Offset, Event: e})
 		}
@@ -499,7 +501,11 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 		p.metrics.messagesIn.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(m.Stream)).Inc()
 	}
 	for _, b := range order {
-		slices.SortStableFunc(b.Events, func(x, y BatchEvent) int { return cmpInt64(x.Offset, y.Offset) })
+		// Messages usually arrive in offset order; sorting then only
+		// checks (events are large to move).
+		if !slices.IsSortedFunc(b.Events, func(x, y BatchEvent) int { return cmpInt64(x.Offset, y.Offset) }) {
+			slices.SortStableFunc(b.Events, func(x, y BatchEvent) int { return cmpInt64(x.Offset, y.Offset) })
+		}
 		slices.SortStableFunc(b.Quarantined, func(x, y QuarantinedRecord) int { return cmpInt64(x.Offset, y.Offset) })
 	}
 	return order, nil

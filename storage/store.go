@@ -188,10 +188,7 @@ func DefaultActor() string {
 }
 
 // BatchEvent is a normalized event and the source offset it was read at.
-type BatchEvent struct {
-	Offset int64
-	Event  event.Event
-}
+type BatchEvent = event.AtOffset
 
 // QuarantineRecord is a record that could not be normalized.
 type QuarantineRecord struct {

@@ -169,16 +169,10 @@ type storeSink struct{ st *storage.Store }
 func (s storeSink) Write(ctx context.Context, batches []ingest.Batch) ([]ingest.SinkResult, error) {
 	in := make([]storage.Batch, len(batches))
 	for i, b := range batches {
-		sb := storage.Batch{Stream: b.Stream, Offset: b.Offset, Position: b.Position,
+		sb := storage.Batch{Stream: b.Stream, Offset: b.Offset, Position: b.Position, Events: b.Events,
 			// Log Analytics re-reads an overlap window and late rows carry
 			// older ingestion times: dedupe those streams by event id.
 			DedupeByEventID: strings.HasPrefix(b.Stream, "loganalytics/")}
-		if len(b.Events) > 0 {
-			sb.Events = make([]storage.BatchEvent, len(b.Events))
-			for j, e := range b.Events {
-				sb.Events[j] = storage.BatchEvent{Offset: e.Offset, Event: e.Event}
-			}
-		}
 		for _, q := range b.Quarantined {
 			sb.Quarantined = append(sb.Quarantined, storage.QuarantineRecord{Offset: q.Offset, Position: q.Position, Received: q.Received, Format: q.Format, Reason: q.Reason, Raw: q.Raw})
 		}
