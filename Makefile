@@ -33,6 +33,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzScanner$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRFC3339UTC$$' -fuzztime $(FUZZTIME) ./normalize
+	$(GO) test -run '^$$' -fuzz '^FuzzEscapedAudit$$' -fuzztime $(FUZZTIME) ./normalize
+	$(GO) test -run '^$$' -fuzz '^FuzzEscapedReaderProcess$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ehbroker
 
 # The README's benchmark table; each line is one row.

@@ -12,7 +12,7 @@ type acrFields struct {
 	loginServer, repository, tag, digest, mediaType, artifactType, size, userAgent, tenantID, region string
 }
 
-func parseACRProps(v []byte) acrFields {
+func parseACRProps(v []byte, sc *strCache) acrFields {
 	var f acrFields
 	v = dynamic(v)
 	if !isObject(v) {
@@ -23,23 +23,23 @@ func parseACRProps(v []byte) acrFields {
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(lowerASCII(buf[:], k)) {
 		case "loginserver":
-			f.loginServer = str(val)
+			f.loginServer = sc.str(val)
 		case "repository":
-			f.repository = str(val)
+			f.repository = sc.str(val)
 		case "tag":
-			f.tag = str(val)
+			f.tag = sc.str(val)
 		case "digest":
-			f.digest = str(val)
+			f.digest = sc.str(val)
 		case "mediatype":
-			f.mediaType = str(val)
+			f.mediaType = sc.str(val)
 		case "artifacttype":
-			f.artifactType = str(val)
+			f.artifactType = sc.str(val)
 		case "size":
-			f.size = str(val)
+			f.size = sc.str(val)
 		case "useragent":
-			f.userAgent = str(val)
+			f.userAgent = sc.str(val)
 		case "tenantid":
-			f.tenantID = str(val)
+			f.tenantID = sc.str(val)
 		}
 	}
 	return f
@@ -58,7 +58,7 @@ func nilText(s string) string {
 // form (fields come from r.properties).
 func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFormat, rawFormat string) {
 	if f == nil {
-		pf := parseACRProps(r.properties)
+		pf := parseACRProps(r.properties, p.strs)
 		f = &pf
 	}
 	e := event.Event{
@@ -105,7 +105,7 @@ func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFo
 	// registry name itself when the admin user signed in.
 	name := nilText(strings.TrimSpace(str(r.identity)))
 	if name == "" && isObject(r.identity) {
-		applyARMIdentity(&e, r)
+		applyARMIdentity(&e, r, p.strs)
 	} else {
 		e.Actor.Name = name
 		switch {

@@ -26,7 +26,9 @@ type armIdentity struct {
 	principalID, principalType, role                                            string
 }
 
-func parseClaims(v []byte, id *armIdentity) {
+// parseClaims reads Entra ID token claims; sc (may be nil) shares repeated
+// strings.
+func parseClaims(v []byte, id *armIdentity, sc *strCache) {
 	v = dynamic(v)
 	if !isObject(v) {
 		return
@@ -35,36 +37,37 @@ func parseClaims(v []byte, id *armIdentity) {
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case claimUPN:
-			id.upn = strings.TrimSpace(str(val))
+			id.upn = strings.TrimSpace(sc.str(val))
 		case claimName:
-			id.name = strings.TrimSpace(str(val))
+			id.name = strings.TrimSpace(sc.str(val))
 		case claimEmail:
-			id.email = strings.TrimSpace(str(val))
+			id.email = strings.TrimSpace(sc.str(val))
 		case claimUniqueNme:
-			id.uniqueName = strings.TrimSpace(str(val))
+			id.uniqueName = strings.TrimSpace(sc.str(val))
 		case claimObjectID, "oid":
-			id.oid = str(val)
+			id.oid = sc.str(val)
 		case claimTenantID, "tid":
-			id.tid = str(val)
+			id.tid = sc.str(val)
 		case "appid", "azp":
 			if id.appID == "" || string(k) == "appid" {
-				id.appID = str(val)
+				id.appID = sc.str(val)
 			}
 		case "idtyp":
-			id.idtyp = str(val)
+			id.idtyp = sc.str(val)
 		case "ipaddr":
-			id.ipaddr = str(val)
+			id.ipaddr = sc.str(val)
 		case "groups":
-			id.groups = str(val)
+			id.groups = sc.str(val)
 		case "xms_mirid":
-			id.mirid = str(val)
+			id.mirid = sc.str(val)
 		case "name":
-			id.displayName = str(val)
+			id.displayName = sc.str(val)
 		}
 	}
 }
 
-func parseAuthorization(v []byte, id *armIdentity) {
+// parseAuthorization reads identity.authorization; sc as in parseClaims.
+func parseAuthorization(v []byte, id *armIdentity, sc *strCache) {
 	v = dynamic(v)
 	if !isObject(v) {
 		return
@@ -73,19 +76,19 @@ func parseAuthorization(v []byte, id *armIdentity) {
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch string(k) {
 		case "action":
-			id.authAction = str(val)
+			id.authAction = sc.str(val)
 		case "scope":
-			id.authScope = str(val)
+			id.authScope = sc.str(val)
 		case "evidence":
 			ev := newObjIter(val, 2)
 			for ek, evv, ok := ev.next(); ok; ek, evv, ok = ev.next() {
 				switch string(ek) {
 				case "principalId":
-					id.principalID = str(evv)
+					id.principalID = sc.str(evv)
 				case "principalType":
-					id.principalType = str(evv)
+					id.principalType = sc.str(evv)
 				case "role":
-					id.role = str(evv)
+					id.role = sc.str(evv)
 				}
 			}
 		}
@@ -94,32 +97,32 @@ func parseAuthorization(v []byte, id *armIdentity) {
 
 // collectIdentity reads identity (object with claims/authorization, a
 // bare string, or {}) and the REST-form top-level claims/authorization.
-func collectIdentity(r *azRecord) armIdentity {
+func collectIdentity(r *azRecord, sc *strCache) armIdentity {
 	var id armIdentity
 	if isObject(r.identity) {
 		it := newObjIter(r.identity, 1)
 		for k, v, ok := it.next(); ok; k, v, ok = it.next() {
 			switch string(k) {
 			case "claims":
-				parseClaims(v, &id)
+				parseClaims(v, &id, sc)
 			case "authorization":
-				parseAuthorization(v, &id)
+				parseAuthorization(v, &id, sc)
 			}
 		}
 	}
 	if len(r.claims) > 0 {
-		parseClaims(r.claims, &id)
+		parseClaims(r.claims, &id, sc)
 	}
 	if len(r.authorization) > 0 {
-		parseAuthorization(r.authorization, &id)
+		parseAuthorization(r.authorization, &id, sc)
 	}
 	return id
 }
 
 // applyARMIdentity fills e.Actor (and tenant, IP fallbacks) from an ARM
-// record's identity.
-func applyARMIdentity(e *event.Event, r *azRecord) armIdentity {
-	id := collectIdentity(r)
+// record's identity; sc (may be nil) shares repeated strings.
+func applyARMIdentity(e *event.Event, r *azRecord, sc *strCache) armIdentity {
+	id := collectIdentity(r, sc)
 	a := &e.Actor
 	a.Name = firstNonEmpty(id.upn, id.name, id.email, id.uniqueName, r.caller)
 	if isString(r.identity) && a.Name == "" {
@@ -285,12 +288,12 @@ func (p *processor) activity(rec []byte, pos string, r *azRecord, srcFormat, raw
 	setIP(&e, r.callerIP)
 	var props activityProps
 	if len(r.properties) > 0 {
-		props = parseActivityProps(r.properties)
+		props = parseActivityProps(r.properties, p.strs)
 	}
 	if !e.SourceIP.IsValid() && len(r.httpRequest) > 0 {
 		setIP(&e, str(lookup(dynamic(r.httpRequest), "clientIpAddress")))
 	}
-	applyARMIdentity(&e, r)
+	applyARMIdentity(&e, r, p.strs)
 	status := firstNonEmpty(r.resultType, r.status)
 	e.Outcome = armOutcome(r.resultType, r.status)
 	e.StatusCode = statusCodeText(props.statusCode)
@@ -352,7 +355,7 @@ type activityProps struct {
 	requestBody                                         []byte
 }
 
-func parseActivityProps(v []byte) activityProps {
+func parseActivityProps(v []byte, sc *strCache) activityProps {
 	var ap activityProps
 	v = dynamic(v)
 	if !isObject(v) {
@@ -362,13 +365,13 @@ func parseActivityProps(v []byte) activityProps {
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
 		switch strings.ToLower(string(k)) {
 		case "statuscode":
-			ap.statusCode = str(val)
+			ap.statusCode = sc.str(val)
 		case "statusmessage":
-			ap.statusMessage = str(val)
+			ap.statusMessage = sc.str(val)
 		case "servicerequestid":
-			ap.serviceRequestID = str(val)
+			ap.serviceRequestID = sc.str(val)
 		case "entity":
-			ap.entity = str(val)
+			ap.entity = sc.str(val)
 		case "requestbody":
 			ap.requestBody = dynamic(val)
 		}

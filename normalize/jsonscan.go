@@ -429,6 +429,12 @@ func strBytes(v []byte) (s []byte, ok bool) {
 	return unescape(make([]byte, 0, len(body)), body), true
 }
 
+// strEmpty reports whether str(v) is "": v is absent, null, a container
+// or the empty string (an escape never decodes to nothing).
+func strEmpty(v []byte) bool {
+	return len(v) == 0 || v[0] == '{' || v[0] == '[' || v[0] == 'n' || (len(v) == 2 && v[0] == '"')
+}
+
 // str returns a JSON scalar as a Go string: strings decoded, numbers and
 // booleans as written, null and containers as "".
 func str(v []byte) string {
@@ -742,8 +748,9 @@ func ValidJSONValue(b []byte) bool {
 // scanUnescape validates the string starting at b[i] == '"' like
 // scanString and, in the same pass, appends its decoded content to dst
 // exactly as unescape would. It returns the offset past the closing quote.
-// The fast path uses it for properties.log, so the escaped audit event is
-// read once instead of being validated, skipped and decoded separately.
+// The validating record parse uses it for a properties.log the escaped
+// reader (auditesc.go) leaves to the general path, so the string is still
+// validated and decoded in one pass.
 func scanUnescape(dst, b []byte, i int) ([]byte, int, error) {
 	start := i
 	i++
@@ -948,6 +955,31 @@ func (c *strCache) lookup(raw []byte, escaped bool) string {
 		set[1], set[0] = set[0], e
 	}
 	return val
+}
+
+// get returns the value cached for raw, a key that put stored with its
+// value computed by the caller.
+func (c *strCache) get(raw []byte) (string, bool) {
+	if len(raw) == 0 {
+		return "", false
+	}
+	set := &c.sets[strSlot(raw)]
+	if set[0].raw == string(raw) {
+		return set[0].val, true
+	}
+	if set[1].raw == string(raw) {
+		return set[1].val, true
+	}
+	return "", false
+}
+
+// put caches val under raw (when short enough to keep).
+func (c *strCache) put(raw []byte, val string) {
+	if len(raw) > maxCachedLen {
+		return
+	}
+	set := &c.sets[strSlot(raw)]
+	set[1], set[0] = set[0], cachedStr{raw: string(raw), val: val}
 }
 
 // stringList is stringList(v) with the elements shared through c.

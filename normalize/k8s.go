@@ -18,6 +18,74 @@ type k8sUser struct {
 	uid      string
 	groups   []string
 	extra    map[string]string
+	// groupsRaw is the groups value not yet made into strings (see
+	// auditEvent.materialize).
+	groupsRaw rawVal
+}
+
+// materialize makes groups from groupsRaw.
+func (u *k8sUser) materialize(sc *strCache) {
+	if u.groupsRaw.set() {
+		u.groups = u.groupsRaw.stringList(sc)
+		u.groupsRaw = rawVal{}
+	}
+}
+
+// rawVal is a member value that has been validated but not yet made into
+// a string. It is one of: JSON value bytes (esc as scanString reported
+// for a string); the content of a string without escapes (plain), as the
+// escaped reader (auditesc.go) hands out; or a value still escaped inside
+// a JSON string (escaped), which json decodes.
+type rawVal struct {
+	b                   []byte
+	esc, plain, escaped bool
+}
+
+func (r rawVal) set() bool { return r.b != nil }
+
+// json returns the value as JSON bytes.
+func (r rawVal) json() []byte {
+	switch {
+	case r.plain:
+		return append(append(append(make([]byte, 0, len(r.b)+2), '"'), r.b...), '"')
+	case r.escaped:
+		return unescape(make([]byte, 0, len(r.b)), r.b)
+	}
+	return r.b
+}
+
+// stringList is sc.stringList of the value. An escaped array is read in
+// place instead of being decoded first.
+func (r rawVal) stringList(sc *strCache) []string {
+	if r.escaped && r.b[0] == '[' {
+		if l, ok := escStringList(r.b, sc); ok {
+			return l
+		}
+	}
+	l, _ := sc.stringList(r.json())
+	return l
+}
+
+// str is str() of the value.
+func (r rawVal) str() string {
+	switch {
+	case r.plain:
+		return string(r.b)
+	case r.escaped:
+		return str(r.json())
+	}
+	return str(r.b)
+}
+
+// scalar is scalar() of the value.
+func (r rawVal) scalar() string {
+	switch {
+	case r.plain:
+		return string(r.b)
+	case r.escaped:
+		return str(r.json())
+	}
+	return scalar(r.b, r.esc)
 }
 
 // auditEvent is the part of an audit.k8s.io/v1 (or v1beta1) Event that
@@ -45,6 +113,34 @@ type auditEvent struct {
 	timestamp                 []byte
 	decision, authzReason     string
 	annotations               map[string]string
+	// The members below hold values parseAudit has validated but not yet
+	// made into strings: most AKS audit records are system reads the
+	// noise policy drops, and deciding that needs none of them. k8sEvent
+	// calls materialize once the event is kept.
+	auditIDRaw, requestURIRaw, nameRaw, sourceIPsRaw rawVal
+}
+
+// materialize makes the strings parseAudit left as raw values. It is
+// idempotent.
+func (a *auditEvent) materialize(sc *strCache) {
+	if a.auditIDRaw.set() {
+		a.auditID = a.auditIDRaw.scalar()
+		a.auditIDRaw = rawVal{}
+	}
+	if a.requestURIRaw.set() {
+		a.requestURI = a.requestURIRaw.scalar()
+		a.requestURIRaw = rawVal{}
+	}
+	if a.nameRaw.set() {
+		a.name = a.nameRaw.str()
+		a.nameRaw = rawVal{}
+	}
+	if a.sourceIPsRaw.set() {
+		a.sourceIPs = a.sourceIPsRaw.stringList(sc)
+		a.sourceIPsRaw = rawVal{}
+	}
+	a.user.materialize(sc)
+	a.impersonated.materialize(sc)
 }
 
 // parseUser reads a UserInfo object, validating it.
@@ -77,7 +173,7 @@ func readUserIter(it *objIter, trusted bool, sc *strCache) (k8sUser, error) {
 		case "uid":
 			u.uid = str(val)
 		case "groups":
-			u.groups, _ = sc.stringList(val)
+			u.groupsRaw = rawVal{b: val}
 		case "extra":
 			if isObject(val) {
 				ex := newTrustedObjIter(val)
@@ -143,11 +239,11 @@ func parseAudit(v []byte, sc *strCache) (auditEvent, int, error) {
 			case "level":
 				a.level = sc.strEsc(val, esc)
 			case "auditID":
-				a.auditID = scalar(val, esc)
+				a.auditIDRaw = rawVal{b: val, esc: esc}
 			case "stage":
 				a.stage = sc.strEsc(val, esc)
 			case "requestURI":
-				a.requestURI = scalar(val, esc)
+				a.requestURIRaw = rawVal{b: val, esc: esc}
 			case "verb":
 				a.verb = sc.strEsc(val, esc)
 			case "userAgent":
@@ -198,7 +294,7 @@ func parseAudit(v []byte, sc *strCache) (auditEvent, int, error) {
 			val := v[vs:ve]
 			switch string(k) {
 			case "sourceIPs":
-				a.sourceIPs, _ = sc.stringList(val)
+				a.sourceIPsRaw = rawVal{b: val}
 			case "requestObject":
 				a.requestObject = val
 			case "responseObject":
@@ -244,7 +340,7 @@ func (a *auditEvent) objectRefIter(it *objIter, sc *strCache) {
 		case "namespace":
 			a.namespace = sc.str(val)
 		case "name":
-			a.name = str(val)
+			a.nameRaw = rawVal{b: val}
 		case "apiGroup":
 			a.apiGroup = sc.str(val)
 		case "apiVersion":
@@ -299,11 +395,17 @@ func (a *auditEvent) annotationsIter(it *objIter, sc *strCache) {
 }
 
 // aksAudit handles an AKS kube-audit / kube-audit-admin record.
-func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
-	logv, podName, containerID := r.propLog, p.strs.str(r.propPod), p.strs.str(r.propContainerID)
+// audit is the event the validating parse read, or nil.
+func (p *processor) aksAudit(rec []byte, pos string, r *azRecord, audit *auditEvent) {
+	logv := r.propLog
 	rawFormat := RawJSON
 	var inner []byte
+	var a *auditEvent
 	switch {
+	case isString(logv) && audit != nil:
+		// Read already, by the escaped reader.
+		rawFormat = RawAKSLogString
+		a = audit
 	case isObject(logv):
 		inner = logv
 	case isString(logv):
@@ -318,18 +420,21 @@ func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
 		p.res.quarantine(rec, p.format, pos, "kube-audit record without properties.log")
 		return
 	}
-	if !isObject(inner) {
-		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log is not a JSON audit event")
-		return
-	}
-	a, end, err := parseAudit(inner, p.strs)
-	switch {
-	case err != nil:
-		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: "+err.Error())
-		return
-	case end != len(inner):
-		p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: trailing data after the audit event")
-		return
+	if a == nil {
+		if !isObject(inner) {
+			p.res.quarantine(rec, p.format, pos, "kube-audit properties.log is not a JSON audit event")
+			return
+		}
+		parsed, end, err := parseAudit(inner, p.strs)
+		switch {
+		case err != nil:
+			p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: "+err.Error())
+			return
+		case end != len(inner):
+			p.res.quarantine(rec, p.format, pos, "kube-audit properties.log holds invalid JSON: trailing data after the audit event")
+			return
+		}
+		a = &parsed
 	}
 	e := event.Event{
 		Category:       r.category,
@@ -340,11 +445,11 @@ func (p *processor) aksAudit(rec []byte, pos string, r *azRecord) {
 		TenantID:       r.tenantID,
 	}
 	p.resource(&e, r.resourceID)
-	if !p.k8sEvent(&e, &a, r.time) {
+	if !p.k8sEvent(&e, a, r.timeBytes()) {
 		return
 	}
-	setAttr(&e, "aks.pod", podName)
-	setAttr(&e, "aks.container_id", containerID)
+	setAttr(&e, "aks.pod", p.strs.str(r.propPod))
+	setAttr(&e, "aks.container_id", p.strs.str(r.propContainerID))
 	p.emit(&e)
 }
 
@@ -363,6 +468,7 @@ func (p *processor) k8sPlain(v []byte, pos string) {
 		p.res.quarantine(v, p.format, pos, "invalid Kubernetes audit event: "+err.Error())
 		return
 	}
+	a.materialize(p.strs)
 	if a.auditID == "" && a.verb == "" && a.stage == "" {
 		p.res.quarantine(v, p.format, pos, "not a Kubernetes audit event: no auditID, verb or stage")
 		return
@@ -375,7 +481,7 @@ func (p *processor) k8sPlain(v []byte, pos string) {
 		Raw:            v,
 		RawFormat:      RawK8sAuditJSON,
 	}
-	if !p.k8sEvent(&e, &a, "") {
+	if !p.k8sEvent(&e, &a, nil) {
 		return
 	}
 	p.emit(&e)
@@ -387,9 +493,10 @@ func isConnect(sub string) bool {
 }
 
 // k8sEvent fills e from an audit event and applies the stage and noise
-// policies. It returns false when the event was dropped (and counted) or
-// quarantined (no valid time).
-func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string) bool {
+// policies. envelopeTime is the decoded time of the record around the
+// event, the last fallback. It returns false when the event was dropped
+// (and counted) or quarantined (no valid time).
+func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte) bool {
 	n := p.n
 	// Stage policy.
 	if a.stage != "" && !n.keepStage[a.stage] {
@@ -407,24 +514,37 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string)
 		}
 	}
 
-	e.Service = event.ServiceAKS
-	e.ID = a.auditID
-	if e.ID != "" {
-		setAttr(e, "id_source", "k8s_audit_id")
-	}
 	if t, ok := parseTimeBytes(a.requestReceived); ok {
 		e.Time = t
 	} else if t, ok := parseTimeBytes(a.stageTS); ok {
 		e.Time = t
 	} else if t, ok := parseTimeBytes(a.timestamp); ok {
 		e.Time = t
-	} else if t, ok := parseTime(envelopeTime); ok {
+	} else if t, ok := parseTimeBytes(envelopeTime); ok {
 		e.Time = t
 	} else {
 		// An event that cannot be placed in time cannot be placed on a
 		// timeline either: keep it raw, with the reason.
 		p.res.quarantine(e.Raw, p.format, e.SourcePosition, "Kubernetes audit event without a valid time (requestReceivedTimestamp, stageTimestamp, timestamp or the record's time): "+quoteShort(string(a.requestReceived)))
 		return false
+	}
+
+	// Noise policy, decided before anything is built for the event: most
+	// records are dropped here.
+	if p.isSystemRead(a) {
+		p.res.drop(DropSystemRead)
+		return false
+	}
+	if ip, ok := singleIPv4(a.sourceIPsRaw.b, a.sourceIPsRaw.escaped); ok {
+		// The usual one-address list, read without making strings.
+		e.SourceIP = ip
+		a.sourceIPsRaw = rawVal{}
+	}
+	a.materialize(p.strs)
+	e.Service = event.ServiceAKS
+	e.ID = a.auditID
+	if e.ID != "" {
+		setAttr(e, "id_source", "k8s_audit_id")
 	}
 
 	// Actor.
@@ -526,14 +646,6 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string)
 		p.inspectObject(e, a)
 	}
 
-	// Noise policy: applied last, on the finished classification.
-	if n.cfg.DropSystemReads && n.readVerbs[verb] && !denied && !isConnect(a.subresource) &&
-		!hasAnyTag(e.Tags, event.TagSecretAccess, event.TagTokenAccess, event.TagAnonymous) &&
-		n.isSystemPrincipal(a.user.username) && !a.hasImpersonated {
-		p.res.drop(DropSystemRead)
-		return false
-	}
-
 	setAttr(e, "k8s.stage", a.stage)
 	setAttr(e, "k8s.level", a.level)
 	setAttr(e, "k8s.request_uri", a.requestURI)
@@ -550,15 +662,27 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime string)
 	return true
 }
 
-func hasAnyTag(tags []string, want ...string) bool {
-	for _, t := range tags {
-		for _, w := range want {
-			if t == w {
-				return true
-			}
-		}
+// isSystemRead is the noise policy: a read by a system principal that
+// was not denied, was not exec/attach/portforward, touched no secret or
+// token and was not made anonymously or through impersonation. These are
+// exactly the events the policy may drop whatever else k8sEvent would
+// find in them: the forensic tags that keep an event (secret_access,
+// token_access, anonymous, denied) follow from the fields checked here.
+func (p *processor) isSystemRead(a *auditEvent) bool {
+	n := p.n
+	if !n.cfg.DropSystemReads || !n.readVerbs[a.verb] || a.hasImpersonated || isConnect(a.subresource) {
+		return false
 	}
-	return false
+	if a.decision == "forbid" || a.code == 401 || a.code == 403 {
+		return false
+	}
+	switch {
+	case a.resource == "secrets", a.resource == "serviceaccounts" && a.subresource == "token", a.resource == "tokenrequests":
+		return false
+	case a.user.username == "system:anonymous": // k8sActorType's anonymous
+		return false
+	}
+	return n.isSystemPrincipal(a.user.username)
 }
 
 func isMutating(verb string) bool {

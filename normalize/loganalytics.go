@@ -311,7 +311,7 @@ func (p *processor) laAKSAudit(raw []byte, pos string, r *laRow, table, rawForma
 		RawFormat:      rawFormat,
 	}
 	p.resource(&e, r.s("_ResourceId", "ResourceId"))
-	if !p.k8sEvent(&e, &a, r.s("TimeGenerated")) {
+	if !p.k8sEvent(&e, &a, []byte(r.s("TimeGenerated"))) {
 		return
 	}
 	setAttr(&e, "aks.pod", r.s("PodName"))
@@ -338,7 +338,7 @@ func (p *processor) laControlPlane(raw []byte, pos string, r *laRow, table, rawF
 // log_s, control-plane logs, anything else kept as generic.
 func (p *processor) laAzureDiagnostics(raw []byte, pos string, r *laRow, table, rawFormat string) {
 	cat := strings.ToLower(r.s("Category"))
-	if !aksAuditCategories[cat] {
+	if !isAKSAudit(cat) {
 		p.laControlPlane(raw, pos, r, table, rawFormat, r.s("log_s", "Message"), r.s("pod_s"))
 		return
 	}
@@ -365,7 +365,7 @@ func (p *processor) laAzureDiagnostics(raw []byte, pos string, r *laRow, table, 
 		RawFormat:      rawFormat,
 	}
 	p.resource(&e, r.s("_ResourceId", "ResourceId"))
-	if !p.k8sEvent(&e, &a, r.s("TimeGenerated")) {
+	if !p.k8sEvent(&e, &a, []byte(r.s("TimeGenerated"))) {
 		return
 	}
 	setAttr(&e, "aks.pod", r.s("pod_s"))

@@ -25,7 +25,9 @@
 // (jsonscan.go) instead of encoding/json: the hot path is an AKS audit event
 // nested as a JSON string inside a resource-log record, and decoding it
 // without building maps or copying the outer record is what lets one core
-// keep up with a busy cluster.
+// keep up with a busy cluster. That event is read straight from the escaped
+// string, in the pass that validates it (auditesc.go), and the strings of
+// an event the noise policy drops are never made.
 package normalize
 
 import (
@@ -234,6 +236,9 @@ type Normalizer struct {
 	readVerbs   map[string]bool
 	keepStage   map[string]bool
 	registries  []string
+	// generalOnly turns off the escaped reader (auditesc.go), so tests
+	// can compare it with the general path.
+	generalOnly bool
 	// scratch holds *scratch values. Each Process call takes one for its
 	// own use and returns it, so its buffers are reused and strings that
 	// repeat across messages (the cluster's resource id, verbs, user
@@ -244,6 +249,16 @@ type Normalizer struct {
 // scratch is the reusable working memory of a Process call.
 type scratch struct {
 	strs strCache
+	// escStrs is strs for strings read escaped inside a JSON string (the
+	// AKS audit event's RBAC reason, with its quoted role names): keyed by
+	// the escaped bytes, so a repeat costs no decoding.
+	escStrs strCache
+	// arm holds the resource ids parsed lately; ids repeat across records
+	// and messages.
+	arm    [armCacheSize]armCacheEntry
+	armIdx int
+	// vd is the working memory of the validating record parse.
+	vd azValidator
 	// events collects a message's events; Process hands back an exact-size
 	// copy, so a busy message costs one allocation instead of a series of
 	// slice growths.
@@ -319,6 +334,7 @@ func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
 		sc = new(scratch)
 	}
 	p.strs = &sc.strs
+	p.sc = sc
 	p.res.Events = sc.events[:0]
 	p.walk()
 	used := p.res.Events
@@ -334,6 +350,7 @@ func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
 	} else {
 		sc.events = nil
 	}
+	sc.vd.release()
 	n.scratch.Put(sc)
 	return p.res, nil
 }
@@ -345,9 +362,8 @@ type processor struct {
 	format   string
 	received time.Time
 	res      Result
-	lastID   string
-	lastARM  armID
-	strs     *strCache // strings repeated across records, from Normalizer.strs
+	strs     *strCache // strings repeated across records: &sc.strs
+	sc       *scratch  // the working memory this call took from Normalizer.scratch
 }
 
 // unit is one top-level JSON value of a message.
@@ -488,8 +504,11 @@ func (p *processor) finishTop(it *objIter, v []byte, ve int) bool {
 // non-object record, leaving the general path to report it.
 func (p *processor) recordsValidating(arr []byte, pos string) (int, bool) {
 	it := newArrIter(arr, 1)
-	vd := azValidator{depth: 2, strs: p.strs}
+	vd := &p.sc.vd
+	vd.depth, vd.strs, vd.escStrs = 2, p.strs, &p.sc.escStrs
+	vd.generalOnly = p.n.generalOnly
 	k := 0
+	var audit auditEvent // see azRecord.parse
 	for {
 		start, ok := it.nextStart()
 		if !ok {
@@ -499,11 +518,15 @@ func (p *processor) recordsValidating(arr []byte, pos string) (int, bool) {
 			return 0, false
 		}
 		var r azRecord
-		end, err := r.parse(arr[start:], &vd)
+		end, err := r.parse(arr[start:], vd, &audit)
 		if err != nil {
 			return 0, false
 		}
-		p.azureParsed(arr[start:start+end], joinPos(pos, strconv.Itoa(k)), &r)
+		a := &audit
+		if !r.hasAudit {
+			a = nil
+		}
+		p.azureParsed(arr[start:start+end], joinPos(pos, strconv.Itoa(k)), &r, a)
 		k++
 		if !it.finish(start + end) {
 			return 0, false
@@ -692,7 +715,7 @@ func (p *processor) records(arr []byte, pos string) {
 			p.res.quarantine(rec, p.format, rpos, "invalid JSON record: "+err.Error())
 			break
 		}
-		p.azureParsed(rec, rpos, &r)
+		p.azureParsed(rec, rpos, &r, nil)
 		if !it.finish(start + end) {
 			break
 		}
@@ -735,14 +758,18 @@ func (p *processor) dedupe() {
 	if len(p.res.Events) > 64 {
 		seen = make(map[string]struct{}, len(p.res.Events))
 	}
-	out := p.res.Events[:0]
-	for _, e := range p.res.Events {
+	// Events are moved only once one has been left out: an Event is
+	// large, and most messages hold no duplicate.
+	events := p.res.Events
+	n := 0
+	for i := range events {
+		e := &events[i]
 		var dup bool
 		if seen != nil {
 			_, dup = seen[e.ID]
 		} else {
-			for j := range out {
-				if out[j].ID == e.ID {
+			for j := range n {
+				if events[j].ID == e.ID {
 					dup = true
 					break
 				}
@@ -755,9 +782,12 @@ func (p *processor) dedupe() {
 		if seen != nil {
 			seen[e.ID] = struct{}{}
 		}
-		out = append(out, e)
+		if n != i {
+			events[n] = *e
+		}
+		n++
 	}
-	p.res.Events = out
+	p.res.Events = events[:n]
 }
 
 // contentID is the last-resort event id: a hash of the raw record.

@@ -11,7 +11,11 @@ import (
 // records (Event Hubs and storage form, plus the REST/portal form of the
 // Activity Log). Scalars are decoded; nested objects stay as raw JSON.
 type azRecord struct {
+	// time is the record's time ("time", else "eventTimestamp"). parse
+	// leaves it in timeV and azureParsed decodes it, except for AKS audit
+	// records, whose own timestamps come first (see timeBytes).
 	time              string
+	timeV             []byte
 	category          string
 	operationName     string
 	resourceID        string
@@ -41,9 +45,13 @@ type azRecord struct {
 	// processor's scratch buffer and is only valid until the next record.
 	propLogDecoded []byte
 	hasLogDecoded  bool
-	claims         []byte // REST form / AzureActivity Claims column
-	authorization  []byte // REST form / AzureActivity Authorization column
-	httpRequest    []byte // REST form / AzureActivity HTTPRequest column
+	// hasAudit reports that the escaped reader (auditesc.go) read the
+	// audit event of a string propLog during the validating parse, into
+	// the event the caller of parse provided.
+	hasAudit      bool
+	claims        []byte // REST form / AzureActivity Claims column
+	authorization []byte // REST form / AzureActivity Authorization column
+	httpRequest   []byte // REST form / AzureActivity HTTPRequest column
 }
 
 // lowerASCII lower-cases a short key into buf without allocating.
@@ -78,7 +86,7 @@ func valueOf(v []byte, sc *strCache) string {
 // shippers use "Level", "ResourceId" and the like.
 func parseAzRecord(rec []byte) (azRecord, int, error) {
 	var r azRecord
-	end, err := r.parse(rec, nil)
+	end, err := r.parse(rec, nil, nil)
 	return r, end, err
 }
 
@@ -89,14 +97,37 @@ type azValidator struct {
 	depth int
 	buf   []byte
 	strs  *strCache
+	// tmp and escStrs are the escaped reader's scratch space and cache
+	// of doubly escaped strings.
+	tmp         []byte
+	escStrs     *strCache
+	generalOnly bool // see Normalizer.generalOnly
+}
+
+// maxScratchBuf bounds the buffers an azValidator keeps between messages.
+const maxScratchBuf = 64 << 10
+
+// release drops the references to a message's data and buffers grown
+// too large, so a scratch kept between messages holds neither.
+func (vd *azValidator) release() {
+	vd.strs, vd.escStrs = nil, nil
+	if cap(vd.buf) > maxScratchBuf {
+		vd.buf = nil
+	}
+	if cap(vd.tmp) > maxScratchBuf {
+		vd.tmp = nil
+	}
 }
 
 // parse decodes the envelope of rec and returns the offset just past it.
 // With vd nil, rec must already be validated. With vd set, every byte of the
 // record is validated as it is read (any error means the record is not one
-// valid JSON object), and a string properties.log is decoded into vd.buf
-// and kept in propLogDecoded.
-func (r *azRecord) parse(rec []byte, vd *azValidator) (int, error) {
+// valid JSON object), and a string properties.log is read as an audit
+// event into audit (when not nil; see hasAudit) or else decoded into vd.buf
+// and kept in propLogDecoded. audit is passed apart from r, and is best a
+// local of the caller: the reader's many stores are then stack writes, free
+// of the write barriers a heap object costs while the GC runs.
+func (r *azRecord) parse(rec []byte, vd *azValidator, audit *auditEvent) (int, error) {
 	var buf [40]byte
 	var it objIter
 	var sc *strCache
@@ -118,7 +149,7 @@ func (r *azRecord) parse(rec []byte, vd *azValidator) (int, error) {
 		}
 		k := lowerASCII(buf[:], key)
 		if string(k) == "properties" && vs < len(rec) && rec[vs] == '{' {
-			end, err := r.parseProperties(rec[vs:], vd)
+			end, err := r.parseProperties(rec[vs:], vd, audit)
 			if err != nil {
 				return vs + end, err
 			}
@@ -143,8 +174,8 @@ func (r *azRecord) parse(rec []byte, vd *azValidator) (int, error) {
 		}
 		switch string(k) {
 		case "time", "eventtimestamp":
-			if r.time == "" || string(k) == "time" {
-				r.time = str(v)
+			if strEmpty(r.timeV) || string(k) == "time" {
+				r.timeV = v
 			}
 		case "category":
 			r.category = valueOf(v, sc)
@@ -203,7 +234,7 @@ func (r *azRecord) parse(rec []byte, vd *azValidator) (int, error) {
 // fields, and returns the offset just past it. With val set it validates
 // the object (one level below the record) and decodes a string log while
 // validating it.
-func (r *azRecord) parseProperties(v []byte, val *azValidator) (int, error) {
+func (r *azRecord) parseProperties(v []byte, val *azValidator, audit *auditEvent) (int, error) {
 	if val == nil {
 		it := newTrustedObjIter(v)
 		for k, e, ok := it.next(); ok; k, e, ok = it.next() {
@@ -231,8 +262,21 @@ func (r *azRecord) parseProperties(v []byte, val *azValidator) (int, error) {
 		var ve int
 		var err error
 		if string(k) == "log" && vs < len(v) && v[vs] == '"' {
-			val.buf, ve, err = scanUnescape(val.buf[:0], v, vs)
-			r.propLogDecoded, r.hasLogDecoded = val.buf, true
+			// Read the audit event in the pass that validates the
+			// string; if the escaped reader gives up, decode the string
+			// for the general path.
+			var read bool
+			if audit != nil && !val.generalOnly {
+				*audit = auditEvent{}
+				ve, read, val.tmp = parseAuditEsc(v, vs, audit, val.strs, val.escStrs, val.tmp)
+			}
+			r.hasAudit = read
+			if read {
+				r.propLogDecoded, r.hasLogDecoded = nil, false
+			} else {
+				val.buf, ve, err = scanUnescape(val.buf[:0], v, vs)
+				r.propLogDecoded, r.hasLogDecoded = val.buf, true
+			}
 		} else {
 			ve, err = skipValue(v, vs, depth+1)
 		}
@@ -243,7 +287,7 @@ func (r *azRecord) parseProperties(v []byte, val *azValidator) (int, error) {
 		case "log":
 			r.propLog = v[vs:ve]
 			if v[vs] != '"' {
-				r.propLogDecoded, r.hasLogDecoded = nil, false
+				r.propLogDecoded, r.hasLogDecoded, r.hasAudit = nil, false, false
 			}
 		case "pod":
 			r.propPod = v[vs:ve]
@@ -257,20 +301,30 @@ func (r *azRecord) parseProperties(v []byte, val *azValidator) (int, error) {
 	return it.end(), it.err
 }
 
-// Category groups.
-var (
-	aksAuditCategories = map[string]bool{"kube-audit": true, "kube-audit-admin": true}
-	// aksNonAdmin are AKS control-plane log categories that carry component
-	// logs, not admin events.
-	aksNonAdmin = map[string]bool{
-		"kube-apiserver": true, "kube-controller-manager": true, "kube-scheduler": true,
-		"cluster-autoscaler": true, "cloud-controller-manager": true,
-	}
-	activityCategories = map[string]bool{"administrative": true, "write": true, "action": true, "delete": true}
-)
+// Category groups, by lower-cased category. Switches, not maps: every
+// record is classified.
 
+// isAKSAudit reports the AKS audit categories.
+func isAKSAudit(cat string) bool { return cat == "kube-audit" || cat == "kube-audit-admin" }
+
+// isAKSNonAdmin reports the AKS control-plane log categories that carry
+// component logs, not admin events.
 func isAKSNonAdmin(cat string) bool {
-	return aksNonAdmin[cat] || strings.HasPrefix(cat, "csi-")
+	switch cat {
+	case "kube-apiserver", "kube-controller-manager", "kube-scheduler", "cluster-autoscaler", "cloud-controller-manager":
+		return true
+	}
+	return strings.HasPrefix(cat, "csi-")
+}
+
+// isActivityCategory reports the Activity Log administrative categories,
+// current and legacy.
+func isActivityCategory(cat string) bool {
+	switch cat {
+	case "administrative", "write", "action", "delete":
+		return true
+	}
+	return false
 }
 
 // azure handles one resource-log or Activity Log record.
@@ -280,16 +334,32 @@ func (p *processor) azure(rec []byte, pos string) {
 		p.res.quarantine(rec, p.format, pos, "invalid JSON record: "+err.Error())
 		return
 	}
-	p.azureParsed(rec, pos, &r)
+	p.azureParsed(rec, pos, &r, nil)
 }
 
-// azureParsed dispatches a parsed record by category.
-func (p *processor) azureParsed(rec []byte, pos string, rp *azRecord) {
+// timeBytes is the decoded record time for AKS audit records, read
+// without making a string when it holds no escapes.
+func (r *azRecord) timeBytes() []byte {
+	if r.timeV == nil {
+		return []byte(r.time)
+	}
+	if s, ok := strBytes(r.timeV); ok {
+		return s
+	}
+	return []byte(str(r.timeV))
+}
+
+// azureParsed dispatches a parsed record by category. audit is the event
+// parse read when rp.hasAudit, else nil.
+func (p *processor) azureParsed(rec []byte, pos string, rp *azRecord, audit *auditEvent) {
 	r := *rp
 	cat := strings.ToLower(r.category)
+	if r.timeV != nil && !isAKSAudit(cat) {
+		r.time, r.timeV = str(r.timeV), nil
+	}
 	switch {
-	case aksAuditCategories[cat]:
-		p.aksAudit(rec, pos, &r)
+	case isAKSAudit(cat):
+		p.aksAudit(rec, pos, &r, audit)
 	case cat == "guard":
 		msg, pod := controlPlaneMessage(r.properties)
 		p.guard(rec, pos, &r, msg, pod, SourceResourceLog, RawJSON)
@@ -302,7 +372,7 @@ func (p *processor) azureParsed(rec []byte, pos string, rp *azRecord) {
 		p.nonAdmin(rec, pos, &r, msg, pod, SourceResourceLog, RawJSON)
 	case cat == "containerregistryloginevents" || cat == "containerregistryrepositoryevents":
 		p.acr(rec, pos, &r, nil, SourceResourceLog, RawJSON)
-	case activityCategories[cat] || (cat == "" && (len(r.claims) > 0 || r.eventDataID != "")):
+	case isActivityCategory(cat) || (cat == "" && (len(r.claims) > 0 || r.eventDataID != "")):
 		p.activity(rec, pos, &r, SourceActivityLog, RawJSON)
 	default:
 		p.generic(rec, pos, &r, SourceResourceLog, RawJSON)
@@ -415,13 +485,34 @@ func canonicalOperation(op string) string {
 	return strings.Join(segs, "/")
 }
 
-// resource parses id, reusing the previous result when a message repeats
-// the same resource (every record of an AKS Event Hubs body does).
+// armCacheSize is the number of parsed resource ids a scratch keeps.
+const armCacheSize = 4
+
+// armCacheEntry is a resource id and its parse.
+type armCacheEntry struct {
+	id  string
+	arm armID
+}
+
+// resource parses id, reusing an earlier result when records repeat the
+// same resource (every record of an AKS Event Hubs body does, and a few
+// resources make up most of a subscription's traffic).
 func (p *processor) resource(e *event.Event, id string) {
-	if id != p.lastID || p.lastARM.canonical == "" {
-		p.lastID, p.lastARM = id, parseARMID(id)
+	if p.sc == nil {
+		applyARM(e, parseARMID(id))
+		return
 	}
-	applyARM(e, p.lastARM)
+	c := &p.sc.arm
+	for i := range c {
+		if c[i].id == id && c[i].arm.canonical != "" {
+			applyARM(e, c[i].arm)
+			return
+		}
+	}
+	a := parseARMID(id)
+	p.sc.armIdx = (p.sc.armIdx + 1) % armCacheSize
+	c[p.sc.armIdx] = armCacheEntry{id: id, arm: a}
+	applyARM(e, a)
 }
 
 func applyARM(e *event.Event, a armID) {
@@ -469,6 +560,57 @@ func parseIP(s string) netip.Addr {
 	return netip.Addr{}
 }
 
+// singleIPv4 reads a JSON array holding exactly one string that is a
+// dotted-quad IPv4 address in the strict form netip.ParseAddr accepts
+// (no leading zeros, no spaces, no escapes). Anything else reports false
+// and is left to parseIP, which gives the same address for these inputs.
+// With escaped set, v is the array as it stands escaped inside a JSON
+// string, its quotes written \".
+func singleIPv4(v []byte, escaped bool) (netip.Addr, bool) {
+	quote := func(i int) int { // the offset past a quote at i, or -1
+		switch {
+		case !escaped && i < len(v) && v[i] == '"':
+			return i + 1
+		case escaped && i+1 < len(v) && v[i] == '\\' && v[i+1] == '"':
+			return i + 2
+		}
+		return -1
+	}
+	i := skipSpace(v, 0)
+	if i >= len(v) || v[i] != '[' {
+		return netip.Addr{}, false
+	}
+	if i = quote(skipSpace(v, i+1)); i < 0 {
+		return netip.Addr{}, false
+	}
+	var ip [4]byte
+	for f := 0; f < 4; f++ {
+		if f > 0 {
+			if i >= len(v) || v[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+		start, n := i, 0
+		for i < len(v) && i-start < 3 && v[i] >= '0' && v[i] <= '9' {
+			n = n*10 + int(v[i]-'0')
+			i++
+		}
+		if i == start || n > 255 || (v[start] == '0' && i-start > 1) {
+			return netip.Addr{}, false
+		}
+		ip[f] = byte(n)
+	}
+	if i = quote(i); i < 0 {
+		return netip.Addr{}, false
+	}
+	i = skipSpace(v, i)
+	if i >= len(v) || v[i] != ']' || skipSpace(v, i+1) != len(v) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(ip), true
+}
+
 // setIP stores the parsed address, or keeps the unparseable text as an
 // attribute so nothing is lost.
 func setIP(e *event.Event, s string) {
@@ -513,7 +655,7 @@ func (p *processor) generic(rec []byte, pos string, r *azRecord, srcFormat, rawF
 	if isString(r.identity) {
 		e.Actor.Name = str(r.identity)
 	} else if len(r.identity) > 0 || len(r.claims) > 0 {
-		applyARMIdentity(&e, r)
+		applyARMIdentity(&e, r, p.strs)
 	}
 	e.Reason = firstNonEmpty(r.resultDescription, r.resultSignature)
 	setAttr(&e, "level", r.level)
