@@ -11,11 +11,24 @@ import (
 // same field list as hashEncoder.EventHash, and TestSQLHashMatchesGo keeps
 // the two identical. `custody verify --independent` recomputes in Go
 // instead, for those who would rather not trust the engine's arithmetic.
+//
+// The encoding is built from ClickHouse's RowBinary format, which already
+// writes what event-v1 wants for most fields: a String is its uvarint
+// (LEB128) length then its bytes (LowCardinality as its String), an
+// Array(String) its uvarint count then each string, an
+// Array(Tuple(String, String)) its count then key and value, a
+// FixedString(32) its 32 bytes. Integers are RowBinary little-endian, so
+// they are byte-swapped to event-v1's big-endian first. formatRow over a run
+// of such columns costs one pass per row instead of several functions per
+// column (the length prefixes alone were most of the old expression's
+// cost). The raw record, most of a row's bytes, is appended with concat and
+// its own length prefix instead: through formatRow it cost more than all
+// the other columns together.
 
 // hashField says how one column enters the hash.
 type hashField struct {
 	column string
-	kind   byte // 's' string, 'i' int64, 't' time, 'l' list, 'm' map
+	kind   byte // 's' string, 'b' big string, 'i' int64, 't' time, 'l' list, 'm' map
 }
 
 // hashFields lists the hashed columns after the prefix and prev_hash, in
@@ -32,52 +45,59 @@ var hashFields = []hashField{
 	{"target_name", 's'}, {"target_repository", 's'}, {"target_tag", 's'}, {"target_digest", 's'},
 	{"target_container_group", 's'}, {"target_container", 's'}, {"target_image", 's'},
 	{"outcome", 's'}, {"status_code", 'i'}, {"reason", 's'}, {"correlation_id", 's'}, {"request_id", 's'},
-	{"tags", 'l'}, {"attributes", 'm'}, {"raw", 's'}, {"raw_format", 's'},
+	{"tags", 'l'}, {"attributes", 'm'}, {"raw", 'b'}, {"raw_format", 's'},
 }
 
-// sqlUvarint is the uvarint encoding of a length (below 2^35) in SQL.
+// sqlUvarint is the uvarint encoding of a length n (below 2^35) in SQL:
+// five 7-bit groups, each with the continuation bit set when a higher
+// group follows, cut to the bytes the value needs. Plain arithmetic over
+// whole columns, no branches.
 func sqlUvarint(n string) string {
-	b := func(shift int, more bool) string {
-		v := fmt.Sprintf("intDiv(%s, %d) %% 128", n, 1<<shift)
-		if shift == 0 {
-			v = n + " % 128"
+	var groups, more []string
+	for i := 0; i < 5; i++ {
+		g := n
+		if i > 0 {
+			g = fmt.Sprintf("bitShiftRight(%s, %d)", n, 7*i)
 		}
-		if more {
-			return v + " + 128"
+		if i == 4 {
+			groups = append(groups, g)
+			break
 		}
-		return fmt.Sprintf("intDiv(%s, %d)", n, 1<<shift)
+		cont := fmt.Sprintf("(%s >= %d)", n, 1<<(7*(i+1)))
+		groups = append(groups, fmt.Sprintf("bitAnd(%s, 127) + 128 * %s", g, cont))
+		more = append(more, cont)
 	}
-	return fmt.Sprintf("multiIf(%[1]s < 128, char(%[1]s), %[1]s < 16384, char(%[2]s, %[3]s), %[1]s < 2097152, char(%[2]s, %[4]s, %[5]s), %[1]s < 268435456, char(%[2]s, %[4]s, %[6]s, %[7]s), char(%[2]s, %[4]s, %[6]s, %[8]s, %[9]s))",
-		n, b(0, true), b(7, false), b(7, true), b(14, false), b(14, true), b(21, false), b(21, true), b(28, false))
-}
-
-func sqlString(expr string) string {
-	return fmt.Sprintf("concat(%s, %s)", sqlUvarint("length("+expr+")"), expr)
-}
-
-func sqlInt64(expr string) string {
-	return fmt.Sprintf("reverse(reinterpretAsFixedString(toInt64(%s)))", expr)
+	return fmt.Sprintf("substring(char(%s), 1, 1 + %s)", strings.Join(groups, ", "), strings.Join(more, " + "))
 }
 
 // EventHashSQL is a ClickHouse expression computing a row's hash (a
 // FixedString(32)) from the events columns.
 func EventHashSQL() string {
-	parts := []string{"char(69, 1)", "prev_hash"} // 0x45 'E', version 1
+	parts := []string{"char(69, 1)"} // 0x45 'E', version 1
+	run := []string{"prev_hash"}
+	flush := func() {
+		if len(run) > 0 {
+			parts = append(parts, "formatRow('RowBinary', "+strings.Join(run, ", ")+")")
+			run = nil
+		}
+	}
 	for _, f := range hashFields {
 		c := f.column
 		switch f.kind {
-		case 's':
-			parts = append(parts, sqlString(c))
+		case 's', 'l':
+			run = append(run, c)
+		case 'b':
+			flush()
+			parts = append(parts, sqlUvarint("length("+c+")"), c)
 		case 'i':
-			parts = append(parts, sqlInt64(c))
+			run = append(run, "byteSwap(toInt64("+c+"))")
 		case 't':
-			parts = append(parts, sqlInt64("toUnixTimestamp64Micro("+c+")"))
-		case 'l':
-			parts = append(parts, fmt.Sprintf("concat(%s, arrayStringConcat(arrayMap(x -> %s, %s)))", sqlUvarint("length("+c+")"), sqlString("toString(x)"), c))
+			run = append(run, "byteSwap(toUnixTimestamp64Micro("+c+"))")
 		case 'm':
-			parts = append(parts, fmt.Sprintf("concat(%s, arrayStringConcat(arrayMap(kv -> concat(%s, %s), arraySort(arrayZip(mapKeys(%s), mapValues(%s))))))",
-				sqlUvarint("length(mapKeys("+c+"))"), sqlString("kv.1"), sqlString("kv.2"), c, c))
+			// pairs sorted by key (then value: a Map may hold a key twice)
+			run = append(run, fmt.Sprintf("arraySort(arrayZip(mapKeys(%s), mapValues(%s)))", c, c))
 		}
 	}
-	return "SHA256(concat(" + strings.Join(parts, ",\n    ") + "))"
+	flush()
+	return "SHA256(concat(" + strings.Join(parts, ", ") + "))"
 }
