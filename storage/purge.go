@@ -3,7 +3,9 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -245,4 +247,106 @@ func (s *Store) loadPurgeStarts(ctx context.Context, opts VerifyOptions, add fun
 		}
 	}
 	return out, nil
+}
+
+// purgeQuarantinePartition drops one quarantine partition the plan
+// removes and writes the custody log entry that records it: the partition,
+// its record count and the digest of its records (see QuarantinePurge).
+// Quarantined records are not chained, so there is no purge record to
+// sign; the digest lets anyone holding a copy prove which records went.
+func (s *Store) purgeQuarantinePartition(ctx context.Context, qp QuarantinePlan) (QuarantinePurge, error) {
+	out := QuarantinePurge{Partition: qp.Partition, Actor: s.opts.Actor}
+	if !isPartitionID(qp.Partition) {
+		return out, fmt.Errorf("quarantine partition id %q is not YYYYMM", qp.Partition)
+	}
+	sum := sha256.New()
+	err := s.queryEach(ctx, "SELECT raw_sha256 FROM "+s.db+".quarantine WHERE toYYYYMM(received_time) = {p:UInt32} ORDER BY chain, source_offset, raw_sha256",
+		engine.Params{"p": qp.Partition}, func(r engine.Rows) error {
+			var h Hash
+			if err := r.Scan(&h); err != nil {
+				return err
+			}
+			sum.Write(h[:])
+			out.Rows++
+			return nil
+		})
+	if err != nil {
+		return out, fmt.Errorf("read quarantine partition %s: %w", qp.Partition, err)
+	}
+	// Nothing may have arrived since the plan: the digest covers exactly
+	// what is dropped.
+	if out.Rows != qp.Rows {
+		return out, fmt.Errorf("quarantine partition %s changed during the purge (%d records planned, %d now): nothing dropped, run apply again", qp.Partition, qp.Rows, out.Rows)
+	}
+	out.Digest = hex.EncodeToString(sum.Sum(nil))
+	table, onCluster := s.db+".quarantine", ""
+	if c := s.opts.Schema.Cluster; c != "" {
+		table, onCluster = s.db+".quarantine_local", " ON CLUSTER "+c
+	}
+	if err := s.eng.Exec(ctx, "ALTER TABLE "+table+onCluster+" DROP PARTITION ID '"+qp.Partition+"'", nil); err != nil {
+		return out, fmt.Errorf("drop quarantine partition %s: %w", qp.Partition, err)
+	}
+	out.PurgedAt = s.now().UTC().Truncate(time.Microsecond)
+	detail := fmt.Sprintf("quarantine partition %s records=%d received %s..%s sha256(raw_sha256 by chain, source_offset)=%s min_days=%d at %s",
+		qp.Partition, out.Rows, qp.From.Format(time.RFC3339), qp.To.Format(time.RFC3339), out.Digest, qp.MinDays, out.PurgedAt.Format(time.RFC3339Nano))
+	if err := s.Log(ctx, "retention.purge", detail, "ok"); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// resumeAfterPurge restores the head of a chain none of whose rows are
+// stored any more because retention purged them all: the chain continues
+// at the newest purge record's last_seq + 1, linked to its last_hash, with
+// the Merkle tree resumed from its compact range. The stored offsets are
+// raised to the stream's recorded position, since everything up to it was
+// stored (and then purged). It returns nil when the chain has no purge
+// record: a new chain. A chain whose newest checkpoint lies beyond the
+// newest purge lost rows outside Custody and is refused.
+func (s *Store) resumeAfterPurge(ctx context.Context, chain string, h *chainHead) (*compact.Range, error) {
+	recs, err := s.readPurges(ctx, chain)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	last := recs[0]
+	for _, r := range recs[1:] {
+		if r.LastSeq > last.LastSeq {
+			last = r
+		}
+	}
+	var signed uint64
+	err = s.queryEach(ctx, "SELECT max(tree_size) FROM "+s.db+".checkpoints WHERE chain = {chain:String}", engine.Params{"chain": chain}, func(r engine.Rows) error {
+		return r.Scan(&signed)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read newest checkpoint: %w", err)
+	}
+	if signed > last.LastSeq {
+		return nil, fmt.Errorf("chain has no rows, but its newest checkpoint is at seq %d and its newest purge (%s) ends at %d: rows %d..%d are missing, run custody verify",
+			signed, last.ID, last.LastSeq, last.LastSeq+1, signed)
+	}
+	raw := make([][]byte, len(last.CompactRange))
+	for i := range last.CompactRange {
+		raw[i] = last.CompactRange[i][:]
+	}
+	tree, err := rangeFactory.NewRange(0, last.LastSeq, raw)
+	if err != nil {
+		return nil, fmt.Errorf("restore Merkle range of purge %s: %w", last.ID, err)
+	}
+	if root, err := tree.GetRootHash(nil); err != nil || !bytes.Equal(root, last.Root[:]) {
+		return nil, fmt.Errorf("purge %s: its compact range does not hash to its root", last.ID)
+	}
+	var pos int64
+	var n uint64
+	err = s.queryEach(ctx, "SELECT max(source_offset), count() FROM "+s.db+".source_positions WHERE stream = {chain:String}", engine.Params{"chain": chain}, func(r engine.Rows) error {
+		return r.Scan(&pos, &n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stream position: %w", err)
+	}
+	h.seq, h.last = last.LastSeq, last.LastHash
+	if n > 0 {
+		h.eventsOffset, h.quarOffset = max(h.eventsOffset, pos), max(h.quarOffset, pos)
+	}
+	return tree, nil
 }

@@ -12,6 +12,14 @@ package storage
 // with a signed checkpoint of the chain at the last purged row (see
 // docs/format/purge-v1.md), so verify resumes the chain there and reports
 // the purge instead of a gap; a deletion without such a record still fails.
+// A chain may be purged whole; if its stream comes back it continues from
+// the purge record.
+//
+// Quarantined records (not normalized, so of unknown service, resource and
+// actor) go by whole monthly partition too, but only past the longest
+// minimum retention of any rule and while no legal hold could concern
+// them; each such purge is written to the custody log with a digest of
+// the records removed.
 
 import (
 	"bytes"
@@ -22,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -144,6 +153,27 @@ func key(service, category string) string {
 		return service
 	}
 	return service + "/" + category
+}
+
+// QuarantineRule is the retention of quarantined records, whose service
+// and category are unknown: the longest minimum of the defaults and every
+// rule, and the longest maximum, or no maximum when any applicable
+// retention has none.
+func (c RetentionConfig) QuarantineRule() RetentionRule {
+	out := RetentionRule{MinDays: c.MinDays, MaxDays: c.MaxDays}
+	noMax := c.MaxDays == 0
+	for _, r := range c.Rules {
+		eff := c.RuleFor(r.Service, r.Category)
+		out.MinDays = max(out.MinDays, eff.MinDays)
+		if eff.MaxDays == 0 {
+			noMax = true
+		}
+		out.MaxDays = max(out.MaxDays, eff.MaxDays)
+	}
+	if noMax {
+		out.MaxDays = 0
+	}
+	return out
 }
 
 // RuleFor returns the effective retention of events of service and
@@ -437,6 +467,47 @@ type RetentionPlan struct {
 	At time.Time `json:"at"`
 	// Partitions lists every events partition, oldest first.
 	Partitions []PartitionPlan `json:"partitions"`
+	// Quarantine lists every quarantine partition, oldest first.
+	Quarantine []QuarantinePlan `json:"quarantine"`
+}
+
+// PurgeableQuarantine returns the quarantine partitions the plan removes.
+func (p *RetentionPlan) PurgeableQuarantine() []QuarantinePlan {
+	var out []QuarantinePlan
+	for _, qp := range p.Quarantine {
+		if qp.Purge {
+			out = append(out, qp)
+		}
+	}
+	return out
+}
+
+// QuarantinePlan is the verdict on one quarantine partition: records that
+// could not be normalized, so whose service, category, resource and actor
+// are unknown. They are kept for the longest minimum retention of any
+// rule (QuarantineRule), and while any active legal hold could concern
+// them. They are not hash-chained, so no prefix rule applies.
+type QuarantinePlan struct {
+	// Partition is the partition id (YYYYMM of received_time).
+	Partition string `json:"partition"`
+	Rows      uint64 `json:"rows"`
+	// From and To are the oldest and newest received time in it; retention
+	// counts from To.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// MinDays and MaxDays are QuarantineRule's; KeepUntil is when the
+	// newest record's minimum retention ends.
+	MinDays   int       `json:"min_days"`
+	MaxDays   int       `json:"max_days,omitempty"`
+	KeepUntil time.Time `json:"keep_until"`
+	// Purge is true when apply removes the partition.
+	Purge bool `json:"purge"`
+	// Overdue is true when the records are past the maximum retention.
+	Overdue bool `json:"overdue"`
+	// Reasons say why the partition goes or stays.
+	Reasons []string `json:"reasons"`
+	// Holds are the active legal holds that keep it.
+	Holds []string `json:"holds,omitempty"`
 }
 
 // Purgeable returns the partitions the plan removes.
@@ -645,7 +716,6 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 		// the partition.
 		attestable := true
 		for _, sp := range pp.Chains {
-			cs := chains[sp.Chain]
 			var reason string
 			damage := false
 			switch {
@@ -659,8 +729,6 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 					damage = true
 					reason = fmt.Sprintf("blocked: chain %s rows %d..%d are missing, so its rows here are not a prefix (run custody verify)", sp.Chain, purgedTo[sp.Chain]+1, sp.FirstSeq-1)
 				}
-			case sp.LastSeq == cs.max:
-				reason = fmt.Sprintf("blocked: the partition holds the head of chain %s (seq %d); purging it would end the chain", sp.Chain, sp.LastSeq)
 			case sp.LastSeq > checkpointed[sp.Chain]:
 				reason = fmt.Sprintf("blocked: chain %s rows up to %d are not covered by a signed checkpoint (newest %d)", sp.Chain, sp.LastSeq, checkpointed[sp.Chain])
 			}
@@ -691,7 +759,66 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 		}
 		plan.Partitions = append(plan.Partitions, *pp)
 	}
+	if plan.Quarantine, err = s.planQuarantine(ctx, cfg, now, holds); err != nil {
+		return nil, err
+	}
 	return plan, nil
+}
+
+// planQuarantine decides for every quarantine partition whether it goes.
+// A time hold keeps the months it overlaps; a resource or actor hold
+// keeps every month, as it cannot be matched against unparsed records.
+func (s *Store) planQuarantine(ctx context.Context, cfg RetentionConfig, now time.Time, holds []Hold) ([]QuarantinePlan, error) {
+	rule := cfg.QuarantineRule()
+	var out []QuarantinePlan
+	err := s.queryEach(ctx, "SELECT toString(toYYYYMM(received_time)) AS p, count(), min(received_time), max(received_time) FROM "+s.db+".quarantine GROUP BY p ORDER BY p", nil, func(r engine.Rows) error {
+		qp := QuarantinePlan{MinDays: rule.MinDays, MaxDays: rule.MaxDays}
+		if err := r.Scan(&qp.Partition, &qp.Rows, &qp.From, &qp.To); err != nil {
+			return err
+		}
+		out = append(out, qp)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plan retention: read quarantine partitions: %w", err)
+	}
+	for i := range out {
+		qp := &out[i]
+		start, err := time.Parse("200601", qp.Partition)
+		if err != nil {
+			return nil, fmt.Errorf("plan retention: quarantine partition id %q is not YYYYMM", qp.Partition)
+		}
+		end := start.AddDate(0, 1, 0)
+		for _, h := range holds {
+			if !h.Active() {
+				continue
+			}
+			switch h.Kind {
+			case HoldTime:
+				if h.From.Before(end) && h.To.After(start) {
+					qp.Holds = append(qp.Holds, h.ID)
+					qp.Reasons = append(qp.Reasons, fmt.Sprintf("held: %s overlaps this month of unparsed records (%s; %s)", h.ID, h.Subject(), h.Reason))
+				}
+			default:
+				qp.Holds = append(qp.Holds, h.ID)
+				qp.Reasons = append(qp.Reasons, fmt.Sprintf("held: %s (%s; %s) cannot be matched against unparsed records, so it keeps every quarantine partition", h.ID, h.Subject(), h.Reason))
+			}
+		}
+		qp.KeepUntil = qp.To.AddDate(0, 0, qp.MinDays)
+		retained := now.Before(qp.KeepUntil)
+		if retained {
+			qp.Reasons = append(qp.Reasons, fmt.Sprintf("retained: quarantined records are kept until %s (min %d days from %s, the longest minimum of any rule)", day(qp.KeepUntil), qp.MinDays, day(qp.To)))
+		}
+		if qp.MaxDays > 0 && !now.Before(qp.To.AddDate(0, 0, qp.MaxDays)) {
+			qp.Overdue = true
+			qp.Reasons = append(qp.Reasons, fmt.Sprintf("overdue: quarantined records are past the maximum retention of %d days", qp.MaxDays))
+		}
+		qp.Purge = !retained && len(qp.Holds) == 0
+		if qp.Purge {
+			qp.Reasons = append([]string{fmt.Sprintf("past retention: quarantined records min %d days (the longest minimum of any rule) ended %s", qp.MinDays, day(qp.KeepUntil))}, qp.Reasons...)
+		}
+	}
+	return out, nil
 }
 
 func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
@@ -719,9 +846,10 @@ type ApplyRetentionOptions struct {
 	// purge is verified first, and a chain that fails is not purged (a
 	// purge record must never attest tampered rows). Required.
 	Verifier note.Verifier
-	// Partitions, when set, limits the purge to these partition ids; each
-	// must be one the plan removes, or nothing is purged. Empty purges
-	// every partition the plan removes.
+	// Partitions, when set, limits the purge to these partition ids (of
+	// events, quarantine or both); each must be one the plan removes, in
+	// every table where it exists, or nothing is purged. Empty purges every
+	// partition the plan removes.
 	Partitions []string
 }
 
@@ -765,14 +893,31 @@ type RetentionResult struct {
 	Purged  []string      `json:"purged"`
 	Rows    uint64        `json:"rows"`
 	Records []PurgeRecord `json:"records"`
+	// Quarantine are the quarantine partitions dropped, oldest first.
+	Quarantine []QuarantinePurge `json:"quarantine,omitempty"`
+}
+
+// QuarantinePurge records one quarantine partition dropped under
+// retention. The same facts are written to the custody log.
+type QuarantinePurge struct {
+	Partition string `json:"partition"`
+	Rows      uint64 `json:"rows"`
+	// Digest is the SHA-256 over the 32-byte raw_sha256 of every purged
+	// record, in (chain, source_offset, raw_sha256) order, hex-encoded: it
+	// identifies exactly which records went.
+	Digest   string    `json:"digest"`
+	PurgedAt time.Time `json:"purged_at"`
+	Actor    string    `json:"actor"`
 }
 
 // ApplyRetention purges the partitions PlanRetention says may go: for
-// each, oldest first, it verifies the partition is unchanged, records a
-// signed purge record per chain, drops the partition and writes the
-// custody log. A partition named in opts that must be kept fails the
-// whole call before anything is removed, with ErrRetained, and is logged
-// as refused.
+// each events partition, oldest first, it verifies the partition is
+// unchanged, records a signed purge record per chain, drops the partition
+// and writes the custody log; then it drops each quarantine partition that
+// may go, writing its record count and digest to the custody log. A
+// partition named in opts that must be kept (its events or its quarantine
+// records) fails the whole call before anything is removed, with
+// ErrRetained, and is logged as refused.
 func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts ApplyRetentionOptions) (*RetentionResult, error) {
 	if s.opts.Signer == nil {
 		return nil, ErrNoSigner
@@ -789,15 +934,32 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 	for _, pp := range plan.Partitions {
 		byID[pp.Partition] = pp
 	}
+	quarByID := map[string]QuarantinePlan{}
+	for _, qp := range plan.Quarantine {
+		quarByID[qp.Partition] = qp
+	}
 	var selected []PartitionPlan
+	var quarSelected []QuarantinePlan
 	if len(opts.Partitions) == 0 {
 		selected = plan.Purgeable()
+		quarSelected = plan.PurgeableQuarantine()
 	} else {
 		want := map[string]bool{}
 		for _, id := range opts.Partitions {
 			pp, ok := byID[id]
+			qp, qok := quarByID[id]
+			if !ok && !qok {
+				return nil, fmt.Errorf("retention apply: no events partition %q, nor quarantine partition", id)
+			}
+			if qok && !qp.Purge {
+				err := fmt.Errorf("%w: quarantine partition %s (%d records): %s", ErrRetained, id, qp.Rows, strings.Join(qp.Reasons, "; "))
+				if lerr := s.Log(ctx, "retention.purge", fmt.Sprintf("quarantine partition %s refused: %s", id, strings.Join(qp.Reasons, "; ")), "refused"); lerr != nil {
+					return nil, errors.Join(err, lerr)
+				}
+				return nil, err
+			}
 			if !ok {
-				return nil, fmt.Errorf("retention apply: no events partition %q", id)
+				continue
 			}
 			if !pp.Purge {
 				err := fmt.Errorf("%w: partition %s (%d rows): %s", ErrRetained, id, pp.Rows, strings.Join(pp.Reasons, "; "))
@@ -821,9 +983,33 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 			}
 			return nil, err
 		}
+		for _, qp := range plan.PurgeableQuarantine() {
+			if slices.Contains(opts.Partitions, qp.Partition) {
+				quarSelected = append(quarSelected, qp)
+			}
+		}
 	}
+	if err := s.applyEventsRetention(ctx, selected, opts.Verifier, res); err != nil {
+		return res, err
+	}
+	for _, qp := range quarSelected {
+		qr, err := s.purgeQuarantinePartition(ctx, qp)
+		if err != nil {
+			if lerr := s.Log(ctx, "retention.purge", fmt.Sprintf("quarantine partition %s: %v", qp.Partition, err), "failed"); lerr != nil {
+				return res, errors.Join(err, lerr)
+			}
+			return res, err
+		}
+		res.Quarantine = append(res.Quarantine, qr)
+	}
+	return res, nil
+}
+
+// applyEventsRetention verifies the chains of the selected events
+// partitions and purges them, oldest first, adding them to res.
+func (s *Store) applyEventsRetention(ctx context.Context, selected []PartitionPlan, verifier note.Verifier, res *RetentionResult) error {
 	if len(selected) == 0 {
-		return res, nil
+		return nil
 	}
 	// Verify every chain about to be attested: links, Merkle roots and
 	// checkpoints whole, row contents up to the newest row purged (the
@@ -841,9 +1027,9 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 			if verified[sp.Chain] {
 				continue
 			}
-			rep, err := s.Verify(ctx, VerifyOptions{Chain: sp.Chain, To: contentTo, Verifier: opts.Verifier, CheckpointDir: s.opts.CheckpointDir})
+			rep, err := s.Verify(ctx, VerifyOptions{Chain: sp.Chain, To: contentTo, Verifier: verifier, CheckpointDir: s.opts.CheckpointDir})
 			if err != nil {
-				return res, fmt.Errorf("retention apply: verify chain %s: %w", sp.Chain, err)
+				return fmt.Errorf("retention apply: verify chain %s: %w", sp.Chain, err)
 			}
 			if !rep.OK() {
 				var fs []string
@@ -854,26 +1040,26 @@ func (s *Store) ApplyRetention(ctx context.Context, cfg RetentionConfig, opts Ap
 				}
 				err := fmt.Errorf("%w: chain %s fails verification, so its rows cannot be attested: %s", ErrRetained, sp.Chain, strings.Join(fs, "; "))
 				if lerr := s.Log(ctx, "retention.purge", fmt.Sprintf("partition %s refused: chain %s fails verification", pp.Partition, sp.Chain), "refused"); lerr != nil {
-					return res, errors.Join(err, lerr)
+					return errors.Join(err, lerr)
 				}
-				return res, err
+				return err
 			}
 			verified[sp.Chain] = true
 		}
 	}
 	for _, pp := range selected {
-		recs, err := s.purgePartition(ctx, pp, opts.Verifier)
+		recs, err := s.purgePartition(ctx, pp, verifier)
 		if err != nil {
 			if lerr := s.Log(ctx, "retention.purge", fmt.Sprintf("partition %s: %v", pp.Partition, err), "failed"); lerr != nil {
-				return res, errors.Join(err, lerr)
+				return errors.Join(err, lerr)
 			}
-			return res, err
+			return err
 		}
 		res.Purged = append(res.Purged, pp.Partition)
 		res.Rows += pp.Rows
 		res.Records = append(res.Records, recs...)
 	}
-	return res, nil
+	return nil
 }
 
 // checkPrefixSelection refuses a selection that skips a purgeable

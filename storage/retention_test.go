@@ -2,6 +2,8 @@ package storage_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -692,4 +694,264 @@ func hasFinding(rep *storage.VerifyReport, kind storage.FindingKind, chain strin
 		}
 	}
 	return false
+}
+
+// seedQuarantine stores one record that could not be normalized per
+// received time, on stream blob/archive, and returns the raw records.
+func (f *retentionFixture) seedQuarantine(t *testing.T, received ...time.Time) [][]byte {
+	t.Helper()
+	b := storage.Batch{Stream: "blob/archive"}
+	var raws [][]byte
+	for _, at := range received {
+		f.seq["blob/archive"]++
+		n := f.seq["blob/archive"]
+		raw := []byte(fmt.Sprintf(`{"time":"%s","category":"kube-audit","properties":"not json %d`, at.Format(time.RFC3339), n))
+		raws = append(raws, raw)
+		b.Quarantined = append(b.Quarantined, storage.QuarantineRecord{Offset: int64(n), Position: fmt.Sprint(n), Received: at, Format: "resource-log", Reason: "properties is not JSON", Raw: raw})
+		b.Offset = int64(n)
+	}
+	if _, err := f.store.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	return raws
+}
+
+func quarantineVerdicts(p *storage.RetentionPlan) string {
+	var out []string
+	for _, qp := range p.Quarantine {
+		v := "keep"
+		if qp.Purge {
+			v = "purge"
+		}
+		out = append(out, fmt.Sprintf("%s %s %d", qp.Partition, v, qp.Rows))
+	}
+	return strings.Join(out, ",")
+}
+
+// TestRetentionQuarantine: quarantined records have no trustworthy
+// service or category, so they are kept for the longest minimum of any
+// rule, and while any legal hold could concern them.
+func TestRetentionQuarantine(t *testing.T) {
+	ctx := context.Background()
+	f := newRetentionFixture(t)
+	f.seed(t)
+	jan := f.seedQuarantine(t, time.Date(2025, 1, 10, 8, 0, 0, 0, time.UTC), time.Date(2025, 1, 20, 8, 0, 0, 0, time.UTC))
+	f.seedQuarantine(t, time.Date(2025, 3, 10, 8, 0, 0, 0, time.UTC), time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
+	// 2025-01-20 + 650 days = 2026-11-01, past; 2025-03-10 + 650 =
+	// 2026-12-20, not yet (the default 400 days alone would let it go).
+	cfg := storage.RetentionConfig{MinDays: 400, Rules: []storage.RetentionRule{{Service: "acr", MinDays: 300}, {Service: "aks", Category: "kube-audit", MinDays: 650}}}
+	if r := cfg.QuarantineRule(); r.MinDays != 650 || r.MaxDays != 0 {
+		t.Fatalf("quarantine rule %+v, want min 650 and no maximum", r)
+	}
+	if r := (storage.RetentionConfig{MinDays: 400, MaxDays: 500, Rules: []storage.RetentionRule{{Service: "arm", MaxDays: 900}}}).QuarantineRule(); r.MinDays != 400 || r.MaxDays != 900 {
+		t.Fatalf("quarantine rule %+v, want min 400 max 900", r)
+	}
+
+	plan, err := f.store.PlanRetention(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := quarantineVerdicts(plan), "202501 purge 2,202503 keep 1,202611 keep 1"; got != want {
+		t.Fatalf("quarantine verdicts %s, want %s", got, want)
+	}
+	if r := plan.Quarantine[1].Reasons; len(r) != 1 || r[0] != "retained: quarantined records are kept until 2026-12-20 (min 650 days from 2025-03-10, the longest minimum of any rule)" {
+		t.Errorf("202503 reasons %q", r)
+	}
+
+	// Holds: a time hold keeps the months it overlaps; an actor or
+	// resource hold cannot be evaluated on unparsed records and keeps
+	// every quarantine month.
+	cases := []struct {
+		name   string
+		hold   storage.Hold
+		want   string
+		reason string
+	}{
+		{"time in january", storage.Hold{Kind: storage.HoldTime, From: time.Date(2025, 1, 31, 23, 0, 0, 0, time.UTC), To: time.Date(2025, 2, 2, 0, 0, 0, 0, time.UTC)}, "202501 keep 2,202503 keep 1,202611 keep 1", "overlaps this month of unparsed records (time 2025-01-31T23:00:00Z to 2025-02-02T00:00:00Z; test)"},
+		{"time in february", storage.Hold{Kind: storage.HoldTime, From: time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}, "202501 purge 2,202503 keep 1,202611 keep 1", ""},
+		{"actor", storage.Hold{Kind: storage.HoldActor, Actor: "nobody@contoso.com"}, "202501 keep 2,202503 keep 1,202611 keep 1", "(actor nobody@contoso.com; test) cannot be matched against unparsed records, so it keeps every quarantine partition"},
+		{"resource", storage.Hold{Kind: storage.HoldResource, Resource: "/subscriptions/none"}, "202501 keep 2,202503 keep 1,202611 keep 1", "cannot be matched against unparsed records"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.hold.Reason = "test"
+			h, err := f.store.AddHold(ctx, tc.hold)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.store.ReleaseHold(ctx, h.ID, "test done")
+			plan, err := f.store.PlanRetention(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := quarantineVerdicts(plan); got != tc.want {
+				t.Errorf("verdicts %s, want %s", got, tc.want)
+			}
+			reasons := strings.Join(plan.Quarantine[0].Reasons, "\n")
+			if tc.reason != "" && (!strings.Contains(reasons, "held: "+h.ID) || !strings.Contains(reasons, tc.reason)) {
+				t.Errorf("202501 reasons %q, want %q", plan.Quarantine[0].Reasons, tc.reason)
+			}
+			if tc.reason == "" {
+				return
+			}
+			// apply under the hold drops no quarantine record, and a
+			// held month named explicitly is refused.
+			_, err = f.store.ApplyRetention(ctx, cfg, storage.ApplyRetentionOptions{Verifier: f.verifier, Partitions: []string{"202501"}})
+			if !errors.Is(err, storage.ErrRetained) || !strings.Contains(err.Error(), "quarantine partition 202501 (2 records): held: "+h.ID) {
+				t.Fatalf("apply of a held quarantine month: %v", err)
+			}
+			res, err := f.store.ApplyRetention(ctx, cfg, storage.ApplyRetentionOptions{Verifier: f.verifier})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Quarantine) != 0 {
+				t.Fatalf("held quarantine purged: %+v", res.Quarantine)
+			}
+			if n := f.count(t, "SELECT count() FROM custody.quarantine"); n != 4 {
+				t.Fatalf("quarantine holds %d records under the hold, want 4", n)
+			}
+		})
+	}
+
+	// Within retention, even by name: refused, nothing dropped.
+	_, err = f.store.ApplyRetention(ctx, cfg, storage.ApplyRetentionOptions{Verifier: f.verifier, Partitions: []string{"202503"}})
+	if !errors.Is(err, storage.ErrRetained) || !strings.Contains(err.Error(), "quarantine partition 202503 (1 records): retained: quarantined records are kept until 2026-12-20") {
+		t.Fatalf("apply of a retained quarantine month: %v", err)
+	}
+
+	res, err := f.store.ApplyRetention(ctx, cfg, storage.ApplyRetentionOptions{Verifier: f.verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Quarantine) != 1 || res.Quarantine[0].Partition != "202501" || res.Quarantine[0].Rows != 2 || res.Quarantine[0].Actor != "records-officer" {
+		t.Fatalf("quarantine purged %+v, want 202501 with 2 records", res.Quarantine)
+	}
+	// The digest: SHA-256 over each record's raw SHA-256, in offset order.
+	d := sha256.New()
+	for _, raw := range jan {
+		s := sha256.Sum256(raw)
+		d.Write(s[:])
+	}
+	digest := hex.EncodeToString(d.Sum(nil))
+	if res.Quarantine[0].Digest != digest {
+		t.Errorf("digest %s, want %s", res.Quarantine[0].Digest, digest)
+	}
+	if n := f.count(t, "SELECT count() FROM custody.quarantine WHERE toYYYYMM(received_time) = 202501"); n != 0 {
+		t.Fatalf("quarantine 202501 still holds %d records", n)
+	}
+	if n := f.count(t, "SELECT count() FROM custody.quarantine"); n != 2 {
+		t.Fatalf("quarantine holds %d records after the purge, want 2 (202503, 202611)", n)
+	}
+	if n := f.count(t, "SELECT count() FROM custody.custody_log WHERE action = 'retention.purge' AND result = 'ok' AND actor = 'records-officer' AND position(detail, 'quarantine partition 202501 records=2 ') = 1 AND position(detail, '"+digest+"') > 0"); n != 1 {
+		t.Errorf("custody log has %d quarantine purge entries with the digest, want 1", n)
+	}
+	if n := f.count(t, "SELECT count() FROM custody.custody_log WHERE action = 'retention.purge' AND result = 'refused' AND position(detail, 'quarantine partition') = 1"); n != 4 {
+		t.Errorf("custody log has %d refused quarantine purges, want 4 (three held, one retained)", n)
+	}
+	if rep := f.verify(t); !rep.OK() {
+		t.Fatalf("verify after the quarantine purge: %v", rep.Findings)
+	}
+	// Nothing left to purge is not an error.
+	res, err = f.store.ApplyRetention(ctx, cfg, storage.ApplyRetentionOptions{Verifier: f.verifier})
+	if err != nil || len(res.Quarantine) != 0 {
+		t.Fatalf("second apply: %v %+v", err, res.Quarantine)
+	}
+}
+
+// TestRetentionPurgesFinishedChain: a chain that stopped receiving (a
+// finished archive stream) loses its last partition too once past
+// retention, and if the stream comes back it continues the same chain
+// and Merkle tree after the purge, from its recorded position.
+func TestRetentionPurgesFinishedChain(t *testing.T) {
+	ctx := context.Background()
+	f := newRetentionFixture(t)
+	f.seedMonth(t, "blob/finished", event.ServiceARM, "Administrative", time.Date(2025, 1, 10, 8, 0, 0, 0, time.UTC), 4, "")
+	f.seedMonth(t, "blob/finished", event.ServiceARM, "Administrative", time.Date(2025, 2, 10, 8, 0, 0, 0, time.UTC), 3, "")
+	f.seedMonth(t, "eh/p0", event.ServiceAKS, "kube-audit", time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC), 2, "")
+
+	plan, err := f.store.PlanRetention(ctx, storage.DefaultRetentionConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var purge []string
+	for _, pp := range plan.Purgeable() {
+		purge = append(purge, pp.Partition)
+	}
+	if strings.Join(purge, ",") != "202501,202502" {
+		t.Fatalf("purgeable %v, want 202501,202502 (the head of blob/finished too): %+v", purge, plan.Partitions)
+	}
+	res, err := f.store.ApplyRetention(ctx, storage.DefaultRetentionConfig(), storage.ApplyRetentionOptions{Verifier: f.verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != 2 || res.Records[1].FirstSeq != 5 || res.Records[1].LastSeq != 7 || res.Records[1].HeadSeq != 7 {
+		t.Fatalf("purge records %+v", res.Records)
+	}
+	if n := f.count(t, "SELECT count() FROM custody.events WHERE chain = 'blob/finished'"); n != 0 {
+		t.Fatalf("blob/finished keeps %d rows", n)
+	}
+	rep := f.verify(t)
+	if !rep.OK() || kinds(rep) != "purged,purged" || !hasFinding(rep, storage.KindPurged, "blob/finished", 5) {
+		t.Fatalf("verify after purging a whole chain: ok=%v %v", rep.OK(), rep.Findings)
+	}
+
+	// The stream's position survives the purge (source_positions is never
+	// purged): a restarted collector resumes after offset 7.
+	reopen := func() *storage.Store {
+		st, err := storage.Open(ctx, f.eng, storage.Options{Signer: f.signer, CheckpointDir: f.cpDir, Actor: "collector", Now: func() time.Time { return f.now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := reopen()
+	pos, err := st.Positions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos["blob/finished"] != 7 {
+		t.Fatalf("position of blob/finished after the purge: %d, want 7", pos["blob/finished"])
+	}
+
+	// The stream comes back with a replay of offsets 6..7 and two new
+	// records: the replay is skipped, the chain continues at seq 8.
+	b := storage.Batch{Stream: "blob/finished", Offset: 9}
+	for off := 6; off <= 9; off++ {
+		e := sampleEvent(off)
+		e.ID = fmt.Sprintf("blob/finished-%04d", off)
+		e.Service, e.Category = event.ServiceARM, "Administrative"
+		e.ReceivedTime = time.Date(2026, 11, 27, 8, off, 0, 0, time.UTC)
+		e.Time = e.ReceivedTime
+		b.Events = append(b.Events, storage.BatchEvent{Offset: int64(off), Event: e})
+	}
+	got, err := st.Append(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Stored != 2 || got.Skipped != 2 || got.Seq != 9 || got.Checkpoint == nil || got.Checkpoint.Size != 9 {
+		t.Fatalf("append after the purge: %+v", got)
+	}
+	if n := f.count(t, "SELECT min(seq) FROM custody.events WHERE chain = 'blob/finished'"); n != 8 {
+		t.Fatalf("chain restarted at seq %d, want 8", n)
+	}
+	// Appending again, through another fresh store (the head now comes
+	// from the rows), and verify: the purge is attested, no gap, the
+	// checkpoints at 9 and 10 extend the purged tree.
+	st = reopen()
+	e := sampleEvent(10)
+	e.ID, e.ReceivedTime = "blob/finished-0010", time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	if got, err = st.Append(ctx, storage.Batch{Stream: "blob/finished", Offset: 10, Events: []storage.BatchEvent{{Offset: 10, Event: e}}}); err != nil || got.Seq != 10 {
+		t.Fatalf("second append: %+v %v", got, err)
+	}
+	rep = f.verify(t)
+	if !rep.OK() || rep.Rows != 5 || kinds(rep) != "purged,purged" {
+		t.Fatalf("verify after resuming: ok=%v rows=%d %v", rep.OK(), rep.Rows, rep.Findings)
+	}
+
+	// Rows lost after a purge outside Custody are not papered over: the
+	// chain refuses to resume.
+	f.exec(t, "ALTER TABLE custody.events DELETE WHERE chain = 'blob/finished' SETTINGS mutations_sync = 2")
+	if _, err := reopen().Append(ctx, storage.Batch{Stream: "blob/finished", Offset: 11}); err == nil || !strings.Contains(err.Error(), "rows 8..10 are missing") {
+		t.Fatalf("resume over deleted rows: %v", err)
+	}
 }

@@ -364,11 +364,12 @@ func (s *Store) head(ctx context.Context, chain string) (*chainHead, error) {
 
 // loadHead rebuilds a chain head: the last row, the highest stored
 // offsets, and the Merkle range from the latest checkpoint plus the leaves
-// stored after it.
+// stored after it. A chain whose rows were all purged under retention
+// resumes from its newest purge record (see resumeAfterPurge).
 func (s *Store) loadHead(ctx context.Context, chain string, h *chainHead) error {
 	p := engine.Params{"chain": chain}
+	var n uint64
 	err := s.queryEach(ctx, "SELECT max(seq), argMax(hash, seq), max(source_offset), count() FROM "+s.db+".events WHERE chain = {chain:String}", p, func(r engine.Rows) error {
-		var n uint64
 		if err := r.Scan(&h.seq, &h.last, &h.eventsOffset, &n); err != nil {
 			return err
 		}
@@ -395,6 +396,12 @@ func (s *Store) loadHead(ctx context.Context, chain string, h *chainHead) error 
 	if err != nil {
 		return err
 	}
+	var purged *compact.Range
+	if n == 0 {
+		if purged, err = s.resumeAfterPurge(ctx, chain, h); err != nil {
+			return err
+		}
+	}
 	tree := rangeFactory.NewEmptyRange(0)
 	err = s.queryEach(ctx, "SELECT tree_size, compact_range FROM "+s.db+".checkpoints WHERE chain = {chain:String} AND tree_size <= {size:UInt64} ORDER BY tree_size DESC LIMIT 1",
 		engine.Params{"chain": chain, "size": fmt.Sprint(h.seq)}, func(r engine.Rows) error {
@@ -417,6 +424,9 @@ func (s *Store) loadHead(ctx context.Context, chain string, h *chainHead) error 
 		})
 	if err != nil {
 		return err
+	}
+	if purged != nil && tree.End() < purged.End() {
+		tree = purged
 	}
 	if tree.End() < h.seq {
 		err = s.queryEach(ctx, "SELECT seq, hash FROM "+s.db+".events WHERE chain = {chain:String} AND seq > {after:UInt64} ORDER BY seq",

@@ -32,7 +32,10 @@ func retentionCommand() *cli.Command {
 the minimum retention of its service and category, no legal hold matches
 any of its rows, and for every chain its rows come before everything that
 stays. Each purge is recorded with a signed checkpoint of the purged rows,
-so custody verify reports it instead of a gap.
+so custody verify reports it instead of a gap. A month of quarantined
+records (ones that could not be normalized) goes only past the longest
+minimum of any rule and while no legal hold could concern it; its purge is
+written to the custody log with a digest of the records.
 
    $ custody retention plan
    $ custody retention plan --policy retention.yaml --format json
@@ -183,6 +186,30 @@ func writePlan(w io.Writer, plan *storage.RetentionPlan, policy storage.Retentio
 		}
 	}
 	fmt.Fprintf(w, "\nwould purge %d of %d partitions, %d of %d rows\n", purge, len(plan.Partitions), purgeRows, rows)
+	if len(plan.Quarantine) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nquarantine (records that could not be normalized; kept for the longest minimum of any rule):\n")
+	var qRows, qPurgeRows uint64
+	var qPurge int
+	for _, qp := range plan.Quarantine {
+		verdict := "keep "
+		if qp.Purge {
+			verdict = "PURGE"
+			qPurge++
+			qPurgeRows += qp.Rows
+		}
+		qRows += qp.Rows
+		overdue := ""
+		if qp.Overdue {
+			overdue = ", OVERDUE"
+		}
+		fmt.Fprintf(w, "\n%s  %s  %d records, received %s to %s%s\n", qp.Partition, verdict, qp.Rows, qp.From.Format(time.DateOnly), qp.To.Format(time.DateOnly), overdue)
+		for _, r := range qp.Reasons {
+			fmt.Fprintf(w, "    %s\n", r)
+		}
+	}
+	fmt.Fprintf(w, "\nwould purge %d of %d quarantine partitions, %d of %d records\n", qPurge, len(plan.Quarantine), qPurgeRows, qRows)
 }
 
 func formatCounts(m map[string]uint64) string {
@@ -222,10 +249,22 @@ func runRetentionApply(ctx context.Context, st *storage.Store, opts retentionOpt
 			fmt.Fprintf(w, "    chain %s: seq %d..%d, %d rows\n", r.Chain, r.FirstSeq, r.LastSeq, r.Rows)
 		}
 	}
-	if len(res.Purged) == 0 {
-		fmt.Fprintf(w, "retention apply: nothing to purge (%d partitions kept; see custody retention plan)\n", len(res.Plan.Partitions))
+	for _, q := range res.Quarantine {
+		fmt.Fprintf(w, "purged quarantine partition %s: %d records (sha256 %s)\n", q.Partition, q.Rows, q.Digest)
+	}
+	if len(res.Purged) == 0 && len(res.Quarantine) == 0 {
+		fmt.Fprintf(w, "retention apply: nothing to purge (%d partitions kept; see custody retention plan)\n", len(res.Plan.Partitions)+len(res.Plan.Quarantine))
 		return nil
 	}
-	fmt.Fprintf(w, "retention apply: %d partitions, %d rows purged; custody verify reports them as purged\n", len(res.Purged), res.Rows)
+	if len(res.Purged) > 0 {
+		fmt.Fprintf(w, "retention apply: %d partitions, %d rows purged; custody verify reports them as purged\n", len(res.Purged), res.Rows)
+	}
+	if len(res.Quarantine) > 0 {
+		var n uint64
+		for _, q := range res.Quarantine {
+			n += q.Rows
+		}
+		fmt.Fprintf(w, "retention apply: %d quarantine partitions, %d records purged; recorded in the custody log\n", len(res.Quarantine), n)
+	}
 	return nil
 }
