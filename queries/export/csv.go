@@ -2,13 +2,15 @@ package export
 
 import (
 	"encoding/base64"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/custody-audit/custody/storage"
 )
@@ -22,79 +24,136 @@ func csvHeader() []string {
 	return append(h, b64Column)
 }
 
-// csvWriter writes rows as RFC 4180 records (comma, "\n" line ends,
-// quotes as needed).
-type csvWriter struct {
-	w      *csv.Writer
-	enc    jsonEncoder
-	record []string
-	buf    []byte
-	b64    []string
-}
+// CSV data files are RFC 4180 records (comma, "\n" line ends, quotes as
+// needed), byte for byte as encoding/csv writes them.
 
-func newCSVWriter(w io.Writer) (*csvWriter, error) {
-	cw := &csvWriter{w: csv.NewWriter(w), record: make([]string, len(columns)+1)}
-	if err := cw.w.Write(csvHeader()); err != nil {
-		return nil, fmt.Errorf("write csv header: %w", err)
+// writeCSVHeader writes the header record.
+func writeCSVHeader(w io.Writer) error {
+	var line []byte
+	for i, h := range csvHeader() {
+		if i > 0 {
+			line = append(line, ',')
+		}
+		line = appendCSVField(line, h)
 	}
-	return cw, nil
+	if _, err := w.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("write csv header: %w", err)
+	}
+	return nil
 }
 
-func (cw *csvWriter) write(r *storage.Row) error {
-	cw.b64 = cw.b64[:0]
+// csvEncoder encodes rows as CSV lines, reusing its scratch space.
+type csvEncoder struct {
+	enc jsonEncoder
+	b64 []string
+	tmp []byte
+}
+
+// appendLine appends r as one CSV record with its line end.
+func (ce *csvEncoder) appendLine(dst []byte, r *storage.Row) []byte {
+	ce.b64 = ce.b64[:0]
 	for i := range columns {
 		c := &columns[i]
-		var v string
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		// Only text columns can need quotes: numbers, times, IPs,
+		// base64 and hex never start with a space or hold a comma,
+		// quote or line end. Lists and maps are JSON and do.
 		switch c.kind {
 		case kString:
-			v = *c.str(r)
+			v := *c.str(r)
 			if needsB64(v, true) {
-				cw.b64 = append(cw.b64, c.name)
-				v = base64.StdEncoding.EncodeToString([]byte(v))
+				ce.b64 = append(ce.b64, c.name)
+				dst = base64.StdEncoding.AppendEncode(dst, []byte(v))
+			} else {
+				dst = appendCSVField(dst, v)
 			}
 		case kSeq:
-			v = strconv.FormatUint(r.Seq, 10)
+			dst = strconv.AppendUint(dst, r.Seq, 10)
 		case kInt64:
-			v = strconv.FormatInt(r.Offset, 10)
+			dst = strconv.AppendInt(dst, r.Offset, 10)
 		case kInt32:
-			v = strconv.FormatInt(int64(r.Event.StatusCode), 10)
+			dst = strconv.AppendInt(dst, int64(r.Event.StatusCode), 10)
 		case kTime:
+			t := r.Event.Time
 			if c.name == "received_time" {
-				v = formatTime(r.Event.ReceivedTime)
-			} else {
-				v = formatTime(r.Event.Time)
+				t = r.Event.ReceivedTime
 			}
+			dst = t.UTC().AppendFormat(dst, timeLayout)
 		case kIP:
-			v = ipString(r.Event.SourceIP)
+			dst = appendCSVField(dst, ipString(r.Event.SourceIP))
 		case kList:
 			l := r.Event.Tags
 			if c.name == "actor_groups" {
 				l = r.Event.Actor.Groups
 			}
-			cw.buf = cw.enc.appendList(cw.buf[:0], l)
-			v = string(cw.buf)
+			ce.tmp = ce.enc.appendList(ce.tmp[:0], l)
+			dst = appendCSVField(dst, unsafeString(ce.tmp))
 		case kMap:
-			cw.buf = cw.enc.appendMap(cw.buf[:0], r.Event.Attributes)
-			v = string(cw.buf)
+			ce.tmp = ce.enc.appendMap(ce.tmp[:0], r.Event.Attributes)
+			dst = appendCSVField(dst, unsafeString(ce.tmp))
 		case kBytes:
-			v = base64.StdEncoding.EncodeToString(r.Event.Raw)
+			dst = base64.StdEncoding.AppendEncode(dst, r.Event.Raw)
 		case kHash:
+			h := &r.Hash
 			if c.name == "prev_hash" {
-				v = hex.EncodeToString(r.PrevHash[:])
-			} else {
-				v = hex.EncodeToString(r.Hash[:])
+				h = &r.PrevHash
 			}
+			dst = hex.AppendEncode(dst, h[:])
 		}
-		cw.record[i] = v
 	}
-	cw.record[len(columns)] = strings.Join(cw.b64, ",")
-	return cw.w.Write(cw.record)
+	dst = append(dst, ',')
+	ce.tmp = ce.tmp[:0]
+	for i, n := range ce.b64 {
+		if i > 0 {
+			ce.tmp = append(ce.tmp, ',')
+		}
+		ce.tmp = append(ce.tmp, n...)
+	}
+	dst = appendCSVField(dst, unsafeString(ce.tmp))
+	return append(dst, '\n')
 }
 
-func (cw *csvWriter) close() error {
-	cw.w.Flush()
-	return cw.w.Error()
+// appendCSVField appends one field as encoding/csv's Writer does (Comma
+// ',', UseCRLF false).
+func appendCSVField(dst []byte, field string) []byte {
+	if !csvNeedsQuotes(field) {
+		return append(dst, field...)
+	}
+	dst = append(dst, '"')
+	for len(field) > 0 {
+		i := strings.IndexByte(field, '"')
+		if i < 0 {
+			return append(append(dst, field...), '"')
+		}
+		dst = append(dst, field[:i+1]...)
+		dst = append(dst, '"')
+		field = field[i+1:]
+	}
+	return append(dst, '"')
 }
+
+// csvNeedsQuotes is encoding/csv's fieldNeedsQuotes for Comma ','.
+func csvNeedsQuotes(field string) bool {
+	if field == "" {
+		return false
+	}
+	if field == `\.` {
+		return true
+	}
+	for i := 0; i < len(field); i++ {
+		if c := field[i]; c == '\n' || c == '\r' || c == '"' || c == ',' {
+			return true
+		}
+	}
+	r1, _ := utf8.DecodeRuneInString(field)
+	return unicode.IsSpace(r1)
+}
+
+// unsafeString views b as a string for the duration of a call that does
+// not keep it.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // decodeCSVRow parses one CSV record (without the header) into r.
 func decodeCSVRow(rec []string, r *storage.Row, index map[string]int) error {

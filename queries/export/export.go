@@ -19,7 +19,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -115,12 +114,6 @@ func (o *Options) check() error {
 	return nil
 }
 
-// rowWriter is one data format's writer.
-type rowWriter interface {
-	write(r *storage.Row) error
-	close() error
-}
-
 // Export writes a bundle of the selected events to opts.Dir. Nothing is
 // left in Dir when it fails.
 func Export(ctx context.Context, opts Options) (res *Result, err error) {
@@ -178,9 +171,6 @@ func Export(ctx context.Context, opts Options) (res *Result, err error) {
 	m.Files = []FileInfo{file}
 	m.Rows = file.Rows
 	for _, c := range chains {
-		if err := prove(ctx, opts, c); err != nil {
-			return nil, fmt.Errorf("prove chain %s: %w", c.Chain, err)
-		}
 		m.Chains = append(m.Chains, *c)
 	}
 	if m.Chains == nil {
@@ -359,77 +349,55 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	cw := &countingWriter{w: bw, h: sha256.New()}
-	var w rowWriter
+	var pw *parquetWriter
 	switch opts.Format {
 	case FormatCSV:
-		c, err := newCSVWriter(cw)
-		if err != nil {
+		if err := writeCSVHeader(cw); err != nil {
 			return nil, fi, err
 		}
-		w = c
 	case FormatParquet:
-		w = newParquetWriter(cw)
-	case FormatOCSF:
-		w = &jsonlWriter{w: cw, ocsf: true}
-	default:
-		w = &jsonlWriter{w: cw}
+		pw = newParquetWriter(cw)
 	}
 
-	rows, err := opts.Engine.Query(ctx, "SELECT "+storage.EventColumnList()+" FROM "+opts.Database+".events WHERE "+where+" ORDER BY chain, seq", p)
+	sorted, err := readRows(ctx, opts, where, p, total)
 	if err != nil {
-		return nil, fi, fmt.Errorf("read events: %w", err)
+		return nil, fi, err
 	}
-	defer rows.Close()
-	var (
-		r    storage.Row
-		cur  *Chain
-		n    uint64
-		last storage.Hash
-		text = opts.Format != FormatParquet
-	)
-	var hasher storage.Hasher
-	for rows.Next() {
-		r = storage.Row{}
-		if err := storage.ScanRow(rows, &r); err != nil {
-			return nil, fi, fmt.Errorf("read events: %w", err)
+	defer sorted.close()
+	chains, err = sorted.chainRuns()
+	if err != nil {
+		return nil, fi, err
+	}
+	// The proofs need the engine and the rows' order only: they are
+	// computed while the file is written. Either failing stops the other.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	proved := make(chan error, 1)
+	go func() {
+		err := proveAll(wctx, opts, chains)
+		if err != nil {
+			cancel()
 		}
-		if got := hasher.Hash(&r); got != r.Hash {
-			return nil, fi, fmt.Errorf("%w: chain %s seq %d no longer matches its hash: run custody verify", ErrStore, r.Chain, r.Seq)
-		}
-		if text {
-			if err := listsValid(&r); err != nil {
-				return nil, fi, fmt.Errorf("chain %s seq %d: %w; export it as parquet", r.Chain, r.Seq, err)
-			}
-		}
-		if cur == nil || cur.Chain != r.Chain {
-			closeRun(cur, last)
-			cur = &Chain{Chain: r.Chain}
-			chains = append(chains, cur)
-		}
-		switch k := len(cur.Runs); {
-		case k > 0 && cur.Runs[k-1].Last+1 == r.Seq:
-			cur.Runs[k-1].Last = r.Seq
-		case k > 0 && cur.Runs[k-1].Last >= r.Seq:
-			return nil, fi, fmt.Errorf("%w: chain %s holds seq %d twice or out of order: run custody verify", ErrStore, r.Chain, r.Seq)
-		default:
-			closeRun(cur, last)
-			cur.Runs = append(cur.Runs, Run{First: r.Seq, Last: r.Seq, PrevHash: hex.EncodeToString(r.PrevHash[:])})
-		}
-		last = r.Hash
-		cur.Rows++
-		if err := w.write(&r); err != nil {
-			return nil, fi, fmt.Errorf("write %s: %w", name, err)
-		}
-		n++
-		if opts.Progress != nil && n%4096 == 0 {
-			opts.Progress(n, max(n, total))
+		proved <- err
+	}()
+	n := len(sorted.refs)
+	progress := func(done int) {
+		if opts.Progress != nil {
+			// reading was the first half of the work
+			opts.Progress(half(n)+uint64(done)/2, uint64(n))
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fi, fmt.Errorf("read events: %w", err)
+	err = writeOrdered(wctx, sorted, opts.Format, cw, pw, progress)
+	if err == nil && pw != nil {
+		err = pw.close()
 	}
-	closeRun(cur, last)
-	if err := w.close(); err != nil {
+	if err != nil {
+		cancel()
+	}
+	if perr := <-proved; perr != nil && ctx.Err() == nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil, fi, perr // the writing was stopped by this
+	}
+	if err != nil {
 		return nil, fi, err
 	}
 	if err := bw.Flush(); err != nil {
@@ -439,43 +407,84 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 		return nil, fi, fmt.Errorf("sync %s: %w", name, err)
 	}
 	if opts.Progress != nil {
-		opts.Progress(n, n)
+		opts.Progress(uint64(n), uint64(n))
 	}
-	return chains, FileInfo{Name: name, SHA256: hex.EncodeToString(cw.h.Sum(nil)), Bytes: cw.n, Rows: n}, nil
+	return chains, FileInfo{Name: name, SHA256: hex.EncodeToString(cw.h.Sum(nil)), Bytes: cw.n, Rows: uint64(n)}, nil
 }
 
-// closeRun records the hash of the last row of c's open run.
-func closeRun(c *Chain, last storage.Hash) {
-	if c != nil && len(c.Runs) > 0 {
-		c.Runs[len(c.Runs)-1].LastHash = hex.EncodeToString(last[:])
+// readRows reads the selected rows in storage order (see order.go) and
+// returns them ready to be taken in chain and sequence order. Their
+// hashes are checked as they are written (writeOrdered).
+func readRows(ctx context.Context, opts Options, where string, p engine.Params, total uint64) (*rowSorter, error) {
+	rows, err := opts.Engine.Query(ctx, "SELECT "+storage.EventColumnList()+" FROM "+opts.Database+".events WHERE "+where, p)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
 	}
-}
-
-// jsonlWriter writes one JSON object per line: the row (jsonl), or the
-// OCSF document derived from it with the row under
-// unmapped.custody_record (ocsf).
-type jsonlWriter struct {
-	w    io.Writer
-	ocsf bool
-	enc  jsonEncoder
-	buf  []byte
-}
-
-func (j *jsonlWriter) write(r *storage.Row) error {
-	j.buf = j.enc.appendRow(j.buf[:0], r)
-	if j.ocsf {
-		b, err := ocsfLine(r, j.buf)
-		if err != nil {
-			return err
+	defer rows.Close()
+	s := newRowSorter(rowBufferBytes)
+	// Rows are scanned here and buffered by a second goroutine, a batch
+	// at a time, so that the two overlap.
+	scanned := make(chan []storage.Row, 1)
+	recycled := make(chan []storage.Row, 2)
+	recycled <- make([]storage.Row, 0, readBatchRows)
+	recycled <- make([]storage.Row, 0, readBatchRows)
+	added := make(chan error, 1)
+	go func() {
+		var err error
+		for batch := range scanned {
+			for i := range batch {
+				if err == nil {
+					err = s.add(&batch[i])
+				}
+			}
+			recycled <- batch[:0]
 		}
-		j.buf = append(j.buf[:0], b...)
+		added <- err
+	}()
+	readErr := func() error {
+		defer close(scanned)
+		batch := <-recycled
+		var n uint64
+		for rows.Next() {
+			batch = append(batch, storage.Row{})
+			if err := storage.ScanRow(rows, &batch[len(batch)-1]); err != nil {
+				return fmt.Errorf("read events: %w", err)
+			}
+			if len(batch) == cap(batch) {
+				scanned <- batch
+				batch = <-recycled
+			}
+			n++
+			if opts.Progress != nil && n%4096 == 0 {
+				opts.Progress(n/2, max(n, total))
+			}
+		}
+		scanned <- batch
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		return nil
+	}()
+	if err := errors.Join(readErr, <-added); err != nil {
+		s.close()
+		return nil, err
 	}
-	j.buf = append(j.buf, '\n')
-	_, err := j.w.Write(j.buf)
-	return err
+	if err := s.sort(); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
 }
 
-func (j *jsonlWriter) close() error { return nil }
+// readBatchRows is how many scanned rows are handed to the buffering
+// goroutine at a time.
+const readBatchRows = 256
+
+// half is n/2 for progress reports.
+func half(n int) uint64 { return uint64(n) / 2 }
 
 // ocsfRecordKey is where an OCSF line keeps the custody row.
 const ocsfRecordKey = "custody_record"
@@ -486,24 +495,6 @@ func ocsfDocument(r *storage.Row) map[string]any {
 	c := *r
 	normalizeRow(&c)
 	return normalize.OCSF(c.Event)
-}
-
-func ocsfLine(r *storage.Row, record []byte) ([]byte, error) {
-	doc := ocsfDocument(r)
-	um, ok := doc["unmapped"].(map[string]any)
-	if !ok {
-		um = map[string]any{}
-		doc["unmapped"] = um
-	}
-	if _, taken := um[ocsfRecordKey]; taken {
-		return nil, fmt.Errorf("chain %s seq %d: attribute %q collides with the OCSF record key", r.Chain, r.Seq, ocsfRecordKey)
-	}
-	um[ocsfRecordKey] = json.RawMessage(record)
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("encode OCSF event: %w", err)
-	}
-	return b, nil
 }
 
 // prove picks the first signed checkpoint covering the chain's last

@@ -414,6 +414,21 @@ func TestExportVerify(t *testing.T) {
 				"ocsf_mismatch: events.ocsf.jsonl line 4: chain acr/0 seq 4: OCSF fields status differ",
 				"file_altered: events.ocsf.jsonl: SHA-256",
 			}},
+			{"edit the row inside an OCSF line", "ocsf", nil, func(t *testing.T, dir string) {
+				editLine(t, dir, "events.ocsf.jsonl", 4, func(l string) string {
+					return strings.Replace(l, `"event_id":"acr-0003"`, `"event_id":"acr-9999"`, 1)
+				})
+			}, []string{
+				"modified: events.ocsf.jsonl line 4: chain acr/0 seq 4: the row's fields hash to",
+				"ocsf_mismatch: events.ocsf.jsonl line 4: chain acr/0 seq 4: OCSF fields metadata differ",
+				"file_altered: events.ocsf.jsonl: SHA-256",
+			}},
+			{"reformat an OCSF line", "ocsf", nil, func(t *testing.T, dir string) {
+				editLine(t, dir, "events.ocsf.jsonl", 7, func(l string) string { return strings.Replace(l, `":`, `": `, 3) })
+			}, []string{
+				// the same document: only the file's digest tells
+				"file_altered: events.ocsf.jsonl: SHA-256",
+			}},
 			{"edit the manifest", "jsonl", nil, func(t *testing.T, dir string) {
 				b := readFile(t, dir, export.ManifestFile)
 				writeFile(t, dir, export.ManifestFile, bytes.Replace(b, []byte(`"auditor@test"`), []byte(`"someone@else"`), 1))
@@ -563,4 +578,51 @@ func rowFromJSON(t *testing.T, line string) storage.Row {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestExportRefusesAlteredStore checks that a stored row no longer
+// matching its hash fails the export in every format, leaving nothing
+// behind.
+func TestExportRefusesAlteredStore(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.eng.Exec(ctx, "ALTER TABLE custody.events UPDATE reason = 'forged' WHERE chain = 'aks/0' AND seq = 12 SETTINGS mutations_sync = 2", nil); err != nil {
+		t.Fatal(err)
+	}
+	from, to := window(0, 60)
+	for _, format := range export.Formats() {
+		t.Run(format, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "bundle")
+			_, err := export.Export(ctx, export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
+			if !errors.Is(err, export.ErrStore) || !strings.Contains(err.Error(), "chain aks/0 seq 12 no longer matches its hash") {
+				t.Fatalf("export of an altered store: %v", err)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a failed export left %s behind (%v)", dir, err)
+			}
+		})
+	}
+}
+
+// TestExportNeedsCheckpoints checks that rows no signed checkpoint covers
+// fail the export (their proof cannot be made), leaving nothing behind.
+func TestExportNeedsCheckpoints(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.eng.Exec(ctx, "ALTER TABLE custody.checkpoints DELETE WHERE chain = 'acr/0' SETTINGS mutations_sync = 2", nil); err != nil {
+		t.Fatal(err)
+	}
+	from, to := window(0, 60)
+	for _, format := range export.Formats() {
+		t.Run(format, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "bundle")
+			_, err := export.Export(ctx, export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
+			if err == nil || !strings.Contains(err.Error(), "prove chain acr/0: no signed checkpoint covers seq 8") {
+				t.Fatalf("export of unattested rows: %v", err)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a failed export left %s behind (%v)", dir, err)
+			}
+		})
+	}
 }

@@ -278,6 +278,7 @@ type lineDecoder struct {
 	hasher storage.Hasher // reused across the lines this decoder checks
 	enc    jsonEncoder
 	buf    []byte
+	line   []byte // an OCSF line derived from a row
 	index  map[string]int
 }
 

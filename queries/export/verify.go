@@ -485,6 +485,11 @@ func decodeLine(d *lineDecoder, format string, n uint64, line []byte) lineResult
 		res.computed = d.hasher.Hash(r)
 		return res
 	}
+	if d.canonicalOCSF(line, r) {
+		res.computed = d.hasher.Hash(r)
+		return res
+	}
+	*r = storage.Row{}
 	got, rec, err := splitOCSF(line)
 	if err != nil {
 		res.malformed = err

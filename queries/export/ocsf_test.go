@@ -1,0 +1,91 @@
+package export
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/storage"
+)
+
+// marshalOCSFLine is the reference: the OCSF line as json.Marshal writes
+// it, which appendOCSFLine must reproduce byte for byte.
+func marshalOCSFLine(t *testing.T, r *storage.Row, record []byte) []byte {
+	t.Helper()
+	doc := ocsfDocument(r)
+	um, ok := doc["unmapped"].(map[string]any)
+	if !ok {
+		um = map[string]any{}
+		doc["unmapped"] = um
+	}
+	um[ocsfRecordKey] = json.RawMessage(record)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestOCSFLineMatchesEncodingJSON(t *testing.T) {
+	tricky := "<b>&amp; \"q\" back\\ \b\f\n\r\t \x00\x1f\x7f ü \u2028\u2029 \xff\xfe end"
+	base := event.Event{ID: "id-1", Time: time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC), ReceivedTime: time.Date(2026, 11, 27, 10, 0, 1, 0, time.UTC),
+		Service: event.ServiceAKS, Category: "kube-audit", SourceKind: "eventhubs", SourceFormat: "resource-log", SourcePosition: "0/1",
+		TenantID: "t", SubscriptionID: "s", ResourceGroup: "rg", Provider: "Microsoft.ContainerService", ResourceType: "managedClusters",
+		ResourceName: "aks1", ResourceID: "/subscriptions/s/x", Actor: event.Actor{Name: "alice", ObjectID: "oid", Type: event.ActorUser, Groups: []string{"g<1>", tricky}},
+		SourceIP: netip.MustParseAddr("203.0.113.7"), UserAgent: "kubectl & co", Action: "k8s:pods/exec:create", ActionClass: event.ClassExec,
+		Target:  event.Target{Resource: "pods", Subresource: "exec", Namespace: "prod", Name: "web", Image: "img"},
+		Outcome: event.OutcomeSuccess, StatusCode: 101, Reason: tricky, CorrelationID: "c", RequestID: "r",
+		Tags: []string{event.TagExecIntoContainer}, Attributes: map[string]string{"k8s.stage": "ResponseComplete", "tab\tkey": tricky, "<k>": "&"},
+		Raw: []byte(`{"a":"` + tricky + `"}`), RawFormat: "json"}
+	login := base
+	login.ActionClass, login.Action, login.Tags, login.Attributes, login.Actor.Groups = event.ClassLogin, "acr:login", nil, nil, nil
+	acr := base
+	acr.Service, acr.Target, acr.StatusCode, acr.Outcome = event.ServiceACR, event.Target{Repository: "repo", Digest: "sha256:x"}, 0, event.OutcomeFailure
+	bare := event.Event{Time: time.Unix(0, 0).UTC(), ReceivedTime: time.Unix(0, 0).UTC()}
+	for name, e := range map[string]event.Event{"exec": base, "login": login, "acr": acr, "bare": bare} {
+		t.Run(name, func(t *testing.T) {
+			r := storage.Row{Chain: "aks/0", Seq: 3, Event: e}
+			var enc jsonEncoder
+			record := enc.appendRow(nil, &r)
+			want := marshalOCSFLine(t, &r, record)
+			got, err := appendOCSFLine(nil, &r, record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("OCSF line differs from encoding/json's:\ngot  %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+func TestOCSFValueFallsBackToEncodingJSON(t *testing.T) {
+	v := map[string]any{"f": 1.5e21, "n": nil, "l": []any{1, "x"}, "u": uint64(1 << 63), "b": true, "i32": int32(-4), "s": []string(nil)}
+	got, err := appendOCSFValue(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(v)
+	if !bytes.Equal(got, want) {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func TestOCSFRecordIn(t *testing.T) {
+	cases := []struct{ line, want string }{
+		{`{"a":1,"unmapped":{"custody_record":{"x":"}\"{","y":[1,{"z":"\\"}]},"k":"v"}}`, `{"x":"}\"{","y":[1,{"z":"\\"}]}`},
+		{`{"unmapped":{"custody_record":{}}}`, `{}`},
+		{`{"note":"\"custody_record\":{\"fake\":1}","unmapped":{"custody_record":{"real":2}}}`, `{"real":2}`},
+		{`{"unmapped":{"custody_record":{"open":"`, ""},
+		{`{"unmapped":{"other":{}}}`, ""},
+	}
+	for _, c := range cases {
+		got, ok := ocsfRecordIn([]byte(c.line))
+		if string(got) != c.want || ok != (c.want != "") {
+			t.Errorf("ocsfRecordIn(%s) = %s, %v; want %s", c.line, got, ok, c.want)
+		}
+	}
+}

@@ -1,0 +1,345 @@
+package export
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/storage"
+)
+
+// A bundle lists rows ordered by chain, then sequence number, but the
+// events table is stored in its forensic order (day, service, actor,
+// time). Having the engine sort the wide rows costs it several times
+// more than reading them, so the rows are read in storage order, kept in
+// a compact binary form (in memory up to rowBufferBytes, then in an
+// unlinked temporary file) and ordered here by a narrow index.
+
+// rowBufferBytes bounds the encoded rows an export holds in memory; the
+// rest goes to a temporary file.
+const rowBufferBytes = 256 << 20
+
+// rowBlock is the size of the in-memory blocks encoded rows are packed
+// into (a row larger than that gets a block of its own).
+const rowBlock = 4 << 20
+
+// rowRef locates one encoded row: the chain (an index into the sorter's
+// chain names), its sequence number, and where its bytes are.
+type rowRef struct {
+	chain uint32
+	n     uint32 // encoded length
+	seq   uint64
+	off   int64 // block<<32 | offset in memory; file offset when file is set
+	file  bool
+}
+
+// rowSorter collects rows and returns them ordered by chain, then seq.
+type rowSorter struct {
+	// limit is how many encoded bytes are kept in memory.
+	limit  int
+	chains map[string]uint32
+	names  []string
+	refs   []rowRef
+	blocks [][]byte // only ever appended to: rows handed out are views of them
+	mem    int      // bytes held in blocks
+	tmp    *os.File
+	tw     *bufio.Writer
+	toff   int64
+	enc    []byte
+}
+
+// newRowSorter keeps up to limit bytes of encoded rows in memory.
+func newRowSorter(limit int) *rowSorter {
+	return &rowSorter{limit: limit, chains: map[string]uint32{}}
+}
+
+// add stores a copy of r.
+func (s *rowSorter) add(r *storage.Row) error {
+	id, ok := s.chains[r.Chain]
+	if !ok {
+		id = uint32(len(s.names))
+		s.chains[r.Chain] = id
+		s.names = append(s.names, r.Chain)
+	}
+	s.enc = encodeRow(s.enc[:0], r)
+	ref := rowRef{chain: id, seq: r.Seq, n: uint32(len(s.enc))}
+	if s.mem+len(s.enc) <= s.limit {
+		k := len(s.blocks) - 1
+		if k < 0 || len(s.blocks[k])+len(s.enc) > cap(s.blocks[k]) {
+			s.blocks = append(s.blocks, make([]byte, 0, max(rowBlock, len(s.enc))))
+			k++
+		}
+		ref.off = int64(k)<<32 | int64(len(s.blocks[k]))
+		s.blocks[k] = append(s.blocks[k], s.enc...)
+		s.mem += len(s.enc)
+	} else {
+		if s.tmp == nil {
+			f, err := os.CreateTemp("", "custody-export-*")
+			if err != nil {
+				return fmt.Errorf("create temporary file: %w", err)
+			}
+			// unlinked at once: nothing is left behind, however the
+			// export ends
+			_ = os.Remove(f.Name())
+			s.tmp, s.tw = f, bufio.NewWriterSize(f, 1<<20)
+		}
+		if _, err := s.tw.Write(s.enc); err != nil {
+			return fmt.Errorf("write temporary file: %w", err)
+		}
+		ref.off, ref.file = s.toff, true
+		s.toff += int64(len(s.enc))
+	}
+	s.refs = append(s.refs, ref)
+	return nil
+}
+
+// sort orders the rows by chain, then seq, and makes them readable.
+func (s *rowSorter) sort() error {
+	rank := make([]uint32, len(s.names)) // chain id -> position in name order
+	order := make([]uint32, len(s.names))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(s.names[a], s.names[b]) })
+	for pos, id := range order {
+		rank[id] = uint32(pos)
+	}
+	slices.SortFunc(s.refs, func(a, b rowRef) int {
+		if a.chain != b.chain {
+			return int(rank[a.chain]) - int(rank[b.chain])
+		}
+		switch {
+		case a.seq < b.seq:
+			return -1
+		case a.seq > b.seq:
+			return 1
+		}
+		return 0
+	})
+	if s.tw != nil {
+		if err := s.tw.Flush(); err != nil {
+			return fmt.Errorf("write temporary file: %w", err)
+		}
+	}
+	return nil
+}
+
+// row decodes the i-th row in order into r.
+func (s *rowSorter) row(i int, r *storage.Row) error {
+	ref := s.refs[i]
+	var b []byte
+	if ref.file {
+		// a buffer of its own: the row's strings are views of it
+		b = make([]byte, ref.n)
+		if _, err := s.tmp.ReadAt(b, ref.off); err != nil {
+			return fmt.Errorf("read temporary file: %w", err)
+		}
+	} else {
+		blk, at := ref.off>>32, ref.off&(1<<32-1)
+		b = s.blocks[blk][at : at+int64(ref.n)]
+	}
+	return decodeRow(b, r)
+}
+
+// hashes returns the prev_hash and hash of the i-th row in order without
+// decoding the rest of it.
+func (s *rowSorter) hashes(i int) (prev, hash storage.Hash, err error) {
+	ref := s.refs[i]
+	if ref.n < hashesEnd {
+		return prev, hash, errBadRow
+	}
+	var b [2 * len(storage.Hash{})]byte
+	if ref.file {
+		if _, err := s.tmp.ReadAt(b[:], ref.off+hashesAt); err != nil {
+			return prev, hash, fmt.Errorf("read temporary file: %w", err)
+		}
+	} else {
+		blk, at := ref.off>>32, ref.off&(1<<32-1)
+		copy(b[:], s.blocks[blk][at+hashesAt:at+hashesEnd])
+	}
+	copy(prev[:], b[:32])
+	copy(hash[:], b[32:])
+	return prev, hash, nil
+}
+
+// close releases the rows.
+func (s *rowSorter) close() {
+	s.blocks, s.refs = nil, nil
+	if s.tmp != nil {
+		_ = s.tmp.Close()
+		s.tmp = nil
+	}
+}
+
+// encodeRow appends r in a private binary form (uvarint-prefixed strings,
+// fixed-width numbers) that decodeRow reads back field for field.
+func encodeRow(dst []byte, r *storage.Row) []byte {
+	e := &r.Event
+	t := &e.Target
+	str := func(s string) {
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	list := func(l []string) {
+		if l == nil {
+			dst = append(dst, 0)
+			return
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(l))+1)
+		for _, s := range l {
+			str(s)
+		}
+	}
+	tm := func(t time.Time) {
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(t.Unix()))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(t.Nanosecond()))
+	}
+	dst = binary.LittleEndian.AppendUint64(dst, r.Seq)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Offset))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(e.StatusCode))
+	tm(e.Time)
+	tm(e.ReceivedTime)
+	dst = append(dst, r.PrevHash[:]...) // at hashesAt
+	dst = append(dst, r.Hash[:]...)
+	ip, _ := e.SourceIP.MarshalBinary()
+	dst = binary.AppendUvarint(dst, uint64(len(ip)))
+	dst = append(dst, ip...)
+	for _, s := range [...]string{r.Chain, e.ID, string(e.Service), e.Category, e.SourceKind, e.SourceFormat, e.SourcePosition,
+		e.TenantID, e.SubscriptionID, e.ResourceGroup, e.Provider, e.ResourceType, e.ResourceName, e.ResourceID,
+		e.Actor.Name, e.Actor.ObjectID, string(e.Actor.Type), e.Actor.AppID, e.Actor.ImpersonatedBy,
+		e.UserAgent, e.Action, string(e.ActionClass),
+		t.APIGroup, t.Resource, t.Subresource, t.Namespace, t.Name, t.Repository, t.Tag, t.Digest, t.ContainerGroup, t.Container, t.Image,
+		string(e.Outcome), e.Reason, e.CorrelationID, e.RequestID, e.RawFormat} {
+		str(s)
+	}
+	list(e.Actor.Groups)
+	list(e.Tags)
+	if e.Attributes == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(e.Attributes))+1)
+		for k, v := range e.Attributes {
+			str(k)
+			str(v)
+		}
+	}
+	if e.Raw == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(e.Raw))+1)
+		dst = append(dst, e.Raw...)
+	}
+	return dst
+}
+
+var errBadRow = errors.New("corrupt buffered row")
+
+// hashesAt and hashesEnd bound prev_hash and hash in an encoded row.
+const (
+	hashesAt  = 44
+	hashesEnd = hashesAt + 64
+)
+
+// decodeRow reads a row written by encodeRow. The row's strings and raw
+// bytes are views of b, which must not change while the row is in use.
+func decodeRow(b []byte, r *storage.Row) error {
+	if len(b) < hashesEnd+1 {
+		return errBadRow
+	}
+	*r = storage.Row{}
+	e := &r.Event
+	t := &e.Target
+	r.Seq = binary.LittleEndian.Uint64(b)
+	r.Offset = int64(binary.LittleEndian.Uint64(b[8:]))
+	e.StatusCode = int32(binary.LittleEndian.Uint32(b[16:]))
+	e.Time = time.Unix(int64(binary.LittleEndian.Uint64(b[20:])), int64(binary.LittleEndian.Uint32(b[28:]))).UTC()
+	e.ReceivedTime = time.Unix(int64(binary.LittleEndian.Uint64(b[32:])), int64(binary.LittleEndian.Uint32(b[40:]))).UTC()
+	copy(r.PrevHash[:], b[hashesAt:hashesAt+32])
+	copy(r.Hash[:], b[hashesAt+32:hashesEnd])
+	p := hashesEnd
+	ipn, k := binary.Uvarint(b[p:])
+	if k <= 0 || ipn > uint64(len(b)-p-k) {
+		return errBadRow
+	}
+	p += k
+	if ipn > 0 {
+		if err := e.SourceIP.UnmarshalBinary(b[p : p+int(ipn)]); err != nil {
+			return errBadRow
+		}
+	}
+	p += int(ipn)
+	all := unsafe.String(unsafe.SliceData(b), len(b))
+	bad := false
+	uv := func() uint64 {
+		v, n := binary.Uvarint(b[p:])
+		if n <= 0 {
+			bad = true
+			return 0
+		}
+		p += n
+		return v
+	}
+	str := func() string {
+		l := uv()
+		if bad || l > uint64(len(b)-p) {
+			bad = true
+			return ""
+		}
+		s := all[p : p+int(l)]
+		p += int(l)
+		return s
+	}
+	var service, actorType, class, outcome string
+	for _, f := range [...]*string{&r.Chain, &e.ID, &service, &e.Category, &e.SourceKind, &e.SourceFormat, &e.SourcePosition,
+		&e.TenantID, &e.SubscriptionID, &e.ResourceGroup, &e.Provider, &e.ResourceType, &e.ResourceName, &e.ResourceID,
+		&e.Actor.Name, &e.Actor.ObjectID, &actorType, &e.Actor.AppID, &e.Actor.ImpersonatedBy,
+		&e.UserAgent, &e.Action, &class,
+		&t.APIGroup, &t.Resource, &t.Subresource, &t.Namespace, &t.Name, &t.Repository, &t.Tag, &t.Digest, &t.ContainerGroup, &t.Container, &t.Image,
+		&outcome, &e.Reason, &e.CorrelationID, &e.RequestID, &e.RawFormat} {
+		*f = str()
+	}
+	e.Service, e.Actor.Type, e.ActionClass, e.Outcome = event.Service(service), event.ActorType(actorType), event.ActionClass(class), event.Outcome(outcome)
+	list := func() []string {
+		n := uv()
+		if n-1 > uint64(len(b)-p) && n > 0 {
+			bad = true
+		}
+		if bad || n == 0 {
+			return nil
+		}
+		l := make([]string, n-1)
+		for i := range l {
+			l[i] = str()
+		}
+		return l
+	}
+	e.Actor.Groups = list()
+	e.Tags = list()
+	if n := uv(); n > 0 && n-1 > uint64(len(b)-p) {
+		bad = true
+	} else if n > 0 && !bad {
+		e.Attributes = make(map[string]string, n-1)
+		for i := uint64(1); i < n; i++ {
+			k := str()
+			e.Attributes[k] = str()
+		}
+	}
+	if n := uv(); n > 0 && !bad {
+		if n-1 > uint64(len(b)-p) {
+			return errBadRow
+		}
+		e.Raw = b[p : p+int(n-1) : p+int(n-1)]
+		p += int(n - 1)
+	}
+	if bad || p != len(b) {
+		return errBadRow
+	}
+	return nil
+}

@@ -1,0 +1,247 @@
+package export
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/custody-audit/custody/storage"
+)
+
+// Once the rows are read and ordered, the engine is free and the machine's
+// cores are the Go side's: the chains' range proofs (engine queries and
+// Merkle hashing) are computed while the data file is written, and the
+// lines of the text formats are encoded by several goroutines, then
+// written in order.
+
+// chainRuns returns the chains of the ordered rows with their runs, as
+// the manifest lists them. A sequence number held twice is an error.
+func (s *rowSorter) chainRuns() ([]*Chain, error) {
+	var (
+		chains []*Chain
+		cur    *Chain
+		prev   int // index of the previous row
+	)
+	closeRun := func() error {
+		if cur == nil || len(cur.Runs) == 0 {
+			return nil
+		}
+		_, h, err := s.hashes(prev)
+		if err != nil {
+			return err
+		}
+		cur.Runs[len(cur.Runs)-1].LastHash = hex.EncodeToString(h[:])
+		return nil
+	}
+	for i, ref := range s.refs {
+		name := s.names[ref.chain]
+		if cur == nil || cur.Chain != name {
+			if err := closeRun(); err != nil {
+				return nil, err
+			}
+			cur = &Chain{Chain: name}
+			chains = append(chains, cur)
+		}
+		switch k := len(cur.Runs); {
+		case k > 0 && cur.Runs[k-1].Last+1 == ref.seq:
+			cur.Runs[k-1].Last = ref.seq
+		case k > 0 && cur.Runs[k-1].Last >= ref.seq:
+			return nil, fmt.Errorf("%w: chain %s holds seq %d twice or out of order: run custody verify", ErrStore, name, ref.seq)
+		default:
+			if err := closeRun(); err != nil {
+				return nil, err
+			}
+			ph, _, err := s.hashes(i)
+			if err != nil {
+				return nil, err
+			}
+			cur.Runs = append(cur.Runs, Run{First: ref.seq, Last: ref.seq, PrevHash: hex.EncodeToString(ph[:])})
+		}
+		cur.Rows++
+		prev = i
+	}
+	if err := closeRun(); err != nil {
+		return nil, err
+	}
+	return chains, nil
+}
+
+// proveAll computes every chain's range proof.
+func proveAll(ctx context.Context, opts Options, chains []*Chain) error {
+	for _, c := range chains {
+		if err := prove(ctx, opts, c); err != nil {
+			return fmt.Errorf("prove chain %s: %w", c.Chain, err)
+		}
+	}
+	return nil
+}
+
+// lineEncoder encodes a row as one line of a text format, line end
+// included.
+type lineEncoder interface {
+	appendLine(dst []byte, r *storage.Row) ([]byte, error)
+}
+
+type jsonlLines struct{ enc jsonEncoder }
+
+func (j *jsonlLines) appendLine(dst []byte, r *storage.Row) ([]byte, error) {
+	return append(j.enc.appendRow(dst, r), '\n'), nil
+}
+
+type ocsfLines struct {
+	enc    jsonEncoder
+	record []byte
+}
+
+func (o *ocsfLines) appendLine(dst []byte, r *storage.Row) ([]byte, error) {
+	o.record = o.enc.appendRow(o.record[:0], r)
+	dst, err := appendOCSFLine(dst, r, o.record)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, '\n'), nil
+}
+
+type csvLines struct{ enc csvEncoder }
+
+func (c *csvLines) appendLine(dst []byte, r *storage.Row) ([]byte, error) {
+	return c.enc.appendLine(dst, r), nil
+}
+
+// newLineEncoder returns the line encoder of a text format.
+func newLineEncoder(format string) lineEncoder {
+	switch format {
+	case FormatCSV:
+		return &csvLines{}
+	case FormatOCSF:
+		return &ocsfLines{}
+	}
+	return &jsonlLines{}
+}
+
+// writeBatch is a run of ordered rows checked and encoded by one worker:
+// into lines (text formats) or decoded rows (Parquet, whose writer is
+// sequential).
+type writeBatch struct {
+	from, to int
+	out      []byte
+	rows     []storage.Row
+	err      error
+	done     chan struct{}
+}
+
+// writeBatchRows is how many rows a worker handles at a time.
+const writeBatchRows = 512
+
+// checkRow refuses a row that no longer matches its hash, and, for the
+// text formats, one whose lists or maps a text format cannot carry.
+func checkRow(h *storage.Hasher, r *storage.Row, text bool) error {
+	if got := h.Hash(r); got != r.Hash {
+		return fmt.Errorf("%w: chain %s seq %d no longer matches its hash: run custody verify", ErrStore, r.Chain, r.Seq)
+	}
+	if text {
+		if err := listsValid(r); err != nil {
+			return fmt.Errorf("chain %s seq %d: %w; export it as parquet", r.Chain, r.Seq, err)
+		}
+	}
+	return nil
+}
+
+// writeOrdered checks the ordered rows and writes them in the format of
+// opts: text lines to w, or rows through pw when it is set. GOMAXPROCS
+// goroutines decode, check and encode batches of rows; they are written
+// in order. progress is called with the rows written.
+func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer, pw *parquetWriter, progress func(n int)) error {
+	name := dataFileName(format)
+	workers := max(1, runtime.GOMAXPROCS(0))
+	work := make(chan *writeBatch, workers)
+	order := make(chan *writeBatch, 2*workers)
+	// free recycles the batches' line buffers: a batch of lines is
+	// megabytes, and growing a fresh one every time costs more than
+	// encoding it.
+	free := make(chan []byte, 3*workers)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			enc := newLineEncoder(format)
+			var h storage.Hasher
+			var r storage.Row
+			for b := range work {
+				select {
+				case b.out = <-free:
+				default:
+				}
+				if pw != nil {
+					b.rows = make([]storage.Row, 0, b.to-b.from)
+				}
+				for i := b.from; i < b.to && b.err == nil && !stop.Load(); i++ {
+					if b.err = s.row(i, &r); b.err != nil {
+						break
+					}
+					if b.err = checkRow(&h, &r, pw == nil); b.err != nil {
+						break
+					}
+					if pw != nil {
+						b.rows = append(b.rows, r)
+						continue
+					}
+					if b.out, b.err = enc.appendLine(b.out, &r); b.err != nil {
+						b.err = fmt.Errorf("write %s: %w", name, b.err)
+					}
+				}
+				close(b.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(order)
+		defer close(work)
+		for from := 0; from < len(s.refs) && !stop.Load(); from += writeBatchRows {
+			b := &writeBatch{from: from, to: min(from+writeBatchRows, len(s.refs)), done: make(chan struct{})}
+			work <- b
+			order <- b
+		}
+	}()
+	var err error
+	for b := range order {
+		<-b.done
+		if err != nil {
+			continue // draining after a failure
+		}
+		switch {
+		case b.err != nil:
+			err = b.err
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case pw != nil:
+			for i := range b.rows {
+				if err = pw.write(&b.rows[i]); err != nil {
+					err = fmt.Errorf("write %s: %w", name, err)
+					break
+				}
+			}
+		default:
+			if _, werr := w.Write(b.out); werr != nil {
+				err = fmt.Errorf("write %s: %w", name, werr)
+			}
+		}
+		if err != nil {
+			stop.Store(true)
+			continue
+		}
+		select {
+		case free <- b.out[:0]:
+		default:
+		}
+		progress(b.to)
+	}
+	wg.Wait()
+	return err
+}
