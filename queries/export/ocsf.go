@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	gojson "github.com/goccy/go-json"
 
@@ -113,60 +112,8 @@ func appendOCSFValue(dst []byte, v any) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// appendHTMLSafeString appends s as encoding/json writes a string:
-// quotes, backslash and control characters escaped (\b \f \n \r \t by
-// name), <, > and & escaped, invalid UTF-8 replaced by U+FFFD, and
-// U+2028 and U+2029 escaped.
-func appendHTMLSafeString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+// appendHTMLSafeString appends s as encoding/json writes a string.
+func appendHTMLSafeString(dst []byte, s string) []byte { return appendJSONText(dst, s, true) }
 
 // appendHTMLEscaped appends compact JSON b with <, > and & escaped, as
 // json.Marshal writes a json.RawMessage holding compact JSON whose strings

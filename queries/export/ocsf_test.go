@@ -89,3 +89,15 @@ func TestOCSFRecordIn(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONStringForms pins the export-v1 string form (jsonl lines) beside
+// the encoding/json one (OCSF lines): one escaper writes both.
+func TestJSONStringForms(t *testing.T) {
+	in := "<&> \"\\ \b\f\n\r\t \x00 ü \u2028"
+	if got, want := string(appendJSONString(nil, in)), `"<&> \"\\ \u0008\u000c\n\r\t \u0000 ü \u2028"`; got != want {
+		t.Errorf("export-v1 form %s, want %s", got, want)
+	}
+	if got, want := string(appendHTMLSafeString(nil, in)), `"\u003c\u0026\u003e \"\\ \b\f\n\r\t \u0000 ü \u2028"`; got != want {
+		t.Errorf("encoding/json form %s, want %s", got, want)
+	}
+}
