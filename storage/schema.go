@@ -221,9 +221,14 @@ func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor s
 			}
 			continue
 		}
+		detail := fmt.Sprintf("applied %04d_%s", m.Version, m.Name)
 		for i, s := range m.Statements {
-			if err := eng.Exec(ctx, s, nil); err != nil {
+			skipped, err := execMigrationStatement(ctx, eng, s)
+			if err != nil {
 				return done, fmt.Errorf("apply migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+			}
+			if skipped {
+				detail += fmt.Sprintf("; statement %d skipped, a setting this server does not know: %s", i+1, s)
 			}
 		}
 		now := engine.Params{"v": strconv.Itoa(m.Version), "n": m.Name, "c": m.Checksum, "at": formatTime(time.Now())}
@@ -231,11 +236,28 @@ func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor s
 			return done, fmt.Errorf("record migration %04d: %w", m.Version, err)
 		}
 		done = append(done, m.Version)
-		if err := writeCustodyLog(ctx, eng, db, actor, "schema.migrate", fmt.Sprintf("applied %04d_%s", m.Version, m.Name), "ok"); err != nil {
+		if err := writeCustodyLog(ctx, eng, db, actor, "schema.migrate", detail, "ok"); err != nil {
 			return done, err
 		}
 	}
 	return done, nil
+}
+
+// modifySetting matches a statement that only tunes a table setting.
+var modifySetting = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+\S+(\s+ON\s+CLUSTER\s+\S+)?\s+MODIFY\s+SETTING\s`)
+
+// execMigrationStatement runs one migration statement. A statement that
+// only tunes a table setting (ALTER TABLE ... MODIFY SETTING) is skipped,
+// reported by skipped, when the server does not know the setting: tuning
+// that newer ClickHouse versions offer must not stop a store on an older
+// server from opening, and the table works the same without it. Any other
+// failure is an error.
+func execMigrationStatement(ctx context.Context, eng engine.Engine, stmt string) (skipped bool, err error) {
+	err = eng.Exec(ctx, stmt, nil)
+	if err != nil && modifySetting.MatchString(stmt) && strings.Contains(err.Error(), "UNKNOWN_SETTING") {
+		return true, nil
+	}
+	return false, err
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }

@@ -84,3 +84,47 @@ func TestBadSchemaNamesAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeTuningIsAppliedOrSkipped checks migration 0003 tunes the events
+// table on an engine that knows the setting, and that a setting an engine
+// does not know is skipped (an older server) while any other failure
+// still stops the migration.
+func TestMergeTuningIsAppliedOrSkipped(t *testing.T) {
+	ctx := context.Background()
+	eng := chdbtest.Open(t, "")
+	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	var ddl string
+	rows, err := eng.Query(ctx, "SELECT create_table_query FROM system.tables WHERE database = 'custody' AND name = 'events'", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		if err := rows.Scan(&ddl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows.Close()
+	if !strings.Contains(ddl, "merge_selector_base = 10") {
+		t.Errorf("events table not tuned:\n%s", ddl)
+	}
+
+	for _, c := range []struct {
+		stmt        string
+		skipped, ok bool
+	}{
+		{"ALTER TABLE custody.events MODIFY SETTING merge_selector_base = 10", false, true},
+		{"ALTER TABLE custody.events MODIFY SETTING no_such_setting_in_any_clickhouse = 1", true, true},
+		{"alter table custody.events\n  modify setting no_such_setting_in_any_clickhouse = 1", true, true},
+		// Not a tuning statement: an unknown setting is an error.
+		{"SELECT 1 SETTINGS no_such_setting_in_any_clickhouse = 1", false, false},
+		// A tuning statement failing for another reason is an error.
+		{"ALTER TABLE custody.no_such_table MODIFY SETTING merge_selector_base = 10", false, false},
+	} {
+		skipped, err := storage.ExecMigrationStatement(ctx, eng, c.stmt)
+		if skipped != c.skipped || (err == nil) != c.ok {
+			t.Errorf("%q: skipped=%v err=%v, want skipped=%v ok=%v", c.stmt, skipped, err, c.skipped, c.ok)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+package storage
+
+// ExecMigrationStatement exposes execMigrationStatement to the external
+// tests.
+var ExecMigrationStatement = execMigrationStatement
