@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -100,6 +101,19 @@ type Config struct {
 	// TokenFile is the federated token file for workload-identity; empty
 	// uses AZURE_FEDERATED_TOKEN_FILE.
 	TokenFile string `yaml:"token_file"`
+	// AuthorityHost is the Entra ID authority as an https URL, for
+	// sovereign or private clouds (e.g. "https://login.microsoftonline.us/").
+	// Empty uses AZURE_AUTHORITY_HOST, else the public cloud. Only with
+	// client-secret, workload-identity and managed-identity.
+	AuthorityHost string `yaml:"authority_host"`
+	// DisableInstanceDiscovery skips the authority validation request that
+	// client-secret and workload-identity make to the public cloud; set it
+	// for an authority unknown to the public cloud (Azure Stack, private).
+	DisableInstanceDiscovery bool `yaml:"disable_instance_discovery"`
+	// CustomEndpoint is a host:port to dial instead of the namespace (a TCP
+	// proxy or an Application Gateway). TLS still verifies, and tokens are
+	// still requested for, the namespace. Empty dials the namespace.
+	CustomEndpoint string `yaml:"custom_endpoint"`
 	// StartPosition is where a partition with no stored position starts:
 	// "earliest", "latest" or an RFC 3339 time (events enqueued after it).
 	// Default "earliest". Partitions with a stored position always resume
@@ -193,6 +207,14 @@ func (c Config) Validate() error {
 		if c.ConnectionString != "" {
 			return fmt.Errorf("connection_string: must be empty with credential %s", c.Credential)
 		}
+		if c.AuthorityHost != "" {
+			if c.Credential == CredentialAzureCLI {
+				return errors.New("authority_host: not used with credential azure-cli (the CLI's login decides)")
+			}
+			if u, err := url.Parse(c.AuthorityHost); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" {
+				return errors.New("authority_host: not an https URL")
+			}
+		}
 		if c.Credential == CredentialClientSecret {
 			switch {
 			case c.TenantID == "":
@@ -205,6 +227,17 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("credential: %q is not one of connection-string, workload-identity, managed-identity, client-secret, azure-cli", string(c.Credential))
+	}
+	if c.Credential == CredentialConnectionString && c.AuthorityHost != "" {
+		return errors.New("authority_host: only used with an Entra ID credential")
+	}
+	if c.Credential == CredentialConnectionString && c.DisableInstanceDiscovery {
+		return errors.New("disable_instance_discovery: only used with an Entra ID credential")
+	}
+	if c.CustomEndpoint != "" {
+		if _, port, err := net.SplitHostPort(c.CustomEndpoint); err != nil || port == "" || strings.ContainsAny(c.CustomEndpoint, "/;= ") {
+			return errors.New("custom_endpoint: not a host:port")
+		}
 	}
 	if c.ClientSecret != "" && c.Credential != CredentialClientSecret {
 		return fmt.Errorf("client_secret: only used with credential client-secret, not %s", c.Credential)
@@ -420,6 +453,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("tenant_id", r.TenantID),
 		slog.String("client_id", r.ClientID),
 		slog.String("client_secret", r.ClientSecret),
+		slog.String("authority_host", r.AuthorityHost),
+		slog.String("custom_endpoint", r.CustomEndpoint),
 		slog.String("start_position", r.StartPosition),
 		slog.Int("prefetch", int(r.Prefetch)),
 		slog.Int("max_batch_size", r.MaxBatchSize),
@@ -436,10 +471,18 @@ func (c Config) LogValue() slog.Value {
 type redactor []string
 
 // redactedError carries an error's text with secrets removed; it does not
-// unwrap, so the original text cannot leak through errors.Unwrap.
-type redactedError struct{ msg string }
+// unwrap, so the original text cannot leak through errors.Unwrap, but it
+// still matches ErrAuthentication when the original did.
+type redactedError struct {
+	msg  string
+	auth bool
+}
 
 func (e *redactedError) Error() string { return e.msg }
+
+// Is reports whether target is ErrAuthentication and the original error
+// was an authentication failure.
+func (e *redactedError) Is(target error) bool { return e.auth && target == ErrAuthentication }
 
 // err returns err unchanged when it holds no secret, else a scrubbed copy.
 func (r redactor) err(err error) error {
@@ -451,7 +494,7 @@ func (r redactor) err(err error) error {
 	if clean == msg {
 		return err
 	}
-	return &redactedError{msg: clean}
+	return &redactedError{msg: clean, auth: errors.Is(err, ErrAuthentication)}
 }
 
 func (r redactor) text(s string) string {

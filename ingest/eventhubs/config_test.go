@@ -82,6 +82,10 @@ func TestConfigBad(t *testing.T) {
 		{"bad-balance.bad.yaml", `balance: "round-robin" is not static or processor`},
 		{"processor-expiration.bad.yaml", "ownership_expiration: 30s must exceed load_balancing_interval 1m0s"},
 		{"processor-checkpoint-interval.bad.yaml", "checkpoint_interval: -1s must not be negative"},
+		{"authority-http.bad.yaml", "authority_host: not an https URL"},
+		{"authority-azure-cli.bad.yaml", "authority_host: not used with credential azure-cli (the CLI's login decides)"},
+		{"authority-connstring.bad.yaml", "disable_instance_discovery: only used with an Entra ID credential"},
+		{"custom-endpoint.bad.yaml", "custom_endpoint: not a host:port"},
 	}
 	files, _ := filepath.Glob(filepath.Join("testdata", "config", "*.bad.yaml"))
 	if len(files) != len(cases) {

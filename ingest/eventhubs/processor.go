@@ -39,7 +39,7 @@ func (s *Source) newCheckpointStore() (*checkpoints.BlobStore, error) {
 		if u.RawQuery != "" {
 			client, err = container.NewClientWithNoCredential(cc.ContainerURL, nil)
 		} else {
-			cred, cerr := NewCredential(s.cfg)
+			cred, cerr := s.credential()
 			if cerr != nil {
 				return nil, cerr
 			}

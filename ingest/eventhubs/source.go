@@ -14,15 +14,25 @@
 // below it, and rewinds to the last acknowledged one when a batch is
 // nacked.
 //
+// Authentication is a connection string (SAS) or a Microsoft Entra ID
+// credential from azidentity, whose access token the SDK puts to the
+// service's $cbs node over AMQPS; a refused credential or token surfaces
+// as ErrAuthentication. The tests run every credential kind for real
+// against internal/entrafake (the token authority) and the TLS listener of
+// internal/ehbroker, which verifies the tokens.
+//
 // See https://learn.microsoft.com/azure/event-hubs/event-hubs-features and
 // the SDK, https://pkg.go.dev/github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2.
 package eventhubs
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,14 +40,45 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/Azure/go-amqp"
 
 	"github.com/custody-audit/custody/ingest"
 )
 
 // Format is the ingest.Message format hint for Event Hubs bodies.
 const Format = "eventhubs"
+
+// ErrAuthentication marks a Connect error caused by authentication: the
+// credential could not get a token (wrong secret, unknown federated token,
+// no managed identity, no CLI login), or Event Hubs refused the token or
+// the SAS (401, amqp:unauthorized-access). Retrying will not help until
+// the configuration or the role assignment changes.
+var ErrAuthentication = errors.New("authentication failed")
+
+// authError wraps err with ErrAuthentication when it is an authentication
+// failure.
+func authError(err error) error {
+	var (
+		ehErr   *azeventhubs.Error
+		amqpErr *amqp.Error
+		credErr *azidentity.AuthenticationFailedError
+		rpcErr  interface{ RPCCode() int }
+	)
+	switch {
+	case errors.Is(err, ErrAuthentication):
+		return err
+	case errors.As(err, &ehErr) && ehErr.Code == azeventhubs.ErrorCodeUnauthorizedAccess,
+		errors.As(err, &amqpErr) && amqpErr.Condition == amqp.ErrCondUnauthorizedAccess,
+		errors.As(err, &credErr),
+		errors.As(err, &rpcErr) && rpcErr.RPCCode() == http.StatusUnauthorized:
+		return fmt.Errorf("%w: %w", ErrAuthentication, err)
+	}
+	return err
+}
 
 // Source reads one event hub. It implements ingest.Source and is safe for
 // concurrent use, though the pipeline calls ReadBatch from one goroutine.
@@ -50,6 +91,7 @@ type Source struct {
 	hub    string
 	start  startSpec
 	stored map[string]int64 // stream -> last stored sequence number
+	roots  *x509.CertPool   // nil: the system roots
 
 	stats stats
 
@@ -147,6 +189,14 @@ func WithClock(now func() time.Time) Option {
 	return func(s *Source) { s.clock = now }
 }
 
+// WithTLSRootCAs makes the source trust the certificate authorities in
+// roots, instead of the system's, for the AMQP connection and for the
+// Entra ID token requests: for a private CA, and for tests against local
+// peers. Nil keeps the system roots.
+func WithTLSRootCAs(roots *x509.CertPool) Option {
+	return func(s *Source) { s.roots = roots }
+}
+
 // New validates cfg and prepares a source. stored maps a stream name
 // ("eventhubs/<namespace>/<hub>/<consumer group>/<partition>", see
 // Source.Stream) to the last sequence number the store holds for it;
@@ -197,11 +247,17 @@ func (s *Source) newClient() (*azeventhubs.ConsumerClient, error) {
 	// MaxWait, so SDK retries would be cut short and restarted on every
 	// call, hammering a failing service without backoff and hiding the
 	// failure. The source retries instead, with its own backoff.
-	opts := &azeventhubs.ConsumerClientOptions{RetryOptions: azeventhubs.RetryOptions{
-		MaxRetries:    -1,
-		RetryDelay:    s.cfg.RetryDelay,
-		MaxRetryDelay: s.cfg.MaxRetryDelay,
-	}}
+	opts := &azeventhubs.ConsumerClientOptions{
+		RetryOptions: azeventhubs.RetryOptions{
+			MaxRetries:    -1,
+			RetryDelay:    s.cfg.RetryDelay,
+			MaxRetryDelay: s.cfg.MaxRetryDelay,
+		},
+		CustomEndpoint: s.cfg.CustomEndpoint,
+	}
+	if s.roots != nil {
+		opts.TLSConfig = &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12}
+	}
 	if s.cfg.Credential == CredentialConnectionString {
 		hub := s.cfg.EventHub
 		if p, _ := parseConnString(s.cfg.ConnectionString); p.entityPath != "" {
@@ -209,28 +265,69 @@ func (s *Source) newClient() (*azeventhubs.ConsumerClient, error) {
 		}
 		return azeventhubs.NewConsumerClientFromConnectionString(s.cfg.ConnectionString, hub, s.cfg.ConsumerGroup, opts)
 	}
-	cred, err := NewCredential(s.cfg)
+	cred, err := s.credential()
 	if err != nil {
 		return nil, err
 	}
 	return azeventhubs.NewConsumerClient(s.cfg.Namespace, s.cfg.EventHub, s.cfg.ConsumerGroup, cred, opts)
 }
 
-// NewCredential builds the Entra ID credential cfg.Credential names.
+// credential builds the source's Entra ID credential, trusting the
+// source's TLS roots for the token requests.
+func (s *Source) credential() (azcore.TokenCredential, error) {
+	var opts azcore.ClientOptions
+	if s.roots != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12}
+		opts.Transport = &http.Client{Transport: t}
+	}
+	cred, err := newCredential(s.cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return authCredential{cred}, nil
+}
+
+// authCredential marks every failure to get a token (other than the
+// caller giving up) as ErrAuthentication, whichever credential kind failed
+// and however the SDK passes the error on.
+type authCredential struct{ azcore.TokenCredential }
+
+func (c authCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, err := c.TokenCredential.GetToken(ctx, opts)
+	if err != nil && ctx.Err() == nil {
+		return tok, fmt.Errorf("%w: %w", ErrAuthentication, err)
+	}
+	return tok, err
+}
+
+// NewCredential builds the Entra ID credential cfg.Credential names, with
+// cfg.AuthorityHost and cfg.DisableInstanceDiscovery applied.
 func NewCredential(cfg Config) (azcore.TokenCredential, error) {
+	return newCredential(cfg, azcore.ClientOptions{})
+}
+
+// newCredential is NewCredential with base client options (the HTTP
+// transport) for the token requests.
+func newCredential(cfg Config, opts azcore.ClientOptions) (azcore.TokenCredential, error) {
+	if cfg.AuthorityHost != "" {
+		opts.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost}
+	}
 	switch cfg.Credential {
 	case CredentialWorkloadIdentity:
 		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
-			ClientID: cfg.ClientID, TenantID: cfg.TenantID, TokenFilePath: cfg.TokenFile,
+			ClientOptions: opts, ClientID: cfg.ClientID, TenantID: cfg.TenantID, TokenFilePath: cfg.TokenFile,
+			DisableInstanceDiscovery: cfg.DisableInstanceDiscovery,
 		})
 	case CredentialManagedIdentity:
-		var o azidentity.ManagedIdentityCredentialOptions
+		o := azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
 		if cfg.ClientID != "" {
 			o.ID = azidentity.ClientID(cfg.ClientID)
 		}
 		return azidentity.NewManagedIdentityCredential(&o)
 	case CredentialClientSecret:
-		return azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret, nil)
+		return azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: cfg.DisableInstanceDiscovery})
 	case CredentialAzureCLI:
 		return azidentity.NewAzureCLICredential(&azidentity.AzureCLICredentialOptions{TenantID: cfg.TenantID})
 	default:
@@ -253,7 +350,7 @@ func (s *Source) Connect(ctx context.Context) error {
 	props, err := client.GetEventHubProperties(ctx, nil)
 	if err != nil {
 		_ = client.Close(ctx)
-		return s.redact.err(fmt.Errorf("read event hub properties: %w", err))
+		return s.redact.err(fmt.Errorf("read event hub properties: %w", authError(err)))
 	}
 	ids := props.PartitionIDs
 	if len(s.cfg.Partitions) > 0 {
@@ -295,7 +392,7 @@ func (s *Source) Connect(ctx context.Context) error {
 				if err != nil {
 					cancel()
 					_ = client.Close(ctx)
-					return s.redact.err(fmt.Errorf("read partition %s properties: %w", id, err))
+					return s.redact.err(fmt.Errorf("read partition %s properties: %w", id, authError(err)))
 				}
 				p.acked = position{after: pp.LastEnqueuedSequenceNumber, valid: true}
 				p.delivered = p.acked

@@ -10,7 +10,14 @@
 //   - SASL ANONYMOUS and the AMQP 1.0 connection, session and link state
 //     machines (OASIS AMQP 1.0, parts 2 and 5), with session windows and
 //     link credit honoured in both directions;
-//   - $cbs put-token (claims-based security) replies;
+//   - $cbs put-token (claims-based security): SAS tokens are accepted as
+//     the emulator does; Entra ID tokens (type jwt) are checked by
+//     Config.Tokens (issuer, audience https://eventhubs.azure.net, expiry)
+//     and answered 401 when they fail;
+//   - with Config.TLS, a second listener speaking AMQPS (TLS, as Azure
+//     does) with a certificate from a test CA generated at Start; there a
+//     link to the hub is refused (amqp:unauthorized-access) unless the
+//     connection put a valid token whose audience covers it;
 //   - $management READ of com.microsoft:eventhub and com.microsoft:partition;
 //   - receiver links on <hub>/ConsumerGroups/<cg>/Partitions/<id> honouring
 //     the apache.org:selector-filter:string filter on x-opt-offset,
@@ -31,6 +38,8 @@ package ehbroker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -59,6 +68,39 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives connection-level diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// TLS makes the broker also serve AMQPS on a second loopback port
+	// (TLSAddr) with a server certificate signed by a test CA generated at
+	// Start (RootCAs). Connections there must put a valid token to $cbs
+	// before they attach to the hub, as on Azure.
+	TLS bool
+	// TLSHosts are host names or IPs the TLS certificate is valid for
+	// besides localhost, 127.0.0.1 and ::1, such as the namespace name a
+	// client verifies when it dials the broker through a custom endpoint.
+	TLSHosts []string
+	// Tokens verifies the Entra ID access tokens (type "jwt") put to $cbs.
+	// Nil refuses every jwt token. SAS tokens are accepted unchecked.
+	Tokens TokenVerifier
+}
+
+// EventHubsResource is the Entra ID resource (token audience) of Event
+// Hubs; the SDK asks for the scope EventHubsResource + "//.default".
+const EventHubsResource = "https://eventhubs.azure.net"
+
+// TokenVerifier checks an Entra ID access token presented for resource and
+// returns when it expires. Errors must not contain the token.
+type TokenVerifier interface {
+	VerifyToken(token, resource string) (time.Time, error)
+}
+
+// TokenStats counts $cbs put-token requests since Start.
+type TokenStats struct {
+	// JWTAccepted and JWTRefused count Entra ID tokens by outcome.
+	JWTAccepted, JWTRefused int
+	// SASAccepted counts shared access signature tokens.
+	SASAccepted int
+	// Unauthorized counts link attaches refused on the TLS listener for
+	// want of a token covering the link.
+	Unauthorized int
 }
 
 // DefaultConfig returns a Config for hub with four partitions.
@@ -125,6 +167,8 @@ type partition struct {
 type Broker struct {
 	cfg     Config
 	ln      net.Listener
+	tlsLn   net.Listener // nil without Config.TLS
+	pki     *testPKI
 	log     *slog.Logger
 	created time.Time
 	parts   []*partition
@@ -135,6 +179,7 @@ type Broker struct {
 	mu       sync.Mutex
 	accepted int
 	refused  int
+	tokens   TokenStats
 	conns    map[*conn]struct{}
 	// consumers maps "<consumer group>/<partition>" to its receiver links,
 	// for epoch (owner level) exclusivity.
@@ -175,16 +220,59 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		conns:     map[*conn]struct{}{},
 		consumers: map[string]map[*link]*conn{},
 	}
+	if cfg.TLS {
+		pki, err := newTestPKI(cfg.TLSHosts, time.Now())
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("ehbroker tls: %w", err)
+		}
+		tln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("ehbroker listen tls: %w", err)
+		}
+		b.pki, b.tlsLn = pki, tln
+	}
 	for i := range cfg.Partitions {
 		b.parts = append(b.parts, &partition{id: strconv.Itoa(i), notify: make(chan struct{})})
 	}
 	b.wg.Add(1)
-	go b.accept()
+	go b.accept(b.ln, false)
+	if b.tlsLn != nil {
+		b.wg.Add(1)
+		go b.accept(b.tlsLn, true)
+	}
 	return b, nil
 }
 
 // Addr is the listening address (127.0.0.1:port).
 func (b *Broker) Addr() string { return b.ln.Addr().String() }
+
+// TLSAddr is the AMQPS listening address (127.0.0.1:port), or "" without
+// Config.TLS. Clients reach it through the SDK's CustomEndpoint option and
+// trust RootCAs.
+func (b *Broker) TLSAddr() string {
+	if b.tlsLn == nil {
+		return ""
+	}
+	return b.tlsLn.Addr().String()
+}
+
+// RootCAs holds the test CA that signed the TLS listener's certificate, or
+// is nil without Config.TLS.
+func (b *Broker) RootCAs() *x509.CertPool {
+	if b.pki == nil {
+		return nil
+	}
+	return b.pki.roots
+}
+
+// TokenStats returns the $cbs put-token counters.
+func (b *Broker) TokenStats() TokenStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tokens
+}
 
 // EventHub is the served hub's name.
 func (b *Broker) EventHub() string { return b.cfg.EventHub }
@@ -204,10 +292,11 @@ func (b *Broker) ConnectionString() string {
 	return "Endpoint=sb://" + b.Addr() + ";SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;EntityPath=" + b.cfg.EventHub
 }
 
-func (b *Broker) accept() {
+// accept serves ln until it closes; secure wraps each connection in TLS.
+func (b *Broker) accept(ln net.Listener, secure bool) {
 	defer b.wg.Done()
 	for {
-		nc, err := b.ln.Accept()
+		raw, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -215,10 +304,17 @@ func (b *Broker) accept() {
 		if b.refusing || b.closed {
 			b.refused++
 			b.mu.Unlock()
-			_ = nc.Close()
+			_ = raw.Close()
 			continue
 		}
-		c := newConn(b, nc)
+		nc := raw
+		if secure {
+			nc = tls.Server(raw, &tls.Config{
+				Certificates: []tls.Certificate{b.pki.server},
+				MinVersion:   tls.VersionTLS12,
+			})
+		}
+		c := newConn(b, nc, raw, secure)
 		b.accepted++
 		b.conns[c] = struct{}{}
 		b.wg.Add(1)
@@ -335,6 +431,11 @@ func (b *Broker) Close(ctx context.Context) error {
 	b.closed = true
 	b.mu.Unlock()
 	err := b.ln.Close()
+	if b.tlsLn != nil {
+		if terr := b.tlsLn.Close(); err == nil {
+			err = terr
+		}
+	}
 	b.DropConnections()
 	done := make(chan struct{})
 	go func() {

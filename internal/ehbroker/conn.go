@@ -33,8 +33,12 @@ const (
 // connection are handled one at a time, as the peer sends them.
 type conn struct {
 	b   *Broker
-	nc  net.Conn
+	nc  net.Conn // the AMQP byte stream (TLS on the secure listener)
+	raw net.Conn // the TCP connection under nc, closed by drop
 	log *slog.Logger
+	// secure marks a connection of the TLS listener, where links to the
+	// hub need a put token covering them.
+	secure bool
 
 	done     chan struct{}
 	dropOnce sync.Once
@@ -46,6 +50,9 @@ type conn struct {
 	peerMaxFrame uint32
 	heartbeatInt time.Duration // half the peer's idle timeout, at most 15s
 	sessions     map[uint16]*session
+	// claims maps the entity path of each audience a valid token was put
+	// for ("" for the whole namespace) to the token's expiry.
+	claims map[string]time.Time
 }
 
 // session is one AMQP session; the broker answers on the channel number the
@@ -113,11 +120,14 @@ type link struct {
 	assembly      []byte
 }
 
-func newConn(b *Broker, nc net.Conn) *conn {
+func newConn(b *Broker, nc, raw net.Conn, secure bool) *conn {
 	return &conn{
 		b:            b,
 		nc:           nc,
-		log:          b.log.With("remote", nc.RemoteAddr().String()),
+		raw:          raw,
+		secure:       secure,
+		claims:       map[string]time.Time{},
+		log:          b.log.With("remote", nc.RemoteAddr().String(), "tls", secure),
 		done:         make(chan struct{}),
 		peerMaxFrame: defaultPeerFrame,
 		heartbeatInt: maxHeartbeat,
@@ -125,9 +135,10 @@ func newConn(b *Broker, nc net.Conn) *conn {
 	}
 }
 
-// drop closes the socket without an AMQP close.
+// drop closes the socket without an AMQP close (and, on the TLS
+// listener, without a close_notify alert), as a network failure would.
 func (c *conn) drop() {
-	c.dropOnce.Do(func() { _ = c.nc.Close() })
+	c.dropOnce.Do(func() { _ = c.raw.Close() })
 }
 
 func (c *conn) serve() {
@@ -504,6 +515,9 @@ func (c *conn) onAttach(s *session, f frame) error {
 	if l.weSend {
 		l.sourceAddr = terminusAddress(f.field(5))
 		l.targetAddr = terminusAddress(f.field(6))
+		if reason := c.authorize(l.sourceAddr); reason != "" {
+			return c.refuseAttach(s, f, condUnauthorized, reason)
+		}
 		switch l.sourceAddr {
 		case "$cbs", "$management":
 		default:
@@ -548,6 +562,9 @@ func (c *conn) onAttach(s *session, f frame) error {
 	}
 
 	target := terminusAddress(f.field(6))
+	if reason := c.authorize(target); reason != "" {
+		return c.refuseAttach(s, f, condUnauthorized, reason)
+	}
 	switch {
 	case target == "$cbs" || target == "$management":
 		l.node = target

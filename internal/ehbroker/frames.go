@@ -161,4 +161,5 @@ const (
 	condInternalError = "amqp:internal-error"
 	condMessageSize   = "amqp:link:message-size-exceeded"
 	condLinkStolen    = "amqp:link:stolen"
+	condUnauthorized  = "amqp:unauthorized-access"
 )

@@ -143,6 +143,7 @@ func (c *conn) handleRPC(s *session, l *link, msg []byte) error {
 	var msgID any
 	var replyTo string
 	var props amqpMap
+	var value any
 	for _, sec := range secs {
 		switch sec.code {
 		case secProperties:
@@ -156,6 +157,8 @@ func (c *conn) handleRPC(s *session, l *link, msg []byte) error {
 			}
 		case secApplicationProperties:
 			props, _ = sec.value.(amqpMap)
+		case secAMQPValue:
+			value = sec.value
 		}
 	}
 	str := func(k string) string {
@@ -163,7 +166,23 @@ func (c *conn) handleRPC(s *session, l *link, msg []byte) error {
 		s, _ := v.(string)
 		return s
 	}
-	status, desc, value := c.b.answer(l.node, str("operation"), str("type"), str("name"), str("partition"))
+	var (
+		status int32
+		desc   string
+	)
+	refusal := ""
+	if l.node == "$management" && c.secure {
+		refusal = c.checkSecurityToken(str("security_token"))
+	}
+	switch {
+	case l.node == "$cbs" && str("operation") == "put-token":
+		status, desc = c.putToken(str("type"), str("name"), value, str("expiration"))
+		value = nil
+	case refusal != "":
+		status, desc, value = 401, "Unauthorized: "+refusal, nil
+	default:
+		status, desc, value = c.b.answer(l.node, str("operation"), str("type"), str("name"), str("partition"))
+	}
 
 	e := encoder{}
 	e.buf = append(e.buf, tcDescribed, tcSmallUlong, secProperties)
