@@ -146,12 +146,14 @@ func (d *lineDecoder) canonicalOCSF(line []byte, r *storage.Row) bool {
 	}
 	// A lenient decode is enough: only a line equal to the one derived
 	// from the decoded row is accepted here.
-	var j jsonRecord
-	if err := gojson.Unmarshal(rec, &j); err != nil {
-		return false
-	}
-	if err := j.toRow(r, d.index); err != nil {
-		return false
+	if !scanCanonical(rec, r, d.index) {
+		var j jsonRecord
+		if err := gojson.Unmarshal(rec, &j); err != nil {
+			return false
+		}
+		if err := j.toRow(r, d.index); err != nil {
+			return false
+		}
 	}
 	d.buf = d.enc.appendRow(d.buf[:0], r)
 	want, err := appendOCSFLine(d.line[:0], r, d.buf)

@@ -391,6 +391,9 @@ type lineBatch struct {
 // batchLines is how many lines a worker decodes at a time.
 const batchLines = 256
 
+// batchArena is the size of the buffers lines are copied into.
+const batchArena = 1 << 20
+
 // readLines reads a JSON-lines data file (jsonl or ocsf): one goroutine
 // reads lines, GOMAXPROCS workers decode and hash them, and the caller's
 // goroutine checks them in file order.
@@ -427,11 +430,26 @@ func (v *bundleVerifier) readLines(r io.Reader) (uint64, error) {
 			}
 			b = &lineBatch{first: n + 1, done: make(chan struct{})}
 		}
+		// A batch's lines are copied into one buffer (the reader's is
+		// reused): one allocation per batch rather than per line.
+		var arena []byte
 		for {
-			line, err := br.ReadBytes('\n')
+			line, err := br.ReadSlice('\n')
+			for errors.Is(err, bufio.ErrBufferFull) {
+				// a line longer than the reader's buffer
+				long := append([]byte(nil), line...)
+				line, err = br.ReadSlice('\n')
+				line = append(long, line...)
+			}
 			if len(line) > 0 {
 				n++
-				b.lines = append(b.lines, bytes.TrimSuffix(line, []byte("\n")))
+				line = bytes.TrimSuffix(line, []byte("\n"))
+				if cap(arena)-len(arena) < len(line) {
+					arena = make([]byte, 0, max(len(line), batchArena))
+				}
+				start := len(arena)
+				arena = append(arena, line...)
+				b.lines = append(b.lines, arena[start:len(arena):len(arena)])
 				if len(b.lines) == batchLines {
 					flush()
 				}
@@ -578,7 +596,6 @@ func diffKeys(got, want map[string]json.RawMessage) []string {
 func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
 	cr := csv.NewReader(bufio.NewReaderSize(r, 1<<20))
 	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
 	head, err := cr.Read()
 	if err != nil {
 		return 0, fmt.Errorf("read CSV header: %w", err)
@@ -586,29 +603,92 @@ func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
 	if !slices.Equal(head, csvHeader()) {
 		v.rep.add(Finding{Kind: KindMalformed, File: v.file, Detail: "the CSV header differs from export-v1's columns"})
 	}
-	var n uint64
-	var hasher storage.Hasher
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		n++
-		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) && !errors.Is(err, csv.ErrFieldCount) {
-				return n, fmt.Errorf("record %d: %w", n, err)
+	// One goroutine parses records (CSV is read in order: a quoted field
+	// may span lines), GOMAXPROCS workers decode and hash them, and this
+	// goroutine checks them in file order, as readLines does.
+	workers := max(1, runtime.GOMAXPROCS(0))
+	work := make(chan *csvBatch, workers)
+	order := make(chan *csvBatch, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var hasher storage.Hasher
+			for b := range work {
+				b.res = make([]lineResult, len(b.recs))
+				for i, rec := range b.recs {
+					res := &b.res[i]
+					res.n = b.first + uint64(i)
+					if b.errs[i] != nil {
+						res.malformed = b.errs[i]
+						continue
+					}
+					if err := decodeCSVRow(rec, &res.row, v.index); err != nil {
+						res.malformed = err
+						continue
+					}
+					res.computed = hasher.Hash(&res.row)
+				}
+				close(b.done)
 			}
-			v.malformed(n, err)
-			continue
-		}
-		var row storage.Row
-		if err := decodeCSVRow(rec, &row, v.index); err != nil {
-			v.malformed(n, err)
-			continue
-		}
-		v.row(n, &row, hasher.Hash(&row))
+		}()
 	}
+	var n uint64
+	var readErr error
+	go func() {
+		defer close(order)
+		defer close(work)
+		b := &csvBatch{first: 1, done: make(chan struct{})}
+		flush := func() {
+			if len(b.recs) > 0 {
+				work <- b
+				order <- b
+			}
+			b = &csvBatch{first: n + 1, done: make(chan struct{})}
+		}
+		for {
+			rec, err := cr.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			n++
+			if err != nil {
+				var pe *csv.ParseError
+				if errors.As(err, &pe) && !errors.Is(err, csv.ErrFieldCount) {
+					readErr = fmt.Errorf("record %d: %w", n, err)
+					break
+				}
+			}
+			b.recs, b.errs = append(b.recs, rec), append(b.errs, err)
+			if len(b.recs) == batchLines {
+				flush()
+			}
+		}
+		flush()
+	}()
+	for b := range order {
+		<-b.done
+		for i := range b.res {
+			if res := &b.res[i]; res.malformed != nil {
+				v.malformed(res.n, res.malformed)
+			} else {
+				v.row(res.n, &res.row, res.computed)
+			}
+		}
+	}
+	wg.Wait()
+	return n, readErr
+}
+
+// csvBatch is a run of consecutive CSV records decoded by one worker;
+// errs holds each record's read error (a wrong field count).
+type csvBatch struct {
+	first uint64
+	recs  [][]string
+	errs  []error
+	res   []lineResult
+	done  chan struct{}
 }
 
 func (v *bundleVerifier) malformed(n uint64, err error) {

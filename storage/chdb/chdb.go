@@ -379,24 +379,12 @@ func (e *Engine) Exec(ctx context.Context, query string, params engine.Params) e
 	return e.readReply(nil)
 }
 
-// Query implements engine.Engine. The whole result is read before Query
-// returns when it is small; large results are streamed chunk by chunk while
-// the caller holds the engine.
+// Query implements engine.Engine. Results are streamed chunk by chunk
+// while the caller holds the engine, as RowBinary where every column type
+// allows (decoded straight into the scan destinations) and as
+// TabSeparated text otherwise; both scan the same (see rowbinary.go).
 func (e *Engine) Query(ctx context.Context, query string, params engine.Params) (engine.Rows, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	if err := e.send(opQuery, query, params); err != nil {
-		e.mu.Unlock()
-		return nil, err
-	}
-	rows := &Rows{e: e, ctx: ctx}
-	if err := rows.fill(); err != nil {
-		rows.finish()
-		return nil, err
-	}
-	return rows, nil
+	return e.query(ctx, opQueryBinary, query, params)
 }
 
 // PrepareBatch implements engine.Engine.

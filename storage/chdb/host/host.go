@@ -21,8 +21,6 @@ import (
 	"strings"
 	"syscall"
 
-	chdbgo "github.com/chdb-io/chdb-go/chdb"
-
 	"github.com/custody-audit/custody/storage/chdb"
 )
 
@@ -59,7 +57,7 @@ func Serve(opts Options, in io.Reader, out io.Writer) error {
 	if opts.ReadOnly {
 		conn = "file:" + data + "?readonly=2"
 	}
-	s, err := chdbgo.NewSession(conn)
+	s, err := newSession(conn)
 	if err != nil {
 		return fail(fmt.Errorf("open chDB session in %s: %w", data, err))
 	}
@@ -92,7 +90,7 @@ func Serve(opts Options, in io.Reader, out io.Writer) error {
 
 // serveOne answers one request. Engine errors go back to the client; only
 // a broken pipe ends the host.
-func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer, readOnly bool) error {
+func serveOne(s *session, req chdb.Request, w *bufio.Writer, readOnly bool) error {
 	reply := func(err error) error {
 		if err != nil {
 			_ = w.WriteByte('E')
@@ -118,71 +116,175 @@ func serveOne(s *chdbgo.Session, req chdb.Request, w *bufio.Writer, readOnly boo
 		}
 		return reply(err)
 	case 'Q':
-		st, err := s.QueryStream(req.Query, "TSVWithNames")
-		if err != nil && strings.Contains(err.Error(), "Streaming query is not supported") {
-			// DESCRIBE, EXPLAIN, SHOW: answered whole.
-			res, qerr := s.Query(req.Query, "TSVWithNames")
-			if qerr != nil {
-				return reply(qerr)
-			}
-			if res != nil {
-				if b := res.Buf(); len(b) > 0 {
-					if err := w.WriteByte('D'); err != nil {
-						return err
-					}
-					if err := chdb.WriteField(w, b); err != nil {
-						return err
-					}
-				}
-				res.Free()
-			}
-			return reply(nil)
-		}
-		if err != nil {
-			return reply(err)
-		}
-		defer st.Free()
-		// chDB formats every streamed chunk as a complete TSVWithNames
-		// document; only the first chunk's header line is passed on.
-		first := true
-		for {
-			chunk := st.GetNext()
-			if chunk == nil {
-				break
-			}
-			if err := chunk.Error(); err != nil {
-				return reply(err)
-			}
-			b := chunk.Buf()
-			if len(b) == 0 {
-				chunk.Free()
-				break
-			}
-			if !first {
-				if i := bytes.IndexByte(b, '\n'); i >= 0 {
-					b = b[i+1:]
-				}
-			}
-			first = false
-			if err := w.WriteByte('D'); err != nil {
-				return err
-			}
-			if err := chdb.WriteField(w, b); err != nil {
-				return err
-			}
-			chunk.Free()
-		}
-		return reply(st.Error())
+		return serveText(s, req.Query, w, reply)
+	case 'B':
+		return serveBinary(s, req.Query, w, reply)
 	default:
 		return reply(fmt.Errorf("unknown request op %q", req.Op))
 	}
+}
+
+// notStreamable tells whether a QueryStream error means the statement
+// (DESCRIBE, EXPLAIN, SHOW) cannot stream and is to be answered whole.
+func notStreamable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Streaming query is not supported")
+}
+
+// writeFrame writes one frame of op with body b.
+func writeFrame(w *bufio.Writer, op byte, b []byte) error {
+	if err := w.WriteByte(op); err != nil {
+		return err
+	}
+	return chdb.WriteField(w, b)
+}
+
+// failed answers a query that failed with qerr; its stream, if any, must
+// have been freed. chDB can keep output of
+// a streamed query that failed (the format's header, written before its
+// first block failed) and hand it out as the start of the next query's
+// result, so the session is resynchronised before anything else runs; a
+// session that cannot be ends the host rather than answer wrongly.
+func failed(s *session, qerr error, reply func(error) error) error {
+	if err := resync(s); err != nil {
+		_ = reply(fmt.Errorf("%w (%w)", qerr, err))
+		return err
+	}
+	return reply(qerr)
+}
+
+// resyncProbe is the output of the query resync runs.
+const resyncProbe = "custody-resync"
+
+// resync runs a probe query until its result is exactly the probe's:
+// leftover output of an earlier query comes out ahead of the first one.
+func resync(s *session) error {
+	for range 3 {
+		res, err := s.Query("SELECT '"+resyncProbe+"'", "TSVRaw")
+		if err != nil {
+			return fmt.Errorf("resynchronise engine session: %w", err)
+		}
+		clean := string(res.Buf()) == resyncProbe+"\n"
+		res.Free()
+		if clean {
+			return nil
+		}
+	}
+	return errors.New("resynchronise engine session: output of a failed query keeps coming back")
+}
+
+// serveText answers a query in TSVWithNames.
+func serveText(s *session, query string, w *bufio.Writer, reply func(error) error) error {
+	r, err := s.stream(query, "TSVWithNames")
+	if notStreamable(err) {
+		return serveWhole(s, query, w, reply)
+	}
+	if err != nil {
+		return failed(s, err, reply)
+	}
+	defer r.free()
+	// chDB formats every streamed chunk as a complete TSVWithNames
+	// document; only the first chunk's header line is passed on.
+	for first := true; ; first = false {
+		b := r.next()
+		if b == nil {
+			break
+		}
+		if !first {
+			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				b = b[i+1:]
+			}
+		}
+		if err := writeFrame(w, 'D', b); err != nil {
+			return err
+		}
+	}
+	if r.err != nil {
+		r.free() // a stream still open would hold up the resync
+		return failed(s, r.err, reply)
+	}
+	return reply(nil)
+}
+
+// serveWhole answers a statement that cannot stream (DESCRIBE, EXPLAIN,
+// SHOW) in TSVWithNames, as one chunk.
+func serveWhole(s *session, query string, w *bufio.Writer, reply func(error) error) error {
+	res, err := s.Query(query, "TSVWithNames")
+	if err != nil {
+		return failed(s, err, reply)
+	}
+	if res != nil {
+		defer res.Free()
+		if b := res.Buf(); len(b) > 0 {
+			if err := writeFrame(w, 'D', b); err != nil {
+				return err
+			}
+		}
+	}
+	return reply(nil)
+}
+
+// serveBinary answers a query in Native blocks: the result's header
+// once ('H', from the first block), then each chunk's blocks ('D'). When
+// a column's type has no binary decoding on the client (chdb.NativeHeader
+// says so from the first chunk, before anything is sent), the query is
+// answered in text instead, run again; so are statements that cannot
+// stream, and empty results, for which the engine streams no block and so
+// no column names.
+func serveBinary(s *session, query string, w *bufio.Writer, reply func(error) error) error {
+	r, err := s.stream(query, "Native")
+	if notStreamable(err) {
+		return serveWhole(s, query, w, reply)
+	}
+	if err != nil {
+		return failed(s, err, reply)
+	}
+	defer r.free()
+	for first := true; ; first = false {
+		b := r.next()
+		if b == nil {
+			if first && r.err == nil {
+				r.free()
+				return serveText(s, query, w, reply)
+			}
+			break
+		}
+		if first {
+			header, decodable, err := chdb.NativeHeader(b)
+			if err != nil || !decodable {
+				// Read the binary result to its end rather than cancel
+				// it (cancelling a stream half way can leave the
+				// session stuck), then answer the query again in text.
+				for r.next() != nil {
+				}
+				r.free()
+				switch {
+				case r.err != nil:
+					return failed(s, r.err, reply)
+				case err != nil:
+					return failed(s, fmt.Errorf("engine result: %w", err), reply)
+				}
+				return serveText(s, query, w, reply)
+			}
+			if err := writeFrame(w, 'H', header); err != nil {
+				return err
+			}
+		}
+		if err := writeFrame(w, 'D', b); err != nil {
+			return err
+		}
+	}
+	if r.err != nil {
+		r.free() // a stream still open would hold up the resync
+		return failed(s, r.err, reply)
+	}
+	return reply(nil)
 }
 
 // bindParams sets each parameter as a session setting param_<name>. The
 // value is first escaped the way ClickHouse parses parameter values (the
 // TSV escaped form), then quoted as a string literal; names are checked to
 // be identifiers. Nothing reaches the query text itself.
-func bindParams(s *chdbgo.Session, params map[string]string) error {
+func bindParams(s *session, params map[string]string) error {
 	if len(params) == 0 {
 		return nil
 	}
@@ -236,7 +338,7 @@ func lockDir(dir string) (*os.File, error) {
 // ClickHouse session still writes (to the local file system). The query is
 // normalised by ClickHouse's own formatter first, so comments or odd
 // spacing cannot hide the clause.
-func refuseOutfile(s *chdbgo.Session, query string) error {
+func refuseOutfile(s *session, query string) error {
 	res, err := s.Query("SELECT formatQuerySingleLine("+chdb.QuoteString(query)+")", "TSVRaw")
 	if err != nil {
 		return err // a query ClickHouse cannot parse fails here with its own message
