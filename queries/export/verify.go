@@ -391,9 +391,6 @@ type lineBatch struct {
 // batchLines is how many lines a worker decodes at a time.
 const batchLines = 256
 
-// batchArena is the size of the buffers lines are copied into.
-const batchArena = 1 << 20
-
 // readLines reads a JSON-lines data file (jsonl or ocsf): one goroutine
 // reads lines, GOMAXPROCS workers decode and hash them, and the caller's
 // goroutine checks them in file order.
@@ -430,26 +427,11 @@ func (v *bundleVerifier) readLines(r io.Reader) (uint64, error) {
 			}
 			b = &lineBatch{first: n + 1, done: make(chan struct{})}
 		}
-		// A batch's lines are copied into one buffer (the reader's is
-		// reused): one allocation per batch rather than per line.
-		var arena []byte
 		for {
-			line, err := br.ReadSlice('\n')
-			for errors.Is(err, bufio.ErrBufferFull) {
-				// a line longer than the reader's buffer
-				long := append([]byte(nil), line...)
-				line, err = br.ReadSlice('\n')
-				line = append(long, line...)
-			}
+			line, err := br.ReadBytes('\n')
 			if len(line) > 0 {
 				n++
-				line = bytes.TrimSuffix(line, []byte("\n"))
-				if cap(arena)-len(arena) < len(line) {
-					arena = make([]byte, 0, max(len(line), batchArena))
-				}
-				start := len(arena)
-				arena = append(arena, line...)
-				b.lines = append(b.lines, arena[start:len(arena):len(arena)])
+				b.lines = append(b.lines, bytes.TrimSuffix(line, []byte("\n")))
 				if len(b.lines) == batchLines {
 					flush()
 				}

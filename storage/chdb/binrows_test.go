@@ -182,6 +182,8 @@ func TestBinaryResultShapes(t *testing.T) {
 	}{
 		{"names", "SELECT 1 AS `a b`, 'x' AS c, [toInt64(1)] AS d", 1, []string{"a b", "c", "d"}, ""},
 		{"empty", "SELECT number, toString(number) AS s FROM numbers(10) WHERE number > 100", 0, []string{"number", "s"}, ""},
+		{"empty odd names", "SELECT toFloat64(number) AS `f\tx`, toString(number) AS `s'q` FROM numbers(10) WHERE number > 100", 0, []string{"f\tx", "s'q"}, ""},
+		{"empty settings", "SELECT number FROM numbers(10) WHERE number > 100 SETTINGS max_threads = 1", 0, []string{"number"}, ""},
 		{"many chunks", "SELECT number, repeat('x', number % 100) AS s FROM numbers(300000)", 300000, []string{"number", "s"}, ""},
 		{"fails late", "SELECT number, throwIf(number = 250000, 'boom') AS x FROM numbers(300000)", -1, []string{"number", "x"}, "boom"},
 		{"describe", "DESCRIBE TABLE system.one", 1, nil, ""},

@@ -3,10 +3,11 @@
 //
 // The engine itself runs in a child process, custody-chdb (see
 // storage/chdb/host for why), that this package starts, feeds and stops.
-// Queries stream back as TabSeparated chunks; inserts are written as
-// one Native block to a spool file in the store directory and loaded with
-// INSERT ... SELECT FROM file(), which keeps bulk loads at engine speed and
-// binary-exact.
+// Query results stream back as ClickHouse Native blocks, decoded here
+// column by column (TabSeparated for the few column types with no decoder;
+// see native_read.go); inserts are written as one Native block to a spool
+// file in the store directory and loaded with INSERT ... SELECT FROM
+// file(), which keeps bulk loads at engine speed and binary-exact.
 package chdb
 
 import (
@@ -380,9 +381,9 @@ func (e *Engine) Exec(ctx context.Context, query string, params engine.Params) e
 }
 
 // Query implements engine.Engine. Results are streamed chunk by chunk
-// while the caller holds the engine, as RowBinary where every column type
-// allows (decoded straight into the scan destinations) and as
-// TabSeparated text otherwise; both scan the same (see rowbinary.go).
+// while the caller holds the engine, as Native blocks where every column
+// type allows (decoded straight into the scan destinations, see
+// native_read.go) and as TabSeparated text otherwise; both scan the same.
 func (e *Engine) Query(ctx context.Context, query string, params engine.Params) (engine.Rows, error) {
 	return e.query(ctx, opQueryBinary, query, params)
 }

@@ -31,6 +31,12 @@ import (
 // here in place, in RowBinary's encoding of one value (arrays and maps are
 // assembled per row), so that scanning them is the same code.
 
+// The request and reply frames of binary results.
+const (
+	opQueryBinary = 'B'
+	opHeader      = 'H'
+)
+
 // lcVersion is the only LowCardinality key serialization version
 // (SharedDictionariesWithAdditionalKeys).
 const lcVersion = 1

@@ -24,10 +24,6 @@ import (
 // callers see no difference; types whose text form is not reproduced
 // byte for byte here (floats, decimals, Nullable, times in a zone other
 // than UTC, ...) make the host answer in text instead.
-const (
-	opQueryBinary = 'B'
-	opHeader      = 'H'
-)
 
 // binKind is how one RowBinary value is laid out and rendered.
 type binKind uint8

@@ -12,7 +12,8 @@ import (
 // and stdout. Every frame is one op byte followed by length-prefixed fields
 // (uvarint length, then bytes).
 //
-//	request  'Q' query params  -> 'D' chunk ... then 'Z' (or 'E' message)
+//	request  'Q' query params  -> 'D' chunk ... then 'Z' (or 'E' message); TSVWithNames
+//	request  'B' query params  -> Native blocks, or TSVWithNames (see native_read.go)
 //	request  'X' query params  -> 'Z' (or 'E' message)
 //	host at start              -> 'R' version (or 'E' message, then exit)
 //

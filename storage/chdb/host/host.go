@@ -205,6 +205,34 @@ func serveText(s *session, query string, w *bufio.Writer, reply func(error) erro
 	return reply(nil)
 }
 
+// describeHeader returns the TSVWithNames header line of query's result
+// (its column names) without running it, from DESCRIBE TABLE (query):
+// what an empty result is answered with. ok is false when the engine
+// cannot describe the statement; err means the session could not be
+// resynchronised after that (see failed) and ends the host.
+func describeHeader(s *session, query string) (header []byte, ok bool, err error) {
+	res, qerr := s.Query("DESCRIBE TABLE ("+query+")", "TSV")
+	if qerr != nil {
+		return nil, false, resync(s)
+	}
+	defer res.Free()
+	// each line starts with the column's name, TSV-escaped already
+	for _, line := range bytes.Split(bytes.TrimSuffix(res.Buf(), []byte("\n")), []byte("\n")) {
+		name, _, _ := bytes.Cut(line, []byte("\t"))
+		if len(name) == 0 {
+			return nil, false, nil
+		}
+		if len(header) > 0 {
+			header = append(header, '\t')
+		}
+		header = append(header, name...)
+	}
+	if len(header) == 0 {
+		return nil, false, nil
+	}
+	return append(header, '\n'), true, nil
+}
+
 // serveWhole answers a statement that cannot stream (DESCRIBE, EXPLAIN,
 // SHOW) in TSVWithNames, as one chunk.
 func serveWhole(s *session, query string, w *bufio.Writer, reply func(error) error) error {
@@ -228,8 +256,9 @@ func serveWhole(s *session, query string, w *bufio.Writer, reply func(error) err
 // a column's type has no binary decoding on the client (chdb.NativeHeader
 // says so from the first chunk, before anything is sent), the query is
 // answered in text instead, run again; so are statements that cannot
-// stream, and empty results, for which the engine streams no block and so
-// no column names.
+// stream. An empty result streams no block, and so no column names: it
+// is answered as an empty text result, the names from describeHeader
+// (or, when the statement cannot be described, by running it in text).
 func serveBinary(s *session, query string, w *bufio.Writer, reply func(error) error) error {
 	r, err := s.stream(query, "Native")
 	if notStreamable(err) {
@@ -244,7 +273,17 @@ func serveBinary(s *session, query string, w *bufio.Writer, reply func(error) er
 		if b == nil {
 			if first && r.err == nil {
 				r.free()
-				return serveText(s, query, w, reply)
+				h, ok, err := describeHeader(s, query)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return serveText(s, query, w, reply)
+				}
+				if err := writeFrame(w, 'D', h); err != nil {
+					return err
+				}
+				return reply(nil)
 			}
 			break
 		}
