@@ -423,6 +423,7 @@ func TestPipelineConfigValidate(t *testing.T) {
 		{func(c *ingest.PipelineConfig) { c.RetryDelay = 0 }, "retry_delay: 0s must be positive"},
 		{func(c *ingest.PipelineConfig) { c.MaxRetryDelay = time.Millisecond }, "max_retry_delay: 1ms is below retry_delay 500ms"},
 		{func(c *ingest.PipelineConfig) { c.ShutdownTimeout = -time.Second }, "shutdown_timeout: -1s must be positive"},
+		{func(c *ingest.PipelineConfig) { c.GroupWait = -time.Second }, "group_wait: -1s must not be negative"},
 	} {
 		c := ingest.DefaultPipelineConfig()
 		tc.mod(&c)
@@ -432,5 +433,70 @@ func TestPipelineConfigValidate(t *testing.T) {
 	}
 	if err := ingest.DefaultPipelineConfig().Validate(); err != nil {
 		t.Errorf("default config: %v", err)
+	}
+}
+
+// pacedSource returns each batch of its source after a pause, like a
+// collector reading a hub that delivers a little at a time.
+type pacedSource struct {
+	ingest.Source
+	pause time.Duration
+}
+
+func (s *pacedSource) ReadBatch(ctx context.Context) ([]ingest.Message, ingest.AckFunc, error) {
+	time.Sleep(s.pause)
+	return s.Source.ReadBatch(ctx)
+}
+
+// TestPipelineGroupWait reads batches that arrive one at a time: with a
+// group wait longer than the pauses between them they reach the sink in
+// one write, in read order; without one, each is written as it comes.
+func TestPipelineGroupWait(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+		one  bool
+	}{
+		{"waits for more", time.Minute, true},
+		{"writes at once", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, lines := archiveFixture(t, 12)
+			var writes [][]int64
+			inner := newMemSink(0)
+			sink := ingest.SinkFunc(func(ctx context.Context, b []ingest.Batch) ([]ingest.SinkResult, error) {
+				var offs []int64
+				for _, x := range b {
+					offs = append(offs, x.Offset)
+				}
+				writes = append(writes, offs)
+				return inner.Write(ctx, b)
+			})
+			n, err := normalize.New(normalize.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := ingest.DefaultPipelineConfig()
+			cfg.Name, cfg.SourceKind, cfg.GroupWait = "backfill", "file", tc.wait
+			p, err := ingest.NewPipeline(&pacedSource{Source: newArchiveSource(t, dir, nil), pause: 20 * time.Millisecond}, n, sink, cfg, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The source ends after its last batch, which ends the wait:
+			// a minute's wait does not hold Run for a minute.
+			if err := p.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if tc.one != (len(writes) == 1) {
+				t.Errorf("%d writes %v, want one: %v", len(writes), writes, tc.one)
+			}
+			var all []int64
+			for _, w := range writes {
+				all = append(all, w...)
+			}
+			if len(all) < 2 || !slices.IsSorted(all) || all[len(all)-1] != int64(lines) || len(inner.events) != 12 {
+				t.Errorf("writes %v (%d events): want every batch, in read order", writes, len(inner.events))
+			}
+		})
 	}
 }

@@ -353,7 +353,8 @@ func newLinkWalker(chain string, cps []chainCheckpoint, start *chainStart, out *
 		// continue the purge record's tree with walkRanges' hasher; a range
 		// that cannot be rebuilt (never: it is a valid range) keeps its own
 		w.tree = start.tree
-		if t, err := walkRanges.NewRange(start.tree.Begin(), start.tree.End(), start.tree.Hashes()); err == nil {
+		// (a copy of its hashes: appending must not write into the record's)
+		if t, err := walkRanges.NewRange(start.tree.Begin(), start.tree.End(), append([][]byte(nil), start.tree.Hashes()...)); err == nil {
 			w.tree = t
 		}
 	}
