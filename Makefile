@@ -40,7 +40,9 @@ fuzz:
 # The README's benchmark table; each line is one row.
 bench: libchdb build
 	$(GO) test -run '^$$' -bench Process -benchtime 3s -cpu 1 ./normalize
-	$(GO) test -run '^$$' -bench 'Append|Verify' -benchtime 10x ./storage
+	$(GO) test -run '^$$' -bench 'Append$$|Verify$$' -benchtime 10x ./storage
+	$(GO) test -run '^$$' -bench 'EngineCost' -benchtime 1x ./storage
+	$(GO) test -run '^$$' -bench 'ReadRows' -benchtime 3x ./storage
 	$(GO) test -run '^$$' -bench RunEndToEnd -benchtime 1x ./cmd/custody
 	CUSTODY_EXPORT_BENCH_EVENTS=100000 $(GO) test -run '^$$' -bench Bundle -benchtime 1x ./queries/export
 
