@@ -19,13 +19,15 @@ import (
 //     events insert: sort by the forensic key, LowCardinality dictionaries,
 //     skip indexes, compression, the part's files; plus each batch's
 //     position and checkpoint rows);
+//
 //   - merge-µs/merged-row: engine CPU of merging those parts, per row the
 //     merges wrote (ClickHouse's MergedRows);
+//
 //   - engine-ms/append: engine CPU of one Append of ten events, which is
 //     fixed cost: three INSERT statements, their parts, and the merges of
 //     small parts they cause.
 //
-//	go test ./storage -run '^$' -bench EngineCost -benchtime 1x
+//     go test ./storage -run '^$' -bench EngineCost -benchtime 1x
 func BenchmarkEngineCost(b *testing.B) {
 	const batch, batches, small, smallAppends = 20000, 10, 10, 20
 	ctx := context.Background()

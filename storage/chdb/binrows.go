@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"time"
 	"unsafe"
@@ -95,61 +94,18 @@ func newBinRows(ctx context.Context, e *Engine) (*binRows, error) {
 // nextFrame reads frames until one with rows arrives or the reply ends.
 func (r *binRows) nextFrame() error {
 	for !r.done {
-		op, err := r.e.r.ReadByte()
-		if err != nil {
-			r.done = true
-			return fmt.Errorf("engine host stopped answering: %w", err)
+		var err error
+		r.buf, r.done, err = readFrame(r.e.r, r.buf[:0])
+		r.rd, r.blk = nativeReader{b: r.buf}, nil
+		if r.done {
+			r.rd = nativeReader{}
+			return err
 		}
-		switch op {
-		case opData:
-			n, err := binary.ReadUvarint(r.e.r)
-			if err != nil {
-				r.done = true
-				return fmt.Errorf("read engine data: %w", err)
-			}
-			if n > maxFrame {
-				r.done = true
-				return fmt.Errorf("read engine data: frame of %d bytes exceeds limit", n)
-			}
-			if uint64(cap(r.buf)) < n {
-				r.buf = make([]byte, n)
-			}
-			r.buf = r.buf[:n]
-			r.rd, r.blk = nativeReader{b: r.buf}, nil
-			if _, err := io.ReadFull(r.e.r, r.buf); err != nil {
-				r.done = true
-				return fmt.Errorf("read engine data: %w", err)
-			}
-			if n > 0 {
-				return nil
-			}
-		case opEnd:
-			r.done = true
-			r.rd, r.blk = nativeReader{}, nil
-		case opError:
-			msg, err := ReadField(r.e.r, nil)
-			r.done = true
-			r.rd, r.blk = nativeReader{}, nil
-			if err != nil {
-				return fmt.Errorf("read engine error: %w", err)
-			}
-			return &QueryError{Message: string(trimSpace(msg))}
-		default:
-			r.done = true
-			return fmt.Errorf("engine host sent unknown frame %q", op)
+		if len(r.buf) > 0 {
+			return nil
 		}
 	}
 	return nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	for len(b) > 0 && (b[0] == '\n' || b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
-		b = b[1:]
-	}
-	return b
 }
 
 // nextBlock makes blk a block with rows left, reading blocks and frames

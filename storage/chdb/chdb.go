@@ -335,29 +335,17 @@ func (e *Engine) readReply(onData func([]byte) error) error {
 	var buf []byte
 	var dataErr error
 	for {
-		op, err := e.r.ReadByte()
-		if err != nil {
-			return fmt.Errorf("engine host stopped answering: %w", err)
-		}
-		switch op {
-		case opData:
-			buf, err = ReadField(e.r, buf)
+		var end bool
+		var err error
+		buf, end, err = readFrame(e.r, buf[:0])
+		if end {
 			if err != nil {
-				return fmt.Errorf("read engine data: %w", err)
+				return err
 			}
-			if dataErr == nil && onData != nil {
-				dataErr = onData(buf)
-			}
-		case opEnd:
 			return dataErr
-		case opError:
-			msg, err := ReadField(e.r, nil)
-			if err != nil {
-				return fmt.Errorf("read engine error: %w", err)
-			}
-			return &QueryError{Message: strings.TrimSpace(string(msg))}
-		default:
-			return fmt.Errorf("engine host sent unknown frame %q", op)
+		}
+		if dataErr == nil && onData != nil {
+			dataErr = onData(buf)
 		}
 	}
 }

@@ -3,10 +3,8 @@ package chdb
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // Rows streams a TSVWithNames result from the engine host. While a Rows is
@@ -29,45 +27,19 @@ type Rows struct {
 // ends.
 func (r *Rows) fill() error {
 	for len(r.lines) == 0 && !r.done {
-		op, err := r.e.r.ReadByte()
+		// Every line handed out before has been consumed (fill runs only
+		// when lines is empty), so the chunk is read straight after the
+		// unfinished line; capped at its length, pending grows into a
+		// fresh buffer, leaving the array the old lines point into alone.
+		var err error
+		r.pending, r.done, err = readFrame(r.e.r, r.pending[:len(r.pending):len(r.pending)])
 		if err != nil {
-			r.done = true
-			return fmt.Errorf("engine host stopped answering: %w", err)
+			return err
 		}
-		switch op {
-		case opData:
-			// Every line handed out before has been consumed (fill runs
-			// only when lines is empty), so the chunk is read straight
-			// after the unfinished line, into a fresh buffer.
-			n, err := binary.ReadUvarint(r.e.r)
-			if err != nil || n > maxFrame {
-				r.done = true
-				return fmt.Errorf("read engine data: frame of %d bytes: %v", n, err)
-			}
-			buf := make([]byte, len(r.pending), len(r.pending)+int(n))
-			copy(buf, r.pending)
-			if _, err := io.ReadFull(r.e.r, buf[len(buf):len(buf)+int(n)]); err != nil {
-				r.done = true
-				return fmt.Errorf("read engine data: %w", err)
-			}
-			r.pending = buf[:len(buf)+int(n)]
-			r.splitLines()
-		case opEnd:
-			r.done = true
-			if len(r.pending) > 0 {
-				r.lines = append(r.lines, r.pending)
-				r.pending = nil
-			}
-		case opError:
-			msg, err := ReadField(r.e.r, nil)
-			r.done = true
-			if err != nil {
-				return fmt.Errorf("read engine error: %w", err)
-			}
-			return &QueryError{Message: string(bytes.TrimSpace(msg))}
-		default:
-			r.done = true
-			return fmt.Errorf("engine host sent unknown frame %q", op)
+		r.splitLines()
+		if r.done && len(r.pending) > 0 {
+			r.lines = append(r.lines, r.pending)
+			r.pending = nil
 		}
 		if r.cols == nil && len(r.lines) > 0 {
 			for _, f := range bytes.Split(r.lines[0], []byte{'\t'}) {

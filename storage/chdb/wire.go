@@ -2,10 +2,12 @@ package chdb
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // The host protocol between custody and custody-chdb, over the host's stdin
@@ -64,6 +66,42 @@ func ReadField(r *bufio.Reader, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// readFrame reads one frame of a reply from the host. A data frame's bytes
+// are appended to buf and the result returned; end reports the end of the
+// reply: 'Z', or 'E' with err the *QueryError, or any failure to read
+// (after which the pipe is out of step and nothing more can be read).
+func readFrame(r *bufio.Reader, buf []byte) (data []byte, end bool, err error) {
+	op, err := r.ReadByte()
+	if err != nil {
+		return buf, true, fmt.Errorf("engine host stopped answering: %w", err)
+	}
+	switch op {
+	case opData:
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return buf, true, fmt.Errorf("read engine data: %w", err)
+		}
+		if n > maxFrame {
+			return buf, true, fmt.Errorf("read engine data: frame of %d bytes exceeds limit", n)
+		}
+		buf = slices.Grow(buf, int(n))
+		if _, err := io.ReadFull(r, buf[len(buf):len(buf)+int(n)]); err != nil {
+			return buf, true, fmt.Errorf("read engine data: %w", err)
+		}
+		return buf[:len(buf)+int(n)], false, nil
+	case opEnd:
+		return buf, true, nil
+	case opError:
+		msg, err := ReadField(r, nil)
+		if err != nil {
+			return buf, true, fmt.Errorf("read engine error: %w", err)
+		}
+		return buf, true, &QueryError{Message: string(bytes.TrimSpace(msg))}
+	default:
+		return buf, true, fmt.Errorf("engine host sent unknown frame %q", op)
+	}
 }
 
 // WriteRequest writes a query or exec request.

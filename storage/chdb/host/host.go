@@ -172,14 +172,36 @@ func resync(s *session) error {
 	return errors.New("resynchronise engine session: output of a failed query keeps coming back")
 }
 
-// serveText answers a query in TSVWithNames.
-func serveText(s *session, query string, w *bufio.Writer, reply func(error) error) error {
-	r, err := s.stream(query, "TSVWithNames")
+// openStream starts query with its result streamed in format. A
+// statement that cannot stream is answered whole (serveWhole) and a query
+// that fails to start is answered with its error; r is then nil, and err,
+// if any, ends the host.
+func openStream(s *session, query, format string, w *bufio.Writer, reply func(error) error) (r *stream, err error) {
+	r, err = s.stream(query, format)
 	if notStreamable(err) {
-		return serveWhole(s, query, w, reply)
+		return nil, serveWhole(s, query, w, reply)
 	}
 	if err != nil {
-		return failed(s, err, reply)
+		return nil, failed(s, err, reply)
+	}
+	return r, nil
+}
+
+// endStream answers a stream read to its end: with the query's failure,
+// or as done.
+func endStream(s *session, r *stream, reply func(error) error) error {
+	if r.err != nil {
+		r.free() // a stream still open would hold up the resync
+		return failed(s, r.err, reply)
+	}
+	return reply(nil)
+}
+
+// serveText answers a query in TSVWithNames.
+func serveText(s *session, query string, w *bufio.Writer, reply func(error) error) error {
+	r, err := openStream(s, query, "TSVWithNames", w, reply)
+	if r == nil {
+		return err
 	}
 	defer r.free()
 	// chDB formats every streamed chunk as a complete TSVWithNames
@@ -198,11 +220,7 @@ func serveText(s *session, query string, w *bufio.Writer, reply func(error) erro
 			return err
 		}
 	}
-	if r.err != nil {
-		r.free() // a stream still open would hold up the resync
-		return failed(s, r.err, reply)
-	}
-	return reply(nil)
+	return endStream(s, r, reply)
 }
 
 // describeHeader returns the TSVWithNames header line of query's result
@@ -260,12 +278,9 @@ func serveWhole(s *session, query string, w *bufio.Writer, reply func(error) err
 // is answered as an empty text result, the names from describeHeader
 // (or, when the statement cannot be described, by running it in text).
 func serveBinary(s *session, query string, w *bufio.Writer, reply func(error) error) error {
-	r, err := s.stream(query, "Native")
-	if notStreamable(err) {
-		return serveWhole(s, query, w, reply)
-	}
-	if err != nil {
-		return failed(s, err, reply)
+	r, err := openStream(s, query, "Native", w, reply)
+	if r == nil {
+		return err
 	}
 	defer r.free()
 	for first := true; ; first = false {
@@ -312,11 +327,7 @@ func serveBinary(s *session, query string, w *bufio.Writer, reply func(error) er
 			return err
 		}
 	}
-	if r.err != nil {
-		r.free() // a stream still open would hold up the resync
-		return failed(s, r.err, reply)
-	}
-	return reply(nil)
+	return endStream(s, r, reply)
 }
 
 // bindParams sets each parameter as a session setting param_<name>. The
