@@ -380,34 +380,39 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// lineBatch is a run of consecutive lines decoded by one worker.
-type lineBatch struct {
+// batchLines is how many records a worker decodes at a time.
+const batchLines = 256
+
+// recordBatch is a run of consecutive records of a data file, the first
+// numbered first, decoded by one worker into res.
+type recordBatch[T any] struct {
 	first uint64
-	lines [][]byte
+	recs  []T
 	res   []lineResult
 	done  chan struct{}
 }
 
-// batchLines is how many lines a worker decodes at a time.
-const batchLines = 256
-
-// readLines reads a JSON-lines data file (jsonl or ocsf): one goroutine
-// reads lines, GOMAXPROCS workers decode and hash them, and the caller's
-// goroutine checks them in file order.
-func (v *bundleVerifier) readLines(r io.Reader) (uint64, error) {
+// decodeInOrder checks a data file's records on every core, in file
+// order: read (one goroutine: files are read sequentially) hands each
+// record to emit; GOMAXPROCS workers decode batches of them, each with its
+// own decode function from newDecode (so it may keep scratch state),
+// into the batch's results in place (rows are large to copy); and
+// the caller's goroutine hands each result to check in file order. It
+// returns how many records were read, and read's error.
+func decodeInOrder[T any](read func(emit func(T)) error, newDecode func() func(n uint64, rec T, res *lineResult), check func(*lineResult)) (uint64, error) {
 	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *lineBatch, workers)
-	order := make(chan *lineBatch, 2*workers)
+	work := make(chan *recordBatch[T], workers)
+	order := make(chan *recordBatch[T], 2*workers)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := &lineDecoder{index: v.index}
+			decode := newDecode()
 			for b := range work {
-				b.res = make([]lineResult, len(b.lines))
-				for i, l := range b.lines {
-					b.res[i] = decodeLine(d, v.m.Data, b.first+uint64(i), l)
+				b.res = make([]lineResult, len(b.recs))
+				for i, rec := range b.recs {
+					decode(b.first+uint64(i), rec, &b.res[i])
 				}
 				close(b.done)
 			}
@@ -418,42 +423,58 @@ func (v *bundleVerifier) readLines(r io.Reader) (uint64, error) {
 	go func() {
 		defer close(order)
 		defer close(work)
-		br := bufio.NewReaderSize(r, 1<<20)
-		b := &lineBatch{first: 1, done: make(chan struct{})}
+		b := &recordBatch[T]{first: 1, done: make(chan struct{})}
 		flush := func() {
-			if len(b.lines) > 0 {
+			if len(b.recs) > 0 {
 				work <- b
 				order <- b
 			}
-			b = &lineBatch{first: n + 1, done: make(chan struct{})}
+			b = &recordBatch[T]{first: n + 1, done: make(chan struct{})}
 		}
-		for {
-			line, err := br.ReadBytes('\n')
-			if len(line) > 0 {
-				n++
-				b.lines = append(b.lines, bytes.TrimSuffix(line, []byte("\n")))
-				if len(b.lines) == batchLines {
-					flush()
-				}
+		readErr = read(func(rec T) {
+			n++
+			b.recs = append(b.recs, rec)
+			if len(b.recs) == batchLines {
+				flush()
 			}
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				readErr = fmt.Errorf("read line %d: %w", n+1, err)
-				break
-			}
-		}
+		})
 		flush()
 	}()
 	for b := range order {
 		<-b.done
 		for i := range b.res {
-			v.apply(&b.res[i])
+			check(&b.res[i])
 		}
 	}
 	wg.Wait()
 	return n, readErr
+}
+
+// readLines reads a JSON-lines data file (jsonl or ocsf), decoding and
+// hashing lines on every core (decodeInOrder).
+func (v *bundleVerifier) readLines(r io.Reader) (uint64, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var n uint64
+	read := func(emit func([]byte)) error {
+		for {
+			line, err := br.ReadBytes('\n')
+			if len(line) > 0 {
+				n++
+				emit(bytes.TrimSuffix(line, []byte("\n")))
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("read line %d: %w", n+1, err)
+			}
+		}
+	}
+	newDecode := func() func(uint64, []byte, *lineResult) {
+		d := &lineDecoder{index: v.index}
+		return func(n uint64, line []byte, res *lineResult) { *res = decodeLine(d, v.m.Data, n, line) }
+	}
+	return decodeInOrder(read, newDecode, v.apply)
 }
 
 // lineResult is one decoded line, ready to be checked in order.
@@ -585,92 +606,47 @@ func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
 	if !slices.Equal(head, csvHeader()) {
 		v.rep.add(Finding{Kind: KindMalformed, File: v.file, Detail: "the CSV header differs from export-v1's columns"})
 	}
-	// One goroutine parses records (CSV is read in order: a quoted field
-	// may span lines), GOMAXPROCS workers decode and hash them, and this
-	// goroutine checks them in file order, as readLines does.
-	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *csvBatch, workers)
-	order := make(chan *csvBatch, 2*workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var hasher storage.Hasher
-			for b := range work {
-				b.res = make([]lineResult, len(b.recs))
-				for i, rec := range b.recs {
-					res := &b.res[i]
-					res.n = b.first + uint64(i)
-					if b.errs[i] != nil {
-						res.malformed = b.errs[i]
-						continue
-					}
-					if err := decodeCSVRow(rec, &res.row, v.index); err != nil {
-						res.malformed = err
-						continue
-					}
-					res.computed = hasher.Hash(&res.row)
-				}
-				close(b.done)
-			}
-		}()
-	}
+	// Records are parsed in order (a quoted field may span lines), then
+	// decoded and hashed on every core (decodeInOrder).
 	var n uint64
-	var readErr error
-	go func() {
-		defer close(order)
-		defer close(work)
-		b := &csvBatch{first: 1, done: make(chan struct{})}
-		flush := func() {
-			if len(b.recs) > 0 {
-				work <- b
-				order <- b
-			}
-			b = &csvBatch{first: n + 1, done: make(chan struct{})}
-		}
+	read := func(emit func(csvRecord)) error {
 		for {
 			rec, err := cr.Read()
 			if errors.Is(err, io.EOF) {
-				break
+				return nil
 			}
 			n++
 			if err != nil {
 				var pe *csv.ParseError
 				if errors.As(err, &pe) && !errors.Is(err, csv.ErrFieldCount) {
-					readErr = fmt.Errorf("record %d: %w", n, err)
-					break
+					return fmt.Errorf("record %d: %w", n, err)
 				}
 			}
-			b.recs, b.errs = append(b.recs, rec), append(b.errs, err)
-			if len(b.recs) == batchLines {
-				flush()
-			}
+			emit(csvRecord{fields: rec, err: err})
 		}
-		flush()
-	}()
-	for b := range order {
-		<-b.done
-		for i := range b.res {
-			if res := &b.res[i]; res.malformed != nil {
-				v.malformed(res.n, res.malformed)
-			} else {
-				v.row(res.n, &res.row, res.computed)
+	}
+	newDecode := func() func(uint64, csvRecord, *lineResult) {
+		var hasher storage.Hasher
+		return func(n uint64, rec csvRecord, res *lineResult) {
+			res.n, res.malformed = n, rec.err
+			if res.malformed == nil {
+				if res.malformed = decodeCSVRow(rec.fields, &res.row, v.index); res.malformed == nil {
+					res.computed = hasher.Hash(&res.row)
+				}
 			}
 		}
 	}
-	wg.Wait()
-	return n, readErr
+	// n, not decodeInOrder's count: a record that ends reading is counted
+	// too, as the rows of the file.
+	_, err = decodeInOrder(read, newDecode, v.apply)
+	return n, err
 }
 
-// csvBatch is a run of consecutive CSV records decoded by one worker;
-// errs holds each record's read error (a wrong field count).
-type csvBatch struct {
-	first uint64
-	recs  [][]string
-	errs  []error
-	res   []lineResult
-	done  chan struct{}
+// csvRecord is one CSV record with its read error (a wrong field count,
+// which makes the record malformed but lets reading go on).
+type csvRecord struct {
+	fields []string
+	err    error
 }
 
 func (v *bundleVerifier) malformed(n uint64, err error) {
