@@ -109,7 +109,7 @@ func (s *syncBuffer) String() string {
 }
 
 // testConfig is a config pointing at srv with a client-secret credential
-// against the server's own authority.
+// against the server's authority.
 func testConfig(srv *lafake.Server, tables ...string) Config {
 	cfg := DefaultConfig()
 	cfg.WorkspaceID = testWorkspace
@@ -119,7 +119,7 @@ func testConfig(srv *lafake.Server, tables ...string) Config {
 		TenantID:                 testTenant,
 		ClientID:                 testClientID,
 		ClientSecret:             testSecret,
-		AuthorityHost:            srv.AuthorityHost(),
+		AuthorityHost:            srv.Authority().AuthorityHost(),
 		DisableInstanceDiscovery: true,
 	}
 	cfg.Tables = tables
@@ -132,9 +132,13 @@ func testConfig(srv *lafake.Server, tables ...string) Config {
 }
 
 func newServer(t testing.TB, tables ...lafake.Table) *lafake.Server {
-	srv := lafake.New(lafake.Options{Workspaces: []string{testWorkspace}})
+	t.Helper()
+	srv, err := lafake.New(lafake.Options{Workspaces: []string{testWorkspace}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(srv.Close)
-	srv.AddClient(testTenant, testClientID, testSecret)
+	srv.Authority().AddClient(testTenant, testClientID, testSecret)
 	srv.LoadTables(tables...)
 	return srv
 }
@@ -153,14 +157,7 @@ func (e *env) open(positions map[string]int64) *Source {
 		Transport: e.srv.HTTPClient(),
 		Now:       e.clock.Now,
 		Sleep:     e.sleep.Sleep,
-		Idle: func() {
-			e.idleMu.Lock()
-			f := e.onIdle
-			e.idleMu.Unlock()
-			if f != nil {
-				f()
-			}
-		},
+		Idle:      e.idle,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -170,6 +167,16 @@ func (e *env) open(positions map[string]int64) *Source {
 	}
 	e.t.Cleanup(func() { _ = src.Close(context.Background()) })
 	return src
+}
+
+// idle is the sources' Options.Idle: it ends a running drain.
+func (e *env) idle() {
+	e.idleMu.Lock()
+	f := e.onIdle
+	e.idleMu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 // drain reads batches until the source goes idle, acknowledging each with

@@ -462,10 +462,10 @@ func TestWorkloadIdentity(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(assertion), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv.AddFederatedClient(testTenant, "wi-client", assertion)
+	srv.Authority().AddFederatedClient(testTenant, "wi-client", assertion)
 	cfg := testConfig(srv, "AKSAudit")
 	cfg.Credential = CredentialConfig{Kind: CredentialWorkloadIdentity, TenantID: testTenant, ClientID: "wi-client",
-		TokenFile: tokenFile, AuthorityHost: srv.AuthorityHost(), DisableInstanceDiscovery: true}
+		TokenFile: tokenFile, AuthorityHost: srv.Authority().AuthorityHost(), DisableInstanceDiscovery: true}
 	e := newEnv(t, srv, nil, cfg)
 	if msgs := e.mustDrain(e.src); len(msgs) != 4 {
 		t.Errorf("got %d messages, want 4", len(msgs))
@@ -477,10 +477,10 @@ func TestWorkloadIdentity(t *testing.T) {
 // IDENTITY_HEADER.
 func TestManagedIdentity(t *testing.T) {
 	srv := fixtureServer(t)
-	t.Setenv("IDENTITY_ENDPOINT", srv.EnableManagedIdentity("mi-header-secret"))
+	t.Setenv("IDENTITY_ENDPOINT", srv.Authority().EnableManagedIdentity("mi-header-secret"))
 	t.Setenv("IDENTITY_HEADER", "mi-header-secret")
 	cfg := testConfig(srv, "AKSAudit")
-	cfg.Credential = CredentialConfig{Kind: CredentialManagedIdentity, AuthorityHost: srv.AuthorityHost()}
+	cfg.Credential = CredentialConfig{Kind: CredentialManagedIdentity, AuthorityHost: srv.Authority().AuthorityHost()}
 	e := newEnv(t, srv, nil, cfg)
 	if msgs := e.mustDrain(e.src); len(msgs) != 4 {
 		t.Errorf("got %d messages, want 4", len(msgs))
@@ -512,28 +512,43 @@ func TestSecretsNeverLeak(t *testing.T) {
 		errs = append(errs, err.Error())
 	}
 
-	// A token the API does not accept: 403 from the query API.
+	// Tokens the API does not accept (not a JWT, issued for another
+	// resource, expired): 403 from the query API, saying why.
 	const bogus = "bogus.bearer.token-value"
-	forged := &env{t: t, srv: srv, clock: &clock{now: t0}, sleep: &sleeper{}, logs: bad.logs, cfg: testConfig(srv, "AKSAudit")}
-	src, err := New(forged.cfg, nil, Options{Logger: bad.src.opts.Logger, Transport: srv.HTTPClient(), Credential: staticToken(bogus),
-		Now: forged.clock.Now, Sleep: forged.sleep.Sleep, Idle: func() {}})
-	if err != nil {
-		t.Fatal(err)
+	mint := func(resource string, life time.Duration) string {
+		tok, _, err := srv.Authority().IssueToken(testTenant, testClientID, resource, life)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
 	}
-	if err := src.Connect(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := forged.drain(src, nil); err == nil || !strings.Contains(err.Error(), "InvalidAuthenticationToken") {
-		t.Fatalf("err = %v, want InvalidAuthenticationToken", err)
-	} else {
-		errs = append(errs, err.Error())
+	for _, tc := range []struct{ token, reason string }{
+		{bogus, "malformed token"},
+		{mint("https://management.azure.com", time.Hour), "audience mismatch"},
+		{mint(srv.Audience(), -time.Minute), "expired"},
+	} {
+		forged := &env{t: t, srv: srv, clock: &clock{now: t0}, sleep: &sleeper{}, logs: bad.logs, cfg: testConfig(srv, "AKSAudit")}
+		src, err := New(forged.cfg, nil, Options{Logger: bad.src.opts.Logger, Transport: srv.HTTPClient(), Credential: staticToken(tc.token),
+			Now: forged.clock.Now, Sleep: forged.sleep.Sleep, Idle: forged.idle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Connect(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := forged.drain(src, nil); err == nil || !strings.Contains(err.Error(), "InvalidAuthenticationToken") ||
+			!strings.Contains(err.Error(), tc.reason) {
+			t.Fatalf("err = %v, want InvalidAuthenticationToken (%s)", err, tc.reason)
+		} else {
+			errs = append(errs, err.Error())
+		}
 	}
 
 	// Success: tokens were issued and used.
 	good := newEnv(t, srv, nil, testConfig(srv, "AKSAudit"))
 	good.mustDrain(good.src)
 
-	secrets := append(srv.IssuedTokens(), testSecret, bogus)
+	secrets := append(srv.Authority().IssuedTokens(), testSecret, bogus)
 	if len(secrets) < 3 {
 		t.Fatal("server issued no token")
 	}

@@ -9,7 +9,10 @@
 // about authentication: the Event Hubs test broker (internal/ehbroker)
 // verifies the JWTs that the SDK puts to its $cbs node with Verify, and so
 // refuses a token that this authority did not issue, issued for another
-// resource, or that has expired.
+// resource, or that has expired. The Log Analytics query API fake
+// (internal/lafake) starts one of these beside itself and checks the
+// bearer token of every query the same way, so both fakes share one
+// issuer, one token format and one set of credential kinds.
 //
 // The authority serves, at /{tenant}/...:
 //

@@ -14,10 +14,13 @@
 //   - interprets a documented KQL subset (see kql.go) over in-memory
 //     tables whose rows carry an ingestion time, and rejects any other
 //     query loudly with a 400 SyntaxError, recording it in Rejected;
-//   - is its own Microsoft Entra authority: OpenID discovery and a
-//     client-credentials token endpoint (client secret or client assertion)
-//     at /{tenant}/..., so azidentity credentials work offline, and it
-//     checks the bearer token on every query;
+//   - starts an internal/entrafake authority beside itself, so the real
+//     azidentity credentials (client secret, workload identity, managed
+//     identity) get signed JWTs for the query API's resource offline, and
+//     checks the bearer token of every query through that authority's
+//     Verify: signature, issuer, audience (Options.Audience) and expiry. A
+//     token that fails is refused with 403 InvalidAuthenticationToken, the
+//     reason (never the token) in the error's innererror;
 //   - injects faults on demand: throttling, partial errors, row and size
 //     limits.
 //
@@ -27,10 +30,8 @@
 package lafake
 
 import (
-	"crypto/rand"
-	"crypto/subtle"
+	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -39,6 +40,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/custody-audit/custody/internal/entrafake"
 )
 
 // Limits of the real service: a query result is truncated at 500,000
@@ -94,18 +97,13 @@ type Options struct {
 	// Workspaces are the workspace ids the server answers for. Empty means
 	// any id.
 	Workspaces []string
-	// Audience is the token audience (scope without "/.default") the token
-	// endpoint issues tokens for. Empty means DefaultAudience.
+	// Audience is the resource (scope without "/.default") the authority
+	// issues tokens for and the query API requires as the token audience.
+	// Empty means DefaultAudience.
 	Audience string
-	// TokenLifetime is how long issued tokens are valid. Zero means 1h.
+	// TokenLifetime is how long issued tokens are valid. Zero means
+	// entrafake.DefaultTokenLifetime.
 	TokenLifetime time.Duration
-}
-
-type client struct {
-	tenant    string
-	id        string
-	secret    string // client secret, or "" if none
-	assertion string // accepted client assertion (a federated token), or ""
 }
 
 type fault struct {
@@ -118,75 +116,84 @@ type fault struct {
 // use.
 type Server struct {
 	srv      *httptest.Server
+	auth     *entrafake.Authority
+	roots    *x509.CertPool // the server's and the authority's certificates
+	client   *http.Client
 	opts     Options
 	audience string
 
-	mu         sync.Mutex
-	tables     map[string]*Table
-	tokens     map[string]time.Time // token -> expiry
-	clients    []client
-	faults     fault
-	rowLimit   int
-	sizeLimit  int
-	miHeader   string // App Service managed identity header secret; "" = off
-	queries    []QueryRecord
-	rejected   []string
-	tokenCalls int
+	mu        sync.Mutex
+	tables    map[string]*Table
+	faults    fault
+	rowLimit  int
+	sizeLimit int
+	queries   []QueryRecord
+	rejected  []string
 }
 
-// New starts a server on a loopback port with a fresh self-signed
-// certificate. Close it when done.
-func New(opts Options) *Server {
+// New starts a server, and the Entra ID authority that issues its tokens,
+// on loopback ports with self-signed certificates. Close it when done.
+func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:      opts,
-		audience:  opts.Audience,
+		audience:  strings.TrimRight(opts.Audience, "/"),
 		tables:    map[string]*Table{},
-		tokens:    map[string]time.Time{},
 		rowLimit:  DefaultRowLimit,
 		sizeLimit: DefaultSizeLimit,
 	}
 	if s.audience == "" {
 		s.audience = DefaultAudience
 	}
-	if s.opts.TokenLifetime <= 0 {
-		s.opts.TokenLifetime = time.Hour
+	auth, err := entrafake.New(entrafake.Options{Resources: []string{s.audience}, TokenLifetime: opts.TokenLifetime})
+	if err != nil {
+		return nil, fmt.Errorf("lafake authority: %w", err)
 	}
+	s.auth = auth
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/workspaces/{workspace}/query", s.handleQuery)
 	mux.HandleFunc("POST /v1/$batch", s.handleBatch)
-	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.handleDiscovery)
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.handleToken)
-	mux.HandleFunc("GET /msi/token", s.handleManagedIdentity)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, oneAPIError{Code: "PathNotFoundError", Message: "The requested path does not exist"})
 	})
 	s.srv = httptest.NewTLSServer(mux)
-	return s
+	s.roots = x509.NewCertPool()
+	s.roots.AddCert(s.srv.Certificate())
+	s.roots.AddCert(auth.Certificate())
+	s.client = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: true,
+	}}
+	return s, nil
 }
 
 // URL is the https base URL: the query endpoint for the azlogs cloud
 // configuration.
 func (s *Server) URL() string { return s.srv.URL }
 
-// AuthorityHost is the base URL to use as the Entra authority host.
-func (s *Server) AuthorityHost() string { return s.srv.URL + "/" }
+// Authority is the Entra ID authority that issues the tokens the server
+// accepts: register applications on it (AddClient, AddFederatedClient),
+// turn on managed identity (EnableManagedIdentity), mint tokens
+// (IssueToken) and point credentials at its AuthorityHost.
+func (s *Server) Authority() *entrafake.Authority { return s.auth }
 
 // Audience is the token audience the server expects.
 func (s *Server) Audience() string { return s.audience }
 
-// HTTPClient returns an *http.Client that trusts the server's certificate
-// and nothing else.
-func (s *Server) HTTPClient() *http.Client { return s.srv.Client() }
+// HTTPClient returns an *http.Client that trusts the certificates of the
+// server and its authority and nothing else, for the query client and the
+// credential alike.
+func (s *Server) HTTPClient() *http.Client { return s.client }
 
-// CertPool returns a pool holding the server's certificate.
-func (s *Server) CertPool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(s.srv.Certificate())
-	return pool
+// CertPool returns a pool holding the certificates of the server and its
+// authority.
+func (s *Server) CertPool() *x509.CertPool { return s.roots.Clone() }
+
+// Close shuts the server and its authority down.
+func (s *Server) Close() {
+	s.srv.Close()
+	s.auth.Close()
+	s.client.CloseIdleConnections()
 }
-
-// Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
 
 // LoadTables adds or replaces tables.
 func (s *Server) LoadTables(tables ...Table) {
@@ -210,43 +217,6 @@ func (s *Server) AppendRows(table string, rows ...Row) error {
 	}
 	t.Rows = append(t.Rows, rows...)
 	return nil
-}
-
-// AddClient registers an application that may get tokens from the token
-// endpoint with a client secret.
-func (s *Server) AddClient(tenant, clientID, secret string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.clients = append(s.clients, client{tenant: tenant, id: clientID, secret: secret})
-}
-
-// AddFederatedClient registers an application that may get tokens with a
-// client assertion equal to assertion (the workload identity flow).
-func (s *Server) AddFederatedClient(tenant, clientID, assertion string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.clients = append(s.clients, client{tenant: tenant, id: clientID, assertion: assertion})
-}
-
-// EnableManagedIdentity turns on an App Service style managed identity
-// endpoint that hands out tokens to callers presenting header in
-// X-IDENTITY-HEADER. It returns the endpoint URL; point the
-// IDENTITY_ENDPOINT and IDENTITY_HEADER environment variables at it.
-func (s *Server) EnableManagedIdentity(header string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.miHeader = header
-	return s.srv.URL + "/msi/token"
-}
-
-// IssueToken mints a valid bearer token directly, for clients that bring
-// their own credential.
-func (s *Server) IssueToken() string {
-	tok := newToken()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tokens[tok] = time.Now().Add(s.opts.TokenLifetime)
-	return tok
 }
 
 // Throttle makes the next n query requests fail with 429 Too Many
@@ -296,31 +266,6 @@ func (s *Server) Rejected() []string {
 	return append([]string(nil), s.rejected...)
 }
 
-// IssuedTokens returns every bearer token the server has issued, so tests
-// can check none of them leaks into logs or errors.
-func (s *Server) IssuedTokens() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.tokens))
-	for t := range s.tokens {
-		out = append(out, t)
-	}
-	return out
-}
-
-// TokenRequests counts successful token endpoint calls.
-func (s *Server) TokenRequests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.tokenCalls
-}
-
-func newToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return "lafake." + base64.RawURLEncoding.EncodeToString(b)
-}
-
 // oneAPIError is the error object of the Log Analytics API.
 type oneAPIError struct {
 	Code       string         `json:"code"`
@@ -360,14 +305,26 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	tok, ok := strings.CutPrefix(h, "Bearer ")
-	s.mu.Lock()
-	exp, known := s.tokens[tok]
-	s.mu.Unlock()
-	if !ok || !known || time.Now().After(exp) {
-		writeError(w, http.StatusForbidden, oneAPIError{Code: "InvalidAuthenticationToken", Message: "The access token is invalid."})
+	if !ok {
+		writeError(w, http.StatusForbidden, invalidToken("the Authorization header is not a bearer token"))
+		return false
+	}
+	// Verify's errors name the reason and the audiences, never the token.
+	if _, err := s.auth.Verify(tok, s.audience); err != nil {
+		writeError(w, http.StatusForbidden, invalidToken(err.Error()))
 		return false
 	}
 	return true
+}
+
+// invalidToken is the 403 answer to a bearer token the authority did not
+// issue for this API or that has expired; reason must not hold the token.
+func invalidToken(reason string) oneAPIError {
+	return oneAPIError{
+		Code:       "InvalidAuthenticationToken",
+		Message:    "The access token is invalid.",
+		InnerError: map[string]any{"code": "TokenValidationFailed", "message": reason},
+	}
 }
 
 func (s *Server) workspaceKnown(id string) bool {
@@ -563,7 +520,7 @@ func (s *Server) evaluate(workspace string, body queryBody, prefer string) answe
 	var partial *oneAPIError
 	for _, r := range rows {
 		if len(out) >= rowLimit {
-			partial = truncation(fmt.Sprintf("Query result set has exceeded the internal record count limit %d records (E_QUERY_RESULT_SET_TOO_LARGE).", rowLimit))
+			partial = partialError(codeTooLarge, fmt.Sprintf("Query result set has exceeded the internal record count limit %d records (E_QUERY_RESULT_SET_TOO_LARGE).", rowLimit))
 			break
 		}
 		b, err := json.Marshal(r.values)
@@ -571,7 +528,7 @@ func (s *Server) evaluate(workspace string, body queryBody, prefer string) answe
 			return answer{status: http.StatusInternalServerError, body: map[string]any{"error": oneAPIError{Code: "InternalServerError", Message: "row cannot be encoded"}}}
 		}
 		if size+len(b) > sizeLimit {
-			partial = truncation(fmt.Sprintf("Query result set has exceeded the internal data size limit %d bytes (E_QUERY_RESULT_SET_TOO_LARGE).", sizeLimit))
+			partial = partialError(codeTooLarge, fmt.Sprintf("Query result set has exceeded the internal data size limit %d bytes (E_QUERY_RESULT_SET_TOO_LARGE).", sizeLimit))
 			break
 		}
 		size += len(b)
@@ -579,20 +536,7 @@ func (s *Server) evaluate(workspace string, body queryBody, prefer string) answe
 	}
 	if injectPartial && partial == nil {
 		out = out[:len(out)/2]
-		partial = &oneAPIError{
-			Code:    "PartialError",
-			Message: "There were some errors when processing your query.",
-			Details: []oneAPIError{{
-				Code:    "EngineError",
-				Message: "Something went wrong processing your query on the server.",
-				InnerError: map[string]any{
-					"code":         "-2133196798",
-					"message":      "Partial query failure: an extent could not be loaded (E_EXTENT_LOAD_FAILED).",
-					"severity":     2,
-					"severityName": "Error",
-				},
-			}},
-		}
+		partial = partialError("-2133196798", "Partial query failure: an extent could not be loaded (E_EXTENT_LOAD_FAILED).")
 	}
 	res := map[string]any{"tables": []any{map[string]any{
 		"name":    "PrimaryResult",
@@ -618,7 +562,14 @@ func (s *Server) reject(text string, e oneAPIError) answer {
 	return answer{status: http.StatusBadRequest, body: map[string]any{"error": e}}
 }
 
-func truncation(msg string) *oneAPIError {
+// codeTooLarge is the engine's inner error code for a result truncated at
+// the row or size limit.
+const codeTooLarge = "-2133196797"
+
+// partialError is the PartialError the service returns next to the tables
+// when part of a query failed or its result was truncated: an EngineError
+// detail whose innererror carries the engine's code and message.
+func partialError(engineCode, msg string) *oneAPIError {
 	return &oneAPIError{
 		Code:    "PartialError",
 		Message: "There were some errors when processing your query.",
@@ -626,7 +577,7 @@ func truncation(msg string) *oneAPIError {
 			Code:    "EngineError",
 			Message: "Something went wrong processing your query on the server.",
 			InnerError: map[string]any{
-				"code":         "-2133196797",
+				"code":         engineCode,
 				"message":      msg,
 				"severity":     2,
 				"severityName": "Error",
@@ -738,131 +689,4 @@ func filterTimespan(cols []Column, rows []resultRow, from, to time.Time) []resul
 		}
 	}
 	return kept
-}
-
-func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
-	tenant := r.PathValue("tenant")
-	base := s.srv.URL + "/" + tenant
-	writeJSON(w, http.StatusOK, map[string]any{
-		"token_endpoint":                        base + "/oauth2/v2.0/token",
-		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
-		"issuer":                                base + "/v2.0",
-		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
-		"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
-		"tenant_region_scope":                   "EU",
-	})
-}
-
-// tokenError answers like Entra ID's token endpoint (RFC 6749 §5.2 with
-// AADSTS codes).
-func tokenError(w http.ResponseWriter, status int, code, desc string, aadsts int) {
-	writeJSON(w, status, map[string]any{
-		"error":             code,
-		"error_description": fmt.Sprintf("AADSTS%d: %s", aadsts, desc),
-		"error_codes":       []int{aadsts},
-		"timestamp":         time.Now().UTC().Format("2006-01-02 15:04:05Z"),
-	})
-}
-
-// handleManagedIdentity answers the App Service managed identity protocol
-// (api-version 2019-08-01): GET ?resource=<audience>[&client_id=...] with
-// the X-IDENTITY-HEADER secret.
-func (s *Server) handleManagedIdentity(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	want := s.miHeader
-	s.mu.Unlock()
-	q := r.URL.Query()
-	switch {
-	case want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(r.Header.Get("X-IDENTITY-HEADER"))) != 1:
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"statusCode": 401, "message": "Unauthorized: the X-IDENTITY-HEADER is missing or wrong"})
-		return
-	case q.Get("api-version") != "2019-08-01":
-		writeJSON(w, http.StatusBadRequest, map[string]any{"statusCode": 400, "message": "api-version must be 2019-08-01"})
-		return
-	case strings.TrimSuffix(q.Get("resource"), "/") != s.audience:
-		writeJSON(w, http.StatusBadRequest, map[string]any{"statusCode": 400, "message": "unknown resource " + q.Get("resource")})
-		return
-	}
-	tok := newToken()
-	exp := time.Now().Add(s.opts.TokenLifetime)
-	s.mu.Lock()
-	s.tokens[tok] = exp
-	s.tokenCalls++
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": tok,
-		"expires_on":   strconv.FormatInt(exp.Unix(), 10),
-		"resource":     q.Get("resource"),
-		"token_type":   "Bearer",
-		"client_id":    q.Get("client_id"),
-	})
-}
-
-// scopeOK accepts a scope list holding want plus only the OpenID Connect
-// scopes MSAL adds (openid, offline_access, profile).
-func scopeOK(scope, want string) bool {
-	found := false
-	for _, sc := range strings.Fields(scope) {
-		switch sc {
-		case want:
-			found = true
-		case "openid", "offline_access", "profile":
-		default:
-			return false
-		}
-	}
-	return found
-}
-
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	tenant := r.PathValue("tenant")
-	if err := r.ParseForm(); err != nil {
-		tokenError(w, http.StatusBadRequest, "invalid_request", "The request body must contain form parameters.", 900144)
-		return
-	}
-	f := r.PostForm
-	if f.Get("grant_type") != "client_credentials" {
-		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "Only client_credentials is supported by this server.", 70003)
-		return
-	}
-	if !scopeOK(f.Get("scope"), s.audience+"/.default") {
-		tokenError(w, http.StatusBadRequest, "invalid_scope", fmt.Sprintf("The provided value for scope %s is not valid.", f.Get("scope")), 70011)
-		return
-	}
-	s.mu.Lock()
-	var found *client
-	for i := range s.clients {
-		if s.clients[i].tenant == tenant && s.clients[i].id == f.Get("client_id") {
-			found = &s.clients[i]
-		}
-	}
-	s.mu.Unlock()
-	if found == nil {
-		tokenError(w, http.StatusBadRequest, "unauthorized_client", "Application was not found in the directory.", 700016)
-		return
-	}
-	ok := false
-	switch {
-	case found.secret != "" && f.Get("client_secret") != "":
-		ok = subtle.ConstantTimeCompare([]byte(found.secret), []byte(f.Get("client_secret"))) == 1
-	case found.assertion != "" && f.Get("client_assertion") != "":
-		ok = f.Get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" &&
-			subtle.ConstantTimeCompare([]byte(found.assertion), []byte(f.Get("client_assertion"))) == 1
-	}
-	if !ok {
-		tokenError(w, http.StatusUnauthorized, "invalid_client", "Invalid client secret provided.", 7000215)
-		return
-	}
-	tok := newToken()
-	s.mu.Lock()
-	s.tokens[tok] = time.Now().Add(s.opts.TokenLifetime)
-	s.tokenCalls++
-	s.mu.Unlock()
-	secs := int(s.opts.TokenLifetime / time.Second)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"token_type":     "Bearer",
-		"expires_in":     secs,
-		"ext_expires_in": secs,
-		"access_token":   tok,
-	})
 }

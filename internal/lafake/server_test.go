@@ -30,9 +30,31 @@ func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azco
 	return azcore.AccessToken{Token: string(s), ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
+// newServer starts a server that the test closes.
+func newServer(t *testing.T, opts Options) *Server {
+	t.Helper()
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// issue mints a token from s's authority for resource; a negative
+// lifetime yields an expired one, zero the default lifetime.
+func issue(t *testing.T, s *Server, resource string, lifetime time.Duration) string {
+	t.Helper()
+	tok, _, err := s.Authority().IssueToken("tenant-1", "app-1", resource, lifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 func cloudFor(s *Server) cloud.Configuration {
 	return cloud.Configuration{
-		ActiveDirectoryAuthorityHost: s.AuthorityHost(),
+		ActiveDirectoryAuthorityHost: s.Authority().AuthorityHost(),
 		Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
 			azlogs.ServiceName: {Endpoint: s.URL(), Audience: s.Audience()},
 		},
@@ -96,11 +118,10 @@ func TestSpecExample(t *testing.T) {
 	for i := range 15 {
 		tbl.Rows = append(tbl.Rows, Row{Ingested: time.Date(2017, 8, 24, 8, 0, i, 0, time.UTC), Values: body.Tables[0].Rows[0]})
 	}
-	s := New(Options{Workspaces: []string{ex.Parameters.WorkspaceID}})
-	defer s.Close()
+	s := newServer(t, Options{Workspaces: []string{ex.Parameters.WorkspaceID}})
 	s.LoadTables(tbl)
 
-	c := newClient(t, s, staticToken(s.IssueToken()))
+	c := newClient(t, s, staticToken(issue(t, s, s.Audience(), 0)))
 	var raw *http.Response
 	q := "Usage | take 2"
 	res, err := c.QueryWorkspace(runtime.WithCaptureResponse(context.Background(), &raw), ex.Parameters.WorkspaceID, azlogs.QueryBody{Query: &q}, nil)
@@ -151,10 +172,9 @@ func testTable() Table {
 // TestKQL runs the supported KQL subset and checks the rows (by Id) or the
 // error code for queries outside it.
 func TestKQL(t *testing.T) {
-	s := New(Options{})
-	defer s.Close()
+	s := newServer(t, Options{})
 	s.LoadTables(testTable())
-	c := newClient(t, s, staticToken(s.IssueToken()))
+	c := newClient(t, s, staticToken(issue(t, s, s.Audience(), 0)))
 	cases := []struct {
 		query   string
 		want    string // ids joined, or the inner error code
@@ -222,10 +242,9 @@ func TestKQL(t *testing.T) {
 // TestFaults checks the error answers: authentication, workspace,
 // throttling, partial errors and truncation.
 func TestFaults(t *testing.T) {
-	s := New(Options{Workspaces: []string{ws}})
-	defer s.Close()
+	s := newServer(t, Options{Workspaces: []string{ws}})
 	s.LoadTables(testTable())
-	c := newClient(t, s, staticToken(s.IssueToken()))
+	c := newClient(t, s, staticToken(issue(t, s, s.Audience(), 0)))
 	q := "T"
 	ctx := context.Background()
 
@@ -247,8 +266,23 @@ func TestFaults(t *testing.T) {
 			t.Errorf("%s: err = %v, want %d %s", name, err, status, code)
 		}
 	}
-	_, err = newClient(t, s, staticToken("forged")).QueryWorkspace(ctx, ws, azlogs.QueryBody{Query: &q}, nil)
-	expectCode("forged token", err, 403, "InvalidAuthenticationToken")
+	// Tokens the query API refuses: each a 403 that says why and does not
+	// echo the token.
+	other := newServer(t, Options{})
+	for _, tc := range []struct {
+		name, token, reason string
+	}{
+		{"forged token", "forged", "malformed token"},
+		{"another authority", issue(t, other, s.Audience(), 0), "signature does not verify"},
+		{"another resource", issue(t, s, "https://management.azure.com", 0), "audience mismatch"},
+		{"expired", issue(t, s, s.Audience(), -time.Minute), "expired"},
+	} {
+		_, err = newClient(t, s, staticToken(tc.token)).QueryWorkspace(ctx, ws, azlogs.QueryBody{Query: &q}, nil)
+		expectCode(tc.name, err, 403, "InvalidAuthenticationToken")
+		if err != nil && (!strings.Contains(err.Error(), tc.reason) || strings.Contains(err.Error(), tc.token)) {
+			t.Errorf("%s: error lacks %q or echoes the token: %v", tc.name, tc.reason, err)
+		}
+	}
 	_, err = c.QueryWorkspace(ctx, "00000000-0000-0000-0000-000000000000", azlogs.QueryBody{Query: &q}, nil)
 	expectCode("unknown workspace", err, 404, "WorkspaceNotFoundError")
 
@@ -305,10 +339,9 @@ func TestFaults(t *testing.T) {
 
 // TestBatch answers the $batch envelope with per-request statuses.
 func TestBatch(t *testing.T) {
-	s := New(Options{Workspaces: []string{ws}})
-	defer s.Close()
+	s := newServer(t, Options{Workspaces: []string{ws}})
 	s.LoadTables(testTable())
-	c := newClient(t, s, staticToken(s.IssueToken()))
+	c := newClient(t, s, staticToken(issue(t, s, s.Audience(), 0)))
 	q1, q2 := "T | take 2", "T | summarize count()"
 	id1, id2, w := "1", "2", ws
 	res, err := c.QueryBatch(context.Background(), azlogs.BatchRequest{Requests: []azlogs.BatchQueryRequest{
@@ -331,13 +364,12 @@ func TestBatch(t *testing.T) {
 }
 
 // TestEntraAuthority: a real azidentity ClientSecretCredential gets a
-// token from the server's token endpoint and the query API accepts it; a
-// wrong secret is refused.
+// token from the server's authority and the query API accepts it; a wrong
+// secret is refused.
 func TestEntraAuthority(t *testing.T) {
-	s := New(Options{})
-	defer s.Close()
+	s := newServer(t, Options{})
 	s.LoadTables(testTable())
-	s.AddClient("tenant-1", "app-1", "right-secret")
+	s.Authority().AddClient("tenant-1", "app-1", "right-secret")
 	opts := func() *azidentity.ClientSecretCredentialOptions {
 		return &azidentity.ClientSecretCredentialOptions{
 			ClientOptions:            azcore.ClientOptions{Cloud: cloudFor(s), Transport: s.HTTPClient()},
@@ -354,7 +386,7 @@ func TestEntraAuthority(t *testing.T) {
 			t.Fatalf("query with a client secret credential: %v", err)
 		}
 	}
-	if n := s.TokenRequests(); n != 1 {
+	if n, _ := s.Authority().Requests(); n != 1 {
 		t.Errorf("%d token requests for one credential, want 1 (cached)", n)
 	}
 	bad, err := azidentity.NewClientSecretCredential("tenant-1", "app-1", "wrong-secret", opts())
