@@ -70,6 +70,11 @@ type Options struct {
 	Now func() time.Time
 	// Progress, when set, is called as rows are written.
 	Progress func(done, total uint64)
+
+	// rowBuffer is how many bytes of rows are held in memory before
+	// they spill to a temporary file; 0 means rowBufferBytes. Tests set
+	// it to make small exports spill.
+	rowBuffer int
 }
 
 // Result is what an export wrote.
@@ -421,7 +426,11 @@ func readRows(ctx context.Context, opts Options, where string, p engine.Params, 
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	defer rows.Close()
-	s := newRowSorter(rowBufferBytes)
+	limit := rowBufferBytes
+	if opts.rowBuffer > 0 {
+		limit = opts.rowBuffer
+	}
+	s := newRowSorter(limit)
 	// Rows are scanned here and buffered by a second goroutine, a batch
 	// at a time, so that the two overlap.
 	scanned := make(chan []storage.Row, 1)

@@ -9,3 +9,10 @@ func DecodeJSONRow(line []byte) (storage.Row, error) {
 	err := decodeJSONRow(line, &r, columnIndex())
 	return r, err
 }
+
+// WithRowBuffer sets how many bytes of rows an export holds in memory
+// before spilling, so that tests can make small exports spill.
+func WithRowBuffer(o Options, n int) Options {
+	o.rowBuffer = n
+	return o
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -19,8 +20,14 @@ import (
 // events table is stored in its forensic order (day, service, actor,
 // time). Having the engine sort the wide rows costs it several times
 // more than reading them, so the rows are read in storage order, kept in
-// a compact binary form (in memory up to rowBufferBytes, then in an
-// unlinked temporary file) and ordered here by a narrow index.
+// a compact binary form and ordered here by a narrow index.
+//
+// Up to rowBufferBytes of rows are held in memory. Whenever that fills,
+// the rows held are sorted and written to an unlinked temporary file as
+// one run, and memory is used again. Each run is in the final order, so
+// taking the rows in that order reads every run front to back: the file
+// is written once and read once, sequentially, whatever the export's
+// size, instead of one random read per row.
 
 // rowBufferBytes bounds the encoded rows an export holds in memory; the
 // rest goes to a temporary file.
@@ -30,6 +37,9 @@ const rowBufferBytes = 256 << 20
 // into (a row larger than that gets a block of its own).
 const rowBlock = 4 << 20
 
+// runReadBuffer is the read buffer of each spilled run.
+const runReadBuffer = 256 << 10
+
 // rowRef locates one encoded row: the chain (an index into the sorter's
 // chain names), its sequence number, and where its bytes are.
 type rowRef struct {
@@ -38,7 +48,11 @@ type rowRef struct {
 	seq   uint64
 	off   int64 // block<<32 | offset in memory; file offset when file is set
 	file  bool
+	run   uint32 // the spilled run holding a file row
 }
+
+// spillRun is where one run of sorted rows lies in the temporary file.
+type spillRun struct{ start, end int64 }
 
 // rowSorter collects rows and returns them ordered by chain, then seq.
 type rowSorter struct {
@@ -47,12 +61,17 @@ type rowSorter struct {
 	chains map[string]uint32
 	names  []string
 	refs   []rowRef
-	blocks [][]byte // only ever appended to: rows handed out are views of them
+	blocks [][]byte // only ever appended to while rows are handed out
+	spare  [][]byte // blocks emptied by a spill, for reuse
 	mem    int      // bytes held in blocks
-	tmp    *os.File
-	tw     *bufio.Writer
-	toff   int64
-	enc    []byte
+	// memFrom is the first of the refs held in memory: those before it
+	// have been spilled.
+	memFrom int
+	runs    []spillRun
+	tmp     *os.File
+	tw      *bufio.Writer
+	toff    int64
+	enc     []byte
 }
 
 // newRowSorter keeps up to limit bytes of encoded rows in memory.
@@ -69,38 +88,90 @@ func (s *rowSorter) add(r *storage.Row) error {
 		s.names = append(s.names, r.Chain)
 	}
 	s.enc = encodeRow(s.enc[:0], r)
-	ref := rowRef{chain: id, seq: r.Seq, n: uint32(len(s.enc))}
-	if s.mem+len(s.enc) <= s.limit {
-		k := len(s.blocks) - 1
-		if k < 0 || len(s.blocks[k])+len(s.enc) > cap(s.blocks[k]) {
-			s.blocks = append(s.blocks, make([]byte, 0, max(rowBlock, len(s.enc))))
-			k++
+	if s.mem > 0 && s.mem+len(s.enc) > s.limit {
+		if err := s.spill(); err != nil {
+			return err
 		}
-		ref.off = int64(k)<<32 | int64(len(s.blocks[k]))
-		s.blocks[k] = append(s.blocks[k], s.enc...)
-		s.mem += len(s.enc)
-	} else {
-		if s.tmp == nil {
-			f, err := os.CreateTemp("", "custody-export-*")
-			if err != nil {
-				return fmt.Errorf("create temporary file: %w", err)
-			}
-			// unlinked at once: nothing is left behind, however the
-			// export ends
-			_ = os.Remove(f.Name())
-			s.tmp, s.tw = f, bufio.NewWriterSize(f, 1<<20)
-		}
-		if _, err := s.tw.Write(s.enc); err != nil {
-			return fmt.Errorf("write temporary file: %w", err)
-		}
-		ref.off, ref.file = s.toff, true
-		s.toff += int64(len(s.enc))
 	}
+	ref := rowRef{chain: id, seq: r.Seq, n: uint32(len(s.enc))}
+	k := len(s.blocks) - 1
+	if k < 0 || len(s.blocks[k])+len(s.enc) > cap(s.blocks[k]) {
+		s.blocks = append(s.blocks, s.newBlock(len(s.enc)))
+		k++
+	}
+	ref.off = int64(k)<<32 | int64(len(s.blocks[k]))
+	s.blocks[k] = append(s.blocks[k], s.enc...)
+	s.mem += len(s.enc)
 	s.refs = append(s.refs, ref)
 	return nil
 }
 
-// sort orders the rows by chain, then seq, and makes them readable.
+// newBlock returns an empty block for at least n bytes.
+func (s *rowSorter) newBlock(n int) []byte {
+	if k := len(s.spare) - 1; k >= 0 && cap(s.spare[k]) >= n {
+		b := s.spare[k]
+		s.spare = s.spare[:k]
+		return b
+	}
+	return make([]byte, 0, max(rowBlock, n))
+}
+
+// compare orders refs by chain name, then seq.
+func (s *rowSorter) compare(a, b rowRef) int {
+	if a.chain != b.chain {
+		return strings.Compare(s.names[a.chain], s.names[b.chain])
+	}
+	switch {
+	case a.seq < b.seq:
+		return -1
+	case a.seq > b.seq:
+		return 1
+	}
+	return 0
+}
+
+// spill writes the rows held in memory to the temporary file as one
+// sorted run and frees their memory.
+func (s *rowSorter) spill() error {
+	if s.tmp == nil {
+		f, err := os.CreateTemp("", "custody-export-*")
+		if err != nil {
+			return fmt.Errorf("create temporary file: %w", err)
+		}
+		// unlinked at once: nothing is left behind, however the
+		// export ends
+		_ = os.Remove(f.Name())
+		s.tmp, s.tw = f, bufio.NewWriterSize(f, 1<<20)
+	}
+	held := s.refs[s.memFrom:]
+	slices.SortStableFunc(held, s.compare)
+	run := spillRun{start: s.toff}
+	for i := range held {
+		ref := &held[i]
+		if _, err := s.tw.Write(s.memRow(*ref)); err != nil {
+			return fmt.Errorf("write temporary file: %w", err)
+		}
+		ref.off, ref.file, ref.run = s.toff, true, uint32(len(s.runs))
+		s.toff += int64(ref.n)
+	}
+	run.end = s.toff
+	s.runs = append(s.runs, run)
+	for _, b := range s.blocks {
+		s.spare = append(s.spare, b[:0])
+	}
+	s.blocks, s.mem, s.memFrom = s.blocks[:0], 0, len(s.refs)
+	return nil
+}
+
+// memRow is the bytes of a row held in memory.
+func (s *rowSorter) memRow(ref rowRef) []byte {
+	blk, at := ref.off>>32, ref.off&(1<<32-1)
+	return s.blocks[blk][at : at+int64(ref.n)]
+}
+
+// sort orders the rows by chain, then seq, and makes them readable. The
+// sort is stable, as each spill's is, so that rows sharing a chain and
+// seq (which chainRuns refuses) keep their run order too.
 func (s *rowSorter) sort() error {
 	rank := make([]uint32, len(s.names)) // chain id -> position in name order
 	order := make([]uint32, len(s.names))
@@ -111,7 +182,7 @@ func (s *rowSorter) sort() error {
 	for pos, id := range order {
 		rank[id] = uint32(pos)
 	}
-	slices.SortFunc(s.refs, func(a, b rowRef) int {
+	slices.SortStableFunc(s.refs, func(a, b rowRef) int {
 		if a.chain != b.chain {
 			return int(rank[a.chain]) - int(rank[b.chain])
 		}
@@ -131,21 +202,50 @@ func (s *rowSorter) sort() error {
 	return nil
 }
 
-// row decodes the i-th row in order into r.
-func (s *rowSorter) row(i int, r *storage.Row) error {
-	ref := s.refs[i]
-	var b []byte
-	if ref.file {
-		// a buffer of its own: the row's strings are views of it
-		b = make([]byte, ref.n)
-		if _, err := s.tmp.ReadAt(b, ref.off); err != nil {
-			return fmt.Errorf("read temporary file: %w", err)
-		}
-	} else {
-		blk, at := ref.off>>32, ref.off&(1<<32-1)
-		b = s.blocks[blk][at : at+int64(ref.n)]
+// rowReader hands out the sorted rows' bytes in order, reading each
+// spilled run front to back through a buffer of its own. One goroutine
+// uses it at a time.
+type rowReader struct {
+	s    *rowSorter
+	runs []*runCursor
+}
+
+type runCursor struct {
+	r   *bufio.Reader
+	pos int64 // file offset of the next byte r returns
+}
+
+func (s *rowSorter) reader() *rowReader {
+	return &rowReader{s: s, runs: make([]*runCursor, len(s.runs))}
+}
+
+// read returns the bytes of the i-th row in order: a view of memory, or
+// the row read from its run into dst (which must hold its n bytes).
+func (rd *rowReader) read(i int, dst []byte) ([]byte, error) {
+	ref := rd.s.refs[i]
+	if !ref.file {
+		return rd.s.memRow(ref), nil
 	}
-	return decodeRow(b, r)
+	run := rd.s.runs[ref.run]
+	c := rd.runs[ref.run]
+	if c == nil || c.pos != ref.off {
+		// the run's first row, or (only for rows sharing a chain and
+		// seq) not the one after the last read
+		sec := io.NewSectionReader(rd.s.tmp, ref.off, run.end-ref.off)
+		if c == nil {
+			c = &runCursor{r: bufio.NewReaderSize(sec, runReadBuffer)}
+			rd.runs[ref.run] = c
+		} else {
+			c.r.Reset(sec)
+		}
+		c.pos = ref.off
+	}
+	dst = dst[:ref.n]
+	if _, err := io.ReadFull(c.r, dst); err != nil {
+		return nil, fmt.Errorf("read temporary file: %w", err)
+	}
+	c.pos += int64(ref.n)
+	return dst, nil
 }
 
 // hashes returns the prev_hash and hash of the i-th row in order without
@@ -161,8 +261,7 @@ func (s *rowSorter) hashes(i int) (prev, hash storage.Hash, err error) {
 			return prev, hash, fmt.Errorf("read temporary file: %w", err)
 		}
 	} else {
-		blk, at := ref.off>>32, ref.off&(1<<32-1)
-		copy(b[:], s.blocks[blk][at+hashesAt:at+hashesEnd])
+		copy(b[:], s.memRow(ref)[hashesAt:hashesEnd])
 	}
 	copy(prev[:], b[:32])
 	copy(hash[:], b[32:])
@@ -171,7 +270,7 @@ func (s *rowSorter) hashes(i int) (prev, hash storage.Hash, err error) {
 
 // close releases the rows.
 func (s *rowSorter) close() {
-	s.blocks, s.refs = nil, nil
+	s.blocks, s.spare, s.refs = nil, nil, nil
 	if s.tmp != nil {
 		_ = s.tmp.Close()
 		s.tmp = nil

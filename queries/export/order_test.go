@@ -55,7 +55,9 @@ func TestRowSorterOrders(t *testing.T) {
 		seq   uint64
 	}{{"b", 2}, {"a", 10}, {"b", 1}, {"a", 9}, {"ab", 1}, {"a", 2}, {"B", 5}}
 	want := []string{"B/5", "a/2", "a/9", "a/10", "ab/1", "b/1", "b/2"}
-	for _, limit := range []int{1 << 20, 0, 300} {
+	// all in memory; every row a run of its own; runs of one to three
+	// rows with the last ones left in memory
+	for _, limit := range []int{1 << 20, 0, 300, 700} {
 		s := newRowSorter(limit)
 		for _, x := range in {
 			r := storage.Row{Chain: x.chain, Seq: x.seq, Event: event.Event{Raw: make([]byte, 100)}}
@@ -67,16 +69,61 @@ func TestRowSorterOrders(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []string
+		rd := s.reader()
 		for i := range s.refs {
+			b, err := rd.read(i, make([]byte, s.refs[i].n))
+			if err != nil {
+				t.Fatal(err)
+			}
 			var r storage.Row
-			if err := s.row(i, &r); err != nil {
+			if err := decodeRow(b, &r); err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, r.Chain+"/"+itoa(r.Seq))
 		}
+		if limit < 1<<20 && len(s.runs) == 0 {
+			t.Errorf("limit %d: nothing spilled", limit)
+		}
 		s.close()
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("limit %d: order %q, want %q", limit, got, want)
+		}
+	}
+}
+
+// TestRowSorterKeepsDuplicates checks that rows sharing a chain and seq
+// (a store chainRuns then refuses) all come back, in the order they were
+// added, across spilled runs and memory.
+func TestRowSorterKeepsDuplicates(t *testing.T) {
+	ids := []string{"x1", "x2", "y", "x3", "z", "x4"}
+	seqs := []uint64{1, 1, 2, 1, 3, 1}
+	for _, limit := range []int{1 << 20, 0, 500} {
+		s := newRowSorter(limit)
+		for i, id := range ids {
+			r := storage.Row{Chain: "a", Seq: seqs[i], Event: event.Event{ID: id, Raw: make([]byte, 100)}}
+			if err := s.add(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.sort(); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		rd := s.reader()
+		for i := range s.refs {
+			b, err := rd.read(i, make([]byte, s.refs[i].n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r storage.Row
+			if err := decodeRow(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r.Event.ID)
+		}
+		s.close()
+		if want := []string{"x1", "x2", "x3", "x4", "y", "z"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("limit %d: %q, want %q", limit, got, want)
 		}
 	}
 }

@@ -128,14 +128,54 @@ func newLineEncoder(format string) lineEncoder {
 // sequential).
 type writeBatch struct {
 	from, to int
-	out      []byte
-	rows     []storage.Row
-	err      error
-	done     chan struct{}
+	// src holds the rows' encoded bytes, views of the sorter's memory or
+	// of spilled, which holds the rows read back from its file.
+	src     [][]byte
+	spilled []byte
+	out     []byte
+	rows    []storage.Row
+	err     error
+	done    chan struct{}
 }
 
 // writeBatchRows is how many rows a worker handles at a time.
 const writeBatchRows = 512
+
+// load takes the batch's rows from rd: views of memory, or copies of
+// spilled rows in one buffer (from free when one is big enough).
+func (b *writeBatch) load(rd *rowReader, s *rowSorter, free chan []byte) error {
+	need := 0
+	for _, ref := range s.refs[b.from:b.to] {
+		if ref.file {
+			need += int(ref.n)
+		}
+	}
+	if need > 0 {
+		select {
+		case buf := <-free:
+			if cap(buf) >= need {
+				b.spilled = buf[:need]
+			}
+		default:
+		}
+		if b.spilled == nil {
+			b.spilled = make([]byte, need)
+		}
+	}
+	b.src = make([][]byte, 0, b.to-b.from)
+	at := 0
+	for i := b.from; i < b.to; i++ {
+		v, err := rd.read(i, b.spilled[at:])
+		if err != nil {
+			return err
+		}
+		if s.refs[i].file {
+			at += len(v)
+		}
+		b.src = append(b.src, v)
+	}
+	return nil
+}
 
 // checkRow refuses a row that no longer matches its hash, and, for the
 // text formats, one whose lists or maps a text format cannot carry.
@@ -181,8 +221,11 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 				if pw != nil {
 					b.rows = make([]storage.Row, 0, b.to-b.from)
 				}
-				for i := b.from; i < b.to && b.err == nil && !stop.Load(); i++ {
-					if b.err = s.row(i, &r); b.err != nil {
+				for _, src := range b.src {
+					if b.err != nil || stop.Load() {
+						break
+					}
+					if b.err = decodeRow(src, &r); b.err != nil {
 						break
 					}
 					if b.err = checkRow(&h, &r, pw == nil); b.err != nil {
@@ -200,11 +243,16 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 			}
 		}()
 	}
+	// One goroutine takes the rows in order (reading spilled runs
+	// sequentially) and hands them out in batches.
+	spilledFree := make(chan []byte, 3*workers)
 	go func() {
 		defer close(order)
 		defer close(work)
+		rd := s.reader()
 		for from := 0; from < len(s.refs) && !stop.Load(); from += writeBatchRows {
 			b := &writeBatch{from: from, to: min(from+writeBatchRows, len(s.refs)), done: make(chan struct{})}
+			b.err = b.load(rd, s, spilledFree)
 			work <- b
 			order <- b
 		}
@@ -239,6 +287,13 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 		select {
 		case free <- b.out[:0]:
 		default:
+		}
+		if pw == nil && b.spilled != nil {
+			// Parquet rows are views of it until the writer is done
+			select {
+			case spilledFree <- b.spilled[:0]:
+			default:
+			}
 		}
 		progress(b.to)
 	}
