@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +99,124 @@ func TestScanCanonicalRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStrictScannerReadsExportLines checks that the strict scanner
+// accepts every line export writes (plain, and embedded in an OCSF line)
+// and reads it to the row the strict decoder reads.
+func TestStrictScannerReadsExportLines(t *testing.T) {
+	index := columnIndex()
+	var enc jsonEncoder
+	for i, r := range scanRows() {
+		line := enc.appendRow(nil, &r)
+		var want storage.Row
+		if err := decodeJSONRow(line, &want, index); err != nil {
+			t.Fatalf("row %d: strict decode: %v", i, err)
+		}
+		for _, html := range []bool{false, true} {
+			in := line
+			if html {
+				in = appendHTMLEscaped(nil, line)
+			}
+			s := strictScanner{index: index, html: html}
+			var got storage.Row
+			if !s.scan(in, &got) {
+				t.Fatalf("row %d (html %v): refused an export line: %s", i, html, in)
+			}
+			if storage.EventHash(&got) != storage.EventHash(&want) || !bytes.Equal(enc.appendRow(nil, &got), line) {
+				t.Errorf("row %d (html %v):\nscanned %+v\nstrict  %+v", i, html, got, want)
+			}
+		}
+	}
+}
+
+// TestStrictScannerRefuses checks that lines which are not what export
+// writes, even where they decode to the same row, are refused.
+func TestStrictScannerRefuses(t *testing.T) {
+	index := columnIndex()
+	var enc jsonEncoder
+	r := scanRows()[0]
+	line := enc.appendRow(nil, &r)
+	hash := "ff" + strings.Repeat("fe", 1) + strings.Repeat("00", 30)
+	for _, c := range []struct{ name, from, to string }{
+		{"space after brace", `{"chain"`, `{ "chain"`},
+		{"keys swapped", `"chain":"aks/0","seq":18446744073709551615`, `"seq":18446744073709551615,"chain":"aks/0"`},
+		{"extra field", `,"hash":`, `,"extra":1,"hash":`},
+		{"escaped slash", `"/a/b"`, `"\/a\/b"`},
+		{"unicode escape", `"alice"`, `"\u0061lice"`},
+		{"b64 of UTF-8", `"action":"","action_class":"","target_api_group":"","target_resource":"","target_subresource":"","target_namespace":"","target_name":"","target_repository":"","target_tag":"","target_digest":"","target_container_group":"","target_container":"","target_image":"","outcome":"",`,
+			`"action":"YQ==","action_class":"","target_api_group":"","target_resource":"","target_subresource":"","target_namespace":"","target_name":"","target_repository":"","target_tag":"","target_digest":"","target_container_group":"","target_container":"","target_image":"","outcome":"/w==",`},
+		{"b64 unsorted", `"b64":["user_agent"]`, `"b64":["user_agent","chain"]`},
+		{"b64 empty", `,"b64":["user_agent"]`, `,"b64":[]`},
+		{"named backspace", `\u0000`, `\b`},
+		{"upper-case unicode escape", `\u001f`, `\u001F`},
+		{"raw U+2028", `\u2028`, "\u2028"},
+		{"number with plus", `"source_offset":-5`, `"source_offset":+5`},
+		{"leading zero", `"source_offset":-5`, `"source_offset":-05`},
+		{"minus zero", `"source_offset":-5`, `"source_offset":-0`},
+		{"trailing text", `"}`, `"} `},
+		{"truncated", `"}`, `"`},
+		{"lone surrogate", `"alice"`, `"\ud800lice"`},
+		{"raw escaped", `"raw":"`, `"raw":"\u0041`},
+		{"upper-case hash", hash, strings.ToUpper(hash)},
+		{"time offset", `10:11:12.123456Z`, `10:11:12.123456+00:00`},
+		{"time millis", `10:11:12.123456Z`, `10:11:12.123Z"`},
+		{"map keys unsorted", `"":"","k":"v"`, `"k":"v","":""`},
+		{"raw with line break", `"raw":"eyJ4`, `"raw":"\neyJ4`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			edited := bytes.Replace(line, []byte(c.from), []byte(c.to), 1)
+			if bytes.Equal(edited, line) {
+				t.Fatalf("edit %q not found", c.from)
+			}
+			if c.name == "b64 of UTF-8" {
+				// base64 of text that is UTF-8: the encoder writes it plain
+				edited = bytes.Replace(edited, []byte(`"b64":["user_agent"]`), []byte(`"b64":["user_agent","action","outcome"]`), 1)
+			}
+			s := strictScanner{index: index}
+			var got storage.Row
+			if s.scan(edited, &got) {
+				t.Errorf("accepted: %s", edited)
+			}
+		})
+	}
+}
+
+// FuzzCanonicalScanner holds the strict scanner to its contract: any
+// line it accepts is the canonical encoding of the row it reads (so no
+// re-encoding is needed to prove it), and the general decoder reads the
+// same row from it.
+func FuzzCanonicalScanner(f *testing.F) {
+	var enc jsonEncoder
+	for _, r := range scanRows() {
+		line := enc.appendRow(nil, &r)
+		f.Add(line, false)
+		f.Add(appendHTMLEscaped(nil, line), true)
+	}
+	index := columnIndex()
+	f.Fuzz(func(t *testing.T, line []byte, html bool) {
+		s := strictScanner{index: index, html: html}
+		var r storage.Row
+		if !s.scan(line, &r) {
+			return
+		}
+		want := enc.appendRow(nil, &r)
+		if html {
+			want = appendHTMLEscaped(nil, want)
+		}
+		if !bytes.Equal(want, line) {
+			t.Fatalf("accepted a line that is not canonical:\n got %q\nwant %q", line, want)
+		}
+		if html {
+			return
+		}
+		d := lineDecoder{index: index}
+		var g storage.Row
+		if err := d.decode(line, &g); err != nil {
+			t.Fatalf("the general decoder refuses an accepted line: %v", err)
+		}
+		if storage.EventHash(&g) != storage.EventHash(&r) {
+			t.Fatalf("the general decoder reads another row:\nstrict  %+v\ngeneral %+v", r, g)
+		}
+	})
 }

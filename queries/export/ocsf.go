@@ -139,10 +139,23 @@ func appendHTMLEscaped(dst, b []byte) []byte {
 // finding than those of the row itself, and the full comparison of its
 // fields with the derived ones can be skipped. Any other line is left to
 // that comparison.
-func (d *lineDecoder) canonicalOCSF(line []byte, r *storage.Row) bool {
+func (d *lineChecker) canonicalOCSF(line []byte, r *storage.Row) bool {
+	if d.exportedOCSF(line, r) {
+		return true
+	}
 	rec, ok := ocsfRecordIn(line)
 	if !ok {
 		return false
+	}
+	if d.html.scan(rec, r) {
+		// rec is what export writes for r, so only the rest of the line
+		// is left to compare with the line derived from r.
+		want, err := appendOCSFLine(d.line[:0], r, nil)
+		if err != nil {
+			return false
+		}
+		d.line = want
+		return sameAround(line, rec, want)
 	}
 	// A lenient decode is enough: only a line equal to the one derived
 	// from the decoded row is accepted here.

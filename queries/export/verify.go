@@ -208,6 +208,9 @@ type bundleVerifier struct {
 	chains map[string]*chainState
 	index  map[string]int
 	file   string
+	// chunkLen is the size text files are read in (chunkSize; tests
+	// make it small to cut records across chunks).
+	chunkLen int
 }
 
 // whyMissing is why a chain's root is not checked when rows are missing:
@@ -230,7 +233,7 @@ type chainState struct {
 }
 
 func newVerifier(m *Manifest, rep *Report, key note.Verifier) *bundleVerifier {
-	v := &bundleVerifier{m: m, rep: rep, key: key, chains: map[string]*chainState{}, index: columnIndex()}
+	v := &bundleVerifier{m: m, rep: rep, key: key, chains: map[string]*chainState{}, index: columnIndex(), chunkLen: chunkSize}
 	for i := range m.Chains {
 		c := &m.Chains[i]
 		st := &chainState{c: c, proof: newProofChecker(c)}
@@ -323,33 +326,19 @@ func (v *bundleVerifier) checkFile(dir string, fi FileInfo, progress func(int64)
 	h := sha256.New()
 	var rows uint64
 	var size int64
-	var hasher storage.Hasher
 	switch v.m.Data {
 	case FormatParquet:
 		size, err = io.Copy(h, f)
 		progress(size)
 		if err == nil {
 			if st, serr := f.Stat(); serr == nil {
-				err = readParquet(f, st.Size(), func(n uint64, p *parquetRecord) error {
-					rows = n
-					var r storage.Row
-					if err := p.toRow(&r); err != nil {
-						v.malformed(n, err)
-						return nil
-					}
-					v.row(n, &r, hasher.Hash(&r))
-					return nil
-				})
+				rows, err = v.readParquetRows(f, st.Size())
 			}
 		}
 	case FormatCSV:
-		cr := &countingReader{r: f, h: h, progress: progress}
-		rows, err = v.readCSV(cr)
-		size = cr.n
+		rows, size, err = v.readCSVFile(f, &h, progress)
 	default:
-		cr := &countingReader{r: f, h: h, progress: progress}
-		rows, err = v.readLines(cr)
-		size = cr.n
+		rows, size, err = v.readLines(f, h, progress)
 	}
 	if err != nil {
 		v.rep.add(Finding{Kind: KindMalformed, File: fi.Name, Detail: err.Error()})
@@ -397,9 +386,10 @@ type recordBatch[T any] struct {
 // record to emit; GOMAXPROCS workers decode batches of them, each with its
 // own decode function from newDecode (so it may keep scratch state),
 // into the batch's results in place (rows are large to copy); and
-// the caller's goroutine hands each result to check in file order. It
-// returns how many records were read, and read's error.
-func decodeInOrder[T any](read func(emit func(T)) error, newDecode func() func(n uint64, rec T, res *lineResult), check func(*lineResult)) (uint64, error) {
+// the caller's goroutine hands each result to check in file order. The
+// first record is numbered n0+1. It returns how many records were read
+// (counting the n0 before), and read's error.
+func decodeInOrder[T any](n0 uint64, read func(emit func(T)) error, newDecode func() func(n uint64, rec T, res *lineResult), check func(*lineResult)) (uint64, error) {
 	workers := max(1, runtime.GOMAXPROCS(0))
 	work := make(chan *recordBatch[T], workers)
 	order := make(chan *recordBatch[T], 2*workers)
@@ -418,12 +408,12 @@ func decodeInOrder[T any](read func(emit func(T)) error, newDecode func() func(n
 			}
 		}()
 	}
-	var n uint64
+	n := n0
 	var readErr error
 	go func() {
 		defer close(order)
 		defer close(work)
-		b := &recordBatch[T]{first: 1, done: make(chan struct{})}
+		b := &recordBatch[T]{first: n0 + 1, done: make(chan struct{})}
 		flush := func() {
 			if len(b.recs) > 0 {
 				work <- b
@@ -450,77 +440,94 @@ func decodeInOrder[T any](read func(emit func(T)) error, newDecode func() func(n
 	return n, readErr
 }
 
-// readLines reads a JSON-lines data file (jsonl or ocsf), decoding and
-// hashing lines on every core (decodeInOrder).
-func (v *bundleVerifier) readLines(r io.Reader) (uint64, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	var n uint64
-	read := func(emit func([]byte)) error {
-		for {
-			line, err := br.ReadBytes('\n')
-			if len(line) > 0 {
-				n++
-				emit(bytes.TrimSuffix(line, []byte("\n")))
-			}
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read line %d: %w", n+1, err)
-			}
+// readLines reads a JSON-lines data file (jsonl or ocsf) to its end,
+// hashing it into h, and decodes and hashes its lines on every core
+// (checkRecords). It returns the lines and bytes read.
+func (v *bundleVerifier) readLines(r io.Reader, h hash.Hash, progress func(int64)) (uint64, int64, error) {
+	newDecode := func() func(uint64, []byte, *lineResult) {
+		d := newLineChecker(v.index)
+		return func(n uint64, line []byte, res *lineResult) {
+			decodeLine(d, v.m.Data, n, bytes.TrimSuffix(line, []byte("\n")), res)
 		}
 	}
-	newDecode := func() func(uint64, []byte, *lineResult) {
-		d := &lineDecoder{index: v.index}
-		return func(n uint64, line []byte, res *lineResult) { *res = decodeLine(d, v.m.Data, n, line) }
+	n, size, err := checkRecords(r, v.chunkLen, h, progress, splitLine, newDecode, func(c *chunk, i int) bool {
+		v.apply(&c.res[i])
+		return true
+	})
+	if err != nil {
+		return n, size, fmt.Errorf("read line %d: %w", n+1, err)
 	}
-	return decodeInOrder(read, newDecode, v.apply)
+	return n, size, nil
+}
+
+// rowKey is what the in-order checks need of a row: its place in its
+// chain and its links.
+type rowKey struct {
+	Chain    string
+	Seq      uint64
+	PrevHash storage.Hash
+	Hash     storage.Hash
+}
+
+func keyOf(r *storage.Row) *rowKey {
+	return &rowKey{Chain: r.Chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash}
 }
 
 // lineResult is one decoded line, ready to be checked in order.
 type lineResult struct {
 	n         uint64
-	row       storage.Row
-	computed  storage.Hash // EventHash of row
+	key       rowKey
+	computed  storage.Hash // EventHash of the row
 	malformed error        // the line cannot be read as a row
 	noncanon  error        // the line decodes, but is not the row's canonical encoding
 	ocsfDiff  []string     // OCSF fields that differ from the derived ones
+	// fallback: the record is not one the fast reader reads as the
+	// general one would; the general reader takes over from it.
+	fallback bool
 }
 
-// decodeLine decodes and hashes one line of a jsonl or ocsf file. It
-// touches no verifier state, so lines decode in parallel.
-func decodeLine(d *lineDecoder, format string, n uint64, line []byte) lineResult {
-	res := lineResult{n: n}
+// decodeLine decodes and hashes one line of a jsonl or ocsf file into
+// res. It touches no verifier state, so lines decode in parallel.
+func decodeLine(d *lineChecker, format string, n uint64, line []byte, res *lineResult) {
+	*res = lineResult{n: n}
 	if len(line) == 0 {
 		res.malformed = errors.New("empty line")
-		return res
+		return
 	}
-	r := &res.row
+	r := &d.row
 	if format != FormatOCSF {
+		if d.strict.scan(line, r) {
+			res.computed = d.hasher.Hash(r)
+			d.setKey(res, r)
+			return
+		}
 		if err := d.decode(line, r); errors.Is(err, errNotCanonical) {
 			res.noncanon = err
 		} else if err != nil {
 			res.malformed = err
-			return res
+			return
 		}
 		res.computed = d.hasher.Hash(r)
-		return res
+		d.setKey(res, r)
+		return
 	}
 	if d.canonicalOCSF(line, r) {
 		res.computed = d.hasher.Hash(r)
-		return res
+		d.setKey(res, r)
+		return
 	}
 	*r = storage.Row{}
 	got, rec, err := splitOCSF(line)
 	if err != nil {
 		res.malformed = err
-		return res
+		return
 	}
 	if err := decodeJSONRow(rec, r, d.index); err != nil {
 		res.malformed = fmt.Errorf("unmapped.%s: %w", ocsfRecordKey, err)
-		return res
+		return
 	}
 	res.computed = d.hasher.Hash(r)
+	d.setKey(res, r)
 	want, err := json.Marshal(ocsfDocument(r))
 	if err == nil {
 		var wantDoc map[string]json.RawMessage
@@ -531,7 +538,6 @@ func decodeLine(d *lineDecoder, format string, n uint64, line []byte) lineResult
 	if err != nil {
 		res.noncanon = fmt.Errorf("derive OCSF: %w", err)
 	}
-	return res
 }
 
 // apply checks a decoded line against the bundle, in file order.
@@ -543,9 +549,9 @@ func (v *bundleVerifier) apply(res *lineResult) {
 	if res.noncanon != nil {
 		v.malformed(res.n, res.noncanon)
 	}
-	v.row(res.n, &res.row, res.computed)
+	v.row(res.n, &res.key, res.computed)
 	if len(res.ocsfDiff) > 0 {
-		v.rep.add(Finding{Kind: KindOCSFMismatch, File: v.file, Line: res.n, Chain: res.row.Chain, Seq: res.row.Seq,
+		v.rep.add(Finding{Kind: KindOCSFMismatch, File: v.file, Line: res.n, Chain: res.key.Chain, Seq: res.key.Seq,
 			Detail: "OCSF fields " + strings.Join(res.ocsfDiff, ", ") + " differ from those derived from the row"})
 	}
 }
@@ -595,10 +601,9 @@ func diffKeys(got, want map[string]json.RawMessage) []string {
 	return out
 }
 
-// readCSV reads a CSV data file.
+// readCSV reads a CSV data file with encoding/csv.
 func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
-	cr := csv.NewReader(bufio.NewReaderSize(r, 1<<20))
-	cr.FieldsPerRecord = -1
+	cr := newCSVReader(r)
 	head, err := cr.Read()
 	if err != nil {
 		return 0, fmt.Errorf("read CSV header: %w", err)
@@ -606,9 +611,21 @@ func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
 	if !slices.Equal(head, csvHeader()) {
 		v.rep.add(Finding{Kind: KindMalformed, File: v.file, Detail: "the CSV header differs from export-v1's columns"})
 	}
+	return v.readCSVRecords(cr, 0)
+}
+
+func newCSVReader(r io.Reader) *csv.Reader {
+	cr := csv.NewReader(bufio.NewReaderSize(r, 1<<20))
+	cr.FieldsPerRecord = -1
+	return cr
+}
+
+// readCSVRecords reads the records of cr, numbering them after the n
+// already read, and returns the records of the file.
+func (v *bundleVerifier) readCSVRecords(cr *csv.Reader, n uint64) (uint64, error) {
 	// Records are parsed in order (a quoted field may span lines), then
 	// decoded and hashed on every core (decodeInOrder).
-	var n uint64
+	n0 := n
 	read := func(emit func(csvRecord)) error {
 		for {
 			rec, err := cr.Read()
@@ -628,17 +645,19 @@ func (v *bundleVerifier) readCSV(r io.Reader) (uint64, error) {
 	newDecode := func() func(uint64, csvRecord, *lineResult) {
 		var hasher storage.Hasher
 		return func(n uint64, rec csvRecord, res *lineResult) {
-			res.n, res.malformed = n, rec.err
+			*res = lineResult{n: n, malformed: rec.err}
 			if res.malformed == nil {
-				if res.malformed = decodeCSVRow(rec.fields, &res.row, v.index); res.malformed == nil {
-					res.computed = hasher.Hash(&res.row)
+				var r storage.Row
+				if res.malformed = decodeCSVRow(rec.fields, &r, v.index); res.malformed == nil {
+					res.computed = hasher.Hash(&r)
+					res.key = *keyOf(&r)
 				}
 			}
 		}
 	}
 	// n, not decodeInOrder's count: a record that ends reading is counted
 	// too, as the rows of the file.
-	_, err = decodeInOrder(read, newDecode, v.apply)
+	_, err := decodeInOrder(n0, read, newDecode, v.apply)
 	return n, err
 }
 
@@ -655,7 +674,7 @@ func (v *bundleVerifier) malformed(n uint64, err error) {
 
 // row checks one decoded row: its hash, its place in the manifest's runs,
 // its link to the previous row, and feeds the chain's range proof.
-func (v *bundleVerifier) row(n uint64, r *storage.Row, computed storage.Hash) {
+func (v *bundleVerifier) row(n uint64, r *rowKey, computed storage.Hash) {
 	at := Finding{File: v.file, Line: n, Chain: r.Chain, Seq: r.Seq}
 	report := func(kind FindingKind, format string, args ...any) {
 		f := at

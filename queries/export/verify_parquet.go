@@ -1,0 +1,291 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/custody-audit/custody/storage"
+)
+
+// Verifying a Parquet data file: its rows are read in segments of a row
+// group, each segment on one of the workers (a reader of its own over the
+// shared file), decoded and hashed there, and checked in file order.
+
+// parquetSegment is how many rows of a row group one worker reads at a
+// time.
+const parquetSegment = 16 * 1024
+
+// parquetPart is one segment's rows, read by one worker.
+type parquetPart struct {
+	rg    parquet.RowGroup
+	start int64  // first row within the row group
+	count int64  // rows to read
+	first uint64 // number of the first row in the file
+	res   []lineResult
+	err   error // reading stopped after res
+	done  chan struct{}
+}
+
+// readParquetRows checks every row of a Parquet data file and returns
+// how many it read. A file that is not a Parquet file of the bundle
+// schema, or that cannot be read to its end, is an error; the rows
+// before the error are checked.
+func (v *bundleVerifier) readParquetRows(f *os.File, size int64) (uint64, error) {
+	pf, err := parquet.OpenFile(f, size)
+	if err != nil {
+		return 0, fmt.Errorf("not a Parquet file: %w", err)
+	}
+	if !parquet.EqualNodes(pf.Schema(), parquet.SchemaOf(parquetRecord{})) {
+		return 0, fmt.Errorf("Parquet schema differs from export-v1's")
+	}
+	leaves := parquetLeaves()
+	workers := max(1, runtime.GOMAXPROCS(0))
+	work := make(chan *parquetPart, workers)
+	order := make(chan *parquetPart, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := &parquetChecker{leaves: leaves, rows: make([]parquet.Row, 256)}
+			for p := range work {
+				d.read(p)
+				close(p.done)
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	go func() {
+		defer close(order)
+		defer close(work)
+		var n uint64
+		for _, rg := range pf.RowGroups() {
+			rows := rg.NumRows()
+			for start := int64(0); start < rows; start += parquetSegment {
+				p := &parquetPart{rg: rg, start: start, count: min(parquetSegment, rows-start), first: n + 1, done: make(chan struct{})}
+				n += uint64(p.count)
+				select {
+				case <-stop:
+					return
+				case work <- p:
+				}
+				order <- p
+			}
+		}
+	}()
+	var rows uint64
+	var readErr error
+	for p := range order {
+		<-p.done
+		if readErr != nil {
+			continue
+		}
+		for i := range p.res {
+			res := &p.res[i]
+			rows = res.n
+			if res.malformed != nil {
+				v.malformed(res.n, res.malformed)
+				continue
+			}
+			v.row(res.n, &res.key, res.computed)
+		}
+		if p.err != nil {
+			readErr = p.err
+			close(stop)
+		}
+	}
+	wg.Wait()
+	return rows, readErr
+}
+
+// parquetLeaf is what a leaf column of the bundle schema holds: a
+// column of columns, and for attributes its keys or values.
+type parquetLeaf struct {
+	col   int
+	value bool // attributes: the values, not the keys
+}
+
+// parquetLeaves maps the leaf columns of the bundle schema, by index, to
+// the columns.
+func parquetLeaves() []parquetLeaf {
+	s := parquet.SchemaOf(parquetRecord{})
+	leaves := make([]parquetLeaf, len(s.Columns()))
+	for i, c := range columns {
+		var paths [][]string
+		switch c.kind {
+		case kList:
+			paths = [][]string{{c.name, "list", "element"}}
+		case kMap:
+			paths = [][]string{{c.name, "key_value", "key"}, {c.name, "key_value", "value"}}
+		default:
+			paths = [][]string{{c.name}}
+		}
+		for j, p := range paths {
+			l, ok := s.Lookup(p...)
+			if !ok {
+				panic("export: the Parquet schema has no column " + strings.Join(p, "."))
+			}
+			leaves[l.ColumnIndex] = parquetLeaf{col: i, value: j == 1}
+		}
+	}
+	return leaves
+}
+
+// parquetChecker reads, decodes and hashes segments for one worker.
+type parquetChecker struct {
+	hasher storage.Hasher
+	leaves []parquetLeaf
+	rows   []parquet.Row
+	row    storage.Row
+	chain  string
+	groups []string
+	tags   []string
+	keys   []string
+	vals   []string
+	attrs  map[string]string
+	ip     []byte
+}
+
+// read fills p.res with the rows of p, and p.err with why reading
+// stopped early.
+func (d *parquetChecker) read(p *parquetPart) {
+	defer func() {
+		// parquet-go panics on some malformed pages; a bad file is a
+		// finding, never a crash.
+		if x := recover(); x != nil {
+			p.err = fmt.Errorf("malformed Parquet file: %v", x)
+		}
+	}()
+	rd := p.rg.Rows()
+	defer func() {
+		if cerr := rd.Close(); p.err == nil && cerr != nil {
+			p.err = fmt.Errorf("read Parquet rows: %w", cerr)
+		}
+	}()
+	if err := rd.SeekToRow(p.start); err != nil {
+		p.err = fmt.Errorf("read Parquet row %d: %w", p.first, err)
+		return
+	}
+	p.res = make([]lineResult, 0, p.count)
+	for left := p.count; left > 0; {
+		k, err := rd.ReadRows(d.rows[:min(int64(len(d.rows)), left)])
+		for i := 0; i < k; i++ {
+			n := p.first + uint64(len(p.res))
+			p.res = append(p.res, lineResult{n: n})
+			res := &p.res[len(p.res)-1]
+			r := &d.row
+			if err := d.decode(d.rows[i], r); err != nil {
+				res.malformed = err
+				continue
+			}
+			res.computed = d.hasher.Hash(r)
+			if r.Chain != d.chain {
+				d.chain = strings.Clone(r.Chain)
+			}
+			res.key = rowKey{Chain: d.chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash}
+		}
+		left -= int64(k)
+		if errors.Is(err, io.EOF) {
+			if left > 0 {
+				p.err = fmt.Errorf("read Parquet row %d: %w", p.first+uint64(len(p.res)), io.ErrUnexpectedEOF)
+			}
+			return
+		}
+		if err != nil {
+			p.err = fmt.Errorf("read Parquet row %d: %w", p.first+uint64(len(p.res)), err)
+			return
+		}
+	}
+}
+
+// decode reads a row of the bundle schema into r as parquetRecord.toRow
+// does. r views the row's values, which the next read reuses.
+func (d *parquetChecker) decode(row parquet.Row, r *storage.Row) error {
+	*r = storage.Row{}
+	e := &r.Event
+	d.groups, d.tags, d.keys, d.vals = d.groups[:0], d.tags[:0], d.keys[:0], d.vals[:0]
+	var ip string
+	for _, v := range row {
+		i := v.Column()
+		if i < 0 || i >= len(d.leaves) {
+			return fmt.Errorf("a value of column %d, which the schema does not have", i)
+		}
+		l := d.leaves[i]
+		c := &columns[l.col]
+		switch c.kind {
+		case kString:
+			*c.str(r) = unsafeString(v.ByteArray())
+		case kSeq:
+			r.Seq = v.Uint64()
+		case kInt64:
+			r.Offset = v.Int64()
+		case kInt32:
+			e.StatusCode = v.Int32()
+		case kTime:
+			t := time.UnixMicro(v.Int64()).UTC()
+			if c.name == "received_time" {
+				e.ReceivedTime = t
+			} else {
+				e.Time = t
+			}
+		case kIP:
+			ip = unsafeString(v.ByteArray())
+		case kList:
+			if v.DefinitionLevel() == 0 {
+				continue // an empty list
+			}
+			if c.name == "tags" {
+				d.tags = append(d.tags, unsafeString(v.ByteArray()))
+			} else {
+				d.groups = append(d.groups, unsafeString(v.ByteArray()))
+			}
+		case kMap:
+			switch {
+			case v.DefinitionLevel() == 0: // an empty map
+			case l.value:
+				d.vals = append(d.vals, unsafeString(v.ByteArray()))
+			default:
+				d.keys = append(d.keys, unsafeString(v.ByteArray()))
+			}
+		case kBytes:
+			e.Raw = v.ByteArray()
+		case kHash:
+			h := &r.Hash
+			if c.name == "prev_hash" {
+				h = &r.PrevHash
+			}
+			b := v.ByteArray()
+			if len(b) != len(h) {
+				return fmt.Errorf("%s holds %d bytes, not %d", c.name, len(b), len(h))
+			}
+			copy(h[:], b)
+		}
+	}
+	e.Actor.Groups, e.Tags = d.groups, d.tags
+	if len(d.keys) != len(d.vals) {
+		return fmt.Errorf("attributes: %d keys for %d values", len(d.keys), len(d.vals))
+	}
+	if d.attrs == nil {
+		d.attrs = map[string]string{}
+	}
+	clear(d.attrs)
+	for i, k := range d.keys {
+		d.attrs[k] = d.vals[i]
+	}
+	e.Attributes = d.attrs
+	a, ok := canonicalIP(&d.ip, ip)
+	if !ok {
+		_, err := parseIP(strings.Clone(ip))
+		return fmt.Errorf("source_ip: %w", err)
+	}
+	e.SourceIP = a
+	return nil
+}
