@@ -36,6 +36,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapedAudit$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapedReaderProcess$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ehbroker
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalScanner$$' -fuzztime $(FUZZTIME) ./queries/export
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalOCSF$$' -fuzztime $(FUZZTIME) ./queries/export
+	$(GO) test -run '^$$' -fuzz '^FuzzOCSFWriter$$' -fuzztime $(FUZZTIME) ./queries/export
+	$(GO) test -run '^$$' -fuzz '^FuzzHTMLSafe$$' -fuzztime $(FUZZTIME) ./queries/export
 
 # The README's benchmark table; each line is one row.
 bench: libchdb build
