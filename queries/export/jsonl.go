@@ -301,12 +301,6 @@ type lineDecoder struct {
 var errNotCanonical = fmt.Errorf("the line is not the canonical encoding of its row (reformatted, reordered or with extra content)")
 
 func (d *lineDecoder) decode(line []byte, r *storage.Row) error {
-	if scanCanonical(line, r, d.index) {
-		d.buf = d.enc.appendRow(d.buf[:0], r)
-		if bytes.Equal(d.buf, line) {
-			return nil
-		}
-	}
 	var j jsonRecord
 	if err := gojson.Unmarshal(line, &j); err != nil {
 		if serr := strictJSON(line, &j); serr != nil {

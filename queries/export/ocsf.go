@@ -159,14 +159,8 @@ func (d *lineChecker) canonicalOCSF(line []byte, r *storage.Row) bool {
 	}
 	// A lenient decode is enough: only a line equal to the one derived
 	// from the decoded row is accepted here.
-	if !scanCanonical(rec, r, d.index) {
-		var j jsonRecord
-		if err := gojson.Unmarshal(rec, &j); err != nil {
-			return false
-		}
-		if err := j.toRow(r, d.index); err != nil {
-			return false
-		}
+	if !decodeRecord(rec, r, d.index) {
+		return false
 	}
 	d.buf = d.enc.appendRow(d.buf[:0], r)
 	want, err := appendOCSFLine(d.line[:0], r, d.buf)
@@ -175,6 +169,13 @@ func (d *lineChecker) canonicalOCSF(line []byte, r *storage.Row) bool {
 	}
 	d.line = want
 	return bytes.Equal(want, line)
+}
+
+// decodeRecord reads a jsonl record with the general decoder, without
+// checking that it is canonical.
+func decodeRecord(rec []byte, r *storage.Row, index map[string]int) bool {
+	var j jsonRecord
+	return gojson.Unmarshal(rec, &j) == nil && j.toRow(r, index) == nil
 }
 
 // ocsfRecordKeyJSON starts the record member of an OCSF line. Its quotes
