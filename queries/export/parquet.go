@@ -1,10 +1,8 @@
 package export
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -165,46 +163,3 @@ func (pw *parquetWriter) close() error {
 	return nil
 }
 
-// readParquet calls fn with each row of a Parquet data file, numbered
-// from 1. A file that is not a Parquet file of the bundle schema is an
-// error.
-func readParquet(f *os.File, size int64, fn func(n uint64, r *parquetRecord) error) (err error) {
-	pf, err := parquet.OpenFile(f, size)
-	if err != nil {
-		return fmt.Errorf("not a Parquet file: %w", err)
-	}
-	want := parquet.SchemaOf(parquetRecord{})
-	if !parquet.EqualNodes(pf.Schema(), want) {
-		return fmt.Errorf("Parquet schema differs from export-v1's")
-	}
-	defer func() {
-		// parquet-go panics on some malformed pages; a bad file is a
-		// finding, never a crash.
-		if p := recover(); p != nil {
-			err = fmt.Errorf("malformed Parquet file: %v", p)
-		}
-	}()
-	rd := parquet.NewGenericReader[parquetRecord](pf)
-	defer func() {
-		if cerr := rd.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("read Parquet rows: %w", cerr)
-		}
-	}()
-	buf := make([]parquetRecord, 256)
-	var n uint64
-	for {
-		k, rerr := rd.Read(buf)
-		for i := 0; i < k; i++ {
-			n++
-			if err := fn(n, &buf[i]); err != nil {
-				return err
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			return nil
-		}
-		if rerr != nil {
-			return fmt.Errorf("read Parquet row %d: %w", n+1, rerr)
-		}
-	}
-}
