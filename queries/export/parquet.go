@@ -162,4 +162,3 @@ func (pw *parquetWriter) close() error {
 	}
 	return nil
 }
-
