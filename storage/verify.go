@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,7 +112,17 @@ type chainCheckpoint struct {
 // chain link, every chain's Merkle root at each signed checkpoint, and
 // every checkpoint signature, in the store and in the checkpoint
 // directory. It reports all it finds rather than stopping at the first.
+//
+// Its memory is bounded by what is in flight, not by the size of the store
+// (see verifyChains), apart from every chain's name and checkpoints and
+// the findings.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
+	return s.verify(ctx, opts, walkWindowRows)
+}
+
+// verify is Verify with windows of the chain walk of about window rows
+// (see planWalk).
+func (s *Store) verify(ctx context.Context, opts VerifyOptions, window uint64) (*VerifyReport, error) {
 	if opts.Verifier == nil {
 		return nil, fmt.Errorf("verify: a verification key is required")
 	}
@@ -135,17 +146,17 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 	}
 	for c := range cps {
 		if _, ok := chains[c]; !ok && (opts.Chain == "" || opts.Chain == c) {
-			chains[c] = 0 // a chain with checkpoints but no rows left
+			chains[c] = chainSpan{} // a chain with checkpoints but no rows left
 		}
 	}
 	for c := range starts {
 		if _, ok := chains[c]; !ok {
-			chains[c] = 0
+			chains[c] = chainSpan{}
 		}
 	}
 	var total uint64
-	for _, n := range chains {
-		total += n
+	for _, sp := range chains {
+		total += sp.rows
 	}
 	names := make([]string, 0, len(chains))
 	for c := range chains {
@@ -168,8 +179,14 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 			opts.Progress(done, total*passes)
 		}
 	}
+	var spans []chainSpan // the chains with rows, by name
+	for _, c := range names {
+		if sp := chains[c]; sp.rows > 0 {
+			spans = append(spans, sp)
+		}
+	}
 	wk := &walk{}
-	n, err := s.verifyChains(ctx, names, opts, cps, starts, wk, progress)
+	n, err := s.verifyChains(ctx, names, planWalk(spans, window), opts, cps, starts, wk, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -190,17 +207,23 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 	return rep, nil
 }
 
-// chainNames returns the chains in the store with their row counts.
-func (s *Store) chainNames(ctx context.Context, only string) (map[string]uint64, error) {
-	out := map[string]uint64{}
-	err := s.queryEach(ctx, "SELECT toString(chain), count() FROM "+s.db+".events WHERE {only:String} = '' OR chain = {only:String} GROUP BY chain",
+// chainSpan is a chain's rows: how many, and their first and last
+// sequence numbers.
+type chainSpan struct {
+	name           string
+	rows, min, max uint64
+}
+
+// chainNames returns the chains in the store with their rows.
+func (s *Store) chainNames(ctx context.Context, only string) (map[string]chainSpan, error) {
+	out := map[string]chainSpan{}
+	err := s.queryEach(ctx, "SELECT toString(chain), count(), min(seq), max(seq) FROM "+s.db+".events WHERE {only:String} = '' OR chain = {only:String} GROUP BY chain",
 		engine.Params{"only": only}, func(r engine.Rows) error {
-			var c string
-			var n uint64
-			if err := r.Scan(&c, &n); err != nil {
+			var sp chainSpan
+			if err := r.Scan(&sp.name, &sp.rows, &sp.min, &sp.max); err != nil {
 				return err
 			}
-			out[c] = n
+			out[sp.name] = sp
 			return nil
 		})
 	if err != nil {
@@ -315,7 +338,7 @@ type linkWalker struct {
 	chain    string
 	cps      []chainCheckpoint
 	out      *walk
-	tree     *compact.Range
+	tree     walkTree
 	prev     Hash
 	expect   uint64
 	lastSeq  uint64
@@ -324,16 +347,11 @@ type linkWalker struct {
 	next     int // next checkpoint to compare
 }
 
-// walkRanges builds the Merkle trees of the chain walk. Its node hash is
-// RFC 6962's (SHA-256(0x01 || left || right), as rangeFactory's), computed
-// without the hash.Hash allocations of rfc6962.Hasher: a walk hashes about
-// two nodes per row.
+// walkRanges builds the Merkle trees of a chain walk that continues a range
+// walkTree does not hold (see newWalkTree). Its node hash is RFC 6962's
+// (nodeHash, as rangeFactory's).
 var walkRanges = &compact.RangeFactory{Hash: func(left, right []byte) []byte {
-	var b [1 + 2*sha256.Size]byte
-	b[0] = rfc6962.RFC6962NodeHashPrefix
-	copy(b[1:], left)
-	copy(b[1+sha256.Size:], right)
-	h := sha256.Sum256(b[:])
+	h := nodeHash((*Hash)(left), (*Hash)(right))
 	return h[:]
 }}
 
@@ -347,16 +365,11 @@ func leafHash(h *Hash) Hash {
 }
 
 func newLinkWalker(chain string, cps []chainCheckpoint, start *chainStart, out *walk) *linkWalker {
-	w := &linkWalker{chain: chain, cps: cps, out: out, tree: walkRanges.NewEmptyRange(0), expect: 1}
+	w := &linkWalker{chain: chain, cps: cps, out: out, expect: 1}
 	if start != nil {
 		w.prev, w.expect, w.lastSeq = start.last, start.seq+1, start.seq
-		// continue the purge record's tree with walkRanges' hasher; a range
-		// that cannot be rebuilt (never: it is a valid range) keeps its own
-		w.tree = start.tree
-		// (a copy of its hashes: appending must not write into the record's)
-		if t, err := walkRanges.NewRange(start.tree.Begin(), start.tree.End(), append([][]byte(nil), start.tree.Hashes()...)); err == nil {
-			w.tree = t
-		}
+		// continue the purge record's tree
+		w.tree = newWalkTree(start.tree)
 	}
 	w.checkRoot()
 	return w
@@ -369,7 +382,7 @@ func (w *linkWalker) checkRoot() {
 		if cp.Size != w.tree.End() {
 			continue // skipped by a gap; reported there
 		}
-		root, err := w.tree.GetRootHash(nil)
+		root, err := w.tree.Root()
 		if err != nil || !bytes.Equal(root, cp.Root[:]) {
 			w.out.add(Finding{Kind: KindRootMismatch, Chain: w.chain, Seq: cp.Size, Detail: fmt.Sprintf("Merkle root over the first %d rows is %x, the signed checkpoint (%s) says %x", cp.Size, root, cp.source, cp.Root)})
 		}
@@ -401,7 +414,7 @@ func (w *linkWalker) row(seq uint64, ph, h, leaf Hash, content uint8) error {
 		w.out.locate(Finding{Kind: KindChainBreak, Chain: w.chain, Seq: seq, Detail: "prev_hash does not match the previous row's hash (rows reordered, replaced or removed)"}, h)
 	}
 	if seq == w.tree.End()+1 {
-		if err := w.tree.Append(leaf[:], nil); err != nil {
+		if err := w.tree.Append(&leaf); err != nil {
 			return err
 		}
 		w.checkRoot()
@@ -411,30 +424,26 @@ func (w *linkWalker) row(seq uint64, ph, h, leaf Hash, content uint8) error {
 	return nil
 }
 
-// finish reports truncation after, or rows beyond, the newest checkpoint.
-func (w *linkWalker) finish() {
+// finish returns what the chain's end shows: truncation after, or rows
+// beyond, the newest checkpoint.
+func (w *linkWalker) finish() []Finding {
 	if len(w.cps) > 0 {
 		newest := w.cps[len(w.cps)-1]
 		switch {
 		case newest.Size > w.lastSeq:
-			w.out.add(Finding{Kind: KindTruncated, Chain: w.chain, Seq: w.lastSeq + 1, Detail: fmt.Sprintf("a signed checkpoint (%s) covers %d rows but the chain ends at %d", newest.source, newest.Size, w.lastSeq)})
+			return []Finding{{Kind: KindTruncated, Chain: w.chain, Seq: w.lastSeq + 1, Detail: fmt.Sprintf("a signed checkpoint (%s) covers %d rows but the chain ends at %d", newest.source, newest.Size, w.lastSeq)}}
 		case newest.Size < w.lastSeq:
-			w.out.add(Finding{Kind: KindUnattested, Chain: w.chain, Seq: newest.Size + 1, Detail: fmt.Sprintf("rows %d..%d are not yet covered by a signed checkpoint", newest.Size+1, w.lastSeq)})
+			return []Finding{{Kind: KindUnattested, Chain: w.chain, Seq: newest.Size + 1, Detail: fmt.Sprintf("rows %d..%d are not yet covered by a signed checkpoint", newest.Size+1, w.lastSeq)}}
 		}
 	} else if w.lastSeq > 0 {
-		w.out.add(Finding{Kind: KindUnattested, Chain: w.chain, Seq: 1, Detail: fmt.Sprintf("no signed checkpoint covers rows 1..%d", w.lastSeq)})
+		return []Finding{{Kind: KindUnattested, Chain: w.chain, Seq: 1, Detail: fmt.Sprintf("no signed checkpoint covers rows 1..%d", w.lastSeq)}}
 	}
+	return nil
 }
 
-// contentSQL is the content status of a row (see contentModified): the
-// engine recomputes the row's hash when it lies in the From/To window.
-// It is a selected value, not a WHERE filter: ClickHouse's query condition
-// cache remembers granules a filter matched nothing in, and would let a
-// second verification in the same process skip recomputing them.
-func contentSQL(opts VerifyOptions, p engine.Params) string {
-	if opts.Independent {
-		return "toUInt8(2)"
-	}
+// windowSQL is the From/To window of the content check as a condition on
+// event_time, with its parameters set in p; "" when there is none.
+func windowSQL(opts VerifyOptions, p engine.Params) string {
 	var window []string
 	if !opts.From.IsZero() {
 		window = append(window, "event_time >= {from:DateTime64(6)}")
@@ -444,16 +453,41 @@ func contentSQL(opts VerifyOptions, p engine.Params) string {
 		window = append(window, "event_time < {to:DateTime64(6)}")
 		p["to"] = formatTime(opts.To)
 	}
-	check := "toUInt8(" + EventHashSQL() + " = hash)"
-	if len(window) == 0 {
-		return check
-	}
-	return "if(" + strings.Join(window, " AND ") + ", " + check + ", 2)"
+	return strings.Join(window, " AND ")
 }
 
-// The chain walk's result packs the rows of one chain whose sequence
-// numbers share a group of walkGroup into one binary string of records,
-// sorted by (seq, hash):
+// Verify reads the trail with two kinds of query:
+//
+//   - the content check, one query over every row in the From/To window
+//     (and of opts.Chain, when set): chain, seq and hash, with status
+//     contentModified, of each row whose recomputed hash (EventHashSQL)
+//     differs from its stored one. It streams (nothing is sorted or
+//     grouped), the engine runs it on every thread it has (see
+//     walkSettings), and a clean trail returns nothing. Recomputing hashes
+//     is most of verify's CPU, and this is the only query that reads the
+//     wide columns, once.
+//   - the walk, one query per window of chains and sequence numbers (see
+//     planWalk): chain, seq, hash and prev_hash (narrow columns, about 80
+//     bytes a row) sorted by (chain, seq, hash, prev_hash), with a status of
+//     contentOK for a row in the From/To window (its content is checked)
+//     and contentUnchecked for one outside it. Go walks the rows as they
+//     arrive, in two goroutines.
+//
+// The windows bound what the engine's sort holds (the embedded engine has
+// no disk to spill a sort to: measured, max_bytes_before_external_sort
+// does not spill), and Go keeps no more of the rows than a few groups (see
+// walkGroup). The form before grouped and packed every row's walk columns
+// in the engine, an aggregation holding all of them until the last row was
+// read. Only the narrow columns are read again by each window, so a big
+// store, whose windows share granules, reads its wide columns once.
+//
+// The queries are separate reads of the store: verify and retention apply
+// are run one at a time (the embedded store's lock makes them so), or a
+// partition dropped during a verification shows as a gap.
+
+// Go packs the walk's rows of one chain whose sequence numbers share a
+// group of walkGroup into one binary string of records, in (seq, hash)
+// order:
 //
 //	seq % walkGroup   2 bytes, big-endian
 //	hash              32 bytes
@@ -464,41 +498,161 @@ func contentSQL(opts VerifyOptions, p engine.Params) string {
 //	                  record before it in the group (from 32 zero bytes
 //	                  for the first record)
 //
-// So an intact chain sends each hash once.
+// So an intact chain copies each hash once.
 const (
 	walkGroup       = 1024
 	walkPrevFollows = 8
 )
 
-// walkSQL is the chain walk query, with status the content status of a
-// row. The status is computed where rows are read, so the engine hashes
-// rows in parallel and groups only narrow tuples.
-func walkSQL(db, status string) string {
-	g := strconv.Itoa(walkGroup)
-	return "SELECT toString(chain), grp, length(a), arrayStringConcat(arrayMap((x, p) -> concat(char(intDiv(x.1 % " + g + ", 256), x.1 % 256), x.2, " +
-		"if(x.3 = p, char(x.4), concat(char(x.4 + " + strconv.Itoa(walkPrevFollows) + "), x.3))), " +
-		"a, arrayPopBack(arrayPushFront(arrayMap(x -> x.2, a), toFixedString(repeat(char(0), 32), 32))))) " +
-		"FROM (SELECT chain, intDiv(seq, " + g + ") AS grp, arraySort(groupArray((seq, hash, prev_hash, st))) AS a " +
-		"FROM (SELECT chain, seq, hash, prev_hash, " + status + " AS st FROM " + db + ".events WHERE {only:String} = '' OR chain = {only:String}) " +
-		"GROUP BY chain, grp) ORDER BY chain, grp"
+// walkWindowRows is about how many rows one query of the chain walk
+// covers (see planWalk): its sort holds their narrow columns, about 80 MB.
+const walkWindowRows = 1 << 20
+
+// walkWindow is the rows one query of the chain walk reads: those of the
+// chains from first to last (in byte order) with sequence numbers in
+// [minSeq, maxSeq].
+type walkWindow struct {
+	first, last    string
+	minSeq, maxSeq uint64
 }
 
-// verifyChains walks every chain (or only opts.Chain) in sequence order in
-// one query, finishing each chain of names, including those with no rows
-// left. Unless opts.Independent, the same query has the engine recompute
-// every row's hash in the window; it returns how many rows it checked that
-// way.
+// planWalk cuts the chains with rows (spans, by name) into windows of
+// about max rows, in walk order: consecutive whole chains while they fit,
+// and a chain of more than max rows alone, in slices of max sequence
+// numbers. Rows appended meanwhile fall in the window of their chain's
+// last slice. Requires max > 0.
+func planWalk(spans []chainSpan, max uint64) []walkWindow {
+	var out []walkWindow
+	var cur *walkWindow
+	var n uint64
+	for _, sp := range spans {
+		if sp.rows <= max {
+			if cur == nil || n+sp.rows > max {
+				out = append(out, walkWindow{first: sp.name, minSeq: 0, maxSeq: math.MaxUint64})
+				cur, n = &out[len(out)-1], 0
+			}
+			cur.last = sp.name
+			n += sp.rows
+			continue
+		}
+		cur = nil
+		lo := uint64(0)
+		for k := uint64(1); ; k++ {
+			hi := sp.min + k*max - 1
+			if hi >= sp.max || hi < lo {
+				out = append(out, walkWindow{first: sp.name, last: sp.name, minSeq: lo, maxSeq: math.MaxUint64})
+				break
+			}
+			out = append(out, walkWindow{first: sp.name, last: sp.name, minSeq: lo, maxSeq: hi})
+			lo = hi + 1
+		}
+	}
+	return out
+}
+
+// walkSettings run the chain walk on every core the engine has for the
+// whole query. The engine shares out a table's granules among its threads;
+// by default a thread takes at least 160k rows or 240 MiB of a part at
+// once, so a store of a few parts of that size or less can recompute most
+// of its hashes on one core while the other idles. Smaller shares keep
+// both busy. Blocks of 8192 rows keep the hash preimages of a block (about
+// 1.2 KB a row) to 10 MB, memory the engine reuses block after block.
+const walkSettings = "merge_tree_min_rows_for_concurrent_read = 8192, merge_tree_min_bytes_for_concurrent_read = 1048576, max_block_size = 8192"
+
+// walkSQL is the chain walk query of one window (see walkWindow; its
+// bounds are the parameters chain_first, chain_last, seq_min and
+// seq_max). noConditionCache turns off ClickHouse's query condition cache
+// (an engine that has one), as in contentSQL.
+func walkSQL(db string, opts VerifyOptions, p engine.Params, noConditionCache bool) string {
+	rows := "chain >= {chain_first:String} AND chain <= {chain_last:String} AND seq >= {seq_min:UInt64} AND seq <= {seq_max:UInt64}"
+	window := windowSQL(opts, p)
+	status := "toUInt8(" + strconv.Itoa(contentOK) + ")"
+	switch {
+	case opts.Independent:
+		status = "toUInt8(" + strconv.Itoa(contentUnchecked) + ")"
+	case window != "":
+		status = "toUInt8(if(" + window + ", " + strconv.Itoa(contentOK) + ", " + strconv.Itoa(contentUnchecked) + "))"
+	}
+	return "SELECT " + status + ", toString(chain), seq, hash, prev_hash FROM " + db + ".events WHERE " + rows +
+		" ORDER BY chain, seq, hash, prev_hash" + verifySettings(noConditionCache)
+}
+
+// contentSQL is the content check: the rows of the From/To window (of
+// opts.Chain, when set) whose content no longer hashes to their hash.
+// noConditionCache turns off ClickHouse's query condition cache (an
+// engine that has one): it remembers the granules a filter matched
+// nothing in, and would let a second verification in the same process
+// skip reading them again, recomputing their hashes included.
+func contentSQL(db string, opts VerifyOptions, p engine.Params, noConditionCache bool) string {
+	cond := []string{EventHashSQL() + " != hash"}
+	if w := windowSQL(opts, p); w != "" {
+		cond = append(cond, w)
+	}
+	if opts.Chain != "" {
+		cond = append(cond, "chain = {verify_chain:String}")
+		p["verify_chain"] = opts.Chain
+	}
+	return "SELECT toUInt8(" + strconv.Itoa(contentModified) + "), toString(chain), seq, hash, prev_hash FROM " + db + ".events WHERE " +
+		strings.Join(cond, " AND ") + verifySettings(noConditionCache)
+}
+
+func verifySettings(noConditionCache bool) string {
+	settings := " SETTINGS " + walkSettings
+	if noConditionCache {
+		settings += ", use_query_condition_cache = 0"
+	}
+	return settings
+}
+
+// windowParams sets the bounds of w in p (see walkSQL).
+func windowParams(p engine.Params, w walkWindow) {
+	p["chain_first"], p["chain_last"] = w.first, w.last
+	p["seq_min"], p["seq_max"] = strconv.FormatUint(w.minSeq, 10), strconv.FormatUint(w.maxSeq, 10)
+}
+
+// hasSetting reports whether the engine knows a setting (servers older
+// than a setting refuse a query that names it).
+func (s *Store) hasSetting(ctx context.Context, name string) (bool, error) {
+	var n uint64
+	err := s.queryEach(ctx, "SELECT count() FROM system.settings WHERE name = {name:String}", engine.Params{"name": name}, func(r engine.Rows) error {
+		return r.Scan(&n)
+	})
+	if err != nil {
+		return false, fmt.Errorf("read engine settings: %w", err)
+	}
+	return n > 0, nil
+}
+
+// modifiedRow is a row the content check found modified.
+type modifiedRow struct {
+	chain string
+	seq   uint64
+	hash  Hash
+}
+
+// verifyChains walks every chain (or only opts.Chain) in sequence order,
+// one query per window (see planWalk and walkSQL), finishing each chain of
+// names, including those with no rows left. Unless opts.Independent, one
+// query first has the engine recompute every row's hash in the From/To
+// window (contentSQL); it returns how many rows were checked that way.
 //
-// The engine reads every column to hash a row but returns only narrow,
-// packed records (see walkGroup): grouping runs in parallel in the engine
-// and replaces a sort of the whole table, and packing makes the result a
-// few hundred rows instead of a row of five columns per event.
-func (s *Store) verifyChains(ctx context.Context, names []string, opts VerifyOptions, cps map[string][]chainCheckpoint, starts map[string]*chainStart, out *walk, progress func(uint64)) (uint64, error) {
-	// Reading the result (pipe, unescaping, Merkle leaves) and walking it
-	// (links, Merkle nodes) take about as long as each other, and the
-	// engine is idle once it sends the result: a goroutine walks groups
-	// while the next ones are read.
-	walkers := make(map[string]*linkWalker, len(names))
+// Memory is bounded by what is in flight, not by the size of the store.
+// The engine sorts the narrow columns of one window's rows at a time
+// (walkWindowRows of them, about 80 MB) and hashes rows a block at a time.
+// This process holds at most walkQueue+4 groups of walkGroup rows (67
+// bytes and a Merkle leaf a row: 100 KB a group), one Native block of the result (8192 rows),
+// one chain's Merkle compact range (64 hashes at most), and, as before the
+// walk, every chain's name and verified checkpoints; beyond that only the
+// findings, one per row a finding names (nothing, for a clean trail).
+func (s *Store) verifyChains(ctx context.Context, names []string, windows []walkWindow, opts VerifyOptions, cps map[string][]chainCheckpoint, starts map[string]*chainStart, out *walk, progress func(uint64)) (uint64, error) {
+	noCache, err := s.hasSetting(ctx, "use_query_condition_cache")
+	if err != nil {
+		return 0, err
+	}
+	// Reading the result (pipe, decoding, packing groups, Merkle leaves)
+	// and walking it (Merkle nodes, links) take about as long as each
+	// other: a goroutine walks groups while the next ones are read.
+	ends := make(map[string][]Finding, len(names)) // what finish found, by chain walked
 	jobs := make(chan *walkGroupRows, walkQueue)
 	free := make(chan *walkGroupRows, walkQueue+2)
 	walked := make(chan walkResult, 1)
@@ -508,17 +662,16 @@ func (s *Store) verifyChains(ctx context.Context, names []string, opts VerifyOpt
 		for g := range jobs {
 			if res.err == nil {
 				if cur == nil || cur.chain != g.chain {
-					cur = walkers[g.chain]
-					if cur == nil {
-						cur = newLinkWalker(g.chain, cps[g.chain], starts[g.chain], out)
-						walkers[g.chain] = cur
+					if cur != nil {
+						ends[cur.chain] = cur.finish()
 					}
+					cur = newLinkWalker(g.chain, cps[g.chain], starts[g.chain], out)
 				}
 				var n walkCounts
 				n, res.err = walkRecords(cur, g.base, g.recs, g.leaves)
 				res.checked += n.checked
 				if res.err == nil && n.rows != g.rows {
-					res.err = fmt.Errorf("chain walk: the group at seq %d holds %d records, the engine counted %d", g.base, n.rows, g.rows)
+					res.err = fmt.Errorf("chain walk: the group at seq %d holds %d records, %d were read", g.base, n.rows, g.rows)
 				}
 			}
 			select {
@@ -526,33 +679,68 @@ func (s *Store) verifyChains(ctx context.Context, names []string, opts VerifyOpt
 			default:
 			}
 		}
+		if cur != nil && res.err == nil {
+			ends[cur.chain] = cur.finish()
+		}
 		walked <- res
 	}()
 
-	p := engine.Params{"only": opts.Chain}
-	var chain []byte
-	var grp uint64
-	var chainName string
-	err := s.queryEach(ctx, walkSQL(s.db, contentSQL(opts, p)), p, func(r engine.Rows) error {
-		var g *walkGroupRows
+	var (
+		status uint8
+		chain  []byte
+		seq    uint64
+		h, ph  Hash
+	)
+	dest := []any{&status, &chain, &seq, &h, &ph}
+	pk := &walkPacker{newGroup: func() *walkGroupRows {
 		select {
-		case g = <-free:
+		case g := <-free:
+			return g
 		default:
-			g = &walkGroupRows{}
+			return &walkGroupRows{}
 		}
-		if err := r.Scan(&chain, &grp, &g.rows, &g.recs); err != nil {
+	}}
+	send := func(g *walkGroupRows) {
+		if g != nil {
+			// the leaves are hashed here, the rest of the walk in the
+			// walker, which has more to do
+			g.leaves = groupLeaves(g.leaves[:0], g.recs)
+			progress(g.rows)
+			jobs <- g
+		}
+	}
+	if !opts.Independent {
+		p := engine.Params{}
+		err = s.queryEach(ctx, contentSQL(s.db, opts, p, noCache), p, func(r engine.Rows) error {
+			if err := r.Scan(dest...); err != nil {
+				return err
+			}
+			_, err := pk.add(status, chain, seq, &h, &ph)
 			return err
+		})
+	}
+	p := engine.Params{}
+	q := walkSQL(s.db, opts, p, noCache)
+	for _, w := range windows {
+		if err != nil {
+			break
 		}
-		if chainName != string(chain) {
-			chainName = string(chain)
+		windowParams(p, w)
+		err = s.queryEach(ctx, q, p, func(r engine.Rows) error {
+			if err := r.Scan(dest...); err != nil {
+				return err
+			}
+			done, err := pk.add(status, chain, seq, &h, &ph)
+			send(done)
+			return err
+		})
+		if err != nil {
+			break
 		}
-		g.chain, g.base = chainName, grp*walkGroup
-		// the leaves are hashed here, the rest of the walk in the worker
-		g.leaves = groupLeaves(g.leaves[:0], g.recs)
-		progress(g.rows)
-		jobs <- g
-		return nil
-	})
+	}
+	if err == nil {
+		send(pk.finish())
+	}
 	close(jobs)
 	res := <-walked
 	if err == nil {
@@ -562,13 +750,95 @@ func (s *Store) verifyChains(ctx context.Context, names []string, opts VerifyOpt
 		return 0, fmt.Errorf("verify chains: %w", err)
 	}
 	for _, c := range names {
-		w := walkers[c]
-		if w == nil {
-			w = newLinkWalker(c, cps[c], starts[c], out)
+		f, ok := ends[c]
+		if !ok {
+			f = newLinkWalker(c, cps[c], starts[c], out).finish()
 		}
-		w.finish()
+		out.links = append(out.links, f...)
+	}
+	// modified rows, by chain and sequence number as the walk met them
+	modified := pk.modified
+	sort.Slice(modified, func(i, j int) bool {
+		a, b := &modified[i], &modified[j]
+		if a.chain != b.chain {
+			return a.chain < b.chain
+		}
+		if a.seq != b.seq {
+			return a.seq < b.seq
+		}
+		return bytes.Compare(a.hash[:], b.hash[:]) < 0
+	})
+	for _, m := range modified {
+		out.locate(Finding{Kind: KindModified, Chain: m.chain, Seq: m.seq, Detail: "stored content does not hash to the row's hash"}, m.hash)
 	}
 	return res.checked, nil
+}
+
+// walkPacker packs the rows of the chain walk query (see walkGroup) into
+// groups as they arrive, and keeps the modified rows the content check
+// reports.
+type walkPacker struct {
+	g        *walkGroupRows // the group being filled
+	last     uint64         // sequence number of the last row packed
+	prev     Hash           // hash of the last record of g
+	modified []modifiedRow
+	newGroup func() *walkGroupRows // an empty group to fill (its buffers may be reused)
+}
+
+// add takes the next row of the query; it returns the group the row
+// follows when the row starts a new one. Walk rows must come in (chain,
+// seq) order.
+func (pk *walkPacker) add(status uint8, chain []byte, seq uint64, h, ph *Hash) (*walkGroupRows, error) {
+	switch status {
+	case contentModified:
+		pk.modified = append(pk.modified, modifiedRow{chain: string(chain), seq: seq, hash: *h})
+		return nil, nil
+	case contentOK, contentUnchecked:
+	default:
+		return nil, fmt.Errorf("chain walk: row at seq %d has unknown status %d", seq, status)
+	}
+	g := pk.g
+	var done *walkGroupRows
+	if g == nil || string(chain) != g.chain || seq/walkGroup != g.base/walkGroup {
+		name := string(chain)
+		if g != nil {
+			if name < g.chain || name == g.chain && seq < pk.last {
+				return nil, fmt.Errorf("chain walk: rows out of order at chain %s seq %d", name, seq)
+			}
+			if name == g.chain {
+				name = g.chain // one string per chain
+			}
+		}
+		done, g = g, pk.newGroup()
+		g.chain, g.base, g.rows, g.recs = name, seq/walkGroup*walkGroup, 0, g.recs[:0]
+		pk.g, pk.prev = g, Hash{}
+	} else if seq < pk.last {
+		return nil, fmt.Errorf("chain walk: rows out of order at chain %s seq %d", g.chain, seq)
+	}
+	g.recs = appendWalkRecord(g.recs, seq, h, ph, &pk.prev, status)
+	g.rows++
+	pk.last, pk.prev = seq, *h
+	return done, nil
+}
+
+// finish returns the last group, if any.
+func (pk *walkPacker) finish() *walkGroupRows {
+	g := pk.g
+	pk.g = nil
+	return g
+}
+
+// appendWalkRecord appends the record of a walk row (see walkGroup) to
+// recs, the records of its group so far, with prev_hash left out when it
+// is prev, the hash of the record before it (zero for the first).
+func appendWalkRecord(recs []byte, seq uint64, h, ph, prev *Hash, status uint8) []byte {
+	recs = binary.BigEndian.AppendUint16(recs, uint16(seq%walkGroup))
+	recs = append(recs, h[:]...)
+	if *ph == *prev {
+		return append(recs, status)
+	}
+	recs = append(recs, status|walkPrevFollows)
+	return append(recs, ph[:]...)
 }
 
 // walkQueue is how many groups of the chain walk may wait to be walked.
