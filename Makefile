@@ -44,7 +44,8 @@ fuzz:
 # The README's benchmark table; each line is one row.
 bench: libchdb build
 	$(GO) test -run '^$$' -bench Process -benchtime 3s -cpu 1 ./normalize
-	$(GO) test -run '^$$' -bench 'Append$$|Verify$$' -benchtime 10x ./storage
+	$(GO) test -run '^$$' -bench 'Append$$|Verify$$|VerifyCost$$' -benchtime 10x ./storage
+	CUSTODY_VERIFY_BENCH_EVENTS=3000000 $(GO) test -run '^$$' -bench VerifyMemory -benchtime 1x -timeout 30m ./storage
 	$(GO) test -run '^$$' -bench 'EngineCost' -benchtime 1x ./storage
 	$(GO) test -run '^$$' -bench 'ReadRows' -benchtime 3x ./storage
 	$(GO) test -run '^$$' -bench RunEndToEnd -benchtime 1x ./cmd/custody
