@@ -116,18 +116,36 @@ func (s *rowSorter) newBlock(n int) []byte {
 	return make([]byte, 0, max(rowBlock, n))
 }
 
-// compare orders refs by chain name, then seq.
-func (s *rowSorter) compare(a, b rowRef) int {
-	if a.chain != b.chain {
-		return strings.Compare(s.names[a.chain], s.names[b.chain])
+// byChainSeq orders refs by chain name, then seq, given each chain id's
+// rank in name order (see ranks).
+func byChainSeq(rank []uint32) func(a, b rowRef) int {
+	return func(a, b rowRef) int {
+		if a.chain != b.chain {
+			return int(rank[a.chain]) - int(rank[b.chain])
+		}
+		switch {
+		case a.seq < b.seq:
+			return -1
+		case a.seq > b.seq:
+			return 1
+		}
+		return 0
 	}
-	switch {
-	case a.seq < b.seq:
-		return -1
-	case a.seq > b.seq:
-		return 1
+}
+
+// ranks maps each chain id to its position in the order of the chains'
+// names (of the chains seen so far, whose order later ones do not change).
+func (s *rowSorter) ranks() []uint32 {
+	order := make([]uint32, len(s.names))
+	for i := range order {
+		order[i] = uint32(i)
 	}
-	return 0
+	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(s.names[a], s.names[b]) })
+	rank := make([]uint32, len(s.names))
+	for pos, id := range order {
+		rank[id] = uint32(pos)
+	}
+	return rank
 }
 
 // spill writes the rows held in memory to the temporary file as one
@@ -144,7 +162,7 @@ func (s *rowSorter) spill() error {
 		s.tmp, s.tw = f, bufio.NewWriterSize(f, 1<<20)
 	}
 	held := s.refs[s.memFrom:]
-	slices.SortStableFunc(held, s.compare)
+	slices.SortStableFunc(held, byChainSeq(s.ranks()))
 	run := spillRun{start: s.toff}
 	for i := range held {
 		ref := &held[i]
@@ -173,27 +191,7 @@ func (s *rowSorter) memRow(ref rowRef) []byte {
 // sort is stable, as each spill's is, so that rows sharing a chain and
 // seq (which chainRuns refuses) keep their run order too.
 func (s *rowSorter) sort() error {
-	rank := make([]uint32, len(s.names)) // chain id -> position in name order
-	order := make([]uint32, len(s.names))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(s.names[a], s.names[b]) })
-	for pos, id := range order {
-		rank[id] = uint32(pos)
-	}
-	slices.SortStableFunc(s.refs, func(a, b rowRef) int {
-		if a.chain != b.chain {
-			return int(rank[a.chain]) - int(rank[b.chain])
-		}
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(s.refs, byChainSeq(s.ranks()))
 	if s.tw != nil {
 		if err := s.tw.Flush(); err != nil {
 			return fmt.Errorf("write temporary file: %w", err)

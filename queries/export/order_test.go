@@ -65,20 +65,8 @@ func TestRowSorterOrders(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.sort(); err != nil {
-			t.Fatal(err)
-		}
 		var got []string
-		rd := s.reader()
-		for i := range s.refs {
-			b, err := rd.read(i, make([]byte, s.refs[i].n))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r storage.Row
-			if err := decodeRow(b, &r); err != nil {
-				t.Fatal(err)
-			}
+		for _, r := range sortedRows(t, s) {
 			got = append(got, r.Chain+"/"+itoa(r.Seq))
 		}
 		if limit < 1<<20 && len(s.runs) == 0 {
@@ -105,20 +93,8 @@ func TestRowSorterKeepsDuplicates(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.sort(); err != nil {
-			t.Fatal(err)
-		}
 		var got []string
-		rd := s.reader()
-		for i := range s.refs {
-			b, err := rd.read(i, make([]byte, s.refs[i].n))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r storage.Row
-			if err := decodeRow(b, &r); err != nil {
-				t.Fatal(err)
-			}
+		for _, r := range sortedRows(t, s) {
 			got = append(got, r.Event.ID)
 		}
 		s.close()
@@ -126,6 +102,28 @@ func TestRowSorterKeepsDuplicates(t *testing.T) {
 			t.Errorf("limit %d: %q, want %q", limit, got, want)
 		}
 	}
+}
+
+// sortedRows sorts s and reads its rows back in order.
+func sortedRows(t *testing.T, s *rowSorter) []storage.Row {
+	t.Helper()
+	if err := s.sort(); err != nil {
+		t.Fatal(err)
+	}
+	var rows []storage.Row
+	rd := s.reader()
+	for i := range s.refs {
+		b, err := rd.read(i, make([]byte, s.refs[i].n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r storage.Row
+		if err := decodeRow(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 func itoa(v uint64) string {
