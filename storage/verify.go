@@ -80,6 +80,10 @@ type VerifyOptions struct {
 	Independent bool
 	// Progress, when set, is called as rows are checked.
 	Progress func(done, total uint64)
+
+	// beforeWalk, when set, runs once the purge records are read and
+	// before the chains are, so that tests can purge in between.
+	beforeWalk func()
 }
 
 // VerifyReport is the outcome of Verify.
@@ -117,7 +121,41 @@ type chainCheckpoint struct {
 // (see verifyChains), apart from every chain's name and checkpoints and
 // the findings.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
+	mark, err := s.purgeMark(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := s.verify(ctx, opts, walkWindowRows)
+	if err != nil || rep.OK() {
+		return rep, err
+	}
+	// The chains are read in several queries after the purge records. A
+	// retention purge recorded meanwhile (on ClickHouse servers, by
+	// another process) leaves rows missing that the records read did not
+	// explain: read the trail again, against the records as they are now.
+	again, err := s.purgeMark(ctx)
+	if err != nil || again == mark {
+		return rep, err
+	}
+	opts.beforeWalk = nil
 	return s.verify(ctx, opts, walkWindowRows)
+}
+
+// purgeMark changes whenever a purge is recorded.
+func (s *Store) purgeMark(ctx context.Context) (string, error) {
+	ok, err := s.hasTable(ctx, "purges")
+	if err != nil || !ok {
+		return "", err
+	}
+	var n uint64
+	var last time.Time
+	err = s.queryEach(ctx, "SELECT count(), max(purged_at) FROM "+s.db+".purges", nil, func(r engine.Rows) error {
+		return r.Scan(&n, &last)
+	})
+	if err != nil {
+		return "", fmt.Errorf("read purges: %w", err)
+	}
+	return fmt.Sprint(n, " ", last.UnixMicro()), nil
 }
 
 // verify is Verify with windows of the chain walk of about window rows
@@ -184,6 +222,9 @@ func (s *Store) verify(ctx context.Context, opts VerifyOptions, window uint64) (
 		if sp := chains[c]; sp.rows > 0 {
 			spans = append(spans, sp)
 		}
+	}
+	if opts.beforeWalk != nil {
+		opts.beforeWalk()
 	}
 	wk := &walk{}
 	n, err := s.verifyChains(ctx, names, planWalk(spans, window), opts, cps, starts, wk, progress)
@@ -481,9 +522,10 @@ func windowSQL(opts VerifyOptions, p engine.Params) string {
 // read. Only the narrow columns are read again by each window, so a big
 // store, whose windows share granules, reads its wide columns once.
 //
-// The queries are separate reads of the store: verify and retention apply
-// are run one at a time (the embedded store's lock makes them so), or a
-// partition dropped during a verification shows as a gap.
+// The queries are separate reads of the store: a retention purge made
+// between them (on ClickHouse servers, by another process; the embedded
+// store lets one process in at a time) would show as a gap, so Verify
+// reads the trail again when the purge records changed while it ran.
 
 // Go packs the walk's rows of one chain whose sequence numbers share a
 // group of walkGroup into one binary string of records, in (seq, hash)

@@ -22,10 +22,6 @@ func verifyCommand() *cli.Command {
 truncation after a signed checkpoint and any bad signature, by chain and
 sequence number. Exits 1 when anything fails.
 
-On ClickHouse servers, do not run it while ` + "`custody retention apply`" + ` drops
-partitions: it reads the chains in several queries, and rows dropped between
-them show as deleted. (The embedded store lets one process in at a time.)
-
    $ custody verify
    $ custody verify --chain 'eventhubs/ns.servicebus.windows.net/aks-audit/$Default/0'
    $ custody verify --from 2026-11-01 --to 2026-11-08 --format json`,
