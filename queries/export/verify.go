@@ -14,11 +14,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -378,7 +376,6 @@ type recordBatch[T any] struct {
 	first uint64
 	recs  []T
 	res   []lineResult
-	done  chan struct{}
 }
 
 // decodeInOrder checks a data file's records on every core, in file
@@ -390,36 +387,15 @@ type recordBatch[T any] struct {
 // first record is numbered n0+1. It returns how many records were read
 // (counting the n0 before), and read's error.
 func decodeInOrder[T any](n0 uint64, read func(emit func(T)) error, newDecode func() func(n uint64, rec T, res *lineResult), check func(*lineResult)) (uint64, error) {
-	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *recordBatch[T], workers)
-	order := make(chan *recordBatch[T], 2*workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			decode := newDecode()
-			for b := range work {
-				b.res = make([]lineResult, len(b.recs))
-				for i, rec := range b.recs {
-					decode(b.first+uint64(i), rec, &b.res[i])
-				}
-				close(b.done)
-			}
-		}()
-	}
 	n := n0
 	var readErr error
-	go func() {
-		defer close(order)
-		defer close(work)
-		b := &recordBatch[T]{first: n0 + 1, done: make(chan struct{})}
+	inOrder(func(send func(*recordBatch[T])) {
+		b := &recordBatch[T]{first: n0 + 1}
 		flush := func() {
 			if len(b.recs) > 0 {
-				work <- b
-				order <- b
+				send(b)
 			}
-			b = &recordBatch[T]{first: n + 1, done: make(chan struct{})}
+			b = &recordBatch[T]{first: n + 1}
 		}
 		readErr = read(func(rec T) {
 			n++
@@ -429,14 +405,19 @@ func decodeInOrder[T any](n0 uint64, read func(emit func(T)) error, newDecode fu
 			}
 		})
 		flush()
-	}()
-	for b := range order {
-		<-b.done
+	}, func() func(*recordBatch[T]) {
+		decode := newDecode()
+		return func(b *recordBatch[T]) {
+			b.res = make([]lineResult, len(b.recs))
+			for i, rec := range b.recs {
+				decode(b.first+uint64(i), rec, &b.res[i])
+			}
+		}
+	}, func(b *recordBatch[T]) {
 		for i := range b.res {
 			check(&b.res[i])
 		}
-	}
-	wg.Wait()
+	})
 	return n, readErr
 }
 

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -31,7 +30,6 @@ type parquetPart struct {
 	first uint64 // number of the first row in the file
 	res   []lineResult
 	err   error // reading stopped after res
-	done  chan struct{}
 }
 
 // readParquetRows checks every row of a Parquet data file and returns
@@ -47,46 +45,28 @@ func (v *bundleVerifier) readParquetRows(f *os.File, size int64) (uint64, error)
 		return 0, fmt.Errorf("Parquet schema differs from export-v1's")
 	}
 	leaves := parquetLeaves()
-	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *parquetPart, workers)
-	order := make(chan *parquetPart, 2*workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := &parquetChecker{leaves: leaves, rows: make([]parquet.Row, 256)}
-			for p := range work {
-				d.read(p)
-				close(p.done)
-			}
-		}()
-	}
-	stop := make(chan struct{})
-	go func() {
-		defer close(order)
-		defer close(work)
-		var n uint64
-		for _, rg := range pf.RowGroups() {
-			rows := rg.NumRows()
-			for start := int64(0); start < rows; start += parquetSegment {
-				p := &parquetPart{rg: rg, start: start, count: min(parquetSegment, rows-start), first: n + 1, done: make(chan struct{})}
-				n += uint64(p.count)
-				select {
-				case <-stop:
-					return
-				case work <- p:
-				}
-				order <- p
-			}
-		}
-	}()
+	var stopped atomic.Bool
 	var rows uint64
 	var readErr error
-	for p := range order {
-		<-p.done
+	inOrder(func(send func(*parquetPart)) {
+		var n uint64
+		for _, rg := range pf.RowGroups() {
+			total := rg.NumRows()
+			for start := int64(0); start < total; start += parquetSegment {
+				if stopped.Load() {
+					return
+				}
+				p := &parquetPart{rg: rg, start: start, count: min(parquetSegment, total-start), first: n + 1}
+				n += uint64(p.count)
+				send(p)
+			}
+		}
+	}, func() func(*parquetPart) {
+		d := &parquetChecker{leaves: leaves, rows: make([]parquet.Row, 256)}
+		return d.read
+	}, func(p *parquetPart) {
 		if readErr != nil {
-			continue
+			return
 		}
 		for i := range p.res {
 			res := &p.res[i]
@@ -99,10 +79,9 @@ func (v *bundleVerifier) readParquetRows(f *os.File, size int64) (uint64, error)
 		}
 		if p.err != nil {
 			readErr = p.err
-			close(stop)
+			stopped.Store(true)
 		}
-	}
-	wg.Wait()
+	})
 	return rows, readErr
 }
 

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/custody-audit/custody/storage"
@@ -34,7 +33,6 @@ type chunk struct {
 	first uint64
 	off   int64 // file offset of buf[0]
 	res   []lineResult
-	done  chan struct{} // closed once res is filled
 	// hashed is closed once the bytes read into buf are hashed.
 	hashed chan struct{}
 }
@@ -82,26 +80,7 @@ func splitLine(data []byte, atEOF bool) int {
 func checkRecords(r io.Reader, chunkLen int, h hash.Hash, progress func(int64), split splitFunc,
 	newDecode func() func(n uint64, rec []byte, res *lineResult), check func(c *chunk, i int) bool) (uint64, int64, error) {
 	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *chunk, workers)
-	order := make(chan *chunk, 2*workers)
 	free := make(chan *chunk, 4*workers+4)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			decode := newDecode()
-			for c := range work {
-				c.res = slices.Grow(c.res[:0], len(c.ends))[:len(c.ends)]
-				start := 0
-				for i, end := range c.ends {
-					decode(c.first+uint64(i), c.buf[start:end], &c.res[i])
-					start = end
-				}
-				close(c.done)
-			}
-		}()
-	}
 	hashes := make(chan hashItem, 64)
 	hashedAll := make(chan struct{})
 	go func() {
@@ -118,9 +97,7 @@ func checkRecords(r io.Reader, chunkLen int, h hash.Hash, progress func(int64), 
 	var n uint64
 	var size int64
 	var readErr error
-	go func() {
-		defer close(order)
-		defer close(work)
+	inOrder(func(send func(*chunk)) {
 		defer close(hashes)
 		var carry []byte // the start of a record cut by the end of the last chunk
 		eof := false
@@ -183,13 +160,19 @@ func checkRecords(r io.Reader, chunkLen int, h hash.Hash, progress func(int64), 
 			}
 			c.first = n + 1
 			n += uint64(len(c.ends))
-			c.done = make(chan struct{})
-			work <- c
-			order <- c
+			send(c)
 		}
-	}()
-	for c := range order {
-		<-c.done
+	}, func() func(*chunk) {
+		decode := newDecode()
+		return func(c *chunk) {
+			c.res = slices.Grow(c.res[:0], len(c.ends))[:len(c.ends)]
+			start := 0
+			for i, end := range c.ends {
+				decode(c.first+uint64(i), c.buf[start:end], &c.res[i])
+				start = end
+			}
+		}
+	}, func(c *chunk) {
 		if !stopped.Load() {
 			for i := range c.res {
 				if !check(c, i) {
@@ -203,8 +186,7 @@ func checkRecords(r io.Reader, chunkLen int, h hash.Hash, progress func(int64), 
 		case free <- c:
 		default:
 		}
-	}
-	wg.Wait()
+	})
 	<-hashedAll
 	return n, size, readErr
 }

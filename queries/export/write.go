@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"sync"
 	"sync/atomic"
 
 	"github.com/custody-audit/custody/storage"
@@ -135,7 +134,6 @@ type writeBatch struct {
 	out     []byte
 	rows    []storage.Row
 	err     error
-	done    chan struct{}
 }
 
 // writeBatchRows is how many rows a worker handles at a time.
@@ -198,70 +196,55 @@ func checkRow(h *storage.Hasher, r *storage.Row, text bool) error {
 func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer, pw *parquetWriter, progress func(n int)) error {
 	name := dataFileName(format)
 	workers := max(1, runtime.GOMAXPROCS(0))
-	work := make(chan *writeBatch, workers)
-	order := make(chan *writeBatch, 2*workers)
 	// free recycles the batches' line buffers: a batch of lines is
 	// megabytes, and growing a fresh one every time costs more than
-	// encoding it.
+	// encoding it; spilledFree those of rows read back from disk.
 	free := make(chan []byte, 3*workers)
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			enc := newLineEncoder(format)
-			var h storage.Hasher
-			var r storage.Row
-			for b := range work {
-				select {
-				case b.out = <-free:
-				default:
-				}
-				if pw != nil {
-					b.rows = make([]storage.Row, 0, b.to-b.from)
-				}
-				for _, src := range b.src {
-					if b.err != nil || stop.Load() {
-						break
-					}
-					if b.err = decodeRow(src, &r); b.err != nil {
-						break
-					}
-					if b.err = checkRow(&h, &r, pw == nil); b.err != nil {
-						break
-					}
-					if pw != nil {
-						b.rows = append(b.rows, r)
-						continue
-					}
-					if b.out, b.err = enc.appendLine(b.out, &r); b.err != nil {
-						b.err = fmt.Errorf("write %s: %w", name, b.err)
-					}
-				}
-				close(b.done)
-			}
-		}()
-	}
-	// One goroutine takes the rows in order (reading spilled runs
-	// sequentially) and hands them out in batches.
 	spilledFree := make(chan []byte, 3*workers)
-	go func() {
-		defer close(order)
-		defer close(work)
+	var stop atomic.Bool
+	var err error
+	inOrder(func(send func(*writeBatch)) {
+		// the rows in order, spilled runs read sequentially
 		rd := s.reader()
 		for from := 0; from < len(s.refs) && !stop.Load(); from += writeBatchRows {
-			b := &writeBatch{from: from, to: min(from+writeBatchRows, len(s.refs)), done: make(chan struct{})}
+			b := &writeBatch{from: from, to: min(from+writeBatchRows, len(s.refs))}
 			b.err = b.load(rd, s, spilledFree)
-			work <- b
-			order <- b
+			send(b)
 		}
-	}()
-	var err error
-	for b := range order {
-		<-b.done
+	}, func() func(*writeBatch) {
+		enc := newLineEncoder(format)
+		var h storage.Hasher
+		var r storage.Row
+		return func(b *writeBatch) {
+			select {
+			case b.out = <-free:
+			default:
+			}
+			if pw != nil {
+				b.rows = make([]storage.Row, 0, b.to-b.from)
+			}
+			for _, src := range b.src {
+				if b.err != nil || stop.Load() {
+					break
+				}
+				if b.err = decodeRow(src, &r); b.err != nil {
+					break
+				}
+				if b.err = checkRow(&h, &r, pw == nil); b.err != nil {
+					break
+				}
+				if pw != nil {
+					b.rows = append(b.rows, r)
+					continue
+				}
+				if b.out, b.err = enc.appendLine(b.out, &r); b.err != nil {
+					b.err = fmt.Errorf("write %s: %w", name, b.err)
+				}
+			}
+		}
+	}, func(b *writeBatch) {
 		if err != nil {
-			continue // draining after a failure
+			return // draining after a failure
 		}
 		switch {
 		case b.err != nil:
@@ -282,7 +265,7 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 		}
 		if err != nil {
 			stop.Store(true)
-			continue
+			return
 		}
 		select {
 		case free <- b.out[:0]:
@@ -296,7 +279,6 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 			}
 		}
 		progress(b.to)
-	}
-	wg.Wait()
+	})
 	return err
 }
