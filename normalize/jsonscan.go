@@ -413,7 +413,6 @@ func unescape(dst, s []byte) []byte {
 func isString(v []byte) bool { return len(v) > 0 && v[0] == '"' }
 func isObject(v []byte) bool { return len(v) > 0 && v[0] == '{' }
 func isArray(v []byte) bool  { return len(v) > 0 && v[0] == '[' }
-func isNull(v []byte) bool   { return len(v) == 0 || (len(v) == 4 && string(v) == "null") }
 
 // strBytes returns the decoded content of a JSON string value. It returns
 // the input's own bytes when the string holds no escapes, so callers must

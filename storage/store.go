@@ -318,20 +318,6 @@ func ScanRow(rows engine.Rows, r *Row) error {
 	return nil
 }
 
-func nonNil(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
-}
-
-func nonNilMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
-}
-
 // canonicalTime brings a time to exactly what the store keeps, so the hash
 // computed before the insert equals the one recomputed from the stored row.
 // A missing time is stored as the Unix epoch: DateTime64 cannot hold Go's

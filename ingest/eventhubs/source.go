@@ -85,7 +85,6 @@ func authError(err error) error {
 type Source struct {
 	cfg    Config
 	log    *slog.Logger
-	clock  func() time.Time
 	redact redactor
 	fqdn   string
 	hub    string
@@ -184,11 +183,6 @@ type eventReceiver interface {
 // Option adjusts a Source.
 type Option func(*Source)
 
-// WithClock sets the clock that stamps Message.Received. Default time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(s *Source) { s.clock = now }
-}
-
 // WithTLSRootCAs makes the source trust the certificate authorities in
 // roots, instead of the system's, for the AMQP connection and for the
 // Entra ID token requests: for a private CA, and for tests against local
@@ -212,7 +206,6 @@ func New(cfg Config, stored map[string]int64, logger *slog.Logger, opts ...Optio
 	start, _ := parseStart(cfg.StartPosition)
 	s := &Source{
 		cfg:    cfg,
-		clock:  time.Now,
 		redact: red,
 		fqdn:   cfg.Namespace,
 		hub:    cfg.EventHub,
@@ -561,7 +554,7 @@ func (s *Source) batch(p *partitionState, gen uint64, evs []*azeventhubs.Receive
 	}
 	from := p.delivered
 	s.mu.Unlock()
-	now := s.clock().UTC()
+	now := time.Now().UTC()
 	d := &delivery{part: p, gen: gen, msgs: make([]ingest.Message, 0, len(evs))}
 	prev := from
 	for _, ev := range evs {
@@ -721,7 +714,7 @@ func (s *Source) ackLocked(d *delivery, err error) *delivery {
 	if cp == nil {
 		return nil
 	}
-	if now := s.clock(); now.Sub(p.lastCP) >= s.cfg.CheckpointInterval {
+	if now := time.Now(); now.Sub(p.lastCP) >= s.cfg.CheckpointInterval {
 		p.lastCP, p.pendingCP = now, nil
 		return cp
 	}

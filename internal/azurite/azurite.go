@@ -73,11 +73,6 @@ type Instance struct {
 	LogPath string
 }
 
-// ContainerURL returns the URL of a container in the development account.
-func (i *Instance) ContainerURL(name string) string {
-	return i.ServiceURL + "/" + name
-}
-
 // Start launches azurite-blob on 127.0.0.1 with an in-memory store, waits
 // until it answers, and stops it (the whole process group) when the test
 // ends. Azurite's output goes to a file in t.TempDir and is shown in the

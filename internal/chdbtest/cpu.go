@@ -9,16 +9,11 @@ import (
 	"time"
 )
 
-// CPUTime is the CPU time (user + system) used so far by this process and
-// its live child processes, the engine hosts among them. Benchmarks on a
-// shared two-core machine report CPU per event beside events per second:
-// wall-clock rates move with whatever else runs, CPU per event much less.
-func CPUTime() time.Duration {
-	self, children := CPUTimes()
-	return self + children
-}
-
-// CPUTimes is CPUTime split into this process and its live children.
+// CPUTimes is the CPU time (user + system) used so far by this process
+// and by its live child processes, the engine hosts among them.
+// Benchmarks on a shared two-core machine report CPU per event beside
+// events per second: wall-clock rates move with whatever else runs, CPU
+// per event much less.
 func CPUTimes() (self, children time.Duration) {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

@@ -274,9 +274,6 @@ func (b *Broker) TokenStats() TokenStats {
 	return b.tokens
 }
 
-// EventHub is the served hub's name.
-func (b *Broker) EventHub() string { return b.cfg.EventHub }
-
 // PartitionIDs lists the partition ids in order.
 func (b *Broker) PartitionIDs() []string {
 	ids := make([]string, len(b.parts))
@@ -354,13 +351,6 @@ func (b *Broker) Refuse(on bool) {
 	if on {
 		b.DropConnections()
 	}
-}
-
-// Connections is the number of open client connections.
-func (b *Broker) Connections() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.conns)
 }
 
 // Stats counts connections since Start: accepted and served, and refused

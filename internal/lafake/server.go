@@ -117,7 +117,6 @@ type fault struct {
 type Server struct {
 	srv      *httptest.Server
 	auth     *entrafake.Authority
-	roots    *x509.CertPool // the server's and the authority's certificates
 	client   *http.Client
 	opts     Options
 	audience string
@@ -156,11 +155,12 @@ func New(opts Options) (*Server, error) {
 		writeError(w, http.StatusNotFound, oneAPIError{Code: "PathNotFoundError", Message: "The requested path does not exist"})
 	})
 	s.srv = httptest.NewTLSServer(mux)
-	s.roots = x509.NewCertPool()
-	s.roots.AddCert(s.srv.Certificate())
-	s.roots.AddCert(auth.Certificate())
+	// the client trusts the server's and the authority's certificates
+	roots := x509.NewCertPool()
+	roots.AddCert(s.srv.Certificate())
+	roots.AddCert(auth.Certificate())
 	s.client = &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2: true,
 	}}
 	return s, nil
@@ -183,10 +183,6 @@ func (s *Server) Audience() string { return s.audience }
 // server and its authority and nothing else, for the query client and the
 // credential alike.
 func (s *Server) HTTPClient() *http.Client { return s.client }
-
-// CertPool returns a pool holding the certificates of the server and its
-// authority.
-func (s *Server) CertPool() *x509.CertPool { return s.roots.Clone() }
 
 // Close shuts the server and its authority down.
 func (s *Server) Close() {

@@ -201,11 +201,6 @@ func ParseDateTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// FormatDateTime64 renders t in the text form DateTime64(6) parameters take.
-func FormatDateTime64(t time.Time) string {
-	return t.UTC().Format("2006-01-02 15:04:05.000000")
-}
-
 // parseQuoted reads one quoted string ('...' with backslash escapes) at the
 // start of s and returns it and the rest.
 func parseQuoted(s []byte) (string, []byte, error) {
