@@ -314,14 +314,18 @@ func (h Hold) condition() (string, engine.Params) {
 }
 
 func (s *Store) hasTable(ctx context.Context, name string) (bool, error) {
-	var n uint64
-	err := s.queryEach(ctx, "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}", engine.Params{"db": s.db, "t": name}, func(r engine.Rows) error {
-		return r.Scan(&n)
-	})
+	ok, err := s.exists(ctx, "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}", engine.Params{"db": s.db, "t": name})
 	if err != nil {
 		return false, fmt.Errorf("look up table %s: %w", name, err)
 	}
-	return n > 0, nil
+	return ok, nil
+}
+
+// exists reports whether countQuery, a SELECT count(), counts anything.
+func (s *Store) exists(ctx context.Context, countQuery string, p engine.Params) (bool, error) {
+	var n uint64
+	err := s.queryEach(ctx, countQuery, p, func(r engine.Rows) error { return r.Scan(&n) })
+	return n > 0, err
 }
 
 func (s *Store) requireRetentionSchema(ctx context.Context) error {

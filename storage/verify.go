@@ -202,10 +202,10 @@ func (s *Store) verify(ctx context.Context, opts VerifyOptions, window uint64) (
 	}
 	sort.Strings(names)
 	rep.Chains = len(names)
-	// One pass over the whole table, however many chains it holds (an
-	// archive backfill makes one per blob): links, Merkle roots and, unless
-	// Independent, the engine's recomputation of every row's hash. An
-	// independent check reads every row a second time, for Go to hash.
+	// Progress counts the walk's rows (links and Merkle roots, however
+	// many chains: an archive backfill makes one per blob), whose windows
+	// come after the engine's content check. An independent check reads
+	// every row a second time, for Go to hash.
 	passes := uint64(1)
 	if opts.Independent {
 		passes = 2
@@ -655,14 +655,11 @@ func windowParams(p engine.Params, w walkWindow) {
 // hasSetting reports whether the engine knows a setting (servers older
 // than a setting refuse a query that names it).
 func (s *Store) hasSetting(ctx context.Context, name string) (bool, error) {
-	var n uint64
-	err := s.queryEach(ctx, "SELECT count() FROM system.settings WHERE name = {name:String}", engine.Params{"name": name}, func(r engine.Rows) error {
-		return r.Scan(&n)
-	})
+	ok, err := s.exists(ctx, "SELECT count() FROM system.settings WHERE name = {name:String}", engine.Params{"name": name})
 	if err != nil {
 		return false, fmt.Errorf("read engine settings: %w", err)
 	}
-	return n > 0, nil
+	return ok, nil
 }
 
 // modifiedRow is a row the content check found modified.
