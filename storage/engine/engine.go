@@ -21,6 +21,11 @@ var (
 	// ErrReadOnly is returned when a statement that writes reaches an
 	// engine opened read-only.
 	ErrReadOnly = errors.New("engine is read-only")
+	// ErrEngineGone is returned (wrapped) by every call on an embedded
+	// engine whose process has exited: nothing sent to this Engine can
+	// succeed again, so callers stop retrying and either reopen the
+	// store or exit with the error.
+	ErrEngineGone = errors.New("engine process exited")
 )
 
 // Params are server-side query parameters: name -> value in ClickHouse's
