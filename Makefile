@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 export CUSTODY_CHDB_HOST := $(BIN)/custody-chdb
 
-.PHONY: all build demo test test-go fuzz bench libchdb azurite clean
+.PHONY: all build demo test test-go test-kit fuzz bench libchdb azurite clean
 
 all: build
 
@@ -21,11 +21,16 @@ build:
 demo: libchdb build
 	deploy/local/demo.sh
 
-test: libchdb azurite build test-go fuzz
+test: libchdb azurite build test-go test-kit fuzz
 
 test-go:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+
+# The deploy kit's tests: a Go module of its own (deploy/kit), so that what
+# they need stays out of the collector's dependencies.
+test-kit:
+	cd deploy/kit && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 
 # Short fuzz runs of every decoder, seeded with the real samples.
 FUZZTIME ?= 10s

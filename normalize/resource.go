@@ -317,6 +317,11 @@ func isAKSNonAdmin(cat string) bool {
 	return strings.HasPrefix(cat, "csi-")
 }
 
+// isACRCategory reports the container registry categories.
+func isACRCategory(cat string) bool {
+	return cat == "containerregistryloginevents" || cat == "containerregistryrepositoryevents"
+}
+
 // isActivityCategory reports the Activity Log administrative categories,
 // current and legacy.
 func isActivityCategory(cat string) bool {
@@ -370,7 +375,7 @@ func (p *processor) azureParsed(rec []byte, pos string, rp *azRecord, audit *aud
 		}
 		msg, pod := controlPlaneMessage(r.properties)
 		p.nonAdmin(rec, pos, &r, msg, pod, SourceResourceLog, RawJSON)
-	case cat == "containerregistryloginevents" || cat == "containerregistryrepositoryevents":
+	case isACRCategory(cat):
 		p.acr(rec, pos, &r, nil, SourceResourceLog, RawJSON)
 	case isActivityCategory(cat) || (cat == "" && (len(r.claims) > 0 || r.eventDataID != "")):
 		p.activity(rec, pos, &r, SourceActivityLog, RawJSON)
