@@ -114,6 +114,11 @@ type PipelineConfig struct {
 	// Run instead of being retried; nil retries every error. A backfill
 	// stops at an unreadable object, a collector keeps trying.
 	Permanent func(error) bool `yaml:"-"`
+	// SinkPermanent reports sink errors after which no write can succeed
+	// again (the store's engine is gone): the write is not retried and
+	// Run ends at once with the error, after refusing every batch in
+	// flight. nil retries every sink error.
+	SinkPermanent func(error) bool `yaml:"-"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `yaml:"-"`
 }
@@ -249,6 +254,9 @@ func NewPipeline(src Source, proc Processor, sink Sink, cfg PipelineConfig, metr
 	if cfg.Permanent == nil {
 		cfg.Permanent = func(error) bool { return false }
 	}
+	if cfg.SinkPermanent == nil {
+		cfg.SinkPermanent = func(error) bool { return false }
+	}
 	if cfg.MetricStream == nil {
 		cfg.MetricStream = func(s string) string { return s }
 	}
@@ -276,7 +284,8 @@ func (p *Pipeline) Stats() Stats { return p.stats }
 // (ErrNotConnected) or a failed read is retried with backoff; batches the
 // sink cannot take are retried until it can or ctx ends. A source error
 // cfg.Permanent accepts ends Run with that error, after what was read
-// before it is written. Run does not close the source.
+// before it is written; a sink error cfg.SinkPermanent accepts ends it at
+// once. Run does not close the source.
 func (p *Pipeline) Run(ctx context.Context) error {
 	queue := make(chan *readBatch, p.cfg.QueueBatches)
 	writerDone := make(chan struct{})
@@ -585,8 +594,12 @@ func (p *Pipeline) write(ctx, work context.Context, batches []*Batch) error {
 		}
 		p.stats.SinkErrors++
 		p.metrics.sinkErrors.WithLabelValues(p.cfg.Name).Inc()
-		d := bo.next()
 		last := batches[len(batches)-1]
+		if p.cfg.SinkPermanent(err) {
+			p.log.ErrorContext(ctx, "store write failed for good; not retrying", "batches", len(batches), "stream", last.Stream, "offset", last.Offset, "err", err)
+			return fmt.Errorf("write %d batches up to %s offset %d: %w", len(batches), last.Stream, last.Offset, err)
+		}
+		d := bo.next()
 		p.log.WarnContext(ctx, "store write failed; retrying", "batches", len(batches), "stream", last.Stream, "offset", last.Offset, "retry_in", d, "err", err)
 		if !p.wait(work, d) {
 			return fmt.Errorf("write %d batches up to %s offset %d: %w", len(batches), last.Stream, last.Offset, err)

@@ -500,3 +500,40 @@ func TestPipelineGroupWait(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelineSinkGoneForGood: a sink error SinkPermanent accepts (the
+// store's engine exited) ends Run at once with that error, after one
+// write, instead of being retried for ever.
+func TestPipelineSinkGoneForGood(t *testing.T) {
+	gone := errors.New("engine process exited")
+	dir, _ := archiveFixture(t, 40)
+	var writes atomic.Int32
+	sink := ingest.SinkFunc(func(context.Context, []ingest.Batch) ([]ingest.SinkResult, error) {
+		writes.Add(1)
+		return nil, fmt.Errorf("append: %w", gone)
+	})
+	n, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ingest.DefaultPipelineConfig()
+	cfg.Name, cfg.SourceKind = "backfill", "file"
+	cfg.RetryDelay, cfg.MaxRetryDelay = time.Millisecond, 4*time.Millisecond
+	cfg.SinkPermanent = func(err error) bool { return errors.Is(err, gone) }
+	p, err := ingest.NewPipeline(newArchiveSource(t, dir, nil), n, sink, cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, gone) {
+		t.Fatalf("run = %v, want the sink's permanent error", err)
+	}
+	if w := writes.Load(); w != 1 {
+		t.Errorf("%d writes, want 1 (no retry after a permanent failure)", w)
+	}
+	if st := p.Stats(); st.Retries != 0 || st.Stored != 0 {
+		t.Errorf("stats %+v, want no retry and nothing stored", st)
+	}
+}

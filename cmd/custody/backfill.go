@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/custody-audit/custody/ingest"
 	"github.com/custody-audit/custody/ingest/archive"
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 // backfillCommand loads archives (diagnostic-settings containers, Event
@@ -161,6 +163,7 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 	pc.Name, pc.SourceKind = "backfill", kind
 	pc.MetricStream = func(string) string { return "archive" }
 	pc.Permanent = func(err error) bool { return !errors.Is(err, ingest.ErrNotConnected) }
+	pc.SinkPermanent = engineGone
 	p, err := ingest.NewPipeline(src, in.norm, in.sink, pc, nil, log)
 	if err != nil {
 		return err
@@ -170,15 +173,43 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 	stop()
 	sum := backfillSummary{Stats: p.Stats(), Failures: src.Failures()}
 	printBackfillSummary(cmd.Root().Writer, sum)
+	return backfillOutcome(runErr, ctx.Err() != nil, len(sum.Failures))
+}
+
+// engineGone reports an error of a store whose engine process exited:
+// nothing can be written to it again in this process.
+func engineGone(err error) bool { return errors.Is(err, engine.ErrEngineGone) }
+
+// Advice closing a failed backfill's message: whether running the same
+// command again helps.
+const (
+	adviceResume    = "run the same command again to resume from what the store holds"
+	adviceEngine    = "the embedded engine's process exited (killed, out of memory, or crashed: see engine.log in the store directory); what was stored is intact: run the same command again to resume from what the store holds"
+	adviceContent   = "this is the content itself: running the backfill again will not help; remove the object from the paths, name its --format, or pass --continue-on-error to record it as failed and go on"
+	adviceAccess    = "fix the path or its permissions, then run the same command again (what was stored is kept)"
+	adviceFailures  = "the objects listed above were not stored; running again retries only them: fix them first if their content is at fault"
+	adviceInterrupt = "backfill interrupted; run the same command again to resume"
+)
+
+// backfillOutcome turns how a backfill ended into its error: what went
+// wrong and whether running it again can help. A permanent failure (the
+// content of an object) never says to resume.
+func backfillOutcome(runErr error, interrupted bool, failures int) error {
 	switch {
-	case runErr != nil:
-		return fmt.Errorf("backfill: %w (run it again to resume)", runErr)
-	case ctx.Err() != nil:
-		return errors.New("backfill interrupted; run it again to resume")
-	case len(sum.Failures) > 0:
-		return fmt.Errorf("backfill: %d objects could not be read", len(sum.Failures))
+	case runErr == nil && interrupted:
+		return errors.New(adviceInterrupt)
+	case runErr == nil && failures > 0:
+		return fmt.Errorf("backfill: %d objects could not be read; %s", failures, adviceFailures)
+	case runErr == nil:
+		return nil
+	case engineGone(runErr):
+		return fmt.Errorf("backfill: %w; %s", runErr, adviceEngine)
+	case errors.Is(runErr, archive.ErrUnrecognized), errors.Is(runErr, archive.ErrMalformed):
+		return fmt.Errorf("backfill: %w; %s", runErr, adviceContent)
+	case errors.Is(runErr, fs.ErrNotExist), errors.Is(runErr, fs.ErrPermission):
+		return fmt.Errorf("backfill: %w; %s", runErr, adviceAccess)
 	}
-	return nil
+	return fmt.Errorf("backfill: %w; %s", runErr, adviceResume)
 }
 
 func printBackfillSummary(w io.Writer, s backfillSummary) {

@@ -2,15 +2,20 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/custody-audit/custody/ingest/archive"
 	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 // writePT1H writes a diagnostic-settings archive blob of n kube-audit-admin
@@ -155,4 +160,105 @@ func queryCount(t *testing.T, eng *chdb.Engine, q string) uint64 {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return got
+}
+
+// TestBackfillOutcomeMessages: what a failed backfill says, by cause. A
+// permanent failure (the content of an object) must say that running it
+// again will not help and never offer to resume; a dead engine or a
+// transient failure says to run it again. The content errors come from
+// the real archive reader over real files.
+func TestBackfillOutcomeMessages(t *testing.T) {
+	dir := t.TempDir()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"records":[]}` + "\n"))
+	zw.Close()
+	random := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	random[0] = 0x93 // not '{', not the Avro or gzip magic
+	files := map[string][]byte{
+		"gzip":      gz.Bytes(),
+		"random":    random,
+		"avro-cut":  []byte("Obj\x01\x04\x14avro.codec"),
+		"records":   []byte(`{"records": [{"a":1}, oops]}`),
+		"unreadble": []byte(`{"a":1}` + "\n"),
+	}
+	readErr := func(name string) error {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, files[name], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if name == "unreadble" {
+			os.Remove(p) // gone between listing and reading: an access problem
+		}
+		st, err := archive.NewLocal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := archive.DefaultConfig()
+		if name == "records" {
+			cfg.Format = archive.FormatRecords
+		}
+		src, err := archive.New(st, cfg, archive.Resume{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := src.Connect(ctx); err != nil {
+			return fmt.Errorf("pipeline backfill: connect source: %w", err)
+		}
+		for {
+			_, ack, err := src.ReadBatch(ctx)
+			if err != nil {
+				return fmt.Errorf("pipeline backfill: read source: %w", err)
+			}
+			ack(ctx, nil)
+		}
+	}
+	const (
+		noHelp = "running the backfill again will not help"
+		resume = "run the same command again to resume"
+	)
+	for _, tc := range []struct {
+		name        string
+		err         error
+		interrupted bool
+		failures    int
+		want        []string
+		not         []string
+	}{
+		{name: "gzip", err: readErr("gzip"), want: []string{"gzip-compressed content", noHelp}, not: []string{"resume"}},
+		{name: "random bytes", err: readErr("random"), want: []string{"not a JSON object or an Avro file", noHelp}, not: []string{"resume"}},
+		{name: "truncated avro", err: readErr("avro-cut"), want: []string{"malformed archive content", noHelp}, not: []string{"resume"}},
+		{name: "broken records blob", err: readErr("records"), want: []string{"malformed archive content", noHelp}, not: []string{"resume"}},
+		{name: "file vanished", err: readErr("unreadble"), want: []string{"no such file", "fix the path or its permissions"}, not: []string{"resume"}},
+		{name: "engine gone", err: fmt.Errorf("pipeline backfill: write 1 batches: append: %w", engine.ErrEngineGone), want: []string{"engine process exited", "engine.log", resume}},
+		{name: "other write failure", err: errors.New("pipeline backfill: write 2 batches: connection reset"), want: []string{"connection reset", resume}},
+		{name: "interrupted", interrupted: true, want: []string{"interrupted", resume}},
+		{name: "objects failed", failures: 2, want: []string{"2 objects could not be read", "retries only them"}, not: []string{"resume"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := backfillOutcome(tc.err, tc.interrupted, tc.failures)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q lacks %q", msg, w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(msg, n) {
+					t.Errorf("message %q says %q", msg, n)
+				}
+			}
+		})
+	}
+	if err := backfillOutcome(nil, false, 0); err != nil {
+		t.Errorf("success = %v", err)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/custody-audit/custody/ingest/eventhubs"
 	"github.com/custody-audit/custody/ingest/loganalytics"
 	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 // runCommand is the long-lived collector: every configured source feeds
@@ -262,6 +263,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 	for _, s := range sources {
 		pc := rc.Pipeline
 		pc.Name, pc.SourceKind = s.name, s.kind
+		pc.SinkPermanent = engineGone
 		p, err := ingest.NewPipeline(s.src, in.norm, in.sink, pc, metrics, log)
 		if err != nil {
 			return err
@@ -282,16 +284,52 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 			}
 		})
 	}
+	// An embedded engine whose process exits (killed, out of memory) can
+	// never store anything again: the collector is not ready from that
+	// moment, even when no write is under way to notice it, and exits.
+	var engineErr error
+	watchDone := make(chan struct{})
+	var watch sync.WaitGroup
+	if ex, ok := in.store.Engine().(interface{ Exited() <-chan struct{} }); ok {
+		watch.Go(func() {
+			select {
+			case <-ex.Exited():
+				ready.Store(false)
+				engineErr = fmt.Errorf("embedded engine for the store: %w", engine.ErrEngineGone)
+				log.ErrorContext(ctx, "embedded engine exited; stopping the collector", "err", engineErr)
+				cancel()
+			case <-rctx.Done():
+			case <-watchDone:
+			}
+		})
+	}
 	ready.Store(true)
 	log.InfoContext(ctx, "collector running", "sources", len(pipes), "streams_resumed", len(in.positions))
 	wg.Wait()
 	ready.Store(false)
+	close(watchDone)
+	watch.Wait()
 	for i, p := range pipes {
 		s := p.Stats()
 		log.InfoContext(context.WithoutCancel(ctx), "pipeline stopped", "pipeline", sources[i].name,
 			"messages", s.Messages, "stored", s.Stored, "skipped", s.Skipped, "quarantined", s.Quarantined, "dropped", s.Dropped)
 	}
-	return errors.Join(errs...)
+	return collectorOutcome(errors.Join(errs...), engineErr)
+}
+
+// collectorOutcome is the error `custody run` exits with. When the store's
+// engine is gone the collector exits non-zero rather than restarting the
+// engine itself: its supervisor (systemd Restart=on-failure, a Kubernetes
+// pod) starts it again, and it resumes every stream from the positions in
+// the store, as after any crash.
+func collectorOutcome(pipeErr, engineErr error) error {
+	if engineErr == nil && !engineGone(pipeErr) {
+		return pipeErr
+	}
+	if engineErr == nil {
+		engineErr = pipeErr
+	}
+	return fmt.Errorf("collector stopped: %w; nothing acknowledged was lost: start it again (its supervisor does) and it resumes from the positions in the store", engineErr)
 }
 
 // lagSource is a source that can say how far behind the hub it is.

@@ -85,6 +85,9 @@ func Detect(head []byte, name string) (Format, error) {
 	if len(rest) == 0 {
 		return FormatJSONLines, nil // empty object: nothing to read
 	}
+	if bytes.HasPrefix(head, []byte("\x1f\x8b")) {
+		return "", fmt.Errorf("%w: gzip-compressed content (decompress it first: Azure writes archives uncompressed)", ErrUnrecognized)
+	}
 	if rest[0] != '{' {
 		n := min(len(rest), 8)
 		return "", fmt.Errorf("%w: content starts with %q, not a JSON object or an Avro file (choose a format explicitly)", ErrUnrecognized, rest[:n])

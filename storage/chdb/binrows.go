@@ -55,14 +55,14 @@ func (e *Engine) query(ctx context.Context, op byte, query string, params engine
 		if err != nil {
 			// skip the rest of the reply, keeping the pipe in step
 			(&binRows{e: e, ctx: ctx}).finish()
-			return nil, err
+			return nil, e.gone(err)
 		}
 		return rows, nil
 	}
 	rows := &Rows{e: e, ctx: ctx}
 	if err := rows.fill(); err != nil {
 		rows.finish()
-		return nil, err
+		return nil, e.gone(err)
 	}
 	return rows, nil
 }

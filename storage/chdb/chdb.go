@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/custody-audit/custody/storage/engine"
 )
@@ -65,6 +66,11 @@ type Engine struct {
 	logFile *os.File
 	closed  bool
 	waitErr chan error
+	// exited is closed once the host process has exited; exitErr is then
+	// its exit status. Every call after that fails with
+	// engine.ErrEngineGone.
+	exited  chan struct{}
+	exitErr error
 	// Blocks and spool writers are recycled: a batch of 1.2 KB rows is
 	// tens of megabytes, and growing fresh buffers for each one (zeroed
 	// and faulted in page by page) costs more CPU than encoding it.
@@ -184,7 +190,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
-	e := &Engine{dir: dir, spool: filepath.Join(dir, "spool"), waitErr: make(chan error, 1)}
+	e := &Engine{dir: dir, spool: filepath.Join(dir, "spool"), waitErr: make(chan error, 1), exited: make(chan struct{})}
 	stderr := opts.Stderr
 	if stderr == nil {
 		f, err := os.OpenFile(filepath.Join(dir, "engine.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
@@ -219,7 +225,12 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	e.cmd, e.in = cmd, in
 	e.w = bufio.NewWriterSize(in, 1<<16)
 	e.r = bufio.NewReaderSize(out, 1<<20)
-	go func() { e.waitErr <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		e.exitErr = err
+		close(e.exited)
+		e.waitErr <- err
+	}()
 
 	ready := make(chan error, 1)
 	go func() {
@@ -318,13 +329,59 @@ func (e *Engine) Close(ctx context.Context) error {
 	return nil
 }
 
+// Exited is closed once the engine host process has exited, for whatever
+// reason (Close, a crash, a kill). A collector watches it to know at once
+// that its store is gone.
+func (e *Engine) Exited() <-chan struct{} { return e.exited }
+
+// goneWait bounds how long a failed pipe read or write waits for the host
+// to be reaped before the failure is judged: a host that died closes the
+// pipe a moment before its exit status is known.
+const goneWait = 2 * time.Second
+
+// gone turns a failure to talk to the host into engine.ErrEngineGone when
+// the host has exited (a kill, a crash): nothing sent to this Engine can
+// succeed again. Engine errors (*QueryError) and failures of a host that
+// is still running are returned as they are.
+func (e *Engine) gone(err error) error {
+	if err == nil || errors.Is(err, engine.ErrEngineGone) {
+		return err
+	}
+	var qe *QueryError
+	if errors.As(err, &qe) {
+		return err
+	}
+	select {
+	case <-e.exited:
+	case <-time.After(goneWait):
+		return err
+	}
+	return e.goneErr(err)
+}
+
+func (e *Engine) goneErr(cause error) error {
+	status := "exited"
+	if e.exitErr != nil {
+		status = e.exitErr.Error()
+	}
+	if cause == nil {
+		return fmt.Errorf("embedded engine host for %s (%s): %w", e.dir, status, engine.ErrEngineGone)
+	}
+	return fmt.Errorf("embedded engine host for %s (%s): %w: %w", e.dir, status, engine.ErrEngineGone, cause)
+}
+
 // send writes one request to the host; the caller reads the reply.
 func (e *Engine) send(op byte, query string, params engine.Params) error {
 	if e.closed {
 		return engine.ErrClosed
 	}
+	select {
+	case <-e.exited:
+		return e.goneErr(nil)
+	default:
+	}
 	if err := WriteRequest(e.w, op, query, params); err != nil {
-		return fmt.Errorf("send request to engine host: %w", err)
+		return e.gone(fmt.Errorf("send request to engine host: %w", err))
 	}
 	return nil
 }
@@ -365,7 +422,7 @@ func (e *Engine) Exec(ctx context.Context, query string, params engine.Params) e
 	if err := e.send(opExec, query, params); err != nil {
 		return err
 	}
-	return e.readReply(nil)
+	return e.gone(e.readReply(nil))
 }
 
 // Query implements engine.Engine. Results are streamed chunk by chunk
