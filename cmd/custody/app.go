@@ -83,6 +83,7 @@ signed ClickHouse trail that anyone with the public key can verify.
 			verifyExportCommand(),
 			retentionCommand(),
 			holdCommand(),
+			serveCommand(),
 		},
 	}
 }

@@ -1,0 +1,161 @@
+package web
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io/fs"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/normalize"
+	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+// The demo incident (docs/incident.md, deploy/local/incident): one day in
+// which dana.dev@contoso.com is phished and used from 203.0.113.77.
+const (
+	incidentFrom = "2025-06-12T00:00:00Z"
+	incidentTo   = "2025-06-13T00:00:00Z"
+	phished      = "dana.dev@contoso.com"
+	attackerIP   = "203.0.113.77"
+	incidentRows = 172
+)
+
+// fixture is a store holding the incident and a server over it.
+type fixture struct {
+	eng      engine.Engine
+	store    *storage.Store
+	signer   note.Signer
+	verifier note.Verifier
+	vkey     string // the verifier's text
+	dir      string // checkpoint directory
+	srv      *Server
+}
+
+// newFixture loads the incident into a fresh embedded store the way the
+// demo does (normalize each delivered file, one chain per file, Append)
+// and opens a read-only page over it, with exports on.
+func newFixture(t *testing.T, opts Options) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := &fixture{eng: chdbtest.Open(t, ""), dir: t.TempDir()}
+	if _, err := storage.Migrate(ctx, f.eng, storage.SchemaOptions{}, "web-test"); err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, err := storage.GenerateKey("web-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.vkey = vkey
+	if f.signer, err = note.NewSigner(skey); err != nil {
+		t.Fatal(err)
+	}
+	if f.verifier, err = note.NewVerifier(vkey); err != nil {
+		t.Fatal(err)
+	}
+	if f.store, err = storage.Open(ctx, f.eng, storage.Options{Signer: f.signer, CheckpointDir: f.dir, Actor: "web-test"}); err != nil {
+		t.Fatal(err)
+	}
+	loadIncident(ctx, t, f.store)
+	opts.Store = f.store
+	opts.Verifier = f.verifier
+	opts.VerifierKey = f.vkey
+	opts.CheckpointDir = f.dir
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return time.Date(2025, 6, 13, 9, 0, 0, 0, time.UTC) }
+	}
+	opts.Signer, opts.TempDir = f.signer, t.TempDir()
+	if f.srv, err = New(opts); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
+	t.Helper()
+	dir := filepath.Join(chdbtest.RepoRoot(t), "deploy", "local", "incident")
+	n, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := time.Date(2025, 6, 12, 16, 0, 0, 0, time.UTC)
+	stored := 0
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel := filepath.ToSlash(strings.TrimPrefix(p, dir+string(filepath.Separator)))
+		var format, kind string
+		perLine := true
+		switch top, _, _ := strings.Cut(rel, "/"); {
+		case top == "archive" && d.Name() == "PT1H.json":
+			format, kind = normalize.FormatArchive, "blob"
+		case top == "eventhubs" && strings.HasSuffix(rel, ".jsonl"):
+			format, kind = normalize.FormatEventHubs, "eventhubs"
+		case top == "loganalytics" && strings.HasSuffix(rel, ".json"):
+			format, kind, perLine = normalize.FormatLogAnalytics, "loganalytics", false
+		default:
+			return nil
+		}
+		body, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		msgs := [][]byte{body}
+		if perLine {
+			msgs = nil
+			sc := bufio.NewScanner(bytes.NewReader(body))
+			sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
+			for sc.Scan() {
+				msgs = append(msgs, slices.Clone(sc.Bytes()))
+			}
+			if err := sc.Err(); err != nil {
+				return err
+			}
+		}
+		b := storage.Batch{Stream: "incident/" + rel, Offset: int64(len(msgs)), Position: rel}
+		for i, m := range msgs {
+			off := int64(i + 1)
+			res, err := n.Process(ctx, normalize.Input{Body: m, Format: format, SourceKind: kind,
+				Position: rel + " line " + strconv.FormatInt(off, 10), Received: received})
+			if err != nil {
+				return err
+			}
+			for _, e := range res.Events {
+				b.Events = append(b.Events, storage.BatchEvent{Offset: off, Event: e})
+			}
+			for _, c := range res.Dropped {
+				b.Dropped += c
+			}
+		}
+		res, err := st.Append(ctx, b)
+		stored += res.Stored
+		return err
+	})
+	if err != nil {
+		t.Fatalf("load incident: %v", err)
+	}
+	if stored != incidentRows {
+		t.Fatalf("incident stored %d events, want %d", stored, incidentRows)
+	}
+}
+
+// get runs a GET through the server's handler from a loopback client.
+func (f *fixture) get(t *testing.T, path string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
+	w := httptest.NewRecorder()
+	f.srv.ServeHTTP(w, req)
+	return w
+}

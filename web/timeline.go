@@ -1,0 +1,244 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custody-audit/custody/queries"
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+// Timeline limits.
+const (
+	maxMarks = 5000 // events drawn; beyond this the page says how many were left out
+	// silentBuckets divides the window to find sources that went silent:
+	// a service with activity in the window and none for at least
+	// silentRun consecutive buckets between two active ones.
+	silentBuckets  = 96
+	silentRun      = 4
+	silentMinCount = 2 * silentBuckets / 4 // a sparse service is not "silent", just quiet
+)
+
+// gap is a stretch of time in which the evidence is incomplete.
+type gap struct {
+	Kind    string `json:"kind"`    // silent, logging_disabled, purged
+	Service string `json:"service"` // the lane it concerns; "" for every lane
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Detail  string `json:"detail"`
+}
+
+func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	for k := range q {
+		if !slices.Contains([]string{"actor", "resource", "from", "to"}, k) {
+			return badRequest("unknown parameter %q", trimForError(k))
+		}
+	}
+	actor, err := text(q, "actor")
+	if err != nil {
+		return err
+	}
+	resource, err := text(q, "resource")
+	if err != nil {
+		return err
+	}
+	if (actor == "") == (resource == "") {
+		return badRequest("give exactly one of actor and resource")
+	}
+	f := filter{actor: actor}
+	if resource != "" {
+		if f.resource, err = (queries.Param{Name: "resource", Type: "String", Kind: "resource"}).Bind(resource); err != nil {
+			return badRequest("%s", err.Error())
+		}
+	}
+	ctx := r.Context()
+	if q.Get("from") == "" && q.Get("to") == "" {
+		// The whole history of the subject, padded a little.
+		f.from, f.to = time.Unix(0, 0).UTC(), s.now().UTC().Add(time.Hour)
+		p := engine.Params{}
+		where := f.where(p)
+		var lo, hi time.Time
+		var n uint64
+		err := engine.Each(ctx, s.eng, "SELECT min(event_time), max(event_time), count() FROM "+s.db+".events WHERE "+where, p, func(r engine.Rows) error {
+			return r.Scan(&lo, &hi, &n)
+		})
+		if err != nil {
+			return fmt.Errorf("timeline span: %w", err)
+		}
+		if n == 0 {
+			f.from = f.to.Add(-defaultWindow)
+		} else {
+			pad := max(hi.Sub(lo)/20, time.Minute)
+			f.from, f.to = lo.Add(-pad).Truncate(time.Second), hi.Add(pad).Truncate(time.Second).Add(time.Second)
+		}
+	} else if f.from, f.to, err = parseWindow(q.Get("from"), q.Get("to"), s.now(), defaultWindow); err != nil {
+		return err
+	}
+
+	p := engine.Params{}
+	where := f.where(p)
+	p["limit"] = strconv.Itoa(maxMarks)
+	var marks []eventSummary
+	err = engine.Each(ctx, s.eng, "SELECT "+summaryColumns+" FROM "+s.db+".events WHERE "+where+
+		" ORDER BY toStartOfDay(event_time), event_time, toString(chain), seq LIMIT {limit:UInt32}", p, func(rows engine.Rows) error {
+		e, err := scanSummary(rows)
+		if err == nil {
+			marks = append(marks, e)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("timeline: %w", err)
+	}
+	var total uint64 = uint64(len(marks))
+	if len(marks) == maxMarks {
+		if err := engine.Each(ctx, s.eng, "SELECT count() FROM "+s.db+".events WHERE "+where, p, func(r engine.Rows) error { return r.Scan(&total) }); err != nil {
+			return fmt.Errorf("timeline count: %w", err)
+		}
+	}
+	gaps, err := s.gaps(r, f.from, f.to)
+	if err != nil {
+		return err
+	}
+	if marks == nil {
+		marks = []eventSummary{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"from": formatEventTime(f.from), "to": formatEventTime(f.to), "services": services,
+		"events": marks, "total": total, "truncated": total > uint64(len(marks)), "gaps": gaps,
+	})
+	return nil
+}
+
+// gaps finds where the evidence in [from, to) is incomplete, whoever the
+// subject: services that went silent, logging switched off (a diagnostic
+// setting deleted until one is written again), and attested retention
+// purges.
+func (s *Server) gaps(r *http.Request, from, to time.Time) ([]gap, error) {
+	ctx := r.Context()
+	out := []gap{}
+	bucket := to.Sub(from) / silentBuckets
+	if bucket < time.Second {
+		bucket = time.Second
+	}
+	p := engine.Params{"from": queries.FormatTime(from), "to": queries.FormatTime(to),
+		"from_us": strconv.FormatInt(from.UnixMicro(), 10), "bucket_us": strconv.FormatInt(bucket.Microseconds(), 10)}
+	counts := map[string][]uint64{}
+	err := engine.Each(ctx, s.eng, `SELECT toString(service), intDiv(toUnixTimestamp64Micro(event_time) - {from_us:Int64}, {bucket_us:Int64}) AS b, count()
+FROM `+s.db+`.events WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)} GROUP BY service, b`, p, func(r engine.Rows) error {
+		var svc string
+		var b int64
+		var n uint64
+		if err := r.Scan(&svc, &b, &n); err != nil {
+			return err
+		}
+		if counts[svc] == nil {
+			counts[svc] = make([]uint64, silentBuckets+1)
+		}
+		if b >= 0 && b <= silentBuckets {
+			counts[svc][b] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("timeline gaps: %w", err)
+	}
+	for _, svc := range services {
+		c := counts[svc]
+		var sum uint64
+		for _, n := range c {
+			sum += n
+		}
+		if sum < silentMinCount {
+			continue
+		}
+		last := -1 // last active bucket
+		for i, n := range c {
+			if n == 0 {
+				continue
+			}
+			if last >= 0 && i-last-1 >= silentRun {
+				gf, gt := from.Add(time.Duration(last+1)*bucket), from.Add(time.Duration(i)*bucket)
+				out = append(out, gap{Kind: "silent", Service: svc, From: formatEventTime(gf), To: formatEventTime(gt),
+					Detail: fmt.Sprintf("no %s events for %s", svc, gt.Sub(gf).Round(time.Minute))})
+			}
+			last = i
+		}
+	}
+
+	// Logging switched off: a diagnostic setting deleted, until the
+	// same setting is written again (or the window ends).
+	type change struct {
+		t        time.Time
+		action   string
+		resource string
+		actor    string
+	}
+	var changes []change
+	err = engine.Each(ctx, s.eng, `SELECT event_time, toString(action), resource_id, actor_name FROM `+s.db+`.events
+WHERE event_time < {to:DateTime64(6)} AND has(tags, 'logging_change') AND outcome != 'failure' ORDER BY event_time LIMIT 10000`, p, func(r engine.Rows) error {
+		var c change
+		err := r.Scan(&c.t, &c.action, &c.resource, &c.actor)
+		changes = append(changes, c)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("timeline logging changes: %w", err)
+	}
+	for i, c := range changes {
+		if !strings.HasSuffix(strings.ToLower(c.action), "/delete") {
+			continue
+		}
+		end := to
+		for _, d := range changes[i+1:] {
+			if d.resource == c.resource && strings.HasSuffix(strings.ToLower(d.action), "/write") {
+				end = d.t
+				break
+			}
+		}
+		if !end.After(from) {
+			continue
+		}
+		name := c.resource[strings.LastIndexByte(c.resource, '/')+1:]
+		out = append(out, gap{Kind: "logging_disabled", Service: monitoredService(c.resource), From: formatEventTime(c.t), To: formatEventTime(end),
+			Detail: fmt.Sprintf("diagnostic setting %s deleted by %s", name, c.actor)})
+	}
+
+	// Attested purges: rows removed under the retention policy, by
+	// received time.
+	err = engine.Each(ctx, s.eng, `SELECT toString(chain), range_from, range_to, first_seq, last_seq FROM `+s.db+`.purges
+WHERE range_to >= {from:DateTime64(6)} AND range_from < {to:DateTime64(6)} ORDER BY range_from LIMIT 1000`, p, func(r engine.Rows) error {
+		var chain string
+		var rf, rt time.Time
+		var first, last uint64
+		if err := r.Scan(&chain, &rf, &rt, &first, &last); err != nil {
+			return err
+		}
+		out = append(out, gap{Kind: "purged", From: formatEventTime(rf), To: formatEventTime(rt),
+			Detail: fmt.Sprintf("chain %s rows %d-%d purged under retention (signed purge record)", chain, first, last)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("timeline purges: %w", err)
+	}
+	return out, nil
+}
+
+// monitoredService is the lane whose evidence a diagnostic setting
+// carries, from the id of the resource it monitors.
+func monitoredService(resourceID string) string {
+	switch id := strings.ToLower(resourceID); {
+	case strings.Contains(id, "/microsoft.containerservice/"):
+		return "aks"
+	case strings.Contains(id, "/microsoft.containerregistry/"):
+		return "acr"
+	case strings.Contains(id, "/microsoft.containerinstance/"):
+		return "aci"
+	}
+	return ""
+}
