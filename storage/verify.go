@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -35,20 +36,77 @@ const (
 	KindCheckpointDiffers FindingKind = "checkpoint_differs" // the store's and the directory's checkpoints disagree
 	KindUnattested        FindingKind = "unattested"         // rows after the newest signed checkpoint (warning)
 	KindPurged            FindingKind = "purged"             // rows removed by an attested retention purge (information)
+	// KindNoExternalCheckpoint: no checkpoint kept outside the store covers
+	// the chain, so a truncation together with its stored checkpoints
+	// would go unseen (warning).
+	KindNoExternalCheckpoint FindingKind = "no_external_checkpoint"
+	// KindInconsistent: the chain's newest signed checkpoint is not a
+	// proven extension (RFC 6962 consistency proof) of an external one.
+	KindInconsistent FindingKind = "inconsistent"
+	// KindUnproven: a consistency proof from an external checkpoint could
+	// not be built because the rows it needs were purged under retention
+	// (warning).
+	KindUnproven FindingKind = "unproven"
+	// KindCorruptPart: the engine's own check of a part (its files'
+	// checksums) failed; the part's rows are left out of the rest of the
+	// verification, so they also show as gaps.
+	KindCorruptPart FindingKind = "corrupt_part"
+	// KindPartCheckSkipped: the engine could not run its part check (no
+	// privilege, an engine without CHECK TABLE) (warning).
+	KindPartCheckSkipped FindingKind = "part_check_skipped"
+)
+
+// Severities of findings (see Finding.Severity).
+const (
+	SeverityError   = "error"   // fails verification
+	SeverityWarning = "warning" // does not fail, but an auditor should know
+	SeverityInfo    = "info"    // an attested, expected change (a retention purge)
 )
 
 // Finding is one problem, located as precisely as the evidence allows.
 type Finding struct {
-	Kind    FindingKind `json:"kind"`
-	Chain   string      `json:"chain"`
-	Seq     uint64      `json:"seq,omitempty"`
-	EventID string      `json:"event_id,omitempty"`
-	Detail  string      `json:"detail"`
+	Kind  FindingKind `json:"kind"`
+	Chain string      `json:"chain"`
+	Seq   uint64      `json:"seq,omitempty"`
+	// Through, when set, ends a range of rows Seq..Through the finding is
+	// about (duplicates are reported as ranges).
+	Through uint64 `json:"through,omitempty"`
+	// Part names the engine's data part a corrupt_part finding is about.
+	Part    string `json:"part,omitempty"`
+	EventID string `json:"event_id,omitempty"`
+	Detail  string `json:"detail"`
+}
+
+// MarshalJSON adds the finding's severity.
+func (f Finding) MarshalJSON() ([]byte, error) {
+	type plain Finding
+	return json.Marshal(struct {
+		plain
+		Severity string `json:"severity"`
+	}{plain(f), f.Severity()})
+}
+
+// Severity is SeverityError for a finding that fails verification,
+// SeverityWarning for one an auditor should know of, SeverityInfo for an
+// attested purge.
+func (f Finding) Severity() string {
+	switch f.Kind {
+	case KindPurged:
+		return SeverityInfo
+	case KindUnattested, KindNoExternalCheckpoint, KindUnproven, KindPartCheckSkipped:
+		return SeverityWarning
+	}
+	return SeverityError
 }
 
 func (f Finding) String() string {
 	s := fmt.Sprintf("%s: chain %s", f.Kind, f.Chain)
-	if f.Seq > 0 {
+	if f.Part != "" {
+		s = fmt.Sprintf("%s: part %s", f.Kind, f.Part)
+	}
+	if f.Seq > 0 && f.Through > f.Seq {
+		s += fmt.Sprintf(" seq %d..%d", f.Seq, f.Through)
+	} else if f.Seq > 0 {
 		s += fmt.Sprintf(" seq %d", f.Seq)
 	}
 	if f.EventID != "" {
@@ -58,7 +116,7 @@ func (f Finding) String() string {
 }
 
 // Failing reports whether the finding fails verification.
-func (f Finding) Failing() bool { return f.Kind != KindUnattested && f.Kind != KindPurged }
+func (f Finding) Failing() bool { return f.Severity() == SeverityError }
 
 // VerifyOptions select what to verify.
 type VerifyOptions struct {
@@ -73,6 +131,11 @@ type VerifyOptions struct {
 	Verifier note.Verifier
 	// CheckpointDir is compared with the checkpoints stored in the store.
 	CheckpointDir string
+	// External are signed checkpoints kept outside the store (an
+	// auditor's, custody verify --since; published ones), checked like the
+	// store's and, when they ask, proven extended by the chain's newest
+	// checkpoint (VerifyReport.Consistency).
+	External []ExternalCheckpoint
 	// Independent recomputes every row's hash in Go from the rows read
 	// out of the engine, instead of having the engine recompute them
 	// (EventHashSQL, kept identical to the Go encoding by tests). Slower;
@@ -88,11 +151,16 @@ type VerifyOptions struct {
 
 // VerifyReport is the outcome of Verify.
 type VerifyReport struct {
-	Chains      int           `json:"chains"`
-	Rows        uint64        `json:"rows"`
-	Checkpoints int           `json:"checkpoints"`
-	Findings    []Finding     `json:"findings"`
-	Elapsed     time.Duration `json:"elapsed_ns"`
+	Chains      int    `json:"chains"`
+	Rows        uint64 `json:"rows"`
+	Checkpoints int    `json:"checkpoints"`
+	// External is how many of the checkpoints were kept outside the
+	// store (the checkpoint directory, --since, published ones).
+	External int       `json:"external_checkpoints"`
+	Findings []Finding `json:"findings"`
+	// Consistency holds the proofs asked for by external checkpoints.
+	Consistency []ConsistencyProof `json:"consistency,omitempty"`
+	Elapsed     time.Duration      `json:"elapsed_ns"`
 }
 
 // OK reports whether verification passed.
@@ -109,7 +177,9 @@ func (r *VerifyReport) OK() bool {
 // from.
 type chainCheckpoint struct {
 	Checkpoint
-	source string
+	source   string
+	external bool // kept outside the store
+	prove    bool // asks for a consistency proof (see ExternalCheckpoint)
 }
 
 // Verify recomputes the trail: every row's hash from its content, every
@@ -202,6 +272,9 @@ func (s *Store) verify(ctx context.Context, opts VerifyOptions, window uint64) (
 	}
 	sort.Strings(names)
 	rep.Chains = len(names)
+	for _, f := range witnessFindings(names, cps) {
+		add(f)
+	}
 	// Progress counts the walk's rows (links and Merkle roots, however
 	// many chains: an archive backfill makes one per blob), whose windows
 	// come after the engine's content check. An independent check reads
@@ -240,9 +313,16 @@ func (s *Store) verify(ctx context.Context, opts VerifyOptions, window uint64) (
 		return nil, err
 	}
 	rep.Findings = append(append(rep.Findings, wk.links...), wk.mods...)
+	rep.Findings = append(rep.Findings, inconsistentFindings(wk.proofs)...)
+	rep.Consistency = wk.proofs
 	rep.Rows = n
 	for _, l := range cps {
 		rep.Checkpoints += len(l)
+		for _, cp := range l {
+			if cp.external {
+				rep.External++
+			}
+		}
 	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
@@ -316,7 +396,7 @@ func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add fun
 		if opts.Chain != "" && cp.Chain != opts.Chain {
 			continue
 		}
-		out[cp.Chain] = append(out[cp.Chain], chainCheckpoint{Checkpoint: cp, source: "directory"})
+		out[cp.Chain] = append(out[cp.Chain], chainCheckpoint{Checkpoint: cp, source: "directory", external: true})
 		if st, ok := latestStored[cp.Chain]; !ok || st.Size < cp.Size {
 			have := uint64(0)
 			if ok {
@@ -324,6 +404,9 @@ func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add fun
 			}
 			add(Finding{Kind: KindCheckpointDiffers, Chain: cp.Chain, Seq: cp.Size, Detail: fmt.Sprintf("checkpoint directory holds a signed checkpoint at size %d; the store's newest is at %d (checkpoints were removed from the store)", cp.Size, have)})
 		}
+	}
+	for c, l := range openExternal(opts.External, opts.Verifier, opts.Chain, add) {
+		out[c] = append(out[c], l...)
 	}
 	for c := range out {
 		sort.SliceStable(out[c], func(i, j int) bool { return out[c][i].Size < out[c][j].Size })
@@ -342,9 +425,10 @@ const (
 // (modified, duplicated, inserted, chain break) are located afterwards:
 // the walk reads narrow rows, and a clean trail has nothing to look up.
 type walk struct {
-	links []Finding // chain findings, in walk order
-	mods  []Finding // modified rows, by chain and sequence
-	refs  []rowRef
+	links  []Finding // chain findings, in walk order
+	mods   []Finding // modified rows, by chain and sequence
+	refs   []rowRef
+	proofs []ConsistencyProof // asked for by external checkpoints, by chain
 }
 
 // rowRef points a finding at its row: the sequence number and the stored
@@ -386,6 +470,12 @@ type linkWalker struct {
 	lastHash Hash
 	haveLast bool
 	next     int // next checkpoint to compare
+	proofs   []*proofBuilder
+	// the open range of duplicated rows: the index of its finding in
+	// out.links and its last sequence number
+	dupOpen bool
+	dupIdx  int
+	dupEnd  uint64
 }
 
 // walkRanges builds the Merkle trees of a chain walk that continues a range
@@ -407,6 +497,7 @@ func leafHash(h *Hash) Hash {
 
 func newLinkWalker(chain string, cps []chainCheckpoint, start *chainStart, out *walk) *linkWalker {
 	w := &linkWalker{chain: chain, cps: cps, out: out, expect: 1}
+	w.proofs = planProofs(cps, start != nil)
 	if start != nil {
 		w.prev, w.expect, w.lastSeq = start.last, start.seq+1, start.seq
 		// continue the purge record's tree
@@ -438,7 +529,17 @@ func (w *linkWalker) row(seq uint64, ph, h, leaf Hash, content uint8) error {
 	}
 	if w.haveLast && seq == w.lastSeq {
 		if h == w.lastHash {
-			w.out.locate(Finding{Kind: KindDuplicate, Chain: w.chain, Seq: seq, Detail: "the same row is stored twice"}, h)
+			switch {
+			case w.dupOpen && w.dupEnd == seq:
+				// a third copy: the finding stands
+			case w.dupOpen && w.dupEnd+1 == seq:
+				f := &w.out.links[w.dupIdx]
+				f.Through, w.dupEnd = seq, seq
+				f.Detail = fmt.Sprintf("rows %d..%d are each stored more than once", f.Seq, seq)
+			default:
+				w.dupOpen, w.dupIdx, w.dupEnd = true, len(w.out.links), seq
+				w.out.locate(Finding{Kind: KindDuplicate, Chain: w.chain, Seq: seq, Detail: "the same row is stored twice"}, h)
+			}
 		} else {
 			w.out.locate(Finding{Kind: KindInserted, Chain: w.chain, Seq: seq, Detail: "a second, different row claims this sequence number"}, h)
 		}
@@ -455,6 +556,9 @@ func (w *linkWalker) row(seq uint64, ph, h, leaf Hash, content uint8) error {
 		w.out.locate(Finding{Kind: KindChainBreak, Chain: w.chain, Seq: seq, Detail: "prev_hash does not match the previous row's hash (rows reordered, replaced or removed)"}, h)
 	}
 	if seq == w.tree.End()+1 {
+		for _, b := range w.proofs {
+			b.leaf(seq-1, &leaf)
+		}
 		if err := w.tree.Append(&leaf); err != nil {
 			return err
 		}
@@ -468,6 +572,10 @@ func (w *linkWalker) row(seq uint64, ph, h, leaf Hash, content uint8) error {
 // finish returns what the chain's end shows: truncation after, or rows
 // beyond, the newest checkpoint.
 func (w *linkWalker) finish() []Finding {
+	for _, b := range w.proofs {
+		w.out.proofs = append(w.out.proofs, b.result(w.chain))
+	}
+	w.proofs = nil
 	if len(w.cps) > 0 {
 		newest := w.cps[len(w.cps)-1]
 		switch {

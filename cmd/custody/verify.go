@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -19,83 +20,145 @@ func verifyCommand() *cli.Command {
 		Name:  "verify",
 		Usage: "recompute every hash, chain link, Merkle root and checkpoint signature",
 		Description: `Reports every modified, deleted, inserted, duplicated or reordered row, any
-truncation after a signed checkpoint and any bad signature, by chain and
-sequence number. Exits 1 when anything fails.
+truncation after a signed checkpoint, any bad signature and any corrupt data
+part, by chain and sequence number. Exits 1 when anything fails.
+
+A trail can only be shown not truncated against a checkpoint kept outside
+the store: the checkpoint directory, checkpoints you kept (--since, a file or
+a copy of the checkpoint directory). With --since,
+verify proves each chain's newest signed checkpoint a consistent extension
+of the kept one (RFC 6962 consistency proof, in --format json).
 
    $ custody verify
+   $ custody verify --since ./kept/eh%2Fp0.checkpoint
+   $ custody verify --since ./checkpoints-copy-2026-11-01/ --format json
    $ custody verify --chain 'eventhubs/ns.servicebus.windows.net/aks-audit/$Default/0'
    $ custody verify --from 2026-11-01 --to 2026-11-08 --format json`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "chain", Usage: "verify one chain only"},
 			&cli.StringFlag{Name: "from", Usage: "check row contents from this time (RFC 3339 or YYYY-MM-DD); links and checkpoints are always checked whole"},
 			&cli.StringFlag{Name: "to", Usage: "check row contents before this time"},
+			&cli.StringSliceFlag{Name: "since", Usage: "a signed checkpoint you kept (a file, or a directory of *.checkpoint files): prove the trail extends it; repeatable"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "{text|json}"},
 			&cli.BoolFlag{Name: "independent", Usage: "recompute row hashes in Go instead of in the engine (slower; does not trust the engine)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			from, err := parseTimeFlag(cmd.String("from"))
-			if err != nil {
-				return usageError{fmt.Errorf("--from: %w", err)}
-			}
-			to, err := parseTimeFlag(cmd.String("to"))
-			if err != nil {
-				return usageError{fmt.Errorf("--to: %w", err)}
-			}
-			verifier, err := storage.LoadVerifier(cmd.String(flagVerifyKey))
+			opts, err := verifyOptionsFrom(cmd)
 			if err != nil {
 				return err
 			}
-			st, err := openStore(ctx, cmd, readWrite)
-			if err != nil {
-				return err
-			}
-			defer st.Engine().Close(context.Background())
-			opts := storage.VerifyOptions{Chain: cmd.String("chain"), From: from, To: to, Verifier: verifier, CheckpointDir: cmd.String(flagCheckpointDir), Independent: cmd.Bool("independent")}
-			var bar *progressbar.ProgressBar
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("verifying"), progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
-				opts.Progress = func(done, total uint64) {
-					bar.ChangeMax64(int64(total))
-					_ = bar.Set64(int64(done))
-				}
-			}
-			rep, err := st.Verify(ctx, opts)
-			if bar != nil {
-				_ = bar.Finish()
-			}
-			if err != nil {
-				return err
-			}
-			w := cmd.Root().Writer
-			if cmd.String("format") == "json" {
-				if err := json.NewEncoder(w).Encode(map[string]any{"ok": rep.OK(), "report": rep}); err != nil {
-					return err
-				}
-			} else {
-				for _, f := range rep.Findings {
-					fmt.Fprintln(w, f.String())
-				}
-				verdict := "OK"
-				if !rep.OK() {
-					verdict = "FAILED"
-				}
-				fmt.Fprintf(w, "verify %s: %d chains, %d rows, %d checkpoints, %d findings in %s\n",
-					verdict, rep.Chains, rep.Rows, rep.Checkpoints, len(rep.Findings), rep.Elapsed.Round(time.Millisecond))
-			}
-			result := "ok"
-			if !rep.OK() {
-				result = "failed"
-			}
-			detail := fmt.Sprintf("chain=%q from=%s to=%s chains=%d rows=%d checkpoints=%d findings=%d", opts.Chain, cmd.String("from"), cmd.String("to"), rep.Chains, rep.Rows, rep.Checkpoints, len(rep.Findings))
-			if err := st.Log(ctx, "verify", detail, result); err != nil {
-				return err
-			}
-			if !rep.OK() {
-				return silentError{}
-			}
-			return nil
+			return runVerify(ctx, cmd, opts)
 		},
 	}
+}
+
+// verifyOptions is what `custody verify` was asked to do.
+type verifyOptions struct {
+	storage.VerifyOptions
+	// Since are the kept checkpoint files and directories (--since).
+	Since []string
+	// JSON writes the report as one JSON document.
+	JSON bool
+	// From and To as given, for the record.
+	FromText, ToText string
+}
+
+func verifyOptionsFrom(cmd *cli.Command) (verifyOptions, error) {
+	var o verifyOptions
+	var err error
+	if o.From, err = parseTimeFlag(cmd.String("from")); err != nil {
+		return o, usageError{fmt.Errorf("--from: %w", err)}
+	}
+	if o.To, err = parseTimeFlag(cmd.String("to")); err != nil {
+		return o, usageError{fmt.Errorf("--to: %w", err)}
+	}
+	switch f := cmd.String("format"); f {
+	case "text":
+	case "json":
+		o.JSON = true
+	default:
+		return o, usageError{fmt.Errorf("--format: %q is not text or json", f)}
+	}
+	o.FromText, o.ToText = cmd.String("from"), cmd.String("to")
+	o.Chain = cmd.String("chain")
+	o.CheckpointDir = cmd.String(flagCheckpointDir)
+	o.Independent = cmd.Bool("independent")
+	o.Since = cmd.StringSlice("since")
+	return o, nil
+}
+
+// runVerify verifies the store and records the outcome.
+func runVerify(ctx context.Context, cmd *cli.Command, o verifyOptions) error {
+	verifier, err := storage.LoadVerifier(cmd.String(flagVerifyKey))
+	if err != nil {
+		return err
+	}
+	o.Verifier = verifier
+	if len(o.Since) > 0 {
+		ext, err := storage.ReadExternalCheckpoints(o.Since)
+		if err != nil {
+			return usageError{fmt.Errorf("--since: %w", err)}
+		}
+		o.External = append(o.External, ext...)
+	}
+	st, err := openStore(ctx, cmd, readWrite)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	var bar *progressbar.ProgressBar
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("verifying"), progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+		o.Progress = func(done, total uint64) {
+			bar.ChangeMax64(int64(total))
+			_ = bar.Set64(int64(done))
+		}
+	}
+	started := time.Now()
+	rep, err := st.Verify(ctx, o.VerifyOptions)
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err != nil {
+		return err
+	}
+	if err := writeVerifyReport(cmd.Root().Writer, rep, o.JSON); err != nil {
+		return err
+	}
+	if err := st.RecordVerify(ctx, storage.NewVerifyRun(started, "cli", o.VerifyOptions, rep)); err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return silentError{}
+	}
+	return nil
+}
+
+// writeVerifyReport writes the report for a person (one line per finding,
+// then the verdict) or as JSON.
+func writeVerifyReport(w io.Writer, rep *storage.VerifyReport, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(map[string]any{"ok": rep.OK(), "report": rep})
+	}
+	for _, f := range rep.Findings {
+		if _, err := fmt.Fprintln(w, f.String()); err != nil {
+			return err
+		}
+	}
+	for _, p := range rep.Consistency {
+		if p.OK {
+			if _, err := fmt.Fprintf(w, "consistent: chain %s: the checkpoint at %d rows (%s) is extended by the signed one at %d rows (consistency proof of %d hashes)\n", p.Chain, p.From, p.Source, p.To, len(p.Hashes)); err != nil {
+				return err
+			}
+		}
+	}
+	verdict := "OK"
+	if !rep.OK() {
+		verdict = "FAILED"
+	}
+	_, err := fmt.Fprintf(w, "verify %s: %d chains, %d rows, %d checkpoints (%d kept outside the store), %d findings in %s\n",
+		verdict, rep.Chains, rep.Rows, rep.Checkpoints, rep.External, len(rep.Findings), rep.Elapsed.Round(time.Millisecond))
+	return err
 }
 
 func parseTimeFlag(s string) (time.Time, error) {

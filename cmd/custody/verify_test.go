@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/custody-audit/custody/internal/chdbtest"
+)
+
+// TestVerifySince keeps a copy of the checkpoint directory, truncates the
+// trail with its stored checkpoints behind Custody's back and removes the
+// checkpoint directory: verify alone warns that nothing outside the store
+// covers the chain, verify --since the kept copy fails.
+func TestVerifySince(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "archive")
+	writePT1H(t, arch, 25)
+	for _, args := range [][]string{{"keygen"}, {"init"}, {"backfill", "--batch", "4", arch}} {
+		if _, err := custodyCLI(t, dir, args...); err != nil {
+			t.Fatalf("%s: %v", args[0], err)
+		}
+	}
+	kept := filepath.Join(dir, "kept")
+	if err := os.CopyFS(kept, os.DirFS(filepath.Join(dir, "cp"))); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := custodyCLI(t, dir, "verify", "--since", kept, "--format", "json")
+	if err != nil {
+		t.Fatalf("verify --since before tampering: %v\n%s", err, out)
+	}
+	var rep struct {
+		OK     bool `json:"ok"`
+		Report struct {
+			External    int `json:"external_checkpoints"`
+			Consistency []struct {
+				OK   bool   `json:"ok"`
+				From uint64 `json:"from_size"`
+				To   uint64 `json:"to_size"`
+			} `json:"consistency"`
+			Findings []struct {
+				Kind     string `json:"kind"`
+				Severity string `json:"severity"`
+			} `json:"findings"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !rep.OK || len(rep.Report.Consistency) != 1 || !rep.Report.Consistency[0].OK || rep.Report.Consistency[0].To != 25 || len(rep.Report.Findings) != 0 || rep.Report.External != 2 {
+		t.Fatalf("verify --since before tampering: %s", out)
+	}
+
+	eng := chdbtest.Open(t, filepath.Join(dir, "store"))
+	for _, q := range []string{
+		"ALTER TABLE custody.events DELETE WHERE seq > 10 SETTINGS mutations_sync = 2",
+		"ALTER TABLE custody.checkpoints DELETE WHERE tree_size > 10 SETTINGS mutations_sync = 2",
+	} {
+		if err := eng.Exec(context.Background(), q, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := eng.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "cp")); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err = custodyCLI(t, dir, "verify")
+	if err != nil || !strings.HasPrefix(out, "no_external_checkpoint: chain ") || !strings.Contains(out, "verify OK: 1 chains, 10 rows") {
+		t.Fatalf("verify without the kept checkpoints: %v\n%s", err, out)
+	}
+	out, err = custodyCLI(t, dir, "verify", "--since", kept)
+	if _, silent := err.(silentError); !silent || !strings.HasPrefix(out, "truncated: chain ") || !strings.Contains(out, "\ninconsistent: chain ") || !strings.Contains(out, "verify FAILED") {
+		t.Fatalf("verify --since after truncation: %v\n%s", err, out)
+	}
+	if _, err := custodyCLI(t, dir, "verify", "--since", filepath.Join(dir, "nothing")); err == nil || !strings.Contains(err.Error(), "--since: read kept checkpoint") {
+		t.Fatalf("verify --since a missing file: %v", err)
+	}
+}
