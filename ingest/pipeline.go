@@ -521,6 +521,14 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 		if received.IsZero() {
 			received = p.cfg.Now()
 		}
+		if m.Quarantine != "" {
+			b.Quarantined = append(b.Quarantined, QuarantinedRecord{Offset: m.Offset, Position: m.Position, Received: received, Format: m.Format, Reason: m.Quarantine, Raw: m.Body})
+			if m.Offset >= b.Offset {
+				b.Offset, b.Position = m.Offset, m.Position
+			}
+			p.metrics.messagesIn.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(m.Stream)).Inc()
+			continue
+		}
 		res, err := p.proc.Process(ctx, normalize.Input{
 			Body: m.Body, Format: m.Format, SourceKind: p.cfg.SourceKind, Position: m.Position,
 			Received: received, Attributes: m.Attributes,

@@ -49,6 +49,11 @@ type Message struct {
 	// unknown); Received is when Custody read it.
 	Enqueued time.Time
 	Received time.Time
+	// Quarantine, when not empty, says why the message cannot be a
+	// record (the source cut it at its size limit, or it ends an object
+	// mid-record for good): it is stored in quarantine with this reason,
+	// not normalized.
+	Quarantine string
 	// Attributes carries source metadata worth keeping (partition key,
 	// table name, blob path).
 	Attributes map[string]string

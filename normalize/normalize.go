@@ -109,6 +109,16 @@ type Quarantined struct {
 	Position string
 }
 
+// OversizeReason is the quarantine reason of a record longer than a
+// reader's limit (the max_record_bytes setting of `custody backfill` and
+// `custody normalize`): full is the record's length, limit the limit (its
+// first limit bytes are kept), sum the SHA-256 of the whole record, so the
+// original can still be matched to what was kept.
+func OversizeReason(full, limit int64, sum [32]byte) string {
+	return fmt.Sprintf("record of %d bytes is over the max_record_bytes limit of %d bytes (raise --max-record-bytes to keep it whole): only its first %d bytes are kept; SHA-256 of the whole record: %x",
+		full, limit, limit, sum)
+}
+
 // Result is what Process made of one Input.
 type Result struct {
 	Events      []event.Event

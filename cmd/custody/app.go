@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v3"
 	"go.yaml.in/yaml/v3"
@@ -28,6 +30,7 @@ const (
 	flagVerifyKey     = "verify-key"
 	flagCheckpointDir = "checkpoint-dir"
 	flagLogLevel      = "log-level"
+	flagMaxRecord     = "max-record-bytes"
 )
 
 func globalFlags() []cli.Flag {
@@ -40,6 +43,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagSigningKey, Value: "./custody.key", Usage: "checkpoint signing key (from custody keygen)", Sources: cli.EnvVars("CUSTODY_SIGNING_KEY")},
 		&cli.StringFlag{Name: flagVerifyKey, Value: "./custody.pub", Usage: "checkpoint verification key (from custody keygen)", Sources: cli.EnvVars("CUSTODY_VERIFY_KEY")},
 		&cli.StringFlag{Name: flagCheckpointDir, Value: "./custody-checkpoints", Usage: "directory receiving signed checkpoints; keep it outside the store", Sources: cli.EnvVars("CUSTODY_CHECKPOINT_DIR")},
+		&cli.StringFlag{Name: flagMaxRecord, Value: "64MiB", Usage: "longest record (line or body) read whole by backfill and normalize; a longer one is quarantined with its first bytes and its SHA-256 (bytes, or with KiB, MiB, GiB)", Sources: cli.EnvVars("CUSTODY_MAX_RECORD_BYTES")},
 		&cli.StringFlag{Name: flagLogLevel, Value: "info", Usage: "log level {debug|info|warn|error}", Sources: cli.EnvVars("CUSTODY_LOG_LEVEL")},
 	}
 }
@@ -100,6 +104,7 @@ type fileConfig struct {
 	VerifyKey     string `yaml:"verify_key"`
 	CheckpointDir string `yaml:"checkpoint_dir"`
 	LogLevel      string `yaml:"log_level"`
+	MaxRecord     string `yaml:"max_record_bytes"`
 }
 
 // loadConfig applies the config file's values to every global flag not
@@ -119,7 +124,7 @@ func loadConfig(ctx context.Context, cmd *cli.Command) (context.Context, error) 
 	}
 	for name, v := range map[string]string{
 		flagStore: fc.Store, flagClickHouse: fc.ClickHouse, flagDatabase: fc.Database, flagCluster: fc.Cluster,
-		flagSigningKey: fc.SigningKey, flagVerifyKey: fc.VerifyKey, flagCheckpointDir: fc.CheckpointDir, flagLogLevel: fc.LogLevel,
+		flagSigningKey: fc.SigningKey, flagVerifyKey: fc.VerifyKey, flagCheckpointDir: fc.CheckpointDir, flagLogLevel: fc.LogLevel, flagMaxRecord: fc.MaxRecord,
 	} {
 		if v != "" && !cmd.IsSet(name) {
 			if err := cmd.Set(name, v); err != nil {
@@ -136,6 +141,31 @@ func logger(cmd *cli.Command) *slog.Logger {
 		level = slog.LevelInfo
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// maxRecordBytes reads --max-record-bytes: a byte count, optionally with
+// a KiB, MiB or GiB suffix.
+func maxRecordBytes(cmd *cli.Command) (int, error) {
+	n, err := parseBytes(cmd.String(flagMaxRecord))
+	if err != nil {
+		return 0, fmt.Errorf("--%s: %w", flagMaxRecord, err)
+	}
+	return n, nil
+}
+
+func parseBytes(s string) (int, error) {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(num, suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, suffix)), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<31-1)/mult {
+		return 0, fmt.Errorf("%q is not a positive size below 2 GiB (bytes, or with KiB, MiB, GiB)", s)
+	}
+	return int(n * mult), nil
 }
 
 func schemaOptions(cmd *cli.Command) storage.SchemaOptions {
@@ -168,6 +198,11 @@ const (
 
 // openStore opens the engine and the store over it.
 func openStore(ctx context.Context, cmd *cli.Command, mode accessMode) (*storage.Store, error) {
+	if mode == appending {
+		if err := checkSigningKeyMode(cmd.String(flagSigningKey)); err != nil {
+			return nil, err
+		}
+	}
 	eng, err := openEngine(ctx, cmd, mode == readOnly)
 	if err != nil {
 		return nil, err

@@ -29,6 +29,12 @@ local files and directories or from an Azure Blob container, in hour order,
 and appends them exactly as the collector would. Interrupted backfills
 resume where the store stands: run the same command again.
 
+A last line cut short (the current hour's PT1H.json is still being
+appended to) is left for the next run, which reads it whole; in an object
+not modified for 2 hours it is quarantined. A record over
+--max-record-bytes is quarantined with its first bytes, the limit and the
+whole record's SHA-256.
+
    $ custody backfill ./insights-logs-kube-audit-admin
    $ custody backfill --from 2025-05-01 --to 2025-05-08 \
        --blob-container-url https://acct.blob.core.windows.net/insights-logs-kube-audit-admin`,
@@ -79,6 +85,9 @@ func backfillOptionsFrom(cmd *cli.Command) (backfillOptions, error) {
 		return o, fmt.Errorf("--batch: %d must be positive", n)
 	}
 	o.Archive.MaxBatchMessages = int(cmd.Int("batch"))
+	if o.Archive.MaxRecordBytes, err = maxRecordBytes(cmd); err != nil {
+		return o, err
+	}
 	o.Archive.ContinueOnError = cmd.Bool("continue-on-error")
 	o.ContinueOnError = o.Archive.ContinueOnError
 	if err := o.Archive.Validate(); err != nil {
@@ -121,6 +130,9 @@ func parseHour(s string) (time.Time, error) {
 type backfillSummary struct {
 	ingest.Stats
 	Failures []*archive.ObjectError
+	// Incomplete are objects whose incomplete last line was left for the
+	// next run.
+	Incomplete []string
 }
 
 func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error {
@@ -171,7 +183,7 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 	stop := archive.RenderProgress(ctx, src.Progress(), cmd.Root().ErrWriter, log, 0)
 	runErr := p.Run(ctx)
 	stop()
-	sum := backfillSummary{Stats: p.Stats(), Failures: src.Failures()}
+	sum := backfillSummary{Stats: p.Stats(), Failures: src.Failures(), Incomplete: src.Incomplete()}
 	printBackfillSummary(cmd.Root().Writer, sum)
 	return backfillOutcome(runErr, ctx.Err() != nil, len(sum.Failures))
 }
@@ -217,5 +229,8 @@ func printBackfillSummary(w io.Writer, s backfillSummary) {
 		s.Stored, s.Skipped, s.Quarantined, s.Dropped, s.Messages)
 	for _, f := range s.Failures {
 		fmt.Fprintf(w, "failed: %s\n", f.Error())
+	}
+	for _, name := range s.Incomplete {
+		fmt.Fprintf(w, "incomplete: %s ends in a partial line (still being written); the next run reads it whole\n", name)
 	}
 }

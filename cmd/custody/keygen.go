@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v3"
 
@@ -39,14 +40,58 @@ auditors; keep the signing key only where the collector runs.
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(skeyPath, []byte(skey+"\n"), 0o600); err != nil {
+			if err := writeKeyFile(skeyPath, skey, 0o600); err != nil {
 				return fmt.Errorf("write signing key: %w", err)
 			}
-			if err := os.WriteFile(vkeyPath, []byte(vkey+"\n"), 0o644); err != nil {
+			if err := writeKeyFile(vkeyPath, vkey, 0o644); err != nil {
 				return fmt.Errorf("write verification key: %w", err)
 			}
 			fmt.Fprintf(cmd.Root().Writer, "signing key:      %s (keep private)\nverification key: %s\n%s\n", skeyPath, vkeyPath, vkey)
 			return nil
 		},
 	}
+}
+
+// writeKeyFile writes key to a new file in path's directory with exactly
+// mode perm (whatever the umask, and whatever the mode of a file it
+// replaces), syncs it and renames it over path: a replaced signing key
+// never keeps the looser mode of the file it replaces.
+func writeKeyFile(path, key string, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// checkSigningKeyMode refuses a signing key that users other than its
+// owner and group may read or write (0600 is what keygen writes; group
+// read is allowed for secrets mounted by Kubernetes with defaultMode
+// 0440).
+func checkSigningKeyMode(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil // LoadSigner reports a missing key
+	}
+	if m := info.Mode().Perm(); m&0o007 != 0 {
+		return fmt.Errorf("signing key %s has mode %04o: other users can read or change it; `chmod 600 %s` (and consider it exposed: make a new one with `custody keygen --force`)", path, m, path)
+	}
+	return nil
 }

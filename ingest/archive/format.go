@@ -3,9 +3,11 @@ package archive
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"path"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"github.com/hamba/avro/v2/ocf"
 
 	"github.com/custody-audit/custody/ingest"
+	"github.com/custody-audit/custody/normalize"
 )
 
 // Format is how an archive object's content is laid out.
@@ -134,7 +137,8 @@ type recordReader interface {
 
 // newRecordReader detects (when f is FormatAuto) and opens the reader for
 // one object.
-func newRecordReader(br *bufio.Reader, obj Object, f Format, maxRecord int) (recordReader, Format, error) {
+// hold leaves an incomplete last line unread (see lineReader).
+func newRecordReader(br *bufio.Reader, obj Object, f Format, maxRecord int, hold bool) (recordReader, Format, error) {
 	if f == FormatAuto {
 		head, err := br.Peek(detectPeekBytes)
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
@@ -146,14 +150,14 @@ func newRecordReader(br *bufio.Reader, obj Object, f Format, maxRecord int) (rec
 	}
 	switch f {
 	case FormatJSONLines:
-		return &lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatArchive, content: f}, f, nil
+		return &lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatArchive, content: f, hold: hold}, f, nil
 	case FormatRecords:
 		return newRecordsReader(br, obj), f, nil
 	case FormatCapture:
 		r, err := newCaptureReader(br, obj)
 		return r, f, err
 	case FormatEventHubs:
-		return &bodyReader{lines: lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatEventHubs, content: f}}, f, nil
+		return &bodyReader{lines: lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatEventHubs, content: f, hold: hold}}, f, nil
 	}
 	return nil, "", fmt.Errorf("format %q: %w", f, ErrBadConfig)
 }
@@ -166,24 +170,34 @@ func attrs(obj Object, f Format, extra int) map[string]string {
 }
 
 // lineReader reads one message per non-blank line. A line longer than max
-// is cut to max bytes and marked (AttrTruncated) so normalize quarantines it
-// instead of the backfill failing or dropping it.
+// is cut to max bytes and quarantined (Message.Quarantine names the limit
+// and the whole line's SHA-256) instead of the backfill failing or
+// dropping it. A last line without a newline that is not a whole record is
+// left unread while the object may still grow (hold): its offset stays
+// before it, so the next run reads it whole; in an object that is no
+// longer written it is quarantined.
 type lineReader struct {
-	br      *bufio.Reader
-	obj     Object
-	max     int
-	format  string
-	content Format
-	line    int64
-	eof     bool
+	br       *bufio.Reader
+	obj      Object
+	max      int
+	format   string
+	content  Format
+	hold     bool
+	line     int64
+	eof      bool
+	heldBack bool
 }
+
+// incompleteReason is the quarantine reason of a cut last line in an
+// object that is no longer written.
+const incompleteReason = "incomplete last line: the object ends inside this record, without a newline, and is no longer written"
 
 func (l *lineReader) next() (ingest.Message, error) {
 	for {
 		if l.eof {
 			return ingest.Message{}, io.EOF
 		}
-		body, full, newline, err := readLine(l.br, l.max)
+		body, full, newline, sum, err := readLine(l.br, l.max)
 		if err != nil {
 			return ingest.Message{}, fmt.Errorf("line %d: %w", l.line+1, err)
 		}
@@ -201,6 +215,12 @@ func (l *lineReader) next() (ingest.Message, error) {
 		if l.line == 1 {
 			trimmed = bytes.TrimPrefix(trimmed, []byte("\xef\xbb\xbf"))
 		}
+		incomplete := !newline && (full > l.max || !json.Valid(trimmed))
+		if incomplete && l.hold {
+			l.line--
+			l.heldBack = true
+			return ingest.Message{}, io.EOF
+		}
 		m := ingest.Message{
 			Offset:     l.line,
 			Position:   l.obj.Name + " line " + strconv.FormatInt(l.line, 10),
@@ -210,8 +230,10 @@ func (l *lineReader) next() (ingest.Message, error) {
 		}
 		if full > l.max {
 			m.Attributes[AttrTruncated] = strconv.Itoa(full)
-		} else if !newline && !json.Valid(trimmed) {
+			m.Quarantine = normalize.OversizeReason(int64(full), int64(l.max), sum)
+		} else if incomplete {
 			m.Attributes[AttrIncompleteLine] = "true"
+			m.Quarantine = incompleteReason
 		}
 		return m, nil
 	}
@@ -220,28 +242,40 @@ func (l *lineReader) next() (ingest.Message, error) {
 func (l *lineReader) close() error { return nil }
 
 // readLine returns the next line (without its newline) in a fresh slice, at
-// most max bytes of it; full is the line's real length. newline is false at
-// the end of input.
-func readLine(br *bufio.Reader, max int) (body []byte, full int, newline bool, err error) {
+// most max bytes of it; full is the line's real length and, when it is
+// over max, sum is the SHA-256 of the whole line. newline is false at the
+// end of input.
+func readLine(br *bufio.Reader, max int) (body []byte, full int, newline bool, sum [32]byte, err error) {
+	var h hash.Hash
 	for {
 		chunk, err := br.ReadSlice('\n')
 		n := len(chunk)
 		if err == nil && n > 0 {
 			chunk = chunk[:n-1] // drop '\n'
 		}
+		if h == nil && full+len(chunk) > max {
+			h = sha256.New()
+			h.Write(body) // all of the line so far: it was within max
+		}
+		if h != nil {
+			h.Write(chunk)
+		}
 		if room := max - len(body); room > 0 {
 			body = append(body, chunk[:min(room, len(chunk))]...)
 		}
 		full += len(chunk)
+		if h != nil && (err == nil || errors.Is(err, io.EOF)) {
+			h.Sum(sum[:0])
+		}
 		switch {
 		case err == nil:
-			return body, full, true, nil
+			return body, full, true, sum, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case errors.Is(err, io.EOF):
-			return body, full, false, nil
+			return body, full, false, sum, nil
 		default:
-			return nil, 0, false, err
+			return nil, 0, false, sum, err
 		}
 	}
 }
@@ -277,24 +311,39 @@ func (b *bodyReader) next() (ingest.Message, error) {
 		}
 		body := append(append(m.Body, '\n'), rest...)
 		full := len(body)
-		if extra, err := io.Copy(io.Discard, b.lines.br); err == nil {
+		m.Quarantine = "" // the first line alone was not the record
+		delete(m.Attributes, AttrIncompleteLine)
+		if full > b.lines.max {
+			h := sha256.New()
+			h.Write(body)
+			extra, err := io.Copy(h, b.lines.br)
+			if err != nil {
+				return ingest.Message{}, fmt.Errorf("read body: %w", err)
+			}
 			full += int(extra)
-		} else {
-			return ingest.Message{}, fmt.Errorf("read body: %w", err)
+			var sum [32]byte
+			h.Sum(sum[:0])
+			m.Attributes[AttrTruncated] = strconv.Itoa(full)
+			m.Quarantine = normalize.OversizeReason(int64(full), int64(b.lines.max), sum)
 		}
 		b.done = true
 		m.Offset = 1
 		m.Position = b.lines.obj.Name + " record 1"
 		m.Body = bytes.TrimSpace(body[:min(len(body), b.lines.max)])
-		if full > b.lines.max {
-			m.Attributes[AttrTruncated] = strconv.Itoa(full)
-		}
 		return m, nil
 	}
 	return b.lines.next()
 }
 
 func (b *bodyReader) close() error { return nil }
+
+func (b *bodyReader) incompleteHeld() bool { return b.lines.heldBack }
+
+func (l *lineReader) incompleteHeld() bool { return l.heldBack }
+
+// holder is a recordReader that may have left an incomplete last line
+// unread.
+type holder interface{ incompleteHeld() bool }
 
 // recordsReader streams the elements of the "records" array(s) of an old
 // archive blob without holding the blob in memory.

@@ -78,9 +78,16 @@ type Config struct {
 	// message still makes a batch). 0 means 8 MiB.
 	MaxBatchBytes int
 	// MaxRecordBytes caps one line or body; a longer one is cut to this
-	// size and marked with AttrTruncated so normalize quarantines it.
-	// 0 means 16 MiB.
+	// size, marked with AttrTruncated and quarantined with a reason that
+	// names the limit and the whole record's SHA-256. 0 means 64 MiB.
 	MaxRecordBytes int
+	// SettleAfter is how long after its last modification, and after the
+	// end of the hour its path names, an object is taken as no longer
+	// written. Until then a last line without a newline that is not a
+	// whole record is left unread (Azure appends to the current hour's
+	// PT1H.json): its offset stays before it and the next run reads it
+	// whole; after that it is quarantined. 0 means 2h.
+	SettleAfter time.Duration
 	// ContinueOnError makes an unreadable object (bad format, truncated,
 	// download failure) a recorded failure (Failures, Progress) instead of
 	// the end of the backfill. The records read before the failure are
@@ -98,7 +105,8 @@ type Config struct {
 const (
 	DefaultMaxBatchMessages = 1000
 	DefaultMaxBatchBytes    = 8 << 20
-	DefaultMaxRecordBytes   = 16 << 20
+	DefaultMaxRecordBytes   = 64 << 20
+	DefaultSettleAfter      = 2 * time.Hour
 )
 
 // DefaultConfig returns a Config with every default filled in.
@@ -108,6 +116,7 @@ func DefaultConfig() Config {
 		MaxBatchMessages: DefaultMaxBatchMessages,
 		MaxBatchBytes:    DefaultMaxBatchBytes,
 		MaxRecordBytes:   DefaultMaxRecordBytes,
+		SettleAfter:      DefaultSettleAfter,
 	}
 }
 
@@ -142,6 +151,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRecordBytes == 0 {
 		c.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if c.SettleAfter == 0 {
+		c.SettleAfter = DefaultSettleAfter
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -189,6 +201,7 @@ type Source struct {
 	cur      *openObject
 	sticky   error
 	failures []*ObjectError
+	held     map[int]bool // objects whose incomplete last line was left unread
 
 	ackMu    sync.Mutex // guards the acknowledgement state below
 	acked    map[string]int64
@@ -423,7 +436,7 @@ func (s *Source) open(idx int) error {
 	}
 	count := &countingReader{r: rc}
 	br := bufio.NewReaderSize(count, defaultReadBufferLen)
-	rr, f, err := newRecordReader(br, o, s.cfg.Format, s.cfg.MaxRecordBytes)
+	rr, f, err := newRecordReader(br, o, s.cfg.Format, s.cfg.MaxRecordBytes, !s.settled(o))
 	s.addBytes(idx, count.take())
 	if err != nil {
 		rc.Close()
@@ -439,8 +452,44 @@ func (s *Source) open(idx int) error {
 	return nil
 }
 
+// settled reports whether o is no longer written: modified, and past the
+// end of the hour its path names, at least SettleAfter ago.
+func (s *Source) settled(o Object) bool {
+	now := s.cfg.Now()
+	if !o.Modified.IsZero() && now.Sub(o.Modified) < s.cfg.SettleAfter {
+		return false
+	}
+	return o.Hour.IsZero() || now.Sub(o.Hour.Add(time.Hour)) >= s.cfg.SettleAfter
+}
+
+// Incomplete returns the objects whose last line was left unread because
+// it is incomplete and the object may still grow; the next run reads it.
+func (s *Source) Incomplete() []string {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	var out []string
+	for i := range s.objects {
+		if s.held[i] {
+			out = append(out, s.objects[i].Name)
+		}
+	}
+	return out
+}
+
 func (s *Source) finish(cur *openObject, bs *batchState) {
 	o := s.objects[cur.idx]
+	if h, ok := cur.rr.(holder); ok && h.incompleteHeld() {
+		// Not complete: the next run reads the held line whole.
+		s.closeCur()
+		if s.held == nil {
+			s.held = map[int]bool{}
+		}
+		s.held[cur.idx] = true
+		s.progress.objectDone(o.Size, cur.count.total)
+		s.credit[cur.idx] = credit{object: true, bytes: o.Size}
+		s.log.Info("archive object ends in an incomplete line; left for the next run", slog.String("object", o.Name), slog.Int64("after_line", cur.last))
+		return
+	}
 	s.closeCur()
 	s.progress.objectDone(o.Size, cur.count.total)
 	s.credit[cur.idx] = credit{object: true, bytes: o.Size}
@@ -486,6 +535,11 @@ func (s *Source) applyRewind() {
 	s.closeCur()
 	// Failures at or after the rewind point will be met again.
 	s.failures = slices.DeleteFunc(s.failures, func(f *ObjectError) bool { return f.idx >= to })
+	for i := range s.held {
+		if i >= to {
+			delete(s.held, i)
+		}
+	}
 	if oe, ok := s.sticky.(*ObjectError); ok && oe.idx >= to {
 		s.sticky = nil
 	}

@@ -3,6 +3,7 @@ package archive_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -433,25 +434,82 @@ func TestContinueOnError(t *testing.T) {
 	}
 }
 
+// TestLongLineIsCutAndMarked: a line over MaxRecordBytes is cut and
+// quarantined with a reason naming the limit and the whole line's SHA-256;
+// an incomplete last line is left unread while the object may still grow
+// (Incomplete names it) and quarantined once it is settled.
 func TestLongLineIsCutAndMarked(t *testing.T) {
 	root := t.TempDir()
 	long := `{"a":"` + strings.Repeat("x", 300) + `"}`
 	writeTree(t, root, map[string][]byte{"PT1H.json": []byte(long + "\n{\"b\":2}\n{\"c\":")})
-	msgs, err := drain(t, newLocal(t, archive.Config{MaxRecordBytes: 100, Format: archive.FormatJSONLines}, archive.Resume{}, root))
+	wantReason := fmt.Sprintf("record of %d bytes is over the max_record_bytes limit of 100 bytes (raise --max-record-bytes to keep it whole): only its first 100 bytes are kept; SHA-256 of the whole record: %x", len(long), sha256.Sum256([]byte(long)))
+	for _, tc := range []struct {
+		name    string
+		now     func() time.Time
+		settled bool
+	}{
+		{"growing", time.Now, false},
+		{"settled", func() time.Time { return time.Now().Add(3 * time.Hour) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newLocal(t, archive.Config{MaxRecordBytes: 100, Format: archive.FormatJSONLines, Now: tc.now}, archive.Resume{}, root)
+			msgs, err := drain(t, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 2
+			if tc.settled {
+				want = 3
+			}
+			if len(msgs) != want {
+				t.Fatalf("%d messages, want %d", len(msgs), want)
+			}
+			if len(msgs[0].Body) != 100 || msgs[0].Attributes[archive.AttrTruncated] != fmt.Sprint(len(long)) || msgs[0].Quarantine != wantReason {
+				t.Errorf("long line: %d bytes, truncated=%q, quarantine %q, want %q", len(msgs[0].Body), msgs[0].Attributes[archive.AttrTruncated], msgs[0].Quarantine, wantReason)
+			}
+			if string(msgs[1].Body) != `{"b":2}` || msgs[1].Offset != 2 || msgs[1].Attributes[archive.AttrTruncated] != "" || msgs[1].Quarantine != "" {
+				t.Errorf("line after the long one: %+v", msgs[1])
+			}
+			if !tc.settled {
+				if inc := src.Incomplete(); len(inc) != 1 || !strings.HasSuffix(inc[0], "PT1H.json") {
+					t.Errorf("Incomplete() = %v, want the PT1H.json", inc)
+				}
+				return
+			}
+			if msgs[2].Attributes[archive.AttrIncompleteLine] != "true" || msgs[2].Offset != 3 || !strings.HasPrefix(msgs[2].Quarantine, "incomplete last line") {
+				t.Errorf("cut-off last line not quarantined: %+v", msgs[2])
+			}
+			if inc := src.Incomplete(); len(inc) != 0 {
+				t.Errorf("Incomplete() = %v for a settled object", inc)
+			}
+		})
+	}
+}
+
+// TestGrowingLineReadWholeNextRun: the last line of a growing object,
+// left unread, is read whole by the next run resumed from the stored
+// position, at the offset it would have had.
+func TestGrowingLineReadWholeNextRun(t *testing.T) {
+	root := t.TempDir()
+	p := filepath.Join(root, "PT1H.json")
+	writeTree(t, root, map[string][]byte{"PT1H.json": []byte("{\"a\":1}\n{\"b\":2}\n{\"c\":")})
+	cfg := archive.Config{Format: archive.FormatJSONLines, Now: time.Now}
+	first, err := drain(t, newLocal(t, cfg, archive.Resume{}, root))
+	if err != nil || len(first) != 2 {
+		t.Fatalf("first run: %d messages, %v; want 2", len(first), err)
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(msgs) != 3 {
-		t.Fatalf("%d messages, want 3", len(msgs))
+	f.WriteString("3}\n{\"d\":4}\n")
+	f.Close()
+	second, err := drain(t, newLocal(t, cfg, archive.Resume{Positions: map[string]int64{first[1].Stream: first[1].Offset}}, root))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(msgs[0].Body) != 100 || msgs[0].Attributes[archive.AttrTruncated] != fmt.Sprint(len(long)) {
-		t.Errorf("long line: %d bytes, truncated=%q", len(msgs[0].Body), msgs[0].Attributes[archive.AttrTruncated])
-	}
-	if string(msgs[1].Body) != `{"b":2}` || msgs[1].Offset != 2 || msgs[1].Attributes[archive.AttrTruncated] != "" {
-		t.Errorf("line after the long one: %+v", msgs[1])
-	}
-	if msgs[2].Attributes[archive.AttrIncompleteLine] != "true" || msgs[2].Offset != 3 {
-		t.Errorf("cut-off last line not marked: %+v", msgs[2])
+	if len(second) != 2 || string(second[0].Body) != `{"c":3}` || second[0].Offset != 3 || second[1].Offset != 4 || second[0].Quarantine != "" {
+		t.Fatalf("second run: %+v, want lines 3 and 4 whole", second)
 	}
 }
 
