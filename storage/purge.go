@@ -120,14 +120,15 @@ func OpenPurgeNote(msg []byte, v note.Verifier) (PurgeAttestation, error) {
 // purgeRecordColumns are read back by readPurges, in this order.
 const purgeRecordColumns = "purge_id, partition_id, range_from, range_to, newest_time, partition_rows, toString(chain), first_seq, last_seq, chain_rows, counts, last_hash, compact_range, root_hash, head_seq, head_hash, checkpoint_size, checkpoint_root, checkpoint_note, policy, note, purged_at, actor"
 
-func (s *Store) readPurges(ctx context.Context, chain string) ([]PurgeRecord, error) {
+func (s *Store) readPurges(ctx context.Context, chain string, skip badParts) ([]PurgeRecord, error) {
 	ok, err := s.hasTable(ctx, "purges")
 	if err != nil || !ok {
 		return nil, err
 	}
 	var out []PurgeRecord
-	err = s.queryEach(ctx, "SELECT "+purgeRecordColumns+" FROM "+s.db+".purges WHERE {only:String} = '' OR chain = {only:String} ORDER BY chain, last_seq, purged_at",
-		engine.Params{"only": chain}, func(r engine.Rows) error {
+	p := engine.Params{"only": chain}
+	err = s.queryEach(ctx, "SELECT "+purgeRecordColumns+" FROM "+s.db+".purges WHERE ({only:String} = '' OR chain = {only:String})"+skip.and("purges", p)+" ORDER BY chain, last_seq, purged_at",
+		p, func(r engine.Rows) error {
 			var p PurgeRecord
 			var counts, msg string
 			var rng []string
@@ -159,7 +160,7 @@ func (s *Store) readPurges(ctx context.Context, chain string) ([]PurgeRecord, er
 
 // Purges returns every purge record, by chain and sequence.
 func (s *Store) Purges(ctx context.Context) ([]PurgeRecord, error) {
-	return s.readPurges(ctx, "")
+	return s.readPurges(ctx, "", nil)
 }
 
 // checkPurge verifies one purge record: its signature, that its columns
@@ -203,13 +204,14 @@ type chainStart struct {
 // record that does not verify is a KindBadSignature finding and ignored,
 // so the rows it claims to cover count as missing.
 func (s *Store) loadPurgeStarts(ctx context.Context, opts VerifyOptions, add func(Finding)) (map[string]*chainStart, error) {
-	recs, err := s.readPurges(ctx, opts.Chain)
+	recs, err := s.readPurges(ctx, opts.Chain, opts.skip)
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}
 	minSeq := map[string]uint64{}
-	err = s.queryEach(ctx, "SELECT toString(chain), min(seq) FROM "+s.db+".events WHERE {only:String} = '' OR chain = {only:String} GROUP BY chain",
-		engine.Params{"only": opts.Chain}, func(r engine.Rows) error {
+	p := engine.Params{"only": opts.Chain}
+	err = s.queryEach(ctx, "SELECT toString(chain), min(seq) FROM "+s.db+".events WHERE ({only:String} = '' OR chain = {only:String})"+opts.skip.and("events", p)+" GROUP BY chain",
+		p, func(r engine.Rows) error {
 			var c string
 			var m uint64
 			if err := r.Scan(&c, &m); err != nil {
@@ -304,7 +306,7 @@ func (s *Store) purgeQuarantinePartition(ctx context.Context, qp QuarantinePlan)
 // record: a new chain. A chain whose newest checkpoint lies beyond the
 // newest purge lost rows outside Custody and is refused.
 func (s *Store) resumeAfterPurge(ctx context.Context, chain string, h *chainHead) (*compact.Range, error) {
-	recs, err := s.readPurges(ctx, chain)
+	recs, err := s.readPurges(ctx, chain, nil)
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}

@@ -103,6 +103,9 @@ func (f Finding) String() string {
 	s := fmt.Sprintf("%s: chain %s", f.Kind, f.Chain)
 	if f.Part != "" {
 		s = fmt.Sprintf("%s: part %s", f.Kind, f.Part)
+		if f.Chain != "" {
+			s += " chain " + f.Chain
+		}
 	}
 	if f.Seq > 0 && f.Through > f.Seq {
 		s += fmt.Sprintf(" seq %d..%d", f.Seq, f.Through)
@@ -147,6 +150,11 @@ type VerifyOptions struct {
 	// beforeWalk, when set, runs once the purge records are read and
 	// before the chains are, so that tests can purge in between.
 	beforeWalk func()
+	// skip are the parts the engine's check found bad, left out of every
+	// query (see checkParts).
+	skip badParts
+	// parts are the findings of the part check, reported with the rest.
+	parts []Finding
 }
 
 // VerifyReport is the outcome of Verify.
@@ -191,7 +199,25 @@ type chainCheckpoint struct {
 // (see verifyChains), apart from every chain's name and checkpoints and
 // the findings.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
-	mark, err := s.purgeMark(ctx)
+	if opts.Verifier == nil {
+		return nil, fmt.Errorf("verify: a verification key is required")
+	}
+	start := time.Now()
+	var err error
+	opts.skip, err = s.checkParts(ctx, func(f Finding) { opts.parts = append(opts.parts, f) })
+	if err != nil {
+		return nil, err
+	}
+	rep, err := s.verifyTrail(ctx, opts)
+	if rep != nil {
+		rep.Elapsed = time.Since(start)
+	}
+	return rep, err
+}
+
+// verifyTrail is Verify once the parts are checked.
+func (s *Store) verifyTrail(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
+	mark, err := s.purgeMark(ctx, opts.skip)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +229,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 	// retention purge recorded meanwhile (on ClickHouse servers, by
 	// another process) leaves rows missing that the records read did not
 	// explain: read the trail again, against the records as they are now.
-	again, err := s.purgeMark(ctx)
+	again, err := s.purgeMark(ctx, opts.skip)
 	if err != nil || again == mark {
 		return rep, err
 	}
@@ -212,14 +238,19 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 }
 
 // purgeMark changes whenever a purge is recorded.
-func (s *Store) purgeMark(ctx context.Context) (string, error) {
+func (s *Store) purgeMark(ctx context.Context, skip badParts) (string, error) {
 	ok, err := s.hasTable(ctx, "purges")
 	if err != nil || !ok {
 		return "", err
 	}
 	var n uint64
 	var last time.Time
-	err = s.queryEach(ctx, "SELECT count(), max(purged_at) FROM "+s.db+".purges", nil, func(r engine.Rows) error {
+	p := engine.Params{}
+	q := "SELECT count(), max(purged_at) FROM " + s.db + ".purges"
+	if f := skip.filter("purges", p); f != "" {
+		q += " WHERE " + f
+	}
+	err = s.queryEach(ctx, q, p, func(r engine.Rows) error {
 		return r.Scan(&n, &last)
 	})
 	if err != nil {
@@ -237,12 +268,15 @@ func (s *Store) verify(ctx context.Context, opts VerifyOptions, window uint64) (
 	start := time.Now()
 	rep := &VerifyReport{}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
+	for _, f := range opts.parts {
+		add(f)
+	}
 
 	cps, err := s.loadCheckpoints(ctx, opts, add)
 	if err != nil {
 		return nil, err
 	}
-	chains, err := s.chainNames(ctx, opts.Chain)
+	chains, err := s.chainNames(ctx, opts.Chain, opts.skip)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +343,7 @@ func (s *Store) verify(ctx context.Context, opts VerifyOptions, window uint64) (
 			return nil, err
 		}
 	}
-	if err := s.locate(ctx, wk); err != nil {
+	if err := s.locate(ctx, wk, opts.skip); err != nil {
 		return nil, err
 	}
 	rep.Findings = append(append(rep.Findings, wk.links...), wk.mods...)
@@ -336,10 +370,11 @@ type chainSpan struct {
 }
 
 // chainNames returns the chains in the store with their rows.
-func (s *Store) chainNames(ctx context.Context, only string) (map[string]chainSpan, error) {
+func (s *Store) chainNames(ctx context.Context, only string, skip badParts) (map[string]chainSpan, error) {
 	out := map[string]chainSpan{}
-	err := s.queryEach(ctx, "SELECT toString(chain), count(), min(seq), max(seq) FROM "+s.db+".events WHERE {only:String} = '' OR chain = {only:String} GROUP BY chain",
-		engine.Params{"only": only}, func(r engine.Rows) error {
+	p := engine.Params{"only": only}
+	err := s.queryEach(ctx, "SELECT toString(chain), count(), min(seq), max(seq) FROM "+s.db+".events WHERE ({only:String} = '' OR chain = {only:String})"+skip.and("events", p)+" GROUP BY chain",
+		p, func(r engine.Rows) error {
 			var sp chainSpan
 			if err := r.Scan(&sp.name, &sp.rows, &sp.min, &sp.max); err != nil {
 				return err
@@ -358,8 +393,9 @@ func (s *Store) chainNames(ctx context.Context, only string) (map[string]chainSp
 func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add func(Finding)) (map[string][]chainCheckpoint, error) {
 	out := map[string][]chainCheckpoint{}
 	latestStored := map[string]chainCheckpoint{}
-	err := s.queryEach(ctx, "SELECT toString(chain), tree_size, root_hash, note FROM "+s.db+".checkpoints WHERE {only:String} = '' OR chain = {only:String} ORDER BY chain, tree_size",
-		engine.Params{"only": opts.Chain}, func(r engine.Rows) error {
+	p := engine.Params{"only": opts.Chain}
+	err := s.queryEach(ctx, "SELECT toString(chain), tree_size, root_hash, note FROM "+s.db+".checkpoints WHERE ({only:String} = '' OR chain = {only:String})"+opts.skip.and("checkpoints", p)+" ORDER BY chain, tree_size",
+		p, func(r engine.Rows) error {
 			var chain, msg string
 			var size uint64
 			var root Hash
@@ -723,6 +759,7 @@ func walkSQL(db string, opts VerifyOptions, p engine.Params, noConditionCache bo
 	case window != "":
 		status = "toUInt8(if(" + window + ", " + strconv.Itoa(contentOK) + ", " + strconv.Itoa(contentUnchecked) + "))"
 	}
+	rows += opts.skip.and("events", p)
 	return "SELECT " + status + ", toString(chain), seq, hash, prev_hash FROM " + db + ".events WHERE " + rows +
 		" ORDER BY chain, seq, hash, prev_hash" + verifySettings(noConditionCache)
 }
@@ -741,6 +778,9 @@ func contentSQL(db string, opts VerifyOptions, p engine.Params, noConditionCache
 	if opts.Chain != "" {
 		cond = append(cond, "chain = {verify_chain:String}")
 		p["verify_chain"] = opts.Chain
+	}
+	if f := opts.skip.filter("events", p); f != "" {
+		cond = append(cond, f)
 	}
 	return "SELECT toUInt8(" + strconv.Itoa(contentModified) + "), toString(chain), seq, hash, prev_hash FROM " + db + ".events WHERE " +
 		strings.Join(cond, " AND ") + verifySettings(noConditionCache)
@@ -1077,8 +1117,8 @@ func walkRecords(w *linkWalker, base uint64, recs []byte, leaves []Hash) (walkCo
 // columns, in storage order (no sort needed: each row carries its own
 // prev_hash).
 func (s *Store) verifyContentInGo(ctx context.Context, opts VerifyOptions, out *walk, progress func(uint64)) (uint64, error) {
-	q := "SELECT " + EventColumnList() + " FROM " + s.db + ".events WHERE ({only:String} = '' OR chain = {only:String})"
 	p := engine.Params{"only": opts.Chain}
+	q := "SELECT " + EventColumnList() + " FROM " + s.db + ".events WHERE ({only:String} = '' OR chain = {only:String})" + opts.skip.and("events", p)
 	if !opts.From.IsZero() {
 		q += " AND event_time >= {from:DateTime64(6)}"
 		p["from"] = formatTime(opts.From)
@@ -1126,7 +1166,7 @@ const (
 
 // locate fills in the event id of every finding about one row and the
 // recomputed hash of every modified row, from the rows the findings name.
-func (s *Store) locate(ctx context.Context, out *walk) error {
+func (s *Store) locate(ctx context.Context, out *walk, skip badParts) error {
 	byChain := map[string][]rowRef{}
 	var chains []string
 	for _, r := range out.refs {
@@ -1148,7 +1188,7 @@ func (s *Store) locate(ctx context.Context, out *walk) error {
 			seqs = append(seqs, q)
 		}
 		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-		found, err := s.lookupRows(ctx, c, seqs, needHash)
+		found, err := s.lookupRows(ctx, c, seqs, needHash, skip)
 		if err != nil {
 			return fmt.Errorf("locate findings in chain %s: %w", c, err)
 		}
@@ -1187,7 +1227,7 @@ type foundRow struct {
 
 // lookupRows reads the event id (and, when withHash, the recomputed hash)
 // of the rows of chain with the given sequence numbers (sorted).
-func (s *Store) lookupRows(ctx context.Context, chain string, seqs []uint64, withHash bool) (map[rowKey][]foundRow, error) {
+func (s *Store) lookupRows(ctx context.Context, chain string, seqs []uint64, withHash bool, skip badParts) (map[rowKey][]foundRow, error) {
 	cols := "seq, hash, event_id"
 	if withHash {
 		cols += ", " + EventHashSQL()
@@ -1213,9 +1253,11 @@ func (s *Store) lookupRows(ctx context.Context, chain string, seqs []uint64, wit
 		}
 		return nil
 	}
-	base := "SELECT " + cols + " FROM " + s.db + ".events WHERE chain = {chain:String}"
+	skipParams := engine.Params{}
+	base := "SELECT " + cols + " FROM " + s.db + ".events WHERE chain = {chain:String}" + skip.and("events", skipParams)
 	if len(seqs) > locateFullScan {
-		if err := s.queryEach(ctx, base, engine.Params{"chain": chain}, scan); err != nil {
+		skipParams["chain"] = chain
+		if err := s.queryEach(ctx, base, skipParams, scan); err != nil {
 			return nil, err
 		}
 		return found, nil
@@ -1234,6 +1276,9 @@ func (s *Store) lookupRows(ctx context.Context, chain string, seqs []uint64, wit
 		}
 		list.WriteByte(']')
 		p := engine.Params{"chain": chain, "seqs": list.String(), "lo": strconv.FormatUint(part[0], 10), "hi": strconv.FormatUint(part[n-1], 10)}
+		for k, v := range skipParams {
+			p[k] = v
+		}
 		if err := s.queryEach(ctx, base+" AND seq BETWEEN {lo:UInt64} AND {hi:UInt64} AND seq IN {seqs:Array(UInt64)}", p, scan); err != nil {
 			return nil, err
 		}
