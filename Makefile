@@ -14,6 +14,10 @@ libchdb:
 azurite:
 	@deploy/local/install-azurite.sh >/dev/null
 
+# Debian's chromium for the web page's end-to-end tests (web/).
+chromium:
+	@deploy/local/install-chromium.sh >/dev/null
+
 build:
 	$(GO) build -o $(BIN)/custody ./cmd/custody
 	$(GO) build -o $(BIN)/custody-chdb ./cmd/custody-chdb

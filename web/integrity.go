@@ -94,6 +94,7 @@ ORDER BY e.chain LIMIT 100000 SETTINGS join_use_nulls = 1`, nil, func(rows engin
 // verifyJob is one verify started from the page.
 type verifyJob struct {
 	id      string
+	n       uint64 // start order
 	started time.Time
 	cancel  context.CancelFunc
 
@@ -109,6 +110,7 @@ type verifyJobs struct {
 	mu   sync.Mutex
 	jobs map[string]*verifyJob
 	last *verifyJob // newest
+	n    uint64     // jobs started
 	wg   sync.WaitGroup
 }
 
@@ -133,7 +135,7 @@ func (v *verifyJobs) lastFinished() *lastVerify {
 	var best *verifyJob
 	for _, j := range v.jobs {
 		j.mu.Lock()
-		if !j.finished.IsZero() && (best == nil || j.finished.After(best.finished)) {
+		if !j.finished.IsZero() && (best == nil || j.n > best.n) {
 			best = j
 		}
 		j.mu.Unlock()
@@ -193,6 +195,8 @@ func (s *Server) handleVerifyStart(w http.ResponseWriter, r *http.Request) error
 			delete(v.jobs, oldest.id)
 		}
 	}
+	v.n++
+	j.n = v.n
 	v.jobs[j.id] = j
 	v.last = j
 	v.mu.Unlock()

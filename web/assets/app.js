@@ -117,7 +117,7 @@ async function searchView(params) {
   const rows = res.events.map(e => [e, e.time, e.service, e.actor, e.action, e.class, e.outcome, e.resource, e.source_ip]);
   const nextParams = { ...p, after: res.next };
   out.replaceChildren(
-    el('p', { class: 'summary', text: `${res.events.length} events${res.next ? ' (more on the next page)' : ''}, ${res.from} – ${res.to}, newest first · ${res.elapsed_ms} ms` }),
+    el('p', { class: 'summary', text: `${res.events.length} event${res.events.length === 1 ? '' : 's'}${res.next ? ' (more on the next page)' : ''}, ${res.from} – ${res.to}, newest first · ${res.elapsed_ms} ms` }),
     res.events.length ? table(['', 'time', 'service', 'actor', 'action', 'class', 'outcome', 'resource', 'source'], rows, {
       caption: 'Events',
       cell: (val, j, i) => {
@@ -195,7 +195,13 @@ async function eventView(params) {
     pretty = !pretty;
     toggle.setAttribute('aria-pressed', String(pretty));
     if (!pretty) { pre.textContent = rawText; return; }
-    try { pre.textContent = JSON.stringify(JSON.parse(rawText), null, 2); } catch { pre.textContent = rawText; toggle.textContent = 'Pretty-print (not JSON)'; }
+    // Nested JSON carried as a string (the kube-audit event in an
+    // archive record's properties.log) is expanded too.
+    const expand = (k, v) => {
+      if (typeof v === 'string' && /^\s*[{[]/.test(v)) { try { return JSON.parse(v); } catch { /* keep the string */ } }
+      return v;
+    };
+    try { pre.textContent = JSON.stringify(JSON.parse(rawText, expand), null, 2); } catch { pre.textContent = rawText; toggle.textContent = 'Pretty-print (not JSON)'; }
   });
   const rawBlob = URL.createObjectURL(new Blob([raw]));
   const dl = el('dl', { class: 'fields' }, ev.fields.flatMap(f => [el('dt', { text: f.name }), el('dd', { text: f.value || '—' })]));
@@ -233,6 +239,7 @@ async function eventView(params) {
       el('section', { 'aria-labelledby': 'fields-h' }, el('h2', { id: 'fields-h', text: 'Normalized fields' }), dl),
       el('div', {}, proofBox,
         el('section', { 'aria-labelledby': 'raw-h' }, el('h2', { id: 'raw-h', text: `Original record (${ev.raw_bytes} bytes, as received)` }),
+          el('p', { class: 'summary', text: 'Shown byte for byte; pretty-printing (nested JSON strings expanded) is a view, the bytes are what the hash covers.' }),
           el('div', { class: 'actions' }, toggle, el('a', { href: rawBlob, download: `${ev.event_id}.raw`, text: 'Download the bytes' })), pre))));
 }
 
@@ -256,7 +263,7 @@ async function queriesView(params) {
       name: 'p.' + p.name, value: params.get('p.' + p.name) ?? '', placeholder: p.default || '', required: p.required,
       type: isInt ? 'number' : 'text', min: p.min ?? undefined, max: p.max ?? undefined, step: isInt ? 1 : undefined,
     });
-    return field(`${p.name} (${p.type}${p.kind ? ', ' + p.kind : ''})`, inp, p.help + (p.type.startsWith('Array') ? ' · comma-separated' : ''));
+    return field(`${p.name} (${p.type}${p.kind ? ', ' + p.kind : ''})`, inp, p.help + (p.type.startsWith('Array') && !/comma/.test(p.help) ? ' · comma-separated' : ''));
   });
   const form = el('form', { class: 'filters', 'aria-label': 'Query parameters' },
     field('From (UTC)', el('input', { name: 'from', value: params.get('from') || '', placeholder: `default: ${q.window} back` })),
@@ -281,7 +288,7 @@ async function queriesView(params) {
   });
   const evCol = res.columns.findIndex(c => c.name === 'event_id');
   main.append(el('section', { id: 'results', 'aria-live': 'polite' },
-    el('p', { class: 'summary', text: `${res.rows.length} rows${res.truncated ? ' (first 10000; the CSV has all)' : ''}, ${res.from} – ${res.to}` }),
+    el('p', { class: 'summary', text: `${res.rows.length} row${res.rows.length === 1 ? '' : 's'}${res.truncated ? ' (first 10000; the CSV has all)' : ''}, ${res.from} – ${res.to}` }),
     el('div', { class: 'actions' }, csv, csvStatus),
     table(res.columns.map(c => c.name), res.rows, {
       caption: q.title,
@@ -292,6 +299,7 @@ async function queriesView(params) {
 // ---- Integrity
 
 function age(seconds) {
+  if (seconds < 0) return `${-seconds} s in the future (check the clocks)`;
   if (seconds < 120) return `${seconds} s`;
   if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
   if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
@@ -317,14 +325,15 @@ async function integrityView() {
     el('dl', { class: 'fields' },
       el('dt', { text: 'engine' }), el('dd', { text: `${st.engine}, database ${st.database}` }),
       el('dt', { text: 'chains' }), el('dd', { text: String(st.chains.length) }),
-      el('dt', { text: 'last checkpoint' }), el('dd', { text: st.last_checkpoint ? `${st.last_checkpoint} (${age(st.last_checkpoint_age_seconds)} ago)` : 'none' }),
-      el('dt', { text: 'last verify' }), el('dd', { id: 'last-verify', class: lv ? (lv.result === 'ok' ? 'ok' : 'bad') : '', text: lv ? `${lv.result} at ${lv.at} by ${lv.actor} (${lv.source}) ${lv.detail}` : 'never' })),
+      el('dt', { text: 'last checkpoint' }), el('dd', { text: st.last_checkpoint ? `${st.last_checkpoint} (${st.last_checkpoint_age_seconds < 0 ? age(st.last_checkpoint_age_seconds) : age(st.last_checkpoint_age_seconds) + ' ago'})` : 'none' }),
+      el('dt', { text: 'last verify' }), el('dd', { id: 'last-verify', 'aria-live': 'polite', class: lv ? (lv.result === 'ok' ? 'ok' : 'bad') : '', text: lv ? `${lv.result} at ${lv.at} by ${lv.actor} (${lv.source}) ${lv.detail}` : 'never' })),
     el('div', { class: 'actions' }, button, progress), result,
     el('h2', { text: 'Chains' }),
     table(['chain', 'events', 'head seq', 'head hash', 'last event', 'checkpoint size', 'checkpoint at', 'quarantined'],
       st.chains.map(c => [c.chain, c.events, c.head_seq, c.head_hash.slice(0, 16) + '…', c.last_event_time, c.checkpoint_size, c.checkpoint_at, c.quarantined]), {
         caption: 'Chains and their heads',
         cell: (v, j, i) => j === 5 && st.chains[i].checkpoint_size < st.chains[i].head_seq ? el('span', { class: 'warn', text: `${v} (behind)` }) : String(v),
+        cellClass: j => j === 0 ? 'wide' : undefined,
       }));
   if (st.running_verify) pollVerify(st.running_verify, progress, result);
 }
@@ -338,9 +347,14 @@ async function pollVerify(id, progress, result) {
       progress.hidden = true;
       if (j.error) { result.replaceChildren(el('p', { class: 'bad', 'data-ok': 'false', text: 'Verify stopped: ' + j.error })); return; }
       const r = j.report;
+      const last = document.getElementById('last-verify');
+      if (last) {
+        last.textContent = `${j.ok ? 'ok' : 'failed'} at ${j.ended} by custody serve (this server) chains=${r.chains} rows=${r.rows} checkpoints=${r.checkpoints} findings=${r.finding_count}`;
+        last.className = j.ok ? 'ok' : 'bad';
+      }
       result.replaceChildren(
         el('p', { class: j.ok ? 'ok verdict' : 'bad verdict', 'data-ok': String(j.ok), text: `Verify ${j.ok ? 'passed' : 'FAILED'}: ${r.chains} chains, ${r.rows} rows, ${r.checkpoints} checkpoints, ${r.finding_count} findings in ${r.elapsed_ms} ms` }),
-        r.findings.length ? table(['kind', 'chain', 'seq', 'event', 'detail'], r.findings.map(f => [f.kind, f.chain, f.seq || '', f.event_id || '', f.detail]), { caption: 'Findings' }) : null);
+        r.findings.length ? table(['kind', 'chain', 'seq', 'event', 'detail'], r.findings.map(f => [f.kind, f.chain, f.seq || '', f.event_id || '', f.detail]), { caption: 'Findings', cellClass: j => j === 1 ? 'wide' : undefined }) : null);
       return;
     }
     result.replaceChildren(el('p', { text: `Verifying… ${j.done} of ${j.total || '?'} rows` }));

@@ -81,12 +81,12 @@ export function errorBox(err) {
   return el('p', { class: 'error', role: 'alert', text: err.message || String(err) });
 }
 
-export function table(columns, rows, { caption, cell } = {}) {
+export function table(columns, rows, { caption, cell, cellClass } = {}) {
   return el('div', { class: 'table-wrap' },
     el('table', {},
       caption ? el('caption', { text: caption }) : null,
       el('thead', {}, el('tr', {}, columns.map(c => el('th', { scope: 'col', text: c })))),
-      el('tbody', {}, rows.map((r, i) => el('tr', {}, r.map((v, j) => el('td', {}, cell ? cell(v, j, i) : String(v))))))));
+      el('tbody', {}, rows.map((r, i) => el('tr', {}, r.map((v, j) => el('td', { class: cellClass ? cellClass(j) : undefined }, cell ? cell(v, j, i) : String(v))))))));
 }
 
 export function field(label, input, help) {
