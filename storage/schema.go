@@ -123,6 +123,12 @@ func render(stmt string, opts SchemaOptions) (string, []string) {
 				return "ON CLUSTER " + opts.Cluster
 			}
 			return ""
+		case "insert":
+			grant := "INSERT ON " + opts.database() + "." + sub[2]
+			if opts.Cluster != "" {
+				grant += ", " + grant + "_local"
+			}
+			return grant
 		case "merge_tree":
 			tables = append(tables, sub[2])
 			if opts.Cluster != "" {
@@ -222,14 +228,26 @@ func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor s
 			continue
 		}
 		detail := fmt.Sprintf("applied %04d_%s", m.Version, m.Name)
+		var accessSkipped []string // once one access statement is skipped, the rest are too
 		for i, s := range m.Statements {
+			if accessSkipped != nil && accessStatement.MatchString(s) {
+				accessSkipped = append(accessSkipped, strconv.Itoa(i+1))
+				continue
+			}
 			skipped, err := execMigrationStatement(ctx, eng, s)
 			if err != nil {
 				return done, fmt.Errorf("apply migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
-			if skipped {
-				detail += fmt.Sprintf("; statement %d skipped, a setting this server does not know: %s", i+1, s)
+			switch {
+			case skipped != "" && accessStatement.MatchString(s):
+				detail += fmt.Sprintf("; roles and grants skipped, %s", skipped)
+				accessSkipped = []string{strconv.Itoa(i + 1)}
+			case skipped != "":
+				detail += fmt.Sprintf("; statement %d skipped, %s: %s", i+1, skipped, s)
 			}
+		}
+		if accessSkipped != nil {
+			detail += fmt.Sprintf(" (statements %s)", strings.Join(accessSkipped, ", "))
 		}
 		now := engine.Params{"v": strconv.Itoa(m.Version), "n": m.Name, "c": m.Checksum, "at": formatTime(time.Now())}
 		if err := eng.Exec(ctx, "INSERT INTO "+db+".schema_migrations VALUES ({v:UInt32}, {n:String}, {c:String}, {at:DateTime64(6)})", now); err != nil {
@@ -246,18 +264,30 @@ func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor s
 // modifySetting matches a statement that only tunes a table setting.
 var modifySetting = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+\S+(\s+ON\s+CLUSTER\s+\S+)?\s+MODIFY\s+SETTING\s`)
 
-// execMigrationStatement runs one migration statement. A statement that
-// only tunes a table setting (ALTER TABLE ... MODIFY SETTING) is skipped,
-// reported by skipped, when the server does not know the setting: tuning
-// that newer ClickHouse versions offer must not stop a store on an older
-// server from opening, and the table works the same without it. Any other
-// failure is an error.
-func execMigrationStatement(ctx context.Context, eng engine.Engine, stmt string) (skipped bool, err error) {
+// execMigrationStatement runs one migration statement. Two kinds of
+// statement are skipped, and skipped says why, rather than stopping the
+// migration:
+//   - one that only tunes a table setting (ALTER TABLE ... MODIFY SETTING)
+//     on a server that does not know the setting: tuning that newer
+//     ClickHouse versions offer must not stop a store on an older server
+//     from opening, and the table works the same without it;
+//   - one that creates a role or grants to it where the server keeps its
+//     roles in configuration (the embedded store) or the migrating user
+//     may not manage access (an admin creates them; see accessSkip).
+//
+// Any other failure is an error.
+func execMigrationStatement(ctx context.Context, eng engine.Engine, stmt string) (skipped string, err error) {
 	err = eng.Exec(ctx, stmt, nil)
-	if err != nil && modifySetting.MatchString(stmt) && strings.Contains(err.Error(), "UNKNOWN_SETTING") {
-		return true, nil
+	if err == nil {
+		return "", nil
 	}
-	return false, err
+	if modifySetting.MatchString(stmt) && strings.Contains(err.Error(), "UNKNOWN_SETTING") {
+		return "a setting this server does not know", nil
+	}
+	if why := accessSkip(stmt, err); why != "" {
+		return why, nil
+	}
+	return "", err
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
