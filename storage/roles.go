@@ -19,9 +19,10 @@ const (
 	RoleRetention = "custody_retention"
 )
 
-// Role is one of the store's roles with its grants, each a GRANT statement
-// without its grantee ("GRANT SELECT ON custody.*"): the form a ClickHouse
-// users configuration takes in <roles><NAME><grants><query>.
+// Role is one of the store's roles with its grants, each a privilege
+// clause as it follows GRANT ("SELECT ON custody.*"): GRANT plus the
+// clause is the form a ClickHouse users configuration takes in
+// <roles><NAME><grants><query>.
 type Role struct {
 	Name   string
 	Grants []string
@@ -63,7 +64,7 @@ func Roles(opts SchemaOptions) ([]Role, error) {
 			if !ok {
 				return nil, fmt.Errorf("migration %04d: grant to unknown role %s", roleMigration, g[2])
 			}
-			out[i].Grants = append(out[i].Grants, "GRANT "+g[1])
+			out[i].Grants = append(out[i].Grants, g[1])
 		}
 	}
 	if len(out) == 0 {
