@@ -92,3 +92,96 @@ func accessSkip(stmt string, err error) string {
 	}
 	return ""
 }
+
+// readerSystemTables are the system tables the reader role may read
+// beyond those every ClickHouse user sees (status sums system.parts).
+var readerSystemTables = map[string]bool{"parts": true, "tables": true, "columns": true, "databases": true}
+
+// readerPrivileges are the privileges the reader role may hold.
+var readerPrivileges = map[string]bool{
+	"SELECT": true, "SHOW": true, "SHOW DATABASES": true, "SHOW TABLES": true, "SHOW COLUMNS": true,
+}
+
+// ExcessGrants checks the effective grants of a user (the lines of SHOW
+// GRANTS FINAL: its own grants and its roles', merged) against the
+// reader role and returns every privilege beyond it, as "PRIVILEGE ON
+// object" (or the whole line for a form it does not know). A user is no
+// more than a reader when the result is empty: SELECT and SHOW on the
+// store's database and SELECT on a few system tables of metadata,
+// nothing WITH GRANT OPTION. REVOKE lines only take privileges away.
+func ExcessGrants(lines []string, opts SchemaOptions) []string {
+	db := opts.database()
+	var excess []string
+	for _, line := range lines {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "REVOKE ") {
+			continue
+		}
+		body, ok := strings.CutPrefix(line, "GRANT ")
+		to := strings.LastIndex(body, " TO ")
+		if !ok || to < 0 || strings.HasSuffix(line, " OPTION") {
+			excess = append(excess, line)
+			continue
+		}
+		var privs []string
+		for _, el := range splitTopLevel(body[:to]) {
+			priv, obj, hasObj := strings.Cut(el, " ON ")
+			privs = append(privs, priv)
+			if !hasObj {
+				continue
+			}
+			for _, p := range privs {
+				if !readerGrant(p, obj, db) {
+					excess = append(excess, p+" ON "+obj)
+				}
+			}
+			privs = nil
+		}
+		if len(privs) > 0 { // a role granted, not a privilege
+			excess = append(excess, line)
+		}
+	}
+	return excess
+}
+
+// readerGrant says whether privilege priv on obj is within the reader role.
+func readerGrant(priv, obj, db string) bool {
+	if i := strings.IndexByte(priv, '('); i >= 0 { // SELECT(col, ...)
+		priv = priv[:i]
+	}
+	if !readerPrivileges[strings.TrimSpace(priv)] {
+		return false
+	}
+	d, t, ok := strings.Cut(strings.ReplaceAll(obj, "`", ""), ".")
+	switch {
+	case !ok:
+		return false
+	case d == db:
+		return true
+	case d == "system":
+		return readerSystemTables[t]
+	}
+	return false
+}
+
+// splitTopLevel splits a grant's element list at the commas outside
+// parentheses and backquotes.
+func splitTopLevel(s string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '`':
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, strings.TrimSpace(s[start:i]))
+			start = i + 1
+		}
+	}
+	return append(out, strings.TrimSpace(s[start:]))
+}

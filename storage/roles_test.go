@@ -69,3 +69,33 @@ func TestRolesGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestExcessGrants(t *testing.T) {
+	for _, c := range []struct {
+		lines []string
+		want  []string
+	}{
+		{[]string{"GRANT SELECT ON custody.* TO r", "GRANT SELECT ON system.parts TO r"}, nil},
+		{[]string{"GRANT SHOW DATABASES, SHOW TABLES, SHOW COLUMNS, SELECT ON custody.* TO reader"}, nil},
+		{[]string{"GRANT SELECT(actor_name, `seq`) ON custody.events TO r", "REVOKE SELECT(raw) ON custody.events FROM r"}, nil},
+		{[]string{"GRANT SELECT ON `custody`.`events` TO r"}, nil},
+		{[]string{"GRANT SELECT, INSERT ON custody.* TO w"}, []string{"INSERT ON custody.*"}},
+		{[]string{"GRANT ALL ON *.* TO admin WITH GRANT OPTION"}, []string{"GRANT ALL ON *.* TO admin WITH GRANT OPTION"}},
+		{[]string{"GRANT SELECT ON custody.* TO r WITH GRANT OPTION"}, []string{"GRANT SELECT ON custody.* TO r WITH GRANT OPTION"}},
+		{[]string{"GRANT SELECT ON *.* TO r"}, []string{"SELECT ON *.*"}},
+		{[]string{"GRANT SELECT ON other.* TO r"}, []string{"SELECT ON other.*"}},
+		{[]string{"GRANT SELECT ON system.stack_trace TO r"}, []string{"SELECT ON system.stack_trace"}},
+		{[]string{"GRANT READ ON FILE TO r"}, []string{"READ ON FILE"}},
+		{[]string{"GRANT CREATE TEMPORARY TABLE ON *.* TO r"}, []string{"CREATE TEMPORARY TABLE ON *.*"}},
+		{[]string{"GRANT SYSTEM MERGES ON custody.* TO r"}, []string{"SYSTEM MERGES ON custody.*"}},
+		{[]string{"GRANT KILL QUERY ON *.* TO r"}, []string{"KILL QUERY ON *.*"}},
+		{[]string{"GRANT INSERT ON custody.events, ALTER DELETE ON custody.events TO w"}, []string{"INSERT ON custody.events", "ALTER DELETE ON custody.events"}},
+		{[]string{"GRANT custody_writer TO u"}, []string{"GRANT custody_writer TO u"}},
+		{[]string{"GRANT dictGet ON custody.* TO r"}, []string{"dictGet ON custody.*"}},
+	} {
+		got := storage.ExcessGrants(c.lines, storage.SchemaOptions{})
+		if strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("%q:\n got %q\nwant %q", c.lines, got, c.want)
+		}
+	}
+}
