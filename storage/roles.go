@@ -185,3 +185,27 @@ func splitTopLevel(s string) []string {
 	}
 	return append(out, strings.TrimSpace(s[start:]))
 }
+
+// The users each kind of command connects as on the embedded store (and,
+// by the README's DDL, on servers), one role each.
+const (
+	// UserCollector holds RoleWriter: custody run, backfill, append,
+	// verify and export.
+	UserCollector = "custody_collector"
+	// UserInvestigator holds RoleReader: custody sql, query, timeline,
+	// status, retention plan, hold list.
+	UserInvestigator = "custody_investigator"
+	// UserPurger holds RoleRetention: custody retention apply, hold add
+	// and release.
+	UserPurger = "custody_purger"
+)
+
+// Account is a user and the one role it holds.
+type Account struct {
+	User, Role string
+}
+
+// Accounts returns the store's users and their roles.
+func Accounts() []Account {
+	return []Account{{UserCollector, RoleWriter}, {UserInvestigator, RoleReader}, {UserPurger, RoleRetention}}
+}
