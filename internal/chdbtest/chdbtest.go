@@ -1,14 +1,17 @@
 // Package chdbtest gives tests a real embedded engine: a custody-chdb host
-// process running chDB on a temporary store directory.
+// process running chDB on a temporary store directory, or a private
+// ClickHouse server started from libchdb (Server).
 package chdbtest
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/custody-audit/custody/storage/chdb"
 )
@@ -66,4 +69,40 @@ func Open(t testing.TB, dir string) *chdb.Engine {
 	}
 	t.Cleanup(func() { _ = e.Close(context.Background()) })
 	return e
+}
+
+// Server starts a private ClickHouse server (custody-chdb --listen, from
+// libchdb) on a new temporary store directory with access's roles and
+// accounts, and stops it when the test ends. Its admin is chdb.AdminUser
+// with the password s.Password(chdb.AdminUser); DSN builds a
+// clickhouse-go DSN for any of its users.
+func Server(t testing.TB, access chdb.Access) *chdb.Server {
+	t.Helper()
+	return ServerIn(t, t.TempDir(), access)
+}
+
+// ServerIn is Server on the store directory dir.
+func ServerIn(t testing.TB, dir string, access chdb.Access) *chdb.Server {
+	t.Helper()
+	RequireLibrary(t)
+	s, err := chdb.StartServer(context.Background(), chdb.ServerOptions{Dir: dir, Access: access, HostPath: HostPath(t), Stderr: os.Stderr})
+	if err != nil {
+		t.Fatalf("start embedded server: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = s.Close(ctx)
+	})
+	return s
+}
+
+// DSN is a clickhouse-go DSN reaching s as user with its password.
+func DSN(t testing.TB, s *chdb.Server, user string) string {
+	t.Helper()
+	pw, ok := s.Password(user)
+	if !ok {
+		t.Fatalf("embedded server has no account %s", user)
+	}
+	return (&url.URL{Scheme: "clickhouse", User: url.UserPassword(user, pw), Host: s.Addr(), Path: "/"}).String()
 }

@@ -1,6 +1,13 @@
 // Package chdb is Custody's embedded engine: ClickHouse (chDB) keeping a
 // store in a local directory, with no server to run.
 //
+// StartServer runs the engine as a private ClickHouse server: custody-chdb
+// runs clickhouse-local from libchdb on a free loopback port, with users,
+// roles and quotas it generates in the store directory (see access.go for
+// the files and Access for the policy), and stops with its owner. Clients
+// reach it over ClickHouse's native protocol with the credentials of one
+// run (Credentials, in a 0600 file).
+//
 // The engine itself runs in a child process, custody-chdb (see
 // storage/chdb/host for why), that this package starts, feeds and stops.
 // Query results stream back as ClickHouse Native blocks, decoded here

@@ -1,0 +1,219 @@
+package chdb
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// The files a running embedded server keeps in its store directory, under
+// EngineDir (mode 0700):
+//
+//	config.xml        the clickhouse-local server config (port, user directory)
+//	users.xml         users, roles and quotas; passwords only as SHA-256 (0600)
+//	credentials.json  every account's password for this run, see Credentials (0600)
+//	endpoint.json     where the server listens, see Endpoint
+//
+// Passwords are generated afresh at every start: nothing that outlives the
+// server can log in to the next one.
+const (
+	EngineDir       = "engine"
+	CredentialsFile = "credentials.json"
+	EndpointFile    = "endpoint.json"
+	// AdminUser is the account with every privilege (migrations, the
+	// store's own maintenance).
+	AdminUser = "custody_admin"
+	// formatVersion versions credentials.json and endpoint.json.
+	formatVersion = 1
+)
+
+// Access is the access policy of an embedded server: the roles it defines
+// and the accounts that log in with them, beside AdminUser. clickhouse-local
+// keeps users and roles only in its users.xml (it has no writable user
+// directory, so CREATE USER and CREATE ROLE fail there), so the policy is
+// written into the generated users.xml at every start.
+type Access struct {
+	Roles    []Role    `json:"roles,omitempty"`
+	Accounts []Account `json:"accounts,omitempty"`
+}
+
+// Role is a named set of privileges.
+type Role struct {
+	// Name is the role's name (an identifier).
+	Name string `json:"name"`
+	// Grants are privilege clauses as they follow GRANT, e.g.
+	// "SELECT ON custody.*" or "INSERT, SELECT ON custody.events".
+	Grants []string `json:"grants,omitempty"`
+}
+
+// Account is a user that logs in over the loopback listener with a
+// password generated at each start (see Credentials).
+type Account struct {
+	// Name is the ClickHouse user name (an identifier).
+	Name string `json:"name"`
+	// Roles are granted to the account (and are its default roles).
+	Roles []string `json:"roles,omitempty"`
+	// Grants are privilege clauses granted directly, as in Role.
+	Grants []string `json:"grants,omitempty"`
+}
+
+// Validate checks names and grant clauses.
+func (a Access) Validate() error {
+	seen := map[string]bool{AdminUser: true, "default": true}
+	for _, r := range a.Roles {
+		if !IsIdentifier(r.Name) {
+			return fmt.Errorf("role name %q is not an identifier", r.Name)
+		}
+		if err := checkGrants(r.Grants); err != nil {
+			return fmt.Errorf("role %s: %w", r.Name, err)
+		}
+	}
+	for _, u := range a.Accounts {
+		if !IsIdentifier(u.Name) {
+			return fmt.Errorf("account name %q is not an identifier", u.Name)
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("account %s is defined twice or is reserved", u.Name)
+		}
+		seen[u.Name] = true
+		for _, r := range u.Roles {
+			if !IsIdentifier(r) {
+				return fmt.Errorf("account %s: role name %q is not an identifier", u.Name, r)
+			}
+		}
+		if err := checkGrants(u.Grants); err != nil {
+			return fmt.Errorf("account %s: %w", u.Name, err)
+		}
+	}
+	return nil
+}
+
+func checkGrants(grants []string) error {
+	for _, g := range grants {
+		if strings.ContainsAny(g, ";\n\r") || strings.TrimSpace(g) == "" {
+			return fmt.Errorf("grant %q must be one privilege clause", g)
+		}
+	}
+	return nil
+}
+
+// Credentials are the passwords of one run of an embedded server, by
+// user name. The file holding them is 0600 in a 0700 directory; they never
+// appear on a command line, in a log or in an error.
+type Credentials struct {
+	Version   int               `json:"version"`
+	Passwords map[string]string `json:"passwords"`
+}
+
+// Endpoint says where a running embedded server listens.
+type Endpoint struct {
+	Version int `json:"version"`
+	// Addr is the native-protocol (TCP) address, on loopback.
+	Addr string `json:"addr"`
+	// ServerVersion is ClickHouse's version.
+	ServerVersion string `json:"server_version"`
+	// HostPID is the custody-chdb process running the engine.
+	HostPID int `json:"host_pid"`
+}
+
+// ErrNotRunning means no embedded server runs for a store.
+var ErrNotRunning = errors.New("no embedded server is running for this store")
+
+// ReadCredentials reads the credentials of the server running for store dir.
+func ReadCredentials(dir string) (Credentials, error) {
+	var c Credentials
+	if err := readJSON(filepath.Join(dir, EngineDir, CredentialsFile), &c); err != nil {
+		return c, fmt.Errorf("read engine credentials: %w", err)
+	}
+	if c.Version != formatVersion {
+		return c, fmt.Errorf("read engine credentials: unknown format version %d", c.Version)
+	}
+	return c, nil
+}
+
+// ReadEndpoint reads where the server for store dir listens.
+func ReadEndpoint(dir string) (Endpoint, error) {
+	var e Endpoint
+	err := readJSON(filepath.Join(dir, EngineDir, EndpointFile), &e)
+	if errors.Is(err, os.ErrNotExist) {
+		return e, ErrNotRunning
+	}
+	if err != nil {
+		return e, fmt.Errorf("read engine endpoint: %w", err)
+	}
+	if e.Version != formatVersion {
+		return e, fmt.Errorf("read engine endpoint: unknown format version %d", e.Version)
+	}
+	return e, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// WriteFileAtomic writes b to path with perm: a temporary file, synced,
+// then renamed over path.
+func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// WriteJSONAtomic writes v as JSON with WriteFileAtomic.
+func WriteJSONAtomic(path string, v any, perm os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(b, '\n'), perm)
+}
+
+// NewCredentials returns credentials for the given passwords.
+func NewCredentials(passwords map[string]string) Credentials {
+	return Credentials{Version: formatVersion, Passwords: passwords}
+}
+
+// NewEndpoint returns an endpoint record.
+func NewEndpoint(addr, serverVersion string, hostPID int) Endpoint {
+	return Endpoint{Version: formatVersion, Addr: addr, ServerVersion: serverVersion, HostPID: hostPID}
+}
+
+// HostSpec is what the launcher sends custody-chdb on its stdin when it
+// starts a server, as one JSON line; closing stdin afterwards stops the
+// server.
+type HostSpec struct {
+	Access Access `json:"access"`
+}
+
+// HostReady is custody-chdb's one JSON line on stdout once the server
+// accepts connections, or Error when it could not start.
+type HostReady struct {
+	Addr          string `json:"addr,omitempty"`
+	ServerVersion string `json:"server_version,omitempty"`
+	Error         string `json:"error,omitempty"`
+}

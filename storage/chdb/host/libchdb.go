@@ -1,0 +1,80 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// library is libchdb's one entry point the server host calls:
+// query_stable_v2(argc, argv), clickhouse-local's main taking its
+// command-line arguments, which returns once the query ends. chdb-go
+// declares it with a []string argv, which purego passes as Go string
+// headers rather than char pointers, so the host binds it itself.
+type library struct {
+	query func(argc int, argv unsafe.Pointer) unsafe.Pointer
+	free  func(res unsafe.Pointer)
+}
+
+// localResultV2 mirrors chDB's struct local_result_v2 (chdb.h).
+type localResultV2 struct {
+	buf          *byte
+	len          uintptr
+	vec          unsafe.Pointer
+	elapsed      float64
+	rowsRead     uint64
+	bytesRead    uint64
+	errorMessage *byte
+}
+
+func loadLibrary(path string) (*library, error) {
+	if path == "" {
+		path = libraryPath()
+	}
+	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return nil, fmt.Errorf("load libchdb %s: %w", path, err)
+	}
+	l := &library{}
+	purego.RegisterLibFunc(&l.query, h, "query_stable_v2")
+	purego.RegisterLibFunc(&l.free, h, "free_result_v2")
+	return l, nil
+}
+
+// run calls clickhouse-local with args (args[0] is the program name) on a
+// locked OS thread and returns its error, if any.
+func (l *library) run(args []string) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	argv := make([]*byte, len(args)+1)
+	for i, a := range args {
+		b := append([]byte(a), 0)
+		argv[i] = &b[0]
+		pin.Pin(argv[i])
+	}
+	pin.Pin(&argv[0])
+	res := (*localResultV2)(l.query(len(args), unsafe.Pointer(&argv[0])))
+	if res == nil {
+		return nil
+	}
+	defer l.free(unsafe.Pointer(res))
+	if res.errorMessage != nil {
+		if msg := cString(res.errorMessage); msg != "" {
+			return errors.New(msg)
+		}
+	}
+	return nil
+}
+
+func cString(p *byte) string {
+	n := 0
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice(p, n))
+}

@@ -1,0 +1,206 @@
+package chdb_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+func dial(t *testing.T, s *chdb.Server, user, password string) ch.Conn {
+	t.Helper()
+	conn, err := ch.Open(&ch.Options{Addr: []string{s.Addr()}, Auth: ch.Auth{Username: user, Password: password}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func admin(t *testing.T, s *chdb.Server) ch.Conn {
+	pw, ok := s.Password(chdb.AdminUser)
+	if !ok {
+		t.Fatal("no admin password")
+	}
+	return dial(t, s, chdb.AdminUser, pw)
+}
+
+func count(t *testing.T, conn ch.Conn, query string) uint64 {
+	t.Helper()
+	var n uint64
+	if err := conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// TestServerAccess starts a private server and checks who can do what:
+// the admin everything, an account its grants only, and a client without
+// a password nothing, not even stopping the listener.
+func TestServerAccess(t *testing.T) {
+	ctx := context.Background()
+	access := chdb.Access{
+		Roles:    []chdb.Role{{Name: "t_reader", Grants: []string{"SELECT ON d.*"}}},
+		Accounts: []chdb.Account{{Name: "reader", Roles: []string{"t_reader"}}, {Name: "nobody"}},
+	}
+	dir := t.TempDir()
+	s := chdbtest.ServerIn(t, dir, access)
+	if !strings.HasPrefix(s.Addr(), "127.0.0.1:") || s.Version() == "" {
+		t.Fatalf("server at %q version %q", s.Addr(), s.Version())
+	}
+	a := admin(t, s)
+	for _, q := range []string{
+		"CREATE DATABASE d",
+		"CREATE TABLE d.t (x UInt64) ENGINE = MergeTree ORDER BY x",
+		"INSERT INTO d.t SELECT number FROM numbers(10)",
+	} {
+		if err := a.Exec(ctx, q); err != nil {
+			t.Fatalf("admin: %s: %v", q, err)
+		}
+	}
+	if n := count(t, a, "SELECT count() FROM d.t"); n != 10 {
+		t.Fatalf("admin reads %d rows, want 10", n)
+	}
+
+	rpw, _ := s.Password("reader")
+	r := dial(t, s, "reader", rpw)
+	if n := count(t, r, "SELECT count() FROM d.t"); n != 10 {
+		t.Fatalf("reader reads %d rows, want 10", n)
+	}
+	if err := r.Exec(ctx, "INSERT INTO d.t VALUES (1)"); err == nil {
+		t.Fatal("reader could insert")
+	}
+	npw, _ := s.Password("nobody")
+	if err := dial(t, s, "nobody", npw).QueryRow(ctx, "SELECT count() FROM d.t").Scan(new(uint64)); err == nil {
+		t.Fatal("an account without grants could read")
+	}
+	if err := dial(t, s, "reader", "wrong").Ping(ctx); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	// Neither a failed login nor a client speaking another protocol stops
+	// the engine (clickhouse-local without a terminal would end on both).
+	if c, err := net.Dial("tcp", s.Addr()); err == nil {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		_, _ = c.Read(make([]byte, 512))
+		c.Close()
+	}
+	if n := count(t, a, "SELECT count() FROM d.t"); n != 10 || s.Gone() != nil {
+		t.Fatalf("after a failed login: %d rows, engine %v", n, s.Gone())
+	}
+
+	// The passwordless default account: whoever reaches the port.
+	d := dial(t, s, "default", "")
+	for _, q := range []string{
+		"SYSTEM STOP LISTEN TCP",
+		"SYSTEM STOP LISTEN QUERIES ALL",
+		"CREATE TABLE d.u (x UInt8) ENGINE = Memory",
+		"INSERT INTO d.t VALUES (1)",
+		"SELECT count() FROM d.t",
+		"SELECT * FROM file('/etc/passwd', 'LineAsString')",
+		"SELECT name FROM system.tables",
+		"SELECT count() FROM system.numbers LIMIT 10",
+		"KILL QUERY WHERE 1 SYNC",
+	} {
+		if err := d.Exec(ctx, q); err == nil {
+			t.Errorf("a client without a password ran %s", q)
+		}
+	}
+	if n := count(t, a, "SELECT count() FROM d.t"); n != 10 {
+		t.Fatalf("after the default client: %d rows, want 10", n)
+	}
+
+	// Files: the engine directory is its owner's, the passwords too.
+	for name, want := range map[string]os.FileMode{
+		chdb.EngineDir: 0o700,
+		filepath.Join(chdb.EngineDir, chdb.CredentialsFile): 0o600,
+		filepath.Join(chdb.EngineDir, "users.xml"):          0o600,
+	} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", name, st.Mode().Perm(), want)
+		}
+	}
+	users, _ := os.ReadFile(filepath.Join(dir, chdb.EngineDir, "users.xml"))
+	if strings.Contains(string(users), rpw) {
+		t.Error("users.xml holds a password in clear")
+	}
+	ep, err := chdb.ReadEndpoint(dir)
+	if err != nil || ep.Addr != s.Addr() || ep.HostPID != s.PID() {
+		t.Fatalf("endpoint %+v, %v; want %s pid %d", ep, err, s.Addr(), s.PID())
+	}
+	if _, err := chdb.StartServer(ctx, chdb.ServerOptions{Dir: dir, HostPath: chdbtest.HostPath(t)}); err == nil {
+		t.Fatal("a second server started on the same store")
+	} else if want := (&chdb.InUseError{Dir: dir, PID: os.Getpid()}).Error(); err.Error() != want {
+		t.Fatalf("second server: %v, want %q", err, want)
+	}
+
+	// Stopped and started again, the data is there.
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chdb.ReadEndpoint(dir); !errors.Is(err, chdb.ErrNotRunning) {
+		t.Fatalf("endpoint after stop: %v", err)
+	}
+	s2 := chdbtest.ServerIn(t, dir, chdb.Access{})
+	if n := count(t, admin(t, s2), "SELECT count() FROM d.t"); n != 10 {
+		t.Fatalf("after restart: %d rows, want 10", n)
+	}
+	if _, ok := s2.Password("reader"); ok {
+		t.Fatal("an account of the last run survived into this one")
+	}
+}
+
+// TestServerDeath kills the engine host: the launcher notices at once.
+func TestServerDeath(t *testing.T) {
+	s := chdbtest.Server(t, chdb.Access{})
+	if err := s.Gone(); err != nil {
+		t.Fatalf("running server reports %v", err)
+	}
+	if err := syscall.Kill(s.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the launcher did not notice the host's death")
+	}
+	err := s.Gone()
+	if !errors.Is(err, engine.ErrEngineGone) || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("Gone() = %v, want ErrEngineGone saying it was killed", err)
+	}
+}
+
+// TestStoreDirPermissions: a store directory other users can read is
+// restricted to its owner before the engine starts.
+func TestStoreDirPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chdbtest.ServerIn(t, dir, chdb.Access{})
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o700 {
+		t.Fatalf("store directory mode %v, want 0700", st.Mode().Perm())
+	}
+}
