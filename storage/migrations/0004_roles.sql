@@ -4,7 +4,8 @@
 -- user holding exactly one of them (README.md, "Least privilege"):
 --   custody_writer     the collector (run, backfill, append), verify and
 --                      export (they record themselves in custody_log):
---                      reads the store, appends to the trail tables, and
+--                      reads the store, appends to the trail tables,
+--                      checks parts' checksums (verify's CHECK TABLE), and
 --                      nothing else: no ALTER, DELETE, UPDATE, DROP,
 --                      TRUNCATE or OPTIMIZE.
 --   custody_reader     investigators (sql, query, timeline, status,
@@ -38,6 +39,7 @@ GRANT ${on_cluster} SELECT ON ${db}.* TO custody_reader;
 GRANT ${on_cluster} SELECT ON system.parts TO custody_reader;
 
 GRANT ${on_cluster} SELECT ON ${db}.* TO custody_writer;
+GRANT ${on_cluster} CHECK ON ${db}.* TO custody_writer;
 GRANT ${on_cluster} ${insert:events} TO custody_writer;
 GRANT ${on_cluster} ${insert:quarantine} TO custody_writer;
 GRANT ${on_cluster} ${insert:source_positions} TO custody_writer;
