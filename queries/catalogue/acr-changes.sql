@@ -23,10 +23,15 @@ SELECT
     target_digest AS digest,
     outcome,
     source_ip,
-    event_id
+    event_id,
+    arrayStringConcat(arraySort(groupUniqArray(delivery) OVER copies), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND service = 'acr'
   AND action IN ('acr:push', 'acr:delete', 'acr:untag')
   AND ({actor:String} = '' OR actor_name = {actor:String} OR actor_object_id = {actor:String})
+-- One row per event however many paths delivered it: the copy in the
+-- first chain (by name, then sequence), listing every path.
+WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+QUALIFY row_number() OVER copies = 1
 ORDER BY event_time, event_id

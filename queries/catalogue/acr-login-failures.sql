@@ -17,11 +17,12 @@ SELECT
     actor_name AS actor,
     source_ip,
     resource_name AS registry,
-    count() AS failures,
+    uniqExact(event_id) AS failures,
     min(event_time) AS first,
     max(event_time) AS last,
     arrayStringConcat(arraySort(groupUniqArray(toString(status_code))), ',') AS status_codes,
-    arrayStringConcat(arraySlice(arraySort(groupUniqArray(user_agent)), 1, 3), ' | ') AS user_agents
+    arrayStringConcat(arraySlice(arraySort(groupUniqArray(user_agent)), 1, 3), ' | ') AS user_agents,
+    arrayStringConcat(arraySort(groupUniqArray(delivery)), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND service = 'acr'

@@ -18,8 +18,13 @@ SELECT
     status_code,
     source_ip,
     user_agent,
-    event_id
+    event_id,
+    arrayStringConcat(arraySort(groupUniqArray(delivery) OVER copies), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (has(tags, 'anonymous') OR actor_type = 'anonymous')
+-- One row per event however many paths delivered it: the copy in the
+-- first chain (by name, then sequence), listing every path.
+WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+QUALIFY row_number() OVER copies = 1
 ORDER BY event_time, event_id

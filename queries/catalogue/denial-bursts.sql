@@ -25,11 +25,12 @@ SELECT
     toStartOfInterval(event_time, toIntervalMinute({bucket_minutes:UInt32})) AS bucket,
     actor_name AS actor,
     source_ip,
-    count() AS denials,
+    uniqExact(event_id) AS denials,
     min(event_time) AS first,
     max(event_time) AS last,
     arrayStringConcat(arraySort(groupUniqArray(service)), ',') AS services,
-    arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 10), ' ') AS actions
+    arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 10), ' ') AS actions,
+    arrayStringConcat(arraySort(groupUniqArray(delivery)), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (has(tags, 'denied') OR status_code IN (401, 403))

@@ -26,18 +26,19 @@ SELECT
         target_repository) AS target,
     outcome,
     source_ip,
-    event_id
+    event_id,
+    arrayStringConcat(arraySort(groupUniqArray(delivery) OVER copies), ',') AS delivered_via
 FROM
 (
     -- Registry events carry the digest in its own, indexed column.
-    SELECT *
+    SELECT *, delivery
     FROM {db:Identifier}.events
     WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
       AND target_digest = {digest:String}
     UNION ALL
     -- Workloads and container groups name it in the image reference,
     -- read only for writes (creates, updates).
-    SELECT *
+    SELECT *, delivery
     FROM {db:Identifier}.events
     WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
       AND action_class = 'write'
@@ -48,7 +49,7 @@ FROM
     -- A workload of several containers lists its images in attributes
     -- (k8s.images, aci.images). Each condition is its own conjunct so the
     -- engine reads the map's values only where those keys exist.
-    SELECT *
+    SELECT *, delivery
     FROM {db:Identifier}.events
     WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
       AND action_class = 'write'
@@ -59,4 +60,8 @@ FROM
       AND (mapContains(attributes, 'k8s.images') OR mapContains(attributes, 'aci.images'))
       AND position(concat(attributes['k8s.images'], ',', attributes['aci.images']), {digest:String}) > 0
 )
+-- One row per event however many paths delivered it: the copy in the
+-- first chain (by name, then sequence), listing every path.
+WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+QUALIFY row_number() OVER copies = 1
 ORDER BY event_time, event_id

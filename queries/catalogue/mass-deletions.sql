@@ -24,13 +24,14 @@
 SELECT
     toStartOfInterval(event_time, toIntervalMinute({bucket_minutes:UInt32})) AS bucket,
     actor_name AS actor,
-    count() AS deletes,
-    countIf(outcome = 'success') AS succeeded,
+    uniqExact(event_id) AS deletes,
+    uniqExactIf(event_id, outcome = 'success') AS succeeded,
     min(event_time) AS first,
     max(event_time) AS last,
     arrayStringConcat(arraySort(groupUniqArray(service)), ',') AS services,
     arrayStringConcat(arraySort(groupUniqArray(resource_name)), ' ') AS resources,
-    arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 10), ' ') AS actions
+    arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 10), ' ') AS actions,
+    arrayStringConcat(arraySort(groupUniqArray(delivery)), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND action_class = 'delete'

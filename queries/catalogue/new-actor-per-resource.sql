@@ -24,6 +24,7 @@ SELECT
     events,
     first_action,
     first_source_ip,
+    arrayStringConcat(arraySort(via), ',') AS delivered_via,
     resource_id
 FROM
 (
@@ -32,9 +33,10 @@ FROM
         actor_name AS value,
         any(resource_name) AS resource,
         min(event_time) AS first_seen,
-        count() AS events,
+        uniqExact(event_id) AS events,
         argMin(action, event_time) AS first_action,
-        argMin(source_ip, event_time) AS first_source_ip
+        argMin(source_ip, event_time) AS first_source_ip,
+        groupUniqArray(delivery) AS via
     FROM {db:Identifier}.events
     WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
       AND resource_id != '' AND actor_name != ''

@@ -23,6 +23,7 @@ SELECT
     events,
     first_action,
     first_actor,
+    arrayStringConcat(arraySort(via), ',') AS delivered_via,
     resource_id
 FROM
 (
@@ -31,9 +32,10 @@ FROM
         user_agent AS value,
         any(resource_name) AS resource,
         min(event_time) AS first_seen,
-        count() AS events,
+        uniqExact(event_id) AS events,
         argMin(action, event_time) AS first_action,
-        argMin(actor_name, event_time) AS first_actor
+        argMin(actor_name, event_time) AS first_actor,
+        groupUniqArray(delivery) AS via
     FROM {db:Identifier}.events
     WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
       AND resource_id != '' AND user_agent != ''

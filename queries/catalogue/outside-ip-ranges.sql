@@ -22,12 +22,13 @@
 SELECT
     actor_name AS actor,
     source_ip,
-    count() AS events,
-    countIf(outcome = 'failure') AS failures,
+    uniqExact(event_id) AS events,
+    uniqExactIf(event_id, outcome = 'failure') AS failures,
     min(event_time) AS first,
     max(event_time) AS last,
     arrayStringConcat(arraySort(groupUniqArray(service)), ',') AS services,
-    arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 10), ' ') AS actions
+    arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 10), ' ') AS actions,
+    arrayStringConcat(arraySort(groupUniqArray(delivery)), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND source_ip != ''

@@ -37,9 +37,14 @@ SELECT
     source_ip,
     user_agent,
     impersonated_by,
-    event_id
+    event_id,
+    arrayStringConcat(arraySort(groupUniqArray(delivery) OVER copies), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (actor_name = {actor:String} OR actor_object_id = {actor:String} OR impersonated_by = {actor:String})
+-- One row per event however many paths delivered it: the copy in the
+-- first chain (by name, then sequence), listing every path.
+WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+QUALIFY row_number() OVER copies = 1
 ORDER BY event_time, event_id
 LIMIT {limit:UInt32}

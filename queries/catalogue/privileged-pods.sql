@@ -19,8 +19,13 @@ SELECT
     attributes['k8s.host_path'] AS host_paths,
     if(target_image != '', target_image, attributes['k8s.images'] || attributes['aci.images']) AS images,
     outcome,
-    event_id
+    event_id,
+    arrayStringConcat(arraySort(groupUniqArray(delivery) OVER copies), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND hasAny(tags, ['privileged_pod', 'host_pid', 'host_network', 'host_ipc', 'host_path'])
+-- One row per event however many paths delivered it: the copy in the
+-- first chain (by name, then sequence), listing every path.
+WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+QUALIFY row_number() OVER copies = 1
 ORDER BY event_time, event_id

@@ -19,11 +19,12 @@ SELECT
     actor_type,
     min(event_time) AS first_seen,
     max(event_time) AS last_seen,
-    count() AS events,
-    countIf(outcome = 'failure') AS failures,
+    uniqExact(event_id) AS events,
+    uniqExactIf(event_id, outcome = 'failure') AS failures,
     arrayStringConcat(arraySort(groupUniqArray(service)), ',') AS services,
     arrayStringConcat(arraySlice(arraySort(groupUniqArray(action)), 1, 10), ' ') AS actions,
-    arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips
+    arrayStringConcat(arraySlice(arraySort(groupUniqArray(source_ip)), 1, 5), ' ') AS source_ips,
+    arrayStringConcat(arraySort(groupUniqArray(delivery)), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})

@@ -29,11 +29,16 @@ SELECT
     outcome,
     status_code,
     source_ip,
-    event_id
+    event_id,
+    arrayStringConcat(arraySort(groupUniqArray(delivery) OVER copies), ',') AS delivered_via
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND service = 'aks'
   AND hasAny(tags, ['secret_access', 'token_access'])
   AND actor_type NOT IN ('k8s_node', 'system')
   AND NOT arrayExists(p -> startsWith(actor_name, p), {system_prefixes:Array(String)})
+-- One row per event however many paths delivered it: the copy in the
+-- first chain (by name, then sequence), listing every path.
+WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+QUALIFY row_number() OVER copies = 1
 ORDER BY event_time, event_id
