@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/queries/querytest"
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected rows of testdata/cases/*.txt")
@@ -108,21 +109,47 @@ func (c caseFile) render(got string) string {
 	return b.String()
 }
 
-// TestCatalogueCases runs every case script on the seeded store and
-// compares the exact rows. Every query must have at least one case that
+// TestCatalogueCases runs every case script on its store and compares the
+// exact rows: testdata/cases on the seeded store, testdata/deliveries/cases
+// on the deliveries store (every event delivered through Event Hubs, an
+// archive and Log Analytics). Every query must have at least one case that
 // returns rows.
 func TestCatalogueCases(t *testing.T) {
 	cat, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	paths, err := filepath.Glob(filepath.Join("testdata", "cases", "*.txt"))
+	covered := map[string]bool{}
+	t.Run("seed", func(t *testing.T) {
+		runCases(t, cat, querytest.OpenSeeded(t), filepath.Join("testdata", "cases"), covered)
+	})
+	t.Run("deliveries", func(t *testing.T) {
+		f, _ := querytest.OpenDeliveries(t)
+		runCases(t, cat, f.Eng, filepath.Join("testdata", "deliveries", "cases"), covered)
+	})
+	var missing []string
+	for _, q := range cat.List() {
+		if !covered[q.Name] {
+			missing = append(missing, q.Name)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("queries without a case returning rows in testdata/cases or testdata/deliveries/cases: %s", strings.Join(missing, ", "))
+	}
+}
+
+// runCases runs the case scripts of dir on eng and records in covered the
+// queries that returned rows.
+func runCases(t *testing.T, cat *Catalogue, eng engine.Engine, dir string, covered map[string]bool) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := querytest.OpenSeeded(t)
+	if len(paths) == 0 {
+		t.Fatalf("no case scripts in %s", dir)
+	}
 	ctx := context.Background()
-	covered := map[string]bool{}
 	for _, p := range paths {
 		c := readCase(t, p)
 		t.Run(strings.TrimSuffix(filepath.Base(p), ".txt"), func(t *testing.T) {
@@ -159,16 +186,6 @@ func TestCatalogueCases(t *testing.T) {
 				t.Errorf("rows differ (go test ./queries -run TestCatalogueCases -update rewrites them)\n--- got\n%s--- want\n%s", got, c.want)
 			}
 		})
-	}
-	var missing []string
-	for _, q := range cat.List() {
-		if !covered[q.Name] {
-			missing = append(missing, q.Name)
-		}
-	}
-	sort.Strings(missing)
-	if len(missing) > 0 {
-		t.Errorf("queries without a case returning rows in testdata/cases: %s", strings.Join(missing, ", "))
 	}
 }
 

@@ -49,23 +49,23 @@ func TestQueryCommand(t *testing.T) {
 		{
 			name: "csv",
 			args: append([]string{"query", "aks-exec", "--format", "csv"}, day...),
-			wantOut: `event_time,actor,cluster,namespace,pod,kind,container,command,outcome,status_code,source_ip,event_id
-2025-05-06T09:12:33.104512Z,dev@contoso.com,prod-aks,payments,api-7f9c,exec,api,sh,success,101,203.0.113.66,00000000-0000-4000-a000-000000000013
-2025-05-06T09:15:00.000000Z,dev@contoso.com,prod-aks,payments,api-7f9c,portforward,,,success,101,203.0.113.66,00000000-0000-4000-a000-000000000018
+			wantOut: `event_time,actor,cluster,namespace,pod,kind,container,command,outcome,status_code,source_ip,event_id,delivered_via
+2025-05-06T09:12:33.104512Z,dev@contoso.com,prod-aks,payments,api-7f9c,exec,api,sh,success,101,203.0.113.66,00000000-0000-4000-a000-000000000013,eventhubs
+2025-05-06T09:15:00.000000Z,dev@contoso.com,prod-aks,payments,api-7f9c,portforward,,,success,101,203.0.113.66,00000000-0000-4000-a000-000000000018,eventhubs
 `,
 		},
 		{
 			// The list value keeps its comma: --param is not split.
 			name: "json with a list parameter",
 			args: append([]string{"query", "outside-ip-ranges", "-p", "allowed_ranges=10.0.0.0/8,20.61.12.0/24,203.0.113.66", "--format", "json"}, day...),
-			wantOut: `{"actor":"system:anonymous","source_ip":"198.51.100.77","events":1,"failures":1,"first":"2025-05-06T08:50:00.000000Z","last":"2025-05-06T08:50:00.000000Z","services":"aks","actions":"k8s:secrets:list"}
+			wantOut: `{"actor":"system:anonymous","source_ip":"198.51.100.77","events":1,"failures":1,"first":"2025-05-06T08:50:00.000000Z","last":"2025-05-06T08:50:00.000000Z","services":"aks","actions":"k8s:secrets:list","delivered_via":"eventhubs"}
 `,
 		},
 		{
 			name: "table",
 			args: append([]string{"timeline", "--resource", "batch-runner", "--format", "table", "--width", "120"}, day...),
-			wantOut: `EVENT_TIME                  SERVICE  ACTOR    ACTION   RESOURCE    TARGET    OUTCOME  STATUS_CO…  SOURCE_IP   EVENT_ID
-2025-05-06 09:30:00.000000  arm      dev@co…  arm:Mi…  batch-run…  batch-r…  success  201         203.0.113…  arm:947d3…
+			wantOut: `EVENT_TIME                  SERVICE  ACTOR   ACTION  RESOURCE  TARGET  OUTCOME  STATUS_…  SOURCE_…  EVENT_ID   DELIVERE…
+2025-05-06 09:30:00.000000  arm      dev@c…  arm:M…  batch-r…  batch…  success  201       203.0.1…  arm:947d…  eventhubs
 `,
 			wantStderr: "1 rows, 2025-05-06T00:00:00Z to 2025-05-07T00:00:00Z\n",
 		},
@@ -75,29 +75,29 @@ func TestQueryCommand(t *testing.T) {
 			wantOut: `EVENT_TIME                  SERVICE  ACTOR   ACTION  RESOURCE   TARGET   OUTCOME
 2025-05-06 09:30:00.000000  arm      dev@c…  arm:M…  batch-ru…  batch-…  success
 `,
-			wantStderr: "3 of 10 columns left off to fit 80 columns (status_code, source_ip, event_id): widen the terminal, set --width, or use --format csv or json\n" +
+			wantStderr: "4 of 11 columns left off to fit 80 columns (status_code, source_ip, event_id, delivered_via): widen the terminal, set --width, or use --format csv or json\n" +
 				"1 rows, 2025-05-06T00:00:00Z to 2025-05-07T00:00:00Z\n",
 		},
 		{
 			name: "timeline by actor",
 			args: []string{"timeline", "--actor", "system:serviceaccount:payments:api", "--from", "2025-05-01", "--to", "2025-05-07", "--format", "csv"},
-			wantOut: `event_time,service,actor,action,resource,target,outcome,status_code,source_ip,user_agent,impersonated_by,event_id
-2025-05-06T08:30:00.000000Z,aks,system:serviceaccount:payments:api,k8s:configmaps:get,prod-aks,payments/configmaps api-config,success,200,20.61.12.7,kubectl/v1.30.3 (linux/amd64) kubernetes/6fc0a69,alice@contoso.com,00000000-0000-4000-a000-000000000003
+			wantOut: `event_time,service,actor,action,resource,target,outcome,status_code,source_ip,user_agent,impersonated_by,event_id,delivered_via
+2025-05-06T08:30:00.000000Z,aks,system:serviceaccount:payments:api,k8s:configmaps:get,prod-aks,payments/configmaps api-config,success,200,20.61.12.7,kubectl/v1.30.3 (linux/amd64) kubernetes/6fc0a69,alice@contoso.com,00000000-0000-4000-a000-000000000003,eventhubs
 `,
 		},
 		{
 			name: "timeline stops at the limit and says so",
 			args: []string{"timeline", "--actor", "dev@contoso.com", "--limit", "2", "--from", "2025-05-01", "--to", "2025-05-07", "--format", "csv"},
-			wantOut: `event_time,service,actor,action,resource,target,outcome,status_code,source_ip,user_agent,impersonated_by,event_id
-2025-05-06T09:10:00.000000Z,arm,dev@contoso.com,arm:Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action,prod-aks,,success,200,203.0.113.66,,,arm:9a4a1b983c7e32c5a13aaa6a257948a7
-2025-05-06T09:12:33.104512Z,aks,dev@contoso.com,k8s:pods/exec:create,prod-aks,payments/pods/exec api-7f9c,success,101,203.0.113.66,kubectl/v1.30.3 (linux/amd64) kubernetes/6fc0a69,,00000000-0000-4000-a000-000000000013
+			wantOut: `event_time,service,actor,action,resource,target,outcome,status_code,source_ip,user_agent,impersonated_by,event_id,delivered_via
+2025-05-06T09:10:00.000000Z,arm,dev@contoso.com,arm:Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action,prod-aks,,success,200,203.0.113.66,,,arm:9a4a1b983c7e32c5a13aaa6a257948a7,eventhubs
+2025-05-06T09:12:33.104512Z,aks,dev@contoso.com,k8s:pods/exec:create,prod-aks,payments/pods/exec api-7f9c,success,101,203.0.113.66,kubectl/v1.30.3 (linux/amd64) kubernetes/6fc0a69,,00000000-0000-4000-a000-000000000013,eventhubs
 `,
 			wantStderr: "custody: stopped at the limit of 2 rows; narrow --from/--to or raise the limit to see the rest\n",
 		},
 		{
 			name:    "empty result",
 			args:    []string{"query", "aks-exec", "--from", "2025-05-01", "--to", "2025-05-02", "--format", "csv"},
-			wantOut: "event_time,actor,cluster,namespace,pod,kind,container,command,outcome,status_code,source_ip,event_id\n",
+			wantOut: "event_time,actor,cluster,namespace,pod,kind,container,command,outcome,status_code,source_ip,event_id,delivered_via\n",
 		},
 	}
 	for _, tt := range tests {
@@ -185,7 +185,7 @@ func TestQueryErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"query"}, "query: name a query (custody query --list shows them)"},
-		{[]string{"query", "nope"}, `query: unknown query "nope" (custody query --list shows the 23 known queries)`},
+		{[]string{"query", "nope"}, `query: unknown query "nope" (custody query --list shows the 24 known queries)`},
 		{[]string{"query", "aks-exec", "extra"}, `query: one query name expected, got ["aks-exec" "extra"]`},
 		{[]string{"query", "aks-exec", "--format", "xml"}, `query: --format: unknown output format "xml" (want table, json, csv)`},
 		{[]string{"query", "principal-timeline", "--param", "actor"}, `query: --param "actor": want name=value`},
