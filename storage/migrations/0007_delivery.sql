@@ -1,4 +1,4 @@
--- 0004: how each stored row was delivered. Placeholders as in 0001.
+-- 0007: how each stored row was delivered. Placeholders as in 0001.
 --
 -- One event can reach the store by several paths: a diagnostic setting to
 -- Event Hubs, another to Log Analytics, a storage archive read by
