@@ -354,3 +354,39 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// ContentFields are the normalized fields on which copies of one event
+// (the same event_id delivered by several paths) must agree: what
+// happened, when, by whom, from where, to what, with which outcome. Paths
+// legitimately differ in the rest (category, reason, tenant, attributes,
+// and the source and raw fields), so those are not compared. The
+// delivery-conflicts query and `custody status` compare these.
+func ContentFields() []string {
+	return []string{"event_time", "service", "subscription_id", "resource_group", "provider", "resource_type",
+		"resource_name", "resource_id", "actor_name", "actor_object_id", "actor_type", "actor_app_id",
+		"impersonated_by", "source_ip", "user_agent", "action", "action_class", "target_api_group",
+		"target_resource", "target_subresource", "target_namespace", "target_name", "target_repository",
+		"target_tag", "target_digest", "target_container_group", "target_container", "target_image",
+		"outcome", "status_code", "tags"}
+}
+
+// DeliverySummarySQL counts, over the whole events table of db, the stored
+// rows, the distinct events (event ids), the events stored more than once
+// and those whose copies disagree on ContentFields. Ids are compared by a
+// 64-bit hash so that a store of many millions of events is summarized in
+// bounded memory; only the rows of repeated ids are fingerprinted.
+func DeliverySummarySQL(db string) string {
+	fp := "cityHash64(" + strings.Join(ContentFields(), ", ") + ")"
+	return `SELECT
+    (SELECT count() FROM ` + db + `.events) AS rows,
+    (SELECT uniqExact(cityHash64(event_id)) FROM ` + db + `.events) AS events,
+    count() AS repeated,
+    countIf(lo != hi) AS conflicting
+FROM
+(
+    SELECT cityHash64(event_id) AS id, min(` + fp + `) AS lo, max(` + fp + `) AS hi
+    FROM ` + db + `.events
+    WHERE cityHash64(event_id) IN (SELECT cityHash64(event_id) AS h FROM ` + db + `.events GROUP BY h HAVING count() > 1)
+    GROUP BY id
+)`
+}

@@ -179,3 +179,27 @@ func TestRender(t *testing.T) {
 		t.Errorf("xml: %v", err)
 	}
 }
+
+// TestConflictFieldsAgree holds delivery-conflicts to ContentFields, the
+// list `custody status` compares: the query fingerprints exactly those
+// fields and names each one it finds differing.
+func TestConflictFieldsAgree(t *testing.T) {
+	cat, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := cat.Get("delivery-conflicts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql := strings.Join(strings.Fields(q.SQL), " ")
+	fp := "cityHash64( " + strings.Join(ContentFields(), ", ") + ")"
+	if n := strings.Count(sql, fp); n != 3 {
+		t.Errorf("delivery-conflicts fingerprints ContentFields %d times, want 3 (the copy, min and max): %s", n, fp)
+	}
+	for _, f := range ContentFields() {
+		if !strings.Contains(sql, "if(uniqExact("+f+") > 1, '"+f+"', '')") {
+			t.Errorf("delivery-conflicts does not name %s when it differs", f)
+		}
+	}
+}

@@ -192,12 +192,15 @@ func runExport(ctx context.Context, st *storage.Store, signer note.Signer, verif
 	for _, c := range m.Chains {
 		chains = append(chains, fmt.Sprintf("%s=%d", c.Chain, c.Rows))
 	}
-	detail += fmt.Sprintf(" rows=%d chains=[%s] file_sha256=%s", m.Rows, strings.Join(chains, " "), m.Files[0].SHA256)
+	detail += fmt.Sprintf(" rows=%d events=%d chains=[%s] file_sha256=%s", m.Rows, *m.Events, strings.Join(chains, " "), m.Files[0].SHA256)
 	if err := st.Log(ctx, "export", detail, "ok"); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Stdout, "export: %d events from %d chains written to %s (%s, %s) in %s\n",
-		m.Rows, len(m.Chains), o.Out, m.Files[0].Name, exportSize(m.Files[0].Bytes), res.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(o.Stdout, "export: %d events in %d rows from %d chains written to %s (%s, %s) in %s\n",
+		*m.Events, m.Rows, len(m.Chains), o.Out, m.Files[0].Name, exportSize(m.Files[0].Bytes), res.Elapsed.Round(time.Millisecond))
+	if m.Duplicates.Rows > 0 {
+		fmt.Fprintf(o.Stdout, "%d rows are further deliveries of events already in the bundle, listed in %s\n", m.Duplicates.Rows, m.Duplicates.Name)
+	}
 	fmt.Fprintf(o.Stdout, "signed with %s; check it with: custody verify-export %s --pubkey <%s public key>\n", m.Key, o.Out, m.Key)
 	return nil
 }

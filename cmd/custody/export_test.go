@@ -35,14 +35,14 @@ func TestExportCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
-	if !strings.HasPrefix(out, "export: 25 events from 1 chains written to "+bundle+" (events.jsonl, ") {
+	if !strings.HasPrefix(out, "export: 25 events in 25 rows from 1 chains written to "+bundle+" (events.jsonl, ") {
 		t.Errorf("export printed %q", out)
 	}
 	out, err = custodyCLI(t, dir, "verify-export", bundle, "--pubkey", pub)
 	if err != nil {
 		t.Fatalf("verify-export: %v\n%s", err, out)
 	}
-	if got := elapsed.ReplaceAllString(out, "in T\n"); !regexp.MustCompile(`^verify-export OK: .*/evidence: 25 rows, 1 files, 1 chains, key custody\+[0-9a-f]{8}, 0 findings in T\n$`).MatchString(got) {
+	if got := elapsed.ReplaceAllString(out, "in T\n"); !regexp.MustCompile(`^verify-export OK: .*/evidence: 25 rows \(25 events\), 1 files, 1 chains, key custody\+[0-9a-f]{8}, 0 findings in T\n$`).MatchString(got) {
 		t.Errorf("verify-export printed %q", out)
 	}
 
@@ -61,7 +61,7 @@ func TestExportCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("query export: %v", err)
 	}
-	if !strings.HasPrefix(out, "export: 25 events from 1 chains written to "+qb+" (events.parquet, ") {
+	if !strings.HasPrefix(out, "export: 25 events in 25 rows from 1 chains written to "+qb+" (events.parquet, ") {
 		t.Errorf("query export printed %q", out)
 	}
 	if out, err := custodyCLI(t, dir, "verify-export", qb, "--pubkey", pub); err != nil {

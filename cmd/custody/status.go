@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -58,11 +59,18 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 			if err := scanOne(ctx, st.Engine(), "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = {db:String}", engine.Params{"db": db}, &bytesOnDisk, &total); err != nil {
 				return fmt.Errorf("read store size: %w", err)
 			}
+			// One event can be stored once per path that delivered it.
+			var d deliveries
+			if err := scanOne(ctx, st.Engine(), queries.DeliverySummarySQL(db), nil, &d.Rows, &d.Events, &d.Repeated, &d.Conflicting); err != nil {
+				return fmt.Errorf("count deliveries: %w", err)
+			}
 			w := cmd.Root().Writer
 			if cmd.String("format") == "json" {
-				return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk, "chains": chains})
+				return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk,
+					"deliveries": d, "chains": chains})
 			}
-			fmt.Fprintf(w, "engine %s, database %s, %s on disk\n\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk))
+			fmt.Fprintf(w, "engine %s, database %s, %s on disk\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk))
+			fmt.Fprintf(w, "%s\n\n", d)
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "CHAIN\tEVENTS\tLAST SEQ\tLAST EVENT\tCHECKPOINT\tCHECKPOINT AT\tQUARANTINED")
 			for _, c := range chains {
@@ -71,6 +79,23 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 			return tw.Flush()
 		},
 	}
+}
+
+// deliveries summarizes events stored more than once (one event
+// delivered by several paths, each copy in its own chain).
+type deliveries struct {
+	Rows        uint64 `json:"rows"`        // stored event rows
+	Events      uint64 `json:"events"`      // distinct event ids
+	Repeated    uint64 `json:"repeated"`    // events stored more than once
+	Conflicting uint64 `json:"conflicting"` // of those, events whose copies disagree
+}
+
+func (d deliveries) String() string {
+	s := fmt.Sprintf("%d events in %d rows; %d delivered more than once", d.Events, d.Rows, d.Repeated)
+	if d.Conflicting > 0 {
+		return s + fmt.Sprintf("; %d with copies that disagree (custody query delivery-conflicts lists them)", d.Conflicting)
+	}
+	return s + ", none with copies that disagree"
 }
 
 // scanOne runs a query expected to return one row.

@@ -125,8 +125,8 @@ func runVerifyExport(ctx context.Context, o verifyExportOptions) error {
 		if !rep.OK() {
 			verdict = "FAILED"
 		}
-		fmt.Fprintf(o.Stdout, "verify-export %s: %s: %d rows, %d files, %d chains, key %s, %d findings in %s\n",
-			verdict, o.Dir, rep.Rows, rep.Files, rep.Chains, rep.Key, len(rep.Findings)+rep.Suppressed, rep.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(o.Stdout, "verify-export %s: %s: %d rows (%d events), %d files, %d chains, key %s, %d findings in %s\n",
+			verdict, o.Dir, rep.Rows, rep.Events, rep.Files, rep.Chains, rep.Key, len(rep.Findings)+rep.Suppressed, rep.Elapsed.Round(time.Millisecond))
 	}
 	if !rep.OK() {
 		return silentError{}

@@ -169,12 +169,20 @@ func Export(ctx context.Context, opts Options) (res *Result, err error) {
 			return nil, err
 		}
 	}
-	chains, file, err := writeData(ctx, opts, where, filter, total)
+	chains, file, dups, err := writeData(ctx, opts, where, filter, total)
 	if err != nil {
 		return nil, err
 	}
 	m.Files = []FileInfo{file}
 	m.Rows = file.Rows
+	events := dups.events()
+	db := encodeDuplicates(dups.dups)
+	if err := writeFileSync(filepath.Join(opts.Dir, DuplicatesFile), db); err != nil {
+		return nil, err
+	}
+	dsum := sha256.Sum256(db)
+	m.Events = &events
+	m.Duplicates = &FileInfo{Name: DuplicatesFile, SHA256: hex.EncodeToString(dsum[:]), Bytes: int64(len(db)), Rows: uint64(len(dups.dups))}
 	for _, c := range chains {
 		m.Chains = append(m.Chains, *c)
 	}
@@ -218,7 +226,7 @@ func prepareDir(dir string) (created bool, err error) {
 
 // cleanup removes what a failed export wrote.
 func cleanup(dir string, created bool, format string) {
-	for _, n := range []string{dataFileName(format), ManifestFile, SignatureFile} {
+	for _, n := range []string{dataFileName(format), DuplicatesFile, ManifestFile, SignatureFile} {
 		_ = os.Remove(filepath.Join(dir, n))
 	}
 	if created {
@@ -340,12 +348,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // writeData writes the data file and returns the chains it holds, with
-// their runs, and the file's description.
-func writeData(ctx context.Context, opts Options, where string, p engine.Params, total uint64) (chains []*Chain, fi FileInfo, err error) {
+// their runs, the file's description and its repeated event ids.
+func writeData(ctx context.Context, opts Options, where string, p engine.Params, total uint64) (chains []*Chain, fi FileInfo, dups *duplicateTracker, err error) {
 	name := dataFileName(opts.Format)
 	f, err := os.OpenFile(filepath.Join(opts.Dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return nil, fi, fmt.Errorf("create %s: %w", name, err)
+		return nil, fi, nil, fmt.Errorf("create %s: %w", name, err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
@@ -358,7 +366,7 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 	switch opts.Format {
 	case FormatCSV:
 		if err := writeCSVHeader(cw); err != nil {
-			return nil, fi, err
+			return nil, fi, nil, err
 		}
 	case FormatParquet:
 		pw = newParquetWriter(cw)
@@ -366,12 +374,12 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 
 	sorted, err := readRows(ctx, opts, where, p, total)
 	if err != nil {
-		return nil, fi, err
+		return nil, fi, nil, err
 	}
 	defer sorted.close()
 	chains, err = sorted.chainRuns()
 	if err != nil {
-		return nil, fi, err
+		return nil, fi, nil, err
 	}
 	// The proofs need the engine and the rows' order only: they are
 	// computed while the file is written. Either failing stops the other.
@@ -392,7 +400,8 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 			opts.Progress(half(n)+uint64(done)/2, uint64(n))
 		}
 	}
-	err = writeOrdered(wctx, sorted, opts.Format, cw, pw, progress)
+	dups = newDuplicateTracker()
+	err = writeOrdered(wctx, sorted, opts.Format, cw, pw, dups, progress)
 	if err == nil && pw != nil {
 		err = pw.close()
 	}
@@ -400,21 +409,21 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 		cancel()
 	}
 	if perr := <-proved; perr != nil && ctx.Err() == nil && (err == nil || errors.Is(err, context.Canceled)) {
-		return nil, fi, perr // the writing was stopped by this
+		return nil, fi, nil, perr // the writing was stopped by this
 	}
 	if err != nil {
-		return nil, fi, err
+		return nil, fi, nil, err
 	}
 	if err := bw.Flush(); err != nil {
-		return nil, fi, fmt.Errorf("write %s: %w", name, err)
+		return nil, fi, nil, fmt.Errorf("write %s: %w", name, err)
 	}
 	if err := f.Sync(); err != nil {
-		return nil, fi, fmt.Errorf("sync %s: %w", name, err)
+		return nil, fi, nil, fmt.Errorf("sync %s: %w", name, err)
 	}
 	if opts.Progress != nil {
 		opts.Progress(uint64(n), uint64(n))
 	}
-	return chains, FileInfo{Name: name, SHA256: hex.EncodeToString(cw.h.Sum(nil)), Bytes: cw.n, Rows: uint64(n)}, nil
+	return chains, FileInfo{Name: name, SHA256: hex.EncodeToString(cw.h.Sum(nil)), Bytes: cw.n, Rows: uint64(n)}, dups, nil
 }
 
 // readRows reads the selected rows in storage order (see order.go) and

@@ -17,14 +17,18 @@ import (
 const (
 	// BundleFormat names the manifest format.
 	BundleFormat = "custody-export"
-	// BundleVersion is the manifest version this package writes and the
-	// only one it verifies.
-	BundleVersion = 1
+	// BundleVersion is the manifest version this package writes. Version
+	// 2 added the distinct event count and the duplicates file; Verify
+	// reads versions 1 and 2.
+	BundleVersion = 2
+	// oldestBundleVersion is the oldest manifest version Verify reads.
+	oldestBundleVersion = 1
 	// ManifestFile is the manifest's name inside a bundle.
 	ManifestFile = "manifest.json"
 	// SignatureFile holds the signed note over the manifest's SHA-256.
 	SignatureFile = "manifest.sig"
-	// signatureHeader is the first line of the signed note's text.
+	// signatureHeader is the first line of the signed note's text; the
+	// note's format did not change with the manifest's version 2.
 	signatureHeader = "custody-export/v1"
 )
 
@@ -73,7 +77,14 @@ type Manifest struct {
 	Data      string     `json:"data_format"` // FormatJSONL, ...
 	Files     []FileInfo `json:"files"`
 	Rows      uint64     `json:"rows"`
-	Chains    []Chain    `json:"chains"`
+	// Events is the number of distinct event ids among the rows: what the
+	// canned queries count (version 2; absent in version 1).
+	Events *uint64 `json:"events,omitempty"`
+	// Duplicates describes DuplicatesFile, the rows whose event id an
+	// earlier row holds (version 2; absent in version 1). Rows is the
+	// number of such rows: Rows - Events.
+	Duplicates *FileInfo `json:"duplicates,omitempty"`
+	Chains     []Chain   `json:"chains"`
 }
 
 // StoreInfo says which store the events came from.
@@ -190,8 +201,8 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if m.Format != BundleFormat {
 		return nil, fmt.Errorf("manifest format %q is not %q", m.Format, BundleFormat)
 	}
-	if m.Version != BundleVersion {
-		return nil, fmt.Errorf("manifest version %d is not supported (this verifier reads version %d)", m.Version, BundleVersion)
+	if m.Version < oldestBundleVersion || m.Version > BundleVersion {
+		return nil, fmt.Errorf("manifest version %d is not supported (this verifier reads versions %d to %d)", m.Version, oldestBundleVersion, BundleVersion)
 	}
 	return &m, nil
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ const (
 	KindOutOfOrder   FindingKind = "out_of_order"  // a row listed by the manifest, found after rows that follow it
 	KindRootMismatch FindingKind = "root_mismatch" // the rows and the range proof do not reproduce the signed root
 	KindOCSFMismatch FindingKind = "ocsf_mismatch" // an OCSF line's fields differ from those derived from its row
+	KindDuplicates   FindingKind = "duplicates"    // duplicates.jsonl or the manifest's event count differ from the data's repeated event ids
 )
 
 // Finding is one problem, located as precisely as the bundle allows.
@@ -95,9 +97,12 @@ const maxFindings = 1000
 
 // Report is the outcome of Verify.
 type Report struct {
-	Dir        string        `json:"dir"`
-	Key        string        `json:"key"`
-	Rows       uint64        `json:"rows"`
+	Dir  string `json:"dir"`
+	Key  string `json:"key"`
+	Rows uint64 `json:"rows"`
+	// Events is the number of distinct event ids among the rows read,
+	// recomputed from the data: what the canned queries count.
+	Events     uint64        `json:"events"`
 	Files      int           `json:"files"`
 	Chains     int           `json:"chains"`
 	Findings   []Finding     `json:"findings"`
@@ -176,6 +181,9 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 		listed[f.Name] = true
 		total += uint64(max(f.Bytes, 0))
 	}
+	if m.Duplicates != nil && m.Duplicates.Name == DuplicatesFile {
+		listed[DuplicatesFile] = true
+	}
 	for _, e := range entries {
 		if !listed[e.Name()] {
 			rep.add(Finding{Kind: KindFileAdded, File: e.Name(), Detail: "not listed in the manifest"})
@@ -194,6 +202,8 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 		})
 	}
 	v.finish()
+	v.checkDuplicates(dir)
+	rep.Events = v.dups.events()
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }
@@ -206,6 +216,8 @@ type bundleVerifier struct {
 	chains map[string]*chainState
 	index  map[string]int
 	file   string
+	// dups follows the rows' event ids, to recompute duplicates.jsonl.
+	dups *duplicateTracker
 	// chunkLen is the size text files are read in (chunkSize; tests
 	// make it small to cut records across chunks).
 	chunkLen int
@@ -231,7 +243,7 @@ type chainState struct {
 }
 
 func newVerifier(m *Manifest, rep *Report, key note.Verifier) *bundleVerifier {
-	v := &bundleVerifier{m: m, rep: rep, key: key, chains: map[string]*chainState{}, index: columnIndex(), chunkLen: chunkSize}
+	v := &bundleVerifier{m: m, rep: rep, key: key, chains: map[string]*chainState{}, index: columnIndex(), chunkLen: chunkSize, dups: newDuplicateTracker()}
 	for i := range m.Chains {
 		c := &m.Chains[i]
 		st := &chainState{c: c, proof: newProofChecker(c)}
@@ -297,6 +309,86 @@ func (v *bundleVerifier) checkManifest() {
 	}
 	if fileRows != m.Rows || chainRows != m.Rows {
 		bad("rows: the manifest says %d, its files %d and its chains %d", m.Rows, fileRows, chainRows)
+	}
+	switch {
+	case m.Version >= 2 && (m.Events == nil || m.Duplicates == nil):
+		bad("version %d must state events and the duplicates file", m.Version)
+	case m.Version < 2 && (m.Events != nil || m.Duplicates != nil):
+		bad("version %d has no events or duplicates file", m.Version)
+	case m.Duplicates == nil:
+	case m.Duplicates.Name != DuplicatesFile:
+		bad("duplicates file %q is not %s", m.Duplicates.Name, DuplicatesFile)
+	case *m.Events+m.Duplicates.Rows != m.Rows:
+		bad("%d events and %d duplicate rows do not add up to the %d rows", *m.Events, m.Duplicates.Rows, m.Rows)
+	}
+}
+
+// checkDuplicates compares the duplicates file and the manifest's event
+// count with what the data's rows, in file order, say (version 2).
+func (v *bundleVerifier) checkDuplicates(dir string) {
+	m := v.m
+	if m.Duplicates == nil || m.Events == nil || m.Duplicates.Name != DuplicatesFile {
+		return // version 1, or reported by checkManifest
+	}
+	b, err := os.ReadFile(filepath.Join(dir, DuplicatesFile))
+	if err != nil {
+		v.rep.add(Finding{Kind: KindFileMissing, File: DuplicatesFile, Detail: fmt.Sprintf("listed in the manifest with %d rows, not readable: %v", m.Duplicates.Rows, err)})
+		return
+	}
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != m.Duplicates.SHA256 || int64(len(b)) != m.Duplicates.Bytes {
+		v.rep.add(Finding{Kind: KindFileAltered, File: DuplicatesFile, Detail: fmt.Sprintf("SHA-256 %x and %d bytes, the manifest says %s and %d bytes", sum, len(b), m.Duplicates.SHA256, m.Duplicates.Bytes)})
+	}
+	// The marks are recomputed from the rows: when rows are missing,
+	// added or unreadable, those findings say what is wrong and the marks
+	// cannot be judged.
+	for _, f := range v.rep.Findings {
+		switch f.Kind {
+		case KindMissing, KindAdded, KindOutOfOrder, KindMalformed, KindFileMissing:
+			return
+		}
+	}
+	if v.rep.Suppressed > 0 {
+		return
+	}
+	if got := v.dups.events(); got != *m.Events {
+		v.rep.add(Finding{Kind: KindDuplicates, File: ManifestFile, Detail: fmt.Sprintf("the manifest says %d distinct events, the data holds %d", *m.Events, got)})
+	}
+	want := v.dups.dups
+	if bytes.Equal(b, encodeDuplicates(want)) {
+		return
+	}
+	listed, err := decodeDuplicates(b)
+	if err != nil {
+		v.rep.add(Finding{Kind: KindMalformed, File: DuplicatesFile, Detail: err.Error()})
+		return
+	}
+	before := len(v.rep.Findings) + v.rep.Suppressed
+	at := func(d Duplicate) string { return d.Chain + "\x00" + strconv.FormatUint(d.Seq, 10) }
+	wantAt := make(map[string]Duplicate, len(want))
+	for _, d := range want {
+		wantAt[at(d)] = d
+	}
+	for i, d := range listed {
+		w, ok := wantAt[at(d)]
+		switch {
+		case !ok:
+			v.rep.add(Finding{Kind: KindDuplicates, File: DuplicatesFile, Line: uint64(i + 1), Chain: d.Chain, Seq: d.Seq,
+				Detail: fmt.Sprintf("marks the row a copy of event %q, but no earlier row of the data holds that event id", d.EventID)})
+		case w != d:
+			v.rep.add(Finding{Kind: KindDuplicates, File: DuplicatesFile, Line: uint64(i + 1), Chain: d.Chain, Seq: d.Seq,
+				Detail: fmt.Sprintf("says event %q first held at %s seq %d; the data says event %q first held at %s seq %d", d.EventID, d.FirstChain, d.FirstSeq, w.EventID, w.FirstChain, w.FirstSeq)})
+		}
+		delete(wantAt, at(d))
+	}
+	for _, d := range want {
+		if _, left := wantAt[at(d)]; left {
+			v.rep.add(Finding{Kind: KindDuplicates, File: DuplicatesFile, Chain: d.Chain, Seq: d.Seq,
+				Detail: fmt.Sprintf("does not mark the row, a copy of event %q first held at %s seq %d", d.EventID, d.FirstChain, d.FirstSeq)})
+		}
+	}
+	if len(v.rep.Findings)+v.rep.Suppressed == before {
+		v.rep.add(Finding{Kind: KindDuplicates, File: DuplicatesFile, Detail: "the rows are listed out of data file order or not in the canonical encoding"})
 	}
 }
 
@@ -448,10 +540,12 @@ type rowKey struct {
 	Seq      uint64
 	PrevHash storage.Hash
 	Hash     storage.Hash
+	// EventID is a copy, never a view of a reused buffer.
+	EventID string
 }
 
 func keyOf(r *storage.Row) *rowKey {
-	return &rowKey{Chain: r.Chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash}
+	return &rowKey{Chain: r.Chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, EventID: strings.Clone(r.Event.ID)}
 }
 
 // lineResult is one decoded line, ready to be checked in order.
@@ -656,6 +750,7 @@ func (v *bundleVerifier) malformed(n uint64, err error) {
 // row checks one decoded row: its hash, its place in the manifest's runs,
 // its link to the previous row, and feeds the chain's range proof.
 func (v *bundleVerifier) row(n uint64, r *rowKey, computed storage.Hash) {
+	v.dups.add(r.Chain, r.Seq, r.EventID)
 	at := Finding{File: v.file, Line: n, Chain: r.Chain, Seq: r.Seq}
 	report := func(kind FindingKind, format string, args ...any) {
 		f := at

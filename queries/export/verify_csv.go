@@ -177,7 +177,7 @@ func (d *csvChecker) decode(n uint64, rec []byte, res *lineResult) {
 	if r.Chain != d.chain {
 		d.chain = strings.Clone(r.Chain)
 	}
-	res.key = rowKey{Chain: d.chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash}
+	res.key = rowKey{Chain: d.chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, EventID: strings.Clone(r.Event.ID)}
 }
 
 // split parses rec, a record ending in '\n' and holding no '\r', into

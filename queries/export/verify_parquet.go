@@ -169,7 +169,7 @@ func (d *parquetChecker) read(p *parquetPart) {
 			if r.Chain != d.chain {
 				d.chain = strings.Clone(r.Chain)
 			}
-			res.key = rowKey{Chain: d.chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash}
+			res.key = rowKey{Chain: d.chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, EventID: strings.Clone(r.Event.ID)}
 		}
 		left -= int64(k)
 		if errors.Is(err, io.EOF) {

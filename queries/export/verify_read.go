@@ -220,5 +220,5 @@ func (d *lineChecker) setKey(res *lineResult, r *storage.Row) {
 	if r.Chain != d.chain {
 		d.chain = strings.Clone(r.Chain)
 	}
-	res.key = rowKey{Chain: d.chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash}
+	res.key = rowKey{Chain: d.chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, EventID: strings.Clone(r.Event.ID)}
 }

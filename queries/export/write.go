@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync/atomic"
 
 	"github.com/custody-audit/custody/storage"
@@ -133,6 +134,7 @@ type writeBatch struct {
 	spilled []byte
 	out     []byte
 	rows    []storage.Row
+	ids     []string // the rows' event ids, copied
 	err     error
 }
 
@@ -192,8 +194,9 @@ func checkRow(h *storage.Hasher, r *storage.Row, text bool) error {
 // writeOrdered checks the ordered rows and writes them in the format of
 // opts: text lines to w, or rows through pw when it is set. GOMAXPROCS
 // goroutines decode, check and encode batches of rows; they are written
-// in order. progress is called with the rows written.
-func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer, pw *parquetWriter, progress func(n int)) error {
+// in order; dups is given every row's event id in that order. progress is
+// called with the rows written.
+func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer, pw *parquetWriter, dups *duplicateTracker, progress func(n int)) error {
 	name := dataFileName(format)
 	workers := max(1, runtime.GOMAXPROCS(0))
 	// free recycles the batches' line buffers: a batch of lines is
@@ -233,6 +236,7 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 				if b.err = checkRow(&h, &r, pw == nil); b.err != nil {
 					break
 				}
+				b.ids = append(b.ids, strings.Clone(r.Event.ID))
 				if pw != nil {
 					b.rows = append(b.rows, r)
 					continue
@@ -266,6 +270,10 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 		if err != nil {
 			stop.Store(true)
 			return
+		}
+		for i, id := range b.ids {
+			ref := s.refs[b.from+i]
+			dups.add(s.names[ref.chain], ref.seq, id)
 		}
 		select {
 		case free <- b.out[:0]:

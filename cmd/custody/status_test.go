@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/custody-audit/custody/internal/chdbtest"
+)
+
+// TestStatusCountsDeliveries stores the same five records through two
+// paths, and an altered copy of one through a third, and checks what
+// custody status says about them.
+func TestStatusCountsDeliveries(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	run := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		app := newApp()
+		app.Writer = &out
+		app.ErrWriter = &out
+		err := app.Run(context.Background(), append([]string{"custody", "--store", store, "--signing-key", filepath.Join(dir, "k"), "--verify-key", filepath.Join(dir, "k.pub")}, args...))
+		if err != nil {
+			t.Fatalf("custody %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
+	fixtures := filepath.Join(chdbtest.RepoRoot(t), "queries", "testdata", "deliveries")
+	// The altered copy of the push, as one Event Hubs body on one line.
+	body, err := os.ReadFile(filepath.Join(fixtures, "conflict.eventhubs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	line, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conflict := filepath.Join(dir, "conflict.json")
+	if err := os.WriteFile(conflict, append(line, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	run("keygen")
+	run("init")
+	pt1h := filepath.Join(fixtures, "PT1H.json")
+	run("append", "--format", "archive", "--stream", "archive/contosoaudit/insights-logs/PT1H.json", pt1h)
+	run("append", "--format", "archive", "--stream", "eventhubs/contoso-audit.servicebus.windows.net/admin-logs/custody/0", pt1h)
+	run("append", "--format", "eventhubs", "--stream", "eventhubs/contoso-audit.servicebus.windows.net/admin-logs/custody/1", conflict)
+
+	var got struct {
+		Deliveries deliveries `json:"deliveries"`
+	}
+	if err := json.Unmarshal([]byte(run("status", "--format", "json")), &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := (deliveries{Rows: 11, Events: 5, Repeated: 5, Conflicting: 1}); got.Deliveries != want {
+		t.Errorf("status deliveries %+v, want %+v", got.Deliveries, want)
+	}
+	const line2 = "5 events in 11 rows; 5 delivered more than once; 1 with copies that disagree (custody query delivery-conflicts lists them)\n"
+	if out := run("status"); !strings.Contains(out, "\n"+line2) {
+		t.Errorf("status does not say %q:\n%s", line2, out)
+	}
+}
