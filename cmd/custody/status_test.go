@@ -26,7 +26,8 @@ func TestStatusCountsDeliveries(t *testing.T) {
 		app := newApp()
 		app.Writer = &out
 		app.ErrWriter = &out
-		err := app.Run(context.Background(), append([]string{"custody", "--store", store, "--signing-key", filepath.Join(dir, "k"), "--verify-key", filepath.Join(dir, "k.pub")}, args...))
+		err := app.Run(context.Background(), append([]string{"custody", "--store", store, "--signing-key", filepath.Join(dir, "k"), "--verify-key", filepath.Join(dir, "k.pub"),
+			"--checkpoint-dir", filepath.Join(dir, "checkpoints")}, args...))
 		if err != nil {
 			t.Fatalf("custody %s: %v\n%s", strings.Join(args, " "), err, out.String())
 		}
