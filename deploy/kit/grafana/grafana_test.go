@@ -49,10 +49,10 @@ type datasource struct {
 }
 
 type panel struct {
-	ID         int        `json:"id"`
-	Title      string     `json:"title"`
-	Type       string     `json:"type"`
-	Datasource datasource `json:"datasource"`
+	ID         int                      `json:"id"`
+	Title      string                   `json:"title"`
+	Type       string                   `json:"type"`
+	Datasource datasource               `json:"datasource"`
 	GridPos    struct{ X, Y, W, H int } `json:"gridPos"`
 	Targets    []struct {
 		RefID      string     `json:"refId"`
@@ -425,9 +425,9 @@ func TestPanelsOnIncident(t *testing.T) {
 	// nothing and fails nowhere, and a name with ':' finds its rows.
 	timeline := panelSQL(t, "custody-investigation.json", "Principal timeline")
 	for value, want := range map[string]int{
-		`x' OR 1=1 --`:   0,
-		`x\' OR 1=1 --`:  0,
-		`') OR ('1'='1`:  0,
+		`x' OR 1=1 --`:  0,
+		`x\' OR 1=1 --`: 0,
+		`') OR ('1'='1`: 0,
 		"system:serviceaccount:cert-manager:cert-manager": 23,
 	} {
 		q := incidentQuery
@@ -454,7 +454,6 @@ func panelSQL(t *testing.T, file, title string) string {
 	t.Fatalf("%s has no panel %q", file, title)
 	return ""
 }
-
 
 func equalRows(t *testing.T, what string, got, want [][]string) {
 	t.Helper()
