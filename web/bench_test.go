@@ -1,0 +1,170 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/queries/querytest"
+	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/engine"
+)
+
+// The benchmark store holds the queries benchmark's generated events
+// (querytest.BenchInsertSQL, without its second deliveries): events over
+// 30 days ending 2025-06-01, CUSTODY_BENCH_EVENTS of them (default
+// 1,000,000), kept in CUSTODY_BENCH_DIR/<count> between runs. Give it a
+// directory of its own: the queries benchmark's store also holds copies.
+func benchEnd() time.Time { return time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC) }
+
+const benchSpan = 30 * 24 * time.Hour
+
+func benchServer(b *testing.B) (*Server, uint64) {
+	b.Helper()
+	total := uint64(1_000_000)
+	if s := os.Getenv("CUSTODY_BENCH_EVENTS"); s != "" {
+		n, err := strconv.ParseUint(strings.ReplaceAll(s, "_", ""), 10, 64)
+		if err != nil || n == 0 {
+			b.Fatalf("CUSTODY_BENCH_EVENTS=%q: want a positive count", s)
+		}
+		total = n
+	}
+	dir := os.Getenv("CUSTODY_BENCH_DIR")
+	if dir != "" {
+		dir = filepath.Join(dir, strconv.FormatUint(total, 10))
+	}
+	eng := chdbtest.Open(b, dir)
+	ctx := context.Background()
+	querytest.CreateSchema(ctx, b, eng)
+	var have uint64
+	if err := engine.Each(ctx, eng, "SELECT count() FROM custody.events", nil, func(r engine.Rows) error { return r.Scan(&have) }); err != nil {
+		b.Fatal(err)
+	}
+	if have != total {
+		if have != 0 {
+			b.Fatalf("store %s holds %d events, want 0 or %d", dir, have, total)
+		}
+		start := time.Now()
+		const chunk = 1_000_000
+		for off := uint64(0); off < total; off += chunk {
+			if err := eng.Exec(ctx, querytest.BenchInsertSQL(off, min(chunk, total-off), total, benchEnd(), benchSpan), nil); err != nil {
+				b.Fatalf("generate events: %v", err)
+			}
+		}
+		if err := eng.Exec(ctx, "OPTIMIZE TABLE custody.events FINAL", nil); err != nil {
+			b.Fatalf("merge generated parts: %v", err)
+		}
+		b.Logf("generated %d events in %s", total, time.Since(start).Round(time.Millisecond))
+	}
+	st, err := storage.Open(ctx, eng, storage.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, vkey, err := storage.GenerateKey("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(Options{Store: st, Verifier: v, Now: benchEnd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, total
+}
+
+// BenchmarkPage measures what the page asks of the server, through the
+// whole handler (validation, the engine, JSON): searches and timelines on
+// the generated store, and prints a Markdown table of p50 and p95:
+//
+//	CUSTODY_BENCH_EVENTS=10000000 CUSTODY_BENCH_DIR=/var/tmp/custody-bench go test ./web -run '^$' -bench Page -benchtime 20x -timeout 60m
+func BenchmarkPage(b *testing.B) {
+	srv, total := benchServer(b)
+	aks3 := "/subscriptions/4f1a2b3c-0000-4000-8000-00000000c0de/resourcegroups/rg3/providers/microsoft.containerservice/managedclusters/aks3"
+	week := "from=2025-05-25T00:00:00Z&to=2025-06-01T00:00:00Z"
+	month := "from=2025-05-02T00:00:00Z&to=2025-06-01T00:00:00Z"
+	get := func(b *testing.B, path string) map[string]any {
+		req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
+			b.Fatal(err)
+		}
+		return out
+	}
+	// The second page of a search, by its cursor.
+	next := func(b *testing.B, path string) string {
+		n, _ := get(b, path)["next"].(string)
+		if n == "" {
+			b.Fatalf("%s: no next page", path)
+		}
+		return path + "&after=" + url.QueryEscape(n)
+	}
+	cases := []struct{ name, path string }{
+		{"search: last 7 days, first page", "/api/search?" + week},
+		{"search: last 7 days, page 2", ""},
+		{"search: 30 days, one principal", "/api/search?" + month + "&actor=user42@contoso.com"},
+		{"search: 30 days, one resource", "/api/search?" + month + "&resource=" + url.QueryEscape(aks3)},
+		{"search: 30 days, exec from an address range", "/api/search?" + month + "&ip=203.0.113.0/24&class=exec"},
+		{"search: 30 days, secret access denied", "/api/search?" + month + "&tag=secret_access&outcome=failure"},
+		{"timeline: one principal, whole history", "/api/timeline?actor=user42@contoso.com"},
+		{"timeline: one principal, one day", "/api/timeline?actor=user42@contoso.com&from=2025-05-20T00:00:00Z&to=2025-05-21T00:00:00Z"},
+		{"timeline: one resource, 7 days", "/api/timeline?resource=" + url.QueryEscape(aks3) + "&" + week},
+	}
+	cases[1].path = next(b, cases[0].path)
+	type stat struct {
+		name   string
+		events int
+		times  []time.Duration
+	}
+	var stats []*stat
+	for _, c := range cases {
+		st := &stat{name: c.name}
+		stats = append(stats, st)
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				start := time.Now()
+				out := get(b, c.path)
+				st.times = append(st.times, time.Since(start))
+				ev, _ := out["events"].([]any)
+				st.events = len(ev)
+			}
+		})
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%d events over %s.\n\n| request | events returned | p50 | p95 |\n|---|---:|---:|---:|\n", total, benchSpan)
+	for _, st := range stats {
+		slices.Sort(st.times)
+		fmt.Fprintf(&sb, "| %s | %d | %s | %s |\n", st.name, st.events, msOf(pct(st.times, 50)), msOf(pct(st.times, 95)))
+	}
+	fmt.Print(sb.String())
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[max((len(sorted)*p+99)/100-1, 0)]
+}
+
+func msOf(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64) + " ms"
+}
