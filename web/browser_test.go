@@ -40,7 +40,9 @@ func TestBrowser(t *testing.T) {
 		}
 		t.Skip("chromium is not installed (make test installs it)")
 	}
-	f := newFixture(t, Options{})
+	f := newFixture(t, Options{Collector: CollectorFunc(func(context.Context) []SourceStatus {
+		return []SourceStatus{{Name: "eventhubs", Kind: "eventhubs", Running: true, Messages: 1204, Stored: 1187, Quarantined: 2, Dropped: 15, Lag: map[string]int64{"0": 3, "1": 0}}}
+	})})
 	ts := httptest.NewServer(f.srv)
 	defer ts.Close()
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
@@ -270,6 +272,14 @@ func TestBrowser(t *testing.T) {
 		if !rep.OK() || rep.Rows != incidentRows {
 			t.Errorf("verify-export of the download: ok %v, %d rows (want %d): %v", rep.OK(), rep.Rows, incidentRows, rep.Findings)
 		}
+	})
+
+	t.Run("collector", func(t *testing.T) {
+		run(t, chromedp.Navigate(ts.URL+"/collector"), chromedp.WaitVisible(css(`main table`)))
+		if got := text(t, `main tbody`); !strings.Contains(got, "eventhubs") || !strings.Contains(got, "0: 3") {
+			t.Errorf("collector view: %s", got)
+		}
+		shot(t, "collector")
 	})
 
 	t.Run("a tampered store fails verify on the integrity view", func(t *testing.T) {

@@ -53,10 +53,11 @@ custody.yaml:
      max_retry_delay: 30s
      shutdown_timeout: 30s    # budget for the batch in flight at SIGTERM
    metrics_addr: 127.0.0.1:9464   # /metrics, /healthz, /readyz`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "metrics-addr", Usage: "listen address for /metrics, /healthz and /readyz (overrides metrics_addr)", Sources: cli.EnvVars("CUSTODY_METRICS_ADDR")},
 			&cli.IntFlag{Name: "memory-limit-mib", Value: 384, Usage: "soft limit for the collector's Go heap in MiB (the Go runtime collects harder near it; 0 = none; GOMEMLIMIT wins when set)", Sources: cli.EnvVars("CUSTODY_MEMORY_LIMIT_MIB")},
-		},
+			&cli.StringFlag{Name: "web", Usage: "also serve the read-only investigation page (custody serve) on this address, e.g. 127.0.0.1:8080, with a collector view", Sources: cli.EnvVars("CUSTODY_WEB")},
+		}, webFlags()...),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			// A backlog of months must not grow the collector: the
 			// pipeline already bounds what is in flight, and this keeps
@@ -273,6 +274,17 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The page shares the collector's store (the embedded engine is one
+	// process per store); it reads only.
+	var webDone chan error
+	if addr := cmd.String("web"); addr != "" {
+		serve, err := listenWeb(rctx, cmd, in.store, addr, registryCollector(reg, sources, &ready))
+		if err != nil {
+			return err
+		}
+		webDone = make(chan error, 1)
+		go func() { webDone <- serve() }()
+	}
 	errs := make([]error, len(pipes))
 	var wg sync.WaitGroup
 	for i, p := range pipes {
@@ -307,6 +319,12 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 	log.InfoContext(ctx, "collector running", "sources", len(pipes), "streams_resumed", len(in.positions))
 	wg.Wait()
 	ready.Store(false)
+	if webDone != nil {
+		cancel()
+		if err := <-webDone; err != nil {
+			log.WarnContext(context.WithoutCancel(ctx), "investigation page stopped", "err", err)
+		}
+	}
 	close(watchDone)
 	watch.Wait()
 	for i, p := range pipes {

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/urfave/cli/v3"
 	"golang.org/x/mod/sumdb/note"
@@ -72,26 +75,92 @@ func serveCommand() *cli.Command {
 
 // serveWeb serves the page over st on addr until ctx ends.
 func serveWeb(ctx context.Context, cmd *cli.Command, st *storage.Store, addr string, collector web.Collector) error {
+	serve, err := listenWeb(ctx, cmd, st, addr, collector)
+	if err != nil {
+		return err
+	}
+	return serve()
+}
+
+// listenWeb opens the page's listener (so a bad address or missing TLS
+// fails at once) and returns the function that serves until ctx ends.
+func listenWeb(ctx context.Context, cmd *cli.Command, st *storage.Store, addr string, collector web.Collector) (func() error, error) {
 	log := logger(cmd)
 	opts, lo, err := webOptions(cmd, st, addr, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts.Collector = collector
 	srv, err := web.New(opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ln, err := srv.Listen(lo)
 	if err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
 	scheme := "http"
 	if lo.CertFile != "" {
 		scheme = "https"
 	}
 	log.InfoContext(ctx, "serving the investigation page", "url", scheme+"://"+ln.Addr().String()+"/", "tokens", opts.Tokens != nil, "export", opts.Signer != nil)
-	return srv.Serve(ctx, ln)
+	return func() error { return srv.Serve(ctx, ln) }, nil
+}
+
+// registryCollector reports the collector's sources from its metrics
+// registry: the pipelines' counters by pipeline, and the lag gauge (which
+// asks the source at each gather).
+func registryCollector(reg *prometheus.Registry, sources []namedSource, ready *atomic.Bool) web.Collector {
+	return web.CollectorFunc(func(ctx context.Context) []web.SourceStatus {
+		out := make([]web.SourceStatus, len(sources))
+		byName := map[string]*web.SourceStatus{}
+		for i, s := range sources {
+			out[i] = web.SourceStatus{Name: s.name, Kind: s.kind, Running: ready.Load()}
+			byName[s.name] = &out[i]
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			for i := range out {
+				out[i].LagError = "metrics: " + err.Error()
+			}
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				var pipeline, stream string
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "pipeline":
+						pipeline = l.GetValue()
+					case "stream":
+						stream = l.GetValue()
+					}
+				}
+				s := byName[pipeline]
+				if s == nil {
+					continue
+				}
+				n := uint64(m.GetCounter().GetValue())
+				switch mf.GetName() {
+				case "custody_ingest_messages_in_total":
+					s.Messages += n
+				case "custody_ingest_events_out_total":
+					s.Stored += n
+				case "custody_ingest_events_skipped_total":
+					s.Skipped += n
+				case "custody_ingest_quarantined_total":
+					s.Quarantined += n
+				case "custody_ingest_dropped_total":
+					s.Dropped += n
+				case "custody_ingest_lag_events":
+					if s.Lag == nil {
+						s.Lag = map[string]int64{}
+					}
+					s.Lag[stream] = int64(m.GetGauge().GetValue())
+				}
+			}
+		}
+		return out
+	})
 }
 
 // webOptions reads the page's keys and settings from the flags.

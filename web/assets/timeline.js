@@ -64,7 +64,7 @@ export function drawTimeline(data, { onZoom, href }) {
     const shape = e.outcome === 'failure'
       ? s('polygon', { points: `${cx},${cy - 7} ${cx + 7},${cy} ${cx},${cy + 7} ${cx - 7},${cy}`, class: cls })
       : s('circle', { cx, cy, r: 6, class: cls });
-    const a = s('a', { href: href(e), class: 'mark-link', 'data-action': e.action, 'aria-label': `${e.time} ${e.service} ${e.action} by ${e.actor}: ${e.outcome}` },
+    const a = s('a', { href: href(e), class: 'mark-link', 'data-action': e.action, 'aria-label': `${e.time} ${e.service} ${e.action} (${e.class.replace('_', ' ')}) by ${e.actor}: ${e.outcome}` },
       shape, s('title', {}, `${e.time}\n${e.action}\n${e.actor} from ${e.source_ip || '?'}\n${e.class}, ${e.outcome}`));
     marks.append(a);
   }
