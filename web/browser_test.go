@@ -75,6 +75,14 @@ func TestBrowser(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeWarning || e.Type == runtime.ConsoleAPICalledTypeError {
+				var args []string
+				for _, a := range e.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				consoleErrors = append(consoleErrors, "console: "+strings.Join(args, " "))
+			}
 		case *runtime.EventExceptionThrown:
 			consoleErrors = append(consoleErrors, e.ExceptionDetails.Text)
 		case *cdplog.EventEntryAdded:

@@ -82,7 +82,10 @@ export function parseCheckpoint(note) {
 // (name+hash+base64(0x01 || public key)). It returns true or false, or
 // null when the browser has no Ed25519.
 export async function checkSignature(cp, vkey) {
-  const [name, hash, key] = vkey.split('+');
+  // name+hash+key: the base64 key may itself contain '+'.
+  const i = vkey.indexOf('+'), j = vkey.indexOf('+', i + 1);
+  if (i < 0 || j < 0) throw new Error('not a verifier key');
+  const name = vkey.slice(0, i), hash = vkey.slice(i + 1, j), key = vkey.slice(j + 1);
   const kb = b64ToBytes(key);
   if (kb[0] !== 1) throw new Error('not an Ed25519 key');
   const want = hexToBytes(hash.padStart(8, '0'));
@@ -91,7 +94,8 @@ export async function checkSignature(cp, vkey) {
   let k;
   try {
     k = await crypto.subtle.importKey('raw', kb.slice(1), { name: 'Ed25519' }, false, ['verify']);
-  } catch {
+  } catch (err) {
+    console.warn('no Ed25519 in WebCrypto:', err);
     return null;
   }
   return crypto.subtle.verify({ name: 'Ed25519' }, k, sig.sig.slice(4), new TextEncoder().encode(cp.text));
@@ -107,7 +111,7 @@ export async function checkEvent(ev) {
   const ok = bytesToHex(root) === bytesToHex(cp.root);
   let sig = null;
   if (ev.verify_key) {
-    try { sig = await checkSignature(cp, ev.verify_key); } catch { sig = false; }
+    try { sig = await checkSignature(cp, ev.verify_key); } catch (err) { console.warn('signature check:', err); sig = false; }
   }
   return { ok, root: bytesToHex(root), checkpointRoot: bytesToHex(cp.root), signature: sig, origin: cp.origin };
 }
