@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,6 +75,34 @@ func TestHandlers(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("keyset pages of one principal, oldest first", func(t *testing.T) {
+		base := "/api/search?from=2025-06-01&to=2025-07-01&order=asc&limit=4&actor=" + url.QueryEscape(phished)
+		path, last := base, ""
+		var got []string
+		for path != "" {
+			var res struct {
+				Events []eventSummary `json:"events"`
+				Next   string         `json:"next"`
+			}
+			decode(t, f.get(t, path), &res)
+			for _, e := range res.Events {
+				if e.Time < last {
+					t.Fatalf("%s before %s", e.Time, last)
+				}
+				last = e.Time
+				got = append(got, e.ID)
+			}
+			path = ""
+			if res.Next != "" {
+				path = base + "&after=" + res.Next
+			}
+		}
+		slices.Sort(got)
+		if len(got) != 19 || len(slices.Compact(got)) != 19 {
+			t.Errorf("%d events (%d distinct), want dana's 19", len(got), len(slices.Compact(got)))
+		}
+	})
 
 	t.Run("keyset pages cover the day once", func(t *testing.T) {
 		seen := map[string]bool{}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -206,18 +207,19 @@ func trimForError(s string) string {
 	return s
 }
 
-// where renders the filter as a WHERE clause over fixed text and
-// parameters.
-func (f filter) where(p engine.Params) string {
+// where renders the filter as WHERE clauses over fixed text and
+// parameters, one per branch of a UNION ALL whose rows are the filter's
+// rows, each row in exactly one branch. The actor filter matches three
+// columns; as one OR no skip index could prune anything, so each column
+// gets a branch of its own, where its bloom filter (or the sort key, for
+// actor_name) narrows the read, and the later branches exclude what the
+// earlier ones match.
+func (f filter) where(p engine.Params) []string {
 	c := []string{"event_time >= {from:DateTime64(6)}", "event_time < {to:DateTime64(6)}"}
 	p["from"], p["to"] = queries.FormatTime(f.from), queries.FormatTime(f.to)
 	if len(f.services) > 0 {
 		c = append(c, "service IN {services:Array(String)}")
 		p["services"] = arrayParam(f.services)
-	}
-	if f.actor != "" {
-		c = append(c, "(actor_name = {actor:String} OR actor_object_id = {actor:String} OR impersonated_by = {actor:String})")
-		p["actor"] = f.actor
 	}
 	if f.resource != "" {
 		c = append(c, "(resource_id = {resource:String} OR startsWith(resource_id, concat({resource:String}, '/')) OR resource_name = {resource:String})")
@@ -243,7 +245,43 @@ func (f filter) where(p engine.Params) string {
 		c = append(c, "hasAll(tags, {tags:Array(String)})")
 		p["tags"] = arrayParam(f.tags)
 	}
-	return strings.Join(c, " AND ")
+	common := strings.Join(c, " AND ")
+	if f.actor == "" {
+		return []string{common}
+	}
+	p["actor"] = f.actor
+	return []string{
+		common + " AND actor_name = {actor:String}",
+		common + " AND actor_object_id = {actor:String} AND actor_name != {actor:String}",
+		common + " AND impersonated_by = {actor:String} AND actor_name != {actor:String} AND actor_object_id != {actor:String}",
+	}
+}
+
+// selectSQL selects cols from the events matching every branch, ordered
+// by order, at most {limit:UInt32} rows. cols must name (alias) every
+// column order uses.
+func selectSQL(db, cols string, branches []string, order string) string {
+	if len(branches) == 1 {
+		return "SELECT " + cols + " FROM " + db + ".events WHERE " + branches[0] + " ORDER BY " + order + " LIMIT {limit:UInt32}"
+	}
+	parts := make([]string, len(branches))
+	for i, b := range branches {
+		parts[i] = "(SELECT " + cols + " FROM " + db + ".events WHERE " + b + " ORDER BY " + order + " LIMIT {limit:UInt32})"
+	}
+	return "SELECT * FROM (" + strings.Join(parts, " UNION ALL ") + ") ORDER BY " + order + " LIMIT {limit:UInt32}"
+}
+
+// aggregateSQL computes aggs (sums, mins and maxes that combine across
+// branches with outer) over the events matching every branch.
+func aggregateSQL(db, inner, outer string, branches []string) string {
+	if len(branches) == 1 {
+		return "SELECT " + inner + " FROM " + db + ".events WHERE " + branches[0]
+	}
+	parts := make([]string, len(branches))
+	for i, b := range branches {
+		parts[i] = "SELECT " + inner + " FROM " + db + ".events WHERE " + b
+	}
+	return "SELECT " + outer + " FROM (" + strings.Join(parts, " UNION ALL ") + ")"
 }
 
 // arrayParam renders enumeration values (plain words) as an Array(String)
@@ -266,15 +304,18 @@ type eventSummary struct {
 	Resource string `json:"resource"`
 	SourceIP string `json:"source_ip"`
 	Tags     string `json:"tags"`
+	t        time.Time
 }
 
-const summaryColumns = "toString(chain), seq, event_id, event_time, toString(service), actor_name, toString(action), toString(action_class), toString(outcome), resource_name, source_ip, arrayStringConcat(tags, ',')"
+// summaryColumns are an eventSummary's columns; the aliases are what
+// orders refer to.
+const summaryColumns = "toString(chain) AS c, seq AS s, event_id AS id, event_time AS t, toString(service) AS svc, actor_name AS a, " +
+	"toString(action) AS act, toString(action_class) AS cls, toString(outcome) AS o, resource_name AS r, source_ip AS sip, arrayStringConcat(tags, ',') AS tg"
 
 func scanSummary(r engine.Rows) (eventSummary, error) {
 	var e eventSummary
-	var t time.Time
-	err := r.Scan(&e.Chain, &e.Seq, &e.ID, &t, &e.Service, &e.Actor, &e.Action, &e.Class, &e.Outcome, &e.Resource, &e.SourceIP, &e.Tags)
-	e.Time = formatEventTime(t)
+	err := r.Scan(&e.Chain, &e.Seq, &e.ID, &e.t, &e.Service, &e.Actor, &e.Action, &e.Class, &e.Outcome, &e.Resource, &e.SourceIP, &e.Tags)
+	e.Time = formatEventTime(e.t)
 	return e, err
 }
 
@@ -314,22 +355,21 @@ func parseCursor(s string) (cursor, error) {
 	return cursor{t: time.UnixMicro(us).UTC(), chain: parts[2], seq: seq}, nil
 }
 
-// searchSQL is the search: the filter, after the cursor, in the table's
-// sort order. The sort key starts with toStartOfDay(event_time), so
-// ordering by it first lets the engine read parts in order and stop after
-// the page (read-in-order), and the event_time bound from the cursor
-// prunes every granule before it by the primary key.
-func searchSQL(db, where string, asc, after bool) string {
-	dir, cmp, bound := "DESC", "<", "<="
+// searchOrder is the search's order: the table's sort key first, so
+// the engine reads parts in key order, then time, chain and seq (unique).
+func searchOrder(asc bool) string {
+	dir := " DESC"
 	if asc {
-		dir, cmp, bound = "ASC", ">", ">="
+		dir = " ASC"
 	}
-	q := "SELECT " + summaryColumns + " FROM " + db + ".events WHERE " + where
-	if after {
-		q += " AND event_time " + bound + " {after_t:DateTime64(6)} AND (event_time, toString(chain), seq) " + cmp + " ({after_t:DateTime64(6)}, {after_chain:String}, {after_seq:UInt64})"
-	}
-	return q + " ORDER BY toStartOfDay(event_time) " + dir + ", event_time " + dir + ", toString(chain) " + dir + ", seq " + dir + " LIMIT {limit:UInt32}"
+	return "toStartOfDay(t)" + dir + ", t" + dir + ", c" + dir + ", s" + dir
 }
+
+// firstChunk is the first window a search reads; each next one is twice
+// as long. A page of a dense filter is found in the newest day (the sort
+// key's first part, so the engine reads only that day's granules); a
+// sparse one costs a few more queries than one scan would.
+const firstChunk = 24 * time.Hour
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
@@ -353,8 +393,6 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return badRequest("order: want asc or desc")
 	}
-	p := engine.Params{}
-	where := f.where(p)
 	var after *cursor
 	if v := q.Get("after"); v != "" {
 		c, err := parseCursor(v)
@@ -362,28 +400,17 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		after = &c
-		p["after_t"], p["after_chain"], p["after_seq"] = queries.FormatTime(c.t), c.chain, strconv.FormatUint(c.seq, 10)
 	}
-	p["limit"] = strconv.Itoa(limit + 1)
 	start := time.Now()
-	var events []eventSummary
-	err = engine.Each(r.Context(), s.eng, searchSQL(s.db, where, asc, after != nil), p, func(rows engine.Rows) error {
-		e, err := scanSummary(rows)
-		if err != nil {
-			return err
-		}
-		events = append(events, e)
-		return nil
-	})
+	events, err := s.search(r.Context(), f, after, asc, limit+1)
 	if err != nil {
-		return fmt.Errorf("search: %w", err)
+		return err
 	}
 	out := map[string]any{"from": formatEventTime(f.from), "to": formatEventTime(f.to), "elapsed_ms": time.Since(start).Milliseconds()}
 	if len(events) > limit {
 		events = events[:limit]
 		last := events[limit-1]
-		t, _ := time.Parse("2006-01-02T15:04:05.000000Z", last.Time)
-		out["next"] = cursor{t: t, chain: last.Chain, seq: last.Seq}.String()
+		out["next"] = cursor{t: last.t, chain: last.Chain, seq: last.Seq}.String()
 	}
 	if events == nil {
 		events = []eventSummary{}
@@ -391,4 +418,70 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	out["events"] = events
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// search returns up to n events of f after the cursor, in the search
+// order, reading the window in chunks from the end it starts at.
+func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, n int) ([]eventSummary, error) {
+	lo, hi := f.from, f.to
+	if after != nil {
+		// The cursor's time bounds the window (and prunes by the sort
+		// key); its chain and seq order rows of that same microsecond.
+		if asc {
+			lo = maxTime(lo, after.t)
+		} else {
+			hi = minTime(hi, after.t.Add(time.Microsecond))
+		}
+	}
+	var out []eventSummary
+	chunk := firstChunk
+	for lo.Before(hi) && len(out) < n {
+		cf := f
+		if asc {
+			cf.from, cf.to = lo, minTime(hi, lo.Add(chunk))
+			lo = cf.to
+		} else {
+			cf.from, cf.to = maxTime(lo, hi.Add(-chunk)), hi
+			hi = cf.from
+		}
+		chunk *= 2
+		p := engine.Params{"limit": strconv.Itoa(n - len(out))}
+		branches := cf.where(p)
+		if after != nil {
+			cmp := "<"
+			if asc {
+				cmp = ">"
+			}
+			for i := range branches {
+				branches[i] += " AND (event_time, toString(chain), seq) " + cmp + " ({after_t:DateTime64(6)}, {after_chain:String}, {after_seq:UInt64})"
+			}
+			p["after_t"], p["after_chain"], p["after_seq"] = queries.FormatTime(after.t), after.chain, strconv.FormatUint(after.seq, 10)
+		}
+		err := engine.Each(ctx, s.eng, selectSQL(s.db, summaryColumns, branches, searchOrder(asc)), p, func(rows engine.Rows) error {
+			e, err := scanSummary(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -64,7 +64,7 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 		where := f.where(p)
 		var lo, hi time.Time
 		var n uint64
-		err := engine.Each(ctx, s.eng, "SELECT min(event_time), max(event_time), count() FROM "+s.db+".events WHERE "+where, p, func(r engine.Rows) error {
+		err := engine.Each(ctx, s.eng, aggregateSQL(s.db, "min(event_time) AS lo, max(event_time) AS hi, count() AS n", "minIf(lo, n > 0), maxIf(hi, n > 0), sum(n)", where), p, func(r engine.Rows) error {
 			return r.Scan(&lo, &hi, &n)
 		})
 		if err != nil {
@@ -84,8 +84,7 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 	where := f.where(p)
 	p["limit"] = strconv.Itoa(maxMarks)
 	var marks []eventSummary
-	err = engine.Each(ctx, s.eng, "SELECT "+summaryColumns+" FROM "+s.db+".events WHERE "+where+
-		" ORDER BY toStartOfDay(event_time), event_time, toString(chain), seq LIMIT {limit:UInt32}", p, func(rows engine.Rows) error {
+	err = engine.Each(ctx, s.eng, selectSQL(s.db, summaryColumns, where, searchOrder(true)), p, func(rows engine.Rows) error {
 		e, err := scanSummary(rows)
 		if err == nil {
 			marks = append(marks, e)
@@ -97,7 +96,7 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 	}
 	var total uint64 = uint64(len(marks))
 	if len(marks) == maxMarks {
-		if err := engine.Each(ctx, s.eng, "SELECT count() FROM "+s.db+".events WHERE "+where, p, func(r engine.Rows) error { return r.Scan(&total) }); err != nil {
+		if err := engine.Each(ctx, s.eng, aggregateSQL(s.db, "count() AS n", "sum(n)", where), p, func(r engine.Rows) error { return r.Scan(&total) }); err != nil {
 			return fmt.Errorf("timeline count: %w", err)
 		}
 	}
