@@ -160,7 +160,8 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("the attacker's timeline shows every step", func(t *testing.T) {
-		run(t, chromedp.Navigate(ts.URL+"/timeline?actor="+url.QueryEscape(phished)), chromedp.WaitVisible(css(`svg.timeline a.mark-link`)))
+		run(t, chromedp.Navigate(ts.URL+"/timeline?actor="+url.QueryEscape(phished)), chromedp.WaitVisible(css(`svg.timeline a.mark-link`)),
+			chromedp.WaitVisible(css(`#gaps[data-done]`)))
 		actions := strs(t, `[...document.querySelectorAll('svg.timeline a.mark-link')].map(a => a.dataset.action)`)
 		gaps := strs(t, `[...document.querySelectorAll('svg.timeline rect.gap')].map(r => r.dataset.kind)`)
 		for _, step := range []string{

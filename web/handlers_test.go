@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -47,7 +49,10 @@ func TestHandlers(t *testing.T) {
 		{"bad resource", "/api/search?resource=" + url.QueryEscape("/etc/passwd"), 400, "not an Azure resource id"},
 		{"timeline needs a subject", "/api/timeline", 400, "exactly one of"},
 		{"timeline with both", "/api/timeline?actor=a&resource=b", 400, "exactly one of"},
-		{"timeline of the attacker", "/api/timeline?actor=" + phished, 200, `"kind":"logging_disabled"`},
+		{"timeline of the attacker", "/api/timeline?actor=" + phished, 200, `"action":"arm:Microsoft.Insights/diagnosticSettings/delete"`},
+		{"gaps of the day", "/api/gaps?from=" + incidentFrom + "&to=" + incidentTo, 200, `"kind":"logging_disabled"`},
+		{"gaps need a window", "/api/gaps?from=" + incidentFrom, 400, "give from and to"},
+		{"gaps with a bad time", "/api/gaps?from=" + incidentFrom + "&to=" + url.QueryEscape("2025-06-13'; DROP"), 400, "not a time"},
 		{"event by bad seq", "/api/event?chain=x&seq=-1", 400, "positive integer"},
 		{"event by traversal chain", "/api/event?chain=" + url.QueryEscape("../../../etc/passwd") + "&seq=1", 404, "no such event"},
 		{"event without key", "/api/event", 400, "give chain and seq"},
@@ -172,6 +177,27 @@ func TestHandlers(t *testing.T) {
 			if !ev.HashMatches || !ev.Proof.ServerOK || !ev.Checkpoint.SignatureOK {
 				t.Errorf("%s seq %d: %+v", r.chain, r.seq, ev)
 			}
+		}
+	})
+
+	t.Run("integrity shows the recorded verify", func(t *testing.T) {
+		ctx := context.Background()
+		opts := storage.VerifyOptions{Verifier: f.verifier, CheckpointDir: f.dir}
+		started := time.Now()
+		rep, err := f.store.Verify(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.store.RecordVerify(ctx, storage.NewVerifyRun(started, "cli", opts, rep)); err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Chains     []chainStatus `json:"chains"`
+			LastVerify *lastVerify   `json:"last_verify"`
+		}
+		decode(t, f.get(t, "/api/integrity"), &st)
+		if len(st.Chains) != 27 || st.LastVerify == nil || st.LastVerify.Result != "ok" || st.LastVerify.Source != "verify_runs, cli" || !strings.Contains(st.LastVerify.Detail, "rows=172") {
+			t.Errorf("integrity: %d chains, last verify %+v", len(st.Chains), st.LastVerify)
 		}
 	})
 

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +68,38 @@ ORDER BY e.chain LIMIT 100000 SETTINGS join_use_nulls = 1`, nil, func(rows engin
 		out["last_checkpoint"] = formatEventTime(lastCP)
 		out["last_checkpoint_age_seconds"] = int64(s.now().Sub(lastCP).Seconds())
 	}
+	lv, err := s.lastRecordedVerify(ctx)
+	if err != nil {
+		return err
+	}
+	if mine := s.verify.lastFinished(); mine != nil && (lv == nil || mine.At > lv.At) {
+		lv = mine
+	}
+	out["last_verify"] = lv
+	if j := s.verify.running(); j != nil {
+		out["running_verify"] = j.id
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// lastRecordedVerify is the newest verification the store recorded: a
+// verify_runs row (custody verify, the collector's periodic verify), or
+// on a store older than that table the custody log's newest verify.
+func (s *Server) lastRecordedVerify(ctx context.Context) (*lastVerify, error) {
+	run, err := s.opts.Store.LastVerify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if run != nil {
+		kinds := make([]string, 0, len(run.Findings))
+		for k, n := range run.Findings {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+		}
+		slices.Sort(kinds)
+		return &lastVerify{At: formatEventTime(run.FinishedAt), Actor: run.Actor, Result: run.Result, Source: "verify_runs, " + run.Trigger,
+			Detail: fmt.Sprintf("chains=%d rows=%d checkpoints=%d errors=%d warnings=%d %s", run.Chains, run.Rows, run.Checkpoints, run.Errors, run.Warnings, strings.Join(kinds, " "))}, nil
+	}
 	var lv *lastVerify
 	err = engine.Each(ctx, s.eng, "SELECT at, actor, detail, toString(result) FROM "+s.db+".custody_log WHERE action = 'verify' ORDER BY at DESC LIMIT 1", nil, func(rows engine.Rows) error {
 		var at time.Time
@@ -78,17 +112,9 @@ ORDER BY e.chain LIMIT 100000 SETTINGS join_use_nulls = 1`, nil, func(rows engin
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("read last verify: %w", err)
+		return nil, fmt.Errorf("read last verify: %w", err)
 	}
-	if mine := s.verify.lastFinished(); mine != nil && (lv == nil || mine.At > lv.At) {
-		lv = mine
-	}
-	out["last_verify"] = lv
-	if j := s.verify.running(); j != nil {
-		out["running_verify"] = j.id
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return lv, nil
 }
 
 // verifyJob is one verify started from the page.

@@ -57,29 +57,14 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	ctx := r.Context()
-	if q.Get("from") == "" && q.Get("to") == "" {
-		// The whole history of the subject, padded a little.
+	whole := q.Get("from") == "" && q.Get("to") == ""
+	if whole {
+		// The whole history of the subject: its marks from the start of
+		// time; the window is their span, padded a little.
 		f.from, f.to = time.Unix(0, 0).UTC(), s.now().UTC().Add(time.Hour)
-		p := engine.Params{}
-		where := f.where(p)
-		var lo, hi time.Time
-		var n uint64
-		err := engine.Each(ctx, s.eng, aggregateSQL(s.db, "min(event_time) AS lo, max(event_time) AS hi, count() AS n", "minIf(lo, n > 0), maxIf(hi, n > 0), sum(n)", where), p, func(r engine.Rows) error {
-			return r.Scan(&lo, &hi, &n)
-		})
-		if err != nil {
-			return fmt.Errorf("timeline span: %w", err)
-		}
-		if n == 0 {
-			f.from = f.to.Add(-defaultWindow)
-		} else {
-			pad := max(hi.Sub(lo)/20, time.Minute)
-			f.from, f.to = lo.Add(-pad).Truncate(time.Second), hi.Add(pad).Truncate(time.Second).Add(time.Second)
-		}
 	} else if f.from, f.to, err = parseWindow(q.Get("from"), q.Get("to"), s.now(), defaultWindow); err != nil {
 		return err
 	}
-
 	p := engine.Params{}
 	where := f.where(p)
 	p["limit"] = strconv.Itoa(maxMarks)
@@ -94,23 +79,61 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("timeline: %w", err)
 	}
-	var total uint64 = uint64(len(marks))
+	total := uint64(len(marks))
 	if len(marks) == maxMarks {
-		if err := engine.Each(ctx, s.eng, aggregateSQL(s.db, "count() AS n", "sum(n)", where), p, func(r engine.Rows) error { return r.Scan(&total) }); err != nil {
+		var hi time.Time
+		err := engine.Each(ctx, s.eng, aggregateSQL(s.db, "count() AS n, max(event_time) AS hi", "sum(n), maxIf(hi, n > 0)", where), p, func(r engine.Rows) error { return r.Scan(&total, &hi) })
+		if err != nil {
 			return fmt.Errorf("timeline count: %w", err)
 		}
+		if whole {
+			f.to = hi
+		}
 	}
-	gaps, err := s.gaps(r, f.from, f.to)
-	if err != nil {
-		return err
+	if whole {
+		if len(marks) == 0 {
+			f.from = f.to.Add(-defaultWindow)
+		} else {
+			lo, hi := marks[0].t, marks[len(marks)-1].t
+			if len(marks) == maxMarks {
+				hi = f.to
+			}
+			pad := max(hi.Sub(lo)/20, time.Minute)
+			f.from, f.to = lo.Add(-pad).Truncate(time.Second), hi.Add(pad).Truncate(time.Second).Add(time.Second)
+		}
 	}
 	if marks == nil {
 		marks = []eventSummary{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"from": formatEventTime(f.from), "to": formatEventTime(f.to), "services": services,
-		"events": marks, "total": total, "truncated": total > uint64(len(marks)), "gaps": gaps,
+		"events": marks, "total": total, "truncated": total > uint64(len(marks)),
 	})
+	return nil
+}
+
+// handleGaps answers GET /api/gaps?from=&to=: where the evidence in the
+// window is incomplete, whoever the subject. The page asks for it after
+// drawing a timeline's marks: it reads every event of the window.
+func (s *Server) handleGaps(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "from" && k != "to" {
+			return badRequest("unknown parameter %q", trimForError(k))
+		}
+	}
+	if q.Get("from") == "" || q.Get("to") == "" {
+		return badRequest("give from and to")
+	}
+	from, to, err := parseWindow(q.Get("from"), q.Get("to"), s.now(), defaultWindow)
+	if err != nil {
+		return err
+	}
+	gaps, err := s.gaps(r, from, to)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": formatEventTime(from), "to": formatEventTime(to), "gaps": gaps})
 	return nil
 }
 

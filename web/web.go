@@ -5,7 +5,8 @@
 //
 //	GET  /api/meta                    services, classes, outcomes, tags, what this server offers
 //	GET  /api/search                  filtered events, newest first, keyset-paged (after=<cursor>)
-//	GET  /api/timeline                one principal's or one resource's events by service, and gaps in the evidence
+//	GET  /api/timeline                one principal's or one resource's events by service
+//	GET  /api/gaps                    gaps in the evidence in a window
 //	GET  /api/event                   one event: every field, the raw record, its checkpoint and inclusion proof
 //	GET  /api/queries                 the canned query catalogue
 //	GET  /api/queries/{name}          run one (format=json|csv)
@@ -168,6 +169,7 @@ func (s *Server) routes() {
 	api("GET /api/meta", s.handleMeta)
 	api("GET /api/search", s.handleSearch)
 	api("GET /api/timeline", s.handleTimeline)
+	api("GET /api/gaps", s.handleGaps)
 	api("GET /api/event", s.handleEvent)
 	api("GET /api/queries", s.handleQueries)
 	api("GET /api/queries/{name}", s.handleQuery)

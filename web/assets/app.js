@@ -163,6 +163,8 @@ async function timelineView(params) {
     classOrder.map(c => el('li', {}, el('span', { class: 'swatch class-' + c, 'aria-hidden': 'true' }), c.replace('_', ' '))),
     el('li', {}, el('span', { class: 'swatch diamond', 'aria-hidden': 'true' }), 'failure (diamond)'),
     el('li', {}, el('span', { class: 'swatch hatch', 'aria-hidden': 'true' }), 'gap in the evidence'));
+  const chart = drawTimeline(data, { onZoom: zoom, href: eventHref });
+  const gapBox = el('section', { id: 'gaps', 'aria-live': 'polite' }, el('p', { class: 'summary', text: 'Looking for gaps in the evidence…' }));
   main.append(
     el('p', { class: 'summary', text: `${data.events.length} of ${data.total} events, ${data.from} – ${data.to}${data.truncated ? ' (first ' + data.events.length + ' drawn: zoom in for the rest)' : ''}. Drag across the chart to zoom.` }),
     el('div', { class: 'actions' },
@@ -170,11 +172,16 @@ async function timelineView(params) {
       el('button', { type: 'button', text: 'Zoom out', onclick: () => zoomBy(2) }),
       el('a', { href: query('/timeline', { [kind]: subject }), text: 'Whole history' }),
       el('a', { href: query('/search', { [kind]: subject, from: data.from, to: data.to, order: 'asc' }), text: 'As a list' })),
-    el('figure', {}, drawTimeline(data, { onZoom: zoom, href: eventHref }), el('figcaption', {}, legend)));
-  if (data.gaps.length) {
-    main.append(el('h2', { text: 'Gaps in the evidence' }),
-      table(['kind', 'service', 'from', 'to', 'what'], data.gaps.map(g => [g.kind.replace('_', ' '), g.service || 'all', g.from, g.to, g.detail]), { caption: 'Gaps' }));
-  }
+    el('figure', {}, chart, el('figcaption', {}, legend)), gapBox);
+  // Gaps read every event of the window, whoever did it: they come after
+  // the marks.
+  api(query('/api/gaps', { from: data.from, to: data.to })).then(g => {
+    chart.addGaps(g.gaps);
+    gapBox.dataset.done = 'true';
+    gapBox.replaceChildren(...(g.gaps.length ? [el('h2', { text: 'Gaps in the evidence' }),
+      table(['kind', 'service', 'from', 'to', 'what'], g.gaps.map(x => [x.kind.replace('_', ' '), x.service || 'all', x.from, x.to, x.detail]), { caption: 'Gaps' })]
+      : [el('p', { class: 'summary', text: 'No gaps in the evidence found in this window.' })]));
+  }).catch(err => { gapBox.dataset.done = 'true'; gapBox.replaceChildren(errorBox(err)); });
   main.append(el('h2', { text: 'Events' }),
     table(['time', 'service', 'action', 'class', 'outcome', 'resource', 'source'], data.events.map(e => [e.time, e.service, e.action, e.class, e.outcome, e.resource, e.source_ip]), {
       caption: 'Events on the timeline',

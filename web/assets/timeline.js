@@ -1,6 +1,6 @@
 // The timeline: one lane per service on a time axis, a mark per event
 // coloured by action class and shaped by outcome, gaps in the evidence as
-// hatched bands. Dragging across the plot zooms to that span (onZoom).
+// hatched bands (addGaps, once they are known). Dragging across the plot zooms to that span (onZoom).
 import { s } from './dom.js';
 
 const W = 1100, laneH = 56, left = 70, right = 20, top = 28, axisH = 34;
@@ -42,17 +42,19 @@ export function drawTimeline(data, { onZoom, href }) {
     svg.append(s('text', { x: tx, y: axisY + 20, 'text-anchor': 'middle', class: 'tick-label' }, label(t, step)));
   }
   svg.append(s('text', { x: W - right, y: top - 10, 'text-anchor': 'end', class: 'tick-label' }, 'UTC'));
-  // gaps
+  // gaps: drawn under the marks when they arrive (addGaps)
   const gapLayer = s('g', { class: 'gaps' });
-  for (const g of data.gaps) {
-    const gx = Math.max(x(Date.parse(g.from)), left), gx2 = Math.min(x(Date.parse(g.to)), W - right);
-    if (gx2 <= gx) continue;
-    const li = lanes.indexOf(g.service);
-    const y = li >= 0 ? top + li * laneH : top, h = li >= 0 ? laneH : lanes.length * laneH;
-    gapLayer.append(s('rect', { x: gx, y, width: Math.max(gx2 - gx, 2), height: h, class: 'gap gap-' + g.kind, fill: 'url(#hatch)', 'data-kind': g.kind },
-      s('title', {}, `${g.kind.replace('_', ' ')}: ${g.detail} (${g.from} – ${g.to})`)));
-  }
   svg.append(gapLayer);
+  svg.addGaps = gaps => {
+    for (const g of gaps) {
+      const gx = Math.max(x(Date.parse(g.from)), left), gx2 = Math.min(x(Date.parse(g.to)), W - right);
+      if (gx2 <= gx) continue;
+      const li = lanes.indexOf(g.service);
+      const y = li >= 0 ? top + li * laneH : top, h = li >= 0 ? laneH : lanes.length * laneH;
+      gapLayer.append(s('rect', { x: gx, y, width: Math.max(gx2 - gx, 2), height: h, class: 'gap gap-' + g.kind, fill: 'url(#hatch)', 'data-kind': g.kind },
+        s('title', {}, `${g.kind.replace('_', ' ')}: ${g.detail} (${g.from} – ${g.to})`)));
+    }
+  };
   // marks
   const marks = s('g', { class: 'marks' });
   for (const e of data.events) {
