@@ -2,8 +2,11 @@ package normalize
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -14,137 +17,253 @@ import (
 // MarshalEventJSON, carried in its "v" key.
 const EventJSONVersion = 1
 
-// eventJSON is the stable JSON form of event.Event (version 1):
-// snake_case keys in a fixed order, times in RFC 3339 UTC with up to
-// microsecond precision, empty optional fields omitted, attributes sorted
-// by key. The raw record is embedded as a JSON string ("raw") when it is
-// valid UTF-8, which every JSON record is, and as standard base64
-// ("raw_base64") otherwise, so the bytes always round-trip exactly.
-type eventJSON struct {
-	V              int               `json:"v"`
-	ID             string            `json:"id"`
-	Time           string            `json:"time"`
-	ReceivedTime   string            `json:"received_time,omitempty"`
-	Service        event.Service     `json:"service"`
-	Category       string            `json:"category,omitempty"`
-	SourceKind     string            `json:"source_kind,omitempty"`
-	SourceFormat   string            `json:"source_format"`
-	SourcePosition string            `json:"source_position,omitempty"`
-	TenantID       string            `json:"tenant_id,omitempty"`
-	SubscriptionID string            `json:"subscription_id,omitempty"`
-	ResourceGroup  string            `json:"resource_group,omitempty"`
-	Provider       string            `json:"provider,omitempty"`
-	ResourceType   string            `json:"resource_type,omitempty"`
-	ResourceName   string            `json:"resource_name,omitempty"`
-	ResourceID     string            `json:"resource_id,omitempty"`
-	Actor          actorJSON         `json:"actor"`
-	SourceIP       string            `json:"source_ip,omitempty"`
-	UserAgent      string            `json:"user_agent,omitempty"`
-	Action         string            `json:"action"`
-	ActionClass    event.ActionClass `json:"action_class"`
-	Target         *targetJSON       `json:"target,omitempty"`
-	Outcome        event.Outcome     `json:"outcome"`
-	StatusCode     int32             `json:"status_code,omitempty"`
-	Reason         string            `json:"reason,omitempty"`
-	CorrelationID  string            `json:"correlation_id,omitempty"`
-	RequestID      string            `json:"request_id,omitempty"`
-	Tags           []string          `json:"tags,omitempty"`
-	Attributes     map[string]string `json:"attributes,omitempty"`
-	RawFormat      string            `json:"raw_format"`
-	Raw            *string           `json:"raw,omitempty"`
-	RawBase64      []byte            `json:"raw_base64,omitempty"`
-}
+// The stable JSON form of event.Event (version 1): snake_case keys in a
+// fixed order, times in RFC 3339 UTC with up to microsecond precision,
+// empty optional fields omitted, attributes sorted by key. The raw record
+// is embedded as a JSON string ("raw") when it is valid UTF-8, which every
+// JSON record is, and as standard base64 ("raw_base64") otherwise, so the
+// bytes always round-trip exactly. Strings are escaped as encoding/json
+// escapes them without HTML escaping (control characters, invalid UTF-8 as
+// U+FFFD, U+2028 and U+2029), so the output is byte for byte what
+// encoding/json made of the tagged struct this form was first defined by
+// (kept in eventjson_reference_test.go; golden and fuzz tests hold the
+// two together).
+//
+//	{"v":1,"id":…,"time":…,"received_time":…,"service":…,"category":…,
+//	 "source_kind":…,"source_format":…,"source_position":…,"tenant_id":…,
+//	 "subscription_id":…,"resource_group":…,"provider":…,"resource_type":…,
+//	 "resource_name":…,"resource_id":…,"actor":{"name":…,"object_id":…,
+//	 "type":…,"app_id":…,"groups":[…],"impersonated_by":…},"source_ip":…,
+//	 "user_agent":…,"action":…,"action_class":…,"target":{"api_group":…,
+//	 "resource":…,"subresource":…,"namespace":…,"name":…,"repository":…,
+//	 "tag":…,"digest":…,"container_group":…,"container":…,"image":…},
+//	 "outcome":…,"status_code":…,"reason":…,"correlation_id":…,
+//	 "request_id":…,"tags":[…],"attributes":{…},"raw_format":…,
+//	 "raw":…|"raw_base64":…}
+//
+// v, id, time, service, source_format, actor (with type), action,
+// action_class, outcome and raw_format are always present.
 
-type actorJSON struct {
-	Name           string          `json:"name,omitempty"`
-	ObjectID       string          `json:"object_id,omitempty"`
-	Type           event.ActorType `json:"type"`
-	AppID          string          `json:"app_id,omitempty"`
-	Groups         []string        `json:"groups,omitempty"`
-	ImpersonatedBy string          `json:"impersonated_by,omitempty"`
-}
+const timeLayout = "2006-01-02T15:04:05.999999Z07:00"
 
-type targetJSON struct {
-	APIGroup       string `json:"api_group,omitempty"`
-	Resource       string `json:"resource,omitempty"`
-	Subresource    string `json:"subresource,omitempty"`
-	Namespace      string `json:"namespace,omitempty"`
-	Name           string `json:"name,omitempty"`
-	Repository     string `json:"repository,omitempty"`
-	Tag            string `json:"tag,omitempty"`
-	Digest         string `json:"digest,omitempty"`
-	ContainerGroup string `json:"container_group,omitempty"`
-	Container      string `json:"container,omitempty"`
-	Image          string `json:"image,omitempty"`
-}
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.999999Z07:00")
-}
-
-// MarshalEventJSON writes e in the stable JSON form described on
-// eventJSON, without a trailing newline. The golden files and the
-// `custody normalize` command both use it.
+// MarshalEventJSON writes e in the stable JSON form, without a trailing
+// newline. The golden files and the `custody normalize` command use it.
 func MarshalEventJSON(e event.Event) ([]byte, error) {
-	j := eventJSON{
-		V:              EventJSONVersion,
-		ID:             e.ID,
-		Time:           formatTime(e.Time),
-		ReceivedTime:   formatTime(e.ReceivedTime),
-		Service:        e.Service,
-		Category:       e.Category,
-		SourceKind:     e.SourceKind,
-		SourceFormat:   e.SourceFormat,
-		SourcePosition: e.SourcePosition,
-		TenantID:       e.TenantID,
-		SubscriptionID: e.SubscriptionID,
-		ResourceGroup:  e.ResourceGroup,
-		Provider:       e.Provider,
-		ResourceType:   e.ResourceType,
-		ResourceName:   e.ResourceName,
-		ResourceID:     e.ResourceID,
-		Actor: actorJSON{
-			Name:           e.Actor.Name,
-			ObjectID:       e.Actor.ObjectID,
-			Type:           e.Actor.Type,
-			AppID:          e.Actor.AppID,
-			Groups:         e.Actor.Groups,
-			ImpersonatedBy: e.Actor.ImpersonatedBy,
-		},
-		UserAgent:     e.UserAgent,
-		Action:        e.Action,
-		ActionClass:   e.ActionClass,
-		Outcome:       e.Outcome,
-		StatusCode:    e.StatusCode,
-		Reason:        e.Reason,
-		CorrelationID: e.CorrelationID,
-		RequestID:     e.RequestID,
-		Tags:          e.Tags,
-		Attributes:    e.Attributes,
-		RawFormat:     e.RawFormat,
+	return AppendEventJSON(nil, &e), nil
+}
+
+// AppendEventJSON appends e in the stable JSON form (see MarshalEventJSON)
+// to dst, without a trailing newline, and returns the extended buffer.
+func AppendEventJSON(dst []byte, e *event.Event) []byte {
+	dst = append(dst, `{"v":`...)
+	dst = strconv.AppendInt(dst, EventJSONVersion, 10)
+	dst = appendField(dst, `,"id":`, e.ID)
+	dst = append(dst, `,"time":`...)
+	dst = appendTime(dst, e.Time)
+	if !e.ReceivedTime.IsZero() {
+		dst = append(dst, `,"received_time":`...)
+		dst = appendTime(dst, e.ReceivedTime)
 	}
+	dst = appendField(dst, `,"service":`, string(e.Service))
+	dst = appendOmitEmpty(dst, `,"category":`, e.Category)
+	dst = appendOmitEmpty(dst, `,"source_kind":`, e.SourceKind)
+	dst = appendField(dst, `,"source_format":`, e.SourceFormat)
+	dst = appendOmitEmpty(dst, `,"source_position":`, e.SourcePosition)
+	dst = appendOmitEmpty(dst, `,"tenant_id":`, e.TenantID)
+	dst = appendOmitEmpty(dst, `,"subscription_id":`, e.SubscriptionID)
+	dst = appendOmitEmpty(dst, `,"resource_group":`, e.ResourceGroup)
+	dst = appendOmitEmpty(dst, `,"provider":`, e.Provider)
+	dst = appendOmitEmpty(dst, `,"resource_type":`, e.ResourceType)
+	dst = appendOmitEmpty(dst, `,"resource_name":`, e.ResourceName)
+	dst = appendOmitEmpty(dst, `,"resource_id":`, e.ResourceID)
+
+	a := &e.Actor
+	dst = append(dst, `,"actor":{`...)
+	if a.Name != "" {
+		dst = appendField(dst, `"name":`, a.Name)
+		dst = append(dst, ',')
+	}
+	if a.ObjectID != "" {
+		dst = appendField(dst, `"object_id":`, a.ObjectID)
+		dst = append(dst, ',')
+	}
+	dst = appendField(dst, `"type":`, string(a.Type))
+	dst = appendOmitEmpty(dst, `,"app_id":`, a.AppID)
+	if len(a.Groups) > 0 {
+		dst = append(dst, `,"groups":`...)
+		dst = appendStrings(dst, a.Groups)
+	}
+	dst = appendOmitEmpty(dst, `,"impersonated_by":`, a.ImpersonatedBy)
+	dst = append(dst, '}')
+
 	if e.SourceIP.IsValid() {
-		j.SourceIP = e.SourceIP.String()
+		dst = append(dst, `,"source_ip":`...)
+		if e.SourceIP.Zone() == "" {
+			dst = append(dst, '"')
+			dst = e.SourceIP.AppendTo(dst)
+			dst = append(dst, '"')
+		} else {
+			dst = appendString(dst, e.SourceIP.String())
+		}
 	}
-	if t := (targetJSON(e.Target)); t != (targetJSON{}) {
-		j.Target = &t
+	dst = appendOmitEmpty(dst, `,"user_agent":`, e.UserAgent)
+	dst = appendField(dst, `,"action":`, e.Action)
+	dst = appendField(dst, `,"action_class":`, string(e.ActionClass))
+	if t := &e.Target; *t != (event.Target{}) {
+		dst = append(dst, `,"target":{`...)
+		n := len(dst)
+		for _, f := range [...]struct{ key, v string }{
+			{`"api_group":`, t.APIGroup}, {`"resource":`, t.Resource}, {`"subresource":`, t.Subresource},
+			{`"namespace":`, t.Namespace}, {`"name":`, t.Name}, {`"repository":`, t.Repository},
+			{`"tag":`, t.Tag}, {`"digest":`, t.Digest}, {`"container_group":`, t.ContainerGroup},
+			{`"container":`, t.Container}, {`"image":`, t.Image},
+		} {
+			if f.v == "" {
+				continue
+			}
+			if len(dst) > n {
+				dst = append(dst, ',')
+			}
+			dst = appendField(dst, f.key, f.v)
+		}
+		dst = append(dst, '}')
 	}
+	dst = appendField(dst, `,"outcome":`, string(e.Outcome))
+	if e.StatusCode != 0 {
+		dst = append(dst, `,"status_code":`...)
+		dst = strconv.AppendInt(dst, int64(e.StatusCode), 10)
+	}
+	dst = appendOmitEmpty(dst, `,"reason":`, e.Reason)
+	dst = appendOmitEmpty(dst, `,"correlation_id":`, e.CorrelationID)
+	dst = appendOmitEmpty(dst, `,"request_id":`, e.RequestID)
+	if len(e.Tags) > 0 {
+		dst = append(dst, `,"tags":`...)
+		dst = appendStrings(dst, e.Tags)
+	}
+	if len(e.Attributes) > 0 {
+		dst = append(dst, `,"attributes":{`...)
+		var small [16]string
+		keys := small[:0]
+		for k := range e.Attributes {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			dst = appendString(dst, e.Attributes[k])
+		}
+		dst = append(dst, '}')
+	}
+	dst = appendField(dst, `,"raw_format":`, e.RawFormat)
 	if utf8.Valid(e.Raw) {
-		s := string(e.Raw)
-		j.Raw = &s
-	} else {
-		j.RawBase64 = e.Raw
+		dst = append(dst, `,"raw":`...)
+		dst = appendString(dst, e.Raw)
+	} else if len(e.Raw) > 0 {
+		dst = append(dst, `,"raw_base64":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, e.Raw)
+		dst = append(dst, '"')
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(j); err != nil {
-		return nil, fmt.Errorf("marshal event %s: %w", e.ID, err)
+	return append(dst, '}')
+}
+
+func appendField(dst []byte, key, v string) []byte {
+	return appendString(append(dst, key...), v)
+}
+
+func appendOmitEmpty(dst []byte, key, v string) []byte {
+	if v == "" {
+		return dst
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return appendField(dst, key, v)
+}
+
+func appendStrings(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, s)
+	}
+	return append(dst, ']')
+}
+
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	if !t.IsZero() {
+		dst = t.UTC().Truncate(time.Microsecond).AppendFormat(dst, timeLayout)
+	}
+	return append(dst, '"')
+}
+
+// jsonSafe marks the ASCII bytes a JSON string carries as they are
+// (encoding/json's safeSet: no HTML escaping).
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped exactly as
+// encoding/json escapes it with HTML escaping off.
+func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if jsonSafe[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		n := min(len(s)-i, utf8.UTFMax)
+		r, size := utf8.DecodeRuneInString(string(s[i : i+n]))
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // quarantineJSON is the JSON form of a Quarantined record.

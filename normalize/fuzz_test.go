@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/normalize"
 )
 
@@ -88,6 +91,36 @@ func FuzzScanner(f *testing.F) {
 		want := json.Valid(b)
 		if got != want {
 			t.Fatalf("ValidJSONValue(%q) = %v, encoding/json says %v", b, got, want)
+		}
+	})
+}
+
+// FuzzEventJSON holds AppendEventJSON to the encoding/json form it
+// replaced (MarshalEventJSONReference): any strings, any raw bytes, byte
+// for byte the same output.
+func FuzzEventJSON(f *testing.F) {
+	f.Add("id", "alice@contoso.com", "k8s:pods/exec:create", "ns", "key", "v\u2028\x00<>&", []byte(`{"a":"\u00e9"}`), int32(200), "203.0.113.7")
+	f.Add("", "", "", "", "", "", []byte{0xff, 0xfe, 'x'}, int32(0), "")
+	f.Add("\xed\xa0\x80", "\t\b\f\r\n\"\\", "x\x7f", "\xc3", "k2", "\u2029", []byte(nil), int32(-1), "fe80::1%eth\"0")
+	f.Fuzz(func(t *testing.T, id, actor, action, ns, key, val string, raw []byte, status int32, ip string) {
+		e := event.Event{ID: id, Time: time.Unix(int64(status)*1000, int64(len(raw))*1001).UTC(), Service: event.Service(ns), Category: val,
+			SourcePosition: key, Actor: event.Actor{Name: actor, Type: event.ActorType(ns), Groups: []string{key, val}, ImpersonatedBy: val},
+			Action: action, Target: event.Target{Namespace: ns, Name: val, Image: key}, StatusCode: status, Reason: id,
+			Tags: []string{val}, Attributes: map[string]string{key: val, val: key, "": id}, Raw: raw, RawFormat: action}
+		if status%2 == 0 {
+			e.ReceivedTime = e.Time.Add(time.Duration(status))
+			e.Target = event.Target{}
+			e.Tags = nil
+		}
+		if a, err := netip.ParseAddr(ip); err == nil {
+			e.SourceIP = a
+		}
+		want, err := normalize.MarshalEventJSONReference(e)
+		if err != nil {
+			t.Skip(err)
+		}
+		if got := normalize.AppendEventJSON(nil, &e); !bytes.Equal(got, want) {
+			t.Fatalf("AppendEventJSON:\n%s\nencoding/json:\n%s", got, want)
 		}
 	})
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -313,5 +315,63 @@ func TestBackfillGrowingFileKeepsPartialLine(t *testing.T) {
 	}
 	if got := strings.Fields(out); len(got) < 3 || got[len(got)-3] != fmt.Sprint(events) || got[len(got)-2] != fmt.Sprint(events) || got[len(got)-1] != "0" {
 		t.Errorf("store holds %q (events, distinct, quarantined), want %d, %d, 0 (custody normalize finds %d)", out, events, events, events)
+	}
+}
+
+// TestOversizeRecordAgrees (issue 11 item 9): a record over
+// --max-record-bytes is quarantined by backfill and by normalize alike,
+// with a reason that names the limit and the whole record's SHA-256; one
+// within a generous limit is an event in both.
+func TestOversizeRecordAgrees(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+	dir := t.TempDir()
+	for _, args := range [][]string{{"keygen"}, {"init"}} {
+		if _, err := custodyCLI(t, dir, args...); err != nil {
+			t.Fatalf("%s: %v", args[0], err)
+		}
+	}
+	lines := strings.SplitAfter(pt1hLines(1, 3), "\n")
+	big := strings.Replace(lines[1], `"pod": "kube-apiserver-0"`, `"pod": "`+strings.Repeat("p", 3000)+`"`, 1)
+	p := filepath.Join(dir, "PT1H.json")
+	if err := os.WriteFile(p, []byte(lines[0]+big+lines[2]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSuffix(big, "\n")))
+	wantReason := fmt.Sprintf("record of %d bytes is over the max_record_bytes limit of 2048 bytes (raise --max-record-bytes to keep it whole): only its first 2048 bytes are kept; SHA-256 of the whole record: %x", len(big)-1, sum)
+
+	out, err := custodyCLI(t, dir, "--max-record-bytes", "2KiB", "backfill", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "backfill: 2 events stored, 0 already stored, 1 quarantined, 0 dropped by policy (3 messages)\n"; out != want {
+		t.Errorf("backfill printed %q, want %q", out, want)
+	}
+	out, err = custodyCLI(t, dir, "sql", "--format", "tsv", "SELECT reason, length(raw) FROM custody.quarantine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, wantReason+"\t2048") {
+		t.Errorf("stored quarantine %q, want reason %q and 2048 bytes kept", out, wantReason)
+	}
+
+	var stdout, stderr bytes.Buffer
+	err = runNormalize(context.Background(), normalizeOptions{Files: []string{p}, MaxRecordBytes: 2048, Stdout: &stdout, Stderr: &stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(stdout.String(), "\n"); n != 2 {
+		t.Errorf("normalize printed %d events, want 2", n)
+	}
+	if !strings.Contains(stderr.String(), `"reason":"`+wantReason+`"`) {
+		t.Errorf("normalize quarantined %q, want reason %q", stderr.String(), wantReason)
+	}
+	// Within the default limit the same record is an event for both.
+	stdout.Reset()
+	if err := runNormalize(context.Background(), normalizeOptions{Files: []string{p}, Stdout: &stdout, Stderr: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(stdout.String(), "\n"); n != 3 {
+		t.Errorf("normalize with the default limit printed %d events, want 3", n)
 	}
 }

@@ -24,6 +24,7 @@ type normalizeOptions struct {
 	OCSF               bool
 	ApprovedRegistries []string
 	KeepNoise          bool
+	MaxRecordBytes     int      // 0: normalize.DefaultMaxRecordBytes
 	Files              []string // "-" reads Stdin
 	Stdin              io.Reader
 	Stdout             io.Writer
@@ -81,7 +82,12 @@ func normalizeCommand() *cli.Command {
 			if len(files) == 0 {
 				return fmt.Errorf("normalize: no input: give one or more files, or - for stdin")
 			}
+			maxRecord, err := maxRecordBytes(cmd)
+			if err != nil {
+				return usageError{err}
+			}
 			return runNormalize(ctx, normalizeOptions{
+				MaxRecordBytes:     maxRecord,
 				Format:             cmd.String("format"),
 				OCSF:               cmd.Bool("ocsf"),
 				ApprovedRegistries: cmd.StringSlice("approved-registry"),
@@ -110,7 +116,10 @@ func orWriter(w, def io.Writer) io.Writer {
 	return def
 }
 
-// runNormalize normalizes every input file and writes the results.
+// runNormalize normalizes every input file and writes the results as it
+// reads: each file is streamed through normalize.ProcessStream, so memory
+// stays bounded by the longest record (MaxRecordBytes) whatever the
+// file's size, and events are encoded by normalize.AppendEventJSON.
 func runNormalize(ctx context.Context, o normalizeOptions) error {
 	switch o.Format {
 	case "", normalize.FormatAuto, normalize.FormatEventHubs, normalize.FormatArchive, normalize.FormatLogAnalytics, normalize.FormatK8sAudit:
@@ -131,13 +140,43 @@ func runNormalize(ctx context.Context, o normalizeOptions) error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	out := bufio.NewWriter(o.Stdout)
+	out := bufio.NewWriterSize(o.Stdout, 256<<10)
 	defer out.Flush()
 	var events, quarantined int
 	dropped := map[string]int{}
 	var readErrs []error
+	var line []byte
+	write := func(res *normalize.Result) error {
+		for i := range res.Events {
+			if o.OCSF {
+				b, err := json.Marshal(normalize.OCSF(res.Events[i]))
+				if err != nil {
+					return fmt.Errorf("encode OCSF event %s: %w", res.Events[i].ID, err)
+				}
+				line = append(append(line[:0], b...), '\n')
+			} else {
+				line = append(normalize.AppendEventJSON(line[:0], &res.Events[i]), '\n')
+			}
+			if _, err := out.Write(line); err != nil {
+				return writeError{fmt.Errorf("write output: %w", err)}
+			}
+		}
+		events += len(res.Events)
+		for _, q := range res.Quarantined {
+			b, err := normalize.MarshalQuarantinedJSON(q)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Stderr, "%s\n", b)
+		}
+		quarantined += len(res.Quarantined)
+		for k, v := range res.Dropped {
+			dropped[k] += v
+		}
+		return nil
+	}
 	for _, name := range o.Files {
-		body, err := readInput(name, o.Stdin)
+		r, closeInput, err := openInput(name, o.Stdin)
 		if err != nil {
 			readErrs = append(readErrs, err)
 			fmt.Fprintf(o.Stderr, "custody normalize: %v\n", err)
@@ -147,36 +186,16 @@ func runNormalize(ctx context.Context, o normalizeOptions) error {
 		if name == "-" {
 			pos = "stdin"
 		}
-		res, err := n.Process(ctx, normalize.Input{Body: body, Format: o.Format, SourceKind: "file", Position: pos, Received: o.Now()})
-		if err != nil {
+		err = n.ProcessStream(ctx, r, normalize.StreamOptions{Format: o.Format, SourceKind: "file", Position: pos, Received: o.Now(), MaxRecordBytes: o.MaxRecordBytes}, write)
+		closeInput()
+		var we writeError
+		switch {
+		case err == nil:
+		case errors.As(err, &we), ctx.Err() != nil:
 			return fmt.Errorf("normalize %s: %w", pos, err)
-		}
-		for _, e := range res.Events {
-			var line []byte
-			if o.OCSF {
-				line, err = json.Marshal(normalize.OCSF(e))
-			} else {
-				line, err = normalize.MarshalEventJSON(e)
-			}
-			if err != nil {
-				return fmt.Errorf("normalize %s: %w", pos, err)
-			}
-			out.Write(line)
-			if err := out.WriteByte('\n'); err != nil {
-				return fmt.Errorf("write output: %w", err)
-			}
-		}
-		events += len(res.Events)
-		for _, q := range res.Quarantined {
-			line, err := normalize.MarshalQuarantinedJSON(q)
-			if err != nil {
-				return fmt.Errorf("normalize %s: %w", pos, err)
-			}
-			fmt.Fprintf(o.Stderr, "%s\n", line)
-		}
-		quarantined += len(res.Quarantined)
-		for k, v := range res.Dropped {
-			dropped[k] += v
+		default:
+			readErrs = append(readErrs, fmt.Errorf("%s: %w", pos, err))
+			fmt.Fprintf(o.Stderr, "custody normalize: %s: %v\n", pos, err)
 		}
 	}
 	if err := out.Flush(); err != nil {
@@ -186,19 +205,21 @@ func runNormalize(ctx context.Context, o normalizeOptions) error {
 	return errors.Join(readErrs...)
 }
 
-func readInput(name string, stdin io.Reader) ([]byte, error) {
+// writeError is a failure to write the output: it ends the command.
+type writeError struct{ error }
+
+func (w writeError) Unwrap() error { return w.error }
+
+// openInput opens a file, or stdin for "-".
+func openInput(name string, stdin io.Reader) (io.Reader, func(), error) {
 	if name == "-" {
-		b, err := io.ReadAll(stdin)
-		if err != nil {
-			return nil, fmt.Errorf("read stdin: %w", err)
-		}
-		return b, nil
+		return stdin, func() {}, nil
 	}
-	b, err := os.ReadFile(name)
+	f, err := os.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("read input: %w", err)
+		return nil, nil, fmt.Errorf("read input: %w", err)
 	}
-	return b, nil
+	return f, func() { f.Close() }, nil
 }
 
 func dropSummary(dropped map[string]int) string {
