@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -211,12 +212,32 @@ var jsonSafe = func() (t [256]bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// load64 reads s[i:i+8] as a little-endian word.
+func load64[S ~string | ~[]byte](s S, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
 // appendString appends s as a JSON string, escaped exactly as
 // encoding/json escapes it with HTML escaping off.
 func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip 8 bytes at a time while none needs a look: no quote,
+		// backslash, control character or non-ASCII byte.
+		for i+8 <= len(s) {
+			w := load64(s, i)
+			if m := specialMask(w) | w&msb; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if jsonSafe[c] {

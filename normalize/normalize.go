@@ -323,8 +323,18 @@ func (n *Normalizer) isSystemPrincipal(user string) bool {
 // Process normalizes one message. Bad records go to Result.Quarantined;
 // the error is only for a done ctx.
 func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
+	res, _, _, err := n.process(ctx, in, false)
+	return res, err
+}
+
+// process is Process that also reports whether the body was exactly one
+// valid top-level JSON value (with whitespace around it). With borrow the
+// events are the call's working memory, not a copy: call release once
+// they are no longer used (release is never nil).
+func (n *Normalizer) process(ctx context.Context, in Input, borrow bool) (res Result, single bool, release func(), err error) {
+	release = func() {}
 	if err := ctx.Err(); err != nil {
-		return Result{}, fmt.Errorf("normalize %s: %w", in.Position, err)
+		return Result{}, false, release, fmt.Errorf("normalize %s: %w", in.Position, err)
 	}
 	p := processor{n: n, in: in}
 	p.received = in.Received.UTC()
@@ -336,7 +346,7 @@ func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
 	case FormatAuto, FormatEventHubs, FormatArchive, FormatLogAnalytics, FormatK8sAudit:
 	default:
 		p.res.quarantine(in.Body, in.Format, in.Position, fmt.Sprintf("unknown input format %q (want auto, eventhubs, archive, loganalytics or k8s-audit)", in.Format))
-		return p.res, nil
+		return p.res, false, release, nil
 	}
 	p.format = format
 	sc, _ := n.scratch.Get().(*scratch)
@@ -349,20 +359,28 @@ func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
 	p.walk()
 	used := p.res.Events
 	p.dedupe()
+	sc.vd.release()
+	if borrow {
+		return p.res, p.single, func() { n.recycle(sc, used) }, nil
+	}
 	if len(p.res.Events) > 0 {
 		p.res.Events = append([]event.Event(nil), p.res.Events...)
 	} else {
 		p.res.Events = nil
 	}
+	n.recycle(sc, used)
+	return p.res, p.single, release, nil
+}
+
+// recycle returns a call's working memory to the pool.
+func (n *Normalizer) recycle(sc *scratch, used []event.Event) {
 	clear(used) // drop the references to this message's data
 	if cap(used) <= maxScratchEvents {
 		sc.events = used[:0]
 	} else {
 		sc.events = nil
 	}
-	sc.vd.release()
 	n.scratch.Put(sc)
-	return p.res, nil
 }
 
 // processor carries the state of one Process call.
@@ -374,6 +392,7 @@ type processor struct {
 	res      Result
 	strs     *strCache // strings repeated across records: &sc.strs
 	sc       *scratch  // the working memory this call took from Normalizer.scratch
+	single   bool      // the body was exactly one valid top-level value
 }
 
 // unit is one top-level JSON value of a message.
@@ -389,6 +408,7 @@ type unit struct {
 // that line.
 func (p *processor) walk() {
 	if p.walkRecords() {
+		p.single = true
 		return
 	}
 	b := p.in.Body
@@ -423,6 +443,7 @@ func (p *processor) walk() {
 		p.res.drop(DropEmptyMessage)
 		return
 	}
+	p.single = len(units) == 1 && !strings.HasPrefix(units[0].pos, "!")
 	for k, u := range units {
 		pos := p.in.Position
 		if len(units) > 1 {

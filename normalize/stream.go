@@ -95,6 +95,8 @@ type span struct {
 	start, stop int64
 	reason      string
 	raw         []byte
+	res         *Result // the value normalized already (see value)
+	release     func()  // returns res's working memory
 }
 
 func (s *streamer) at(off int64) int { return int(off - s.base) }
@@ -187,8 +189,49 @@ func (s *streamer) run(ctx context.Context) error {
 }
 
 // value finds the extent of the top-level value starting at start.
+//
+// After the first value it first tries the cheap way, which JSON Lines
+// (a PT1H.json, bodies one per line) always take: the rest of the line,
+// found by IndexByte, normalized at once. Process reports whether that
+// was exactly one valid value, which is then the very span the
+// validating scan would have found (a valid value has one end). Otherwise
+// (a pretty-printed value, two values on a line, invalid JSON), and always
+// for the first value, whose position is not known yet, the validating
+// scan decides and the cheap attempt's result is dropped.
 func (s *streamer) value(ctx context.Context, start int64) (span, error) {
 	max := s.o.MaxRecordBytes
+	for s.units > 0 {
+		i := s.at(start)
+		if c := s.buf[i]; c != '{' && c != '[' {
+			break
+		}
+		e := s.end
+		if k := bytes.IndexByte(s.buf[i:s.end], '\n'); k >= 0 {
+			e = i + k
+		} else if !s.eof {
+			if s.end-i >= max {
+				break
+			}
+			if err := s.fill(s.keep(start), s.end-i); err != nil {
+				return span{}, err
+			}
+			continue
+		}
+		if e-i > max {
+			break // the validating scan deals with it
+		}
+		pos := joinPos(s.o.Position, strconv.Itoa(s.units))
+		res, ok, release, err := s.n.process(ctx, Input{Body: s.buf[i:e], Format: s.o.Format, SourceKind: s.o.SourceKind,
+			Position: pos, Received: s.o.Received, Attributes: s.o.Attributes}, true)
+		if err != nil {
+			return span{}, err
+		}
+		if !ok {
+			release()
+			break
+		}
+		return span{start: start, stop: s.base + int64(e), res: &res, release: release}, nil
+	}
 	for {
 		i := s.at(start)
 		e, err := skipValue(s.buf[:s.end], i, 0)
@@ -315,6 +358,11 @@ func (s *streamer) unit(ctx context.Context, sp span) error {
 
 // emit normalizes one value and hands the result to fn.
 func (s *streamer) emit(ctx context.Context, sp span, pos string) error {
+	if sp.res != nil {
+		defer sp.release()
+		s.dedupe(sp.res)
+		return s.fn(sp.res)
+	}
 	if sp.reason != "" {
 		raw := sp.raw
 		if raw == nil {
@@ -324,8 +372,9 @@ func (s *streamer) emit(ctx context.Context, sp span, pos string) error {
 		res.quarantine(raw, s.format, pos, sp.reason)
 		return s.fn(&res)
 	}
-	res, err := s.n.Process(ctx, Input{Body: s.buf[s.at(sp.start):s.at(sp.stop)], Format: s.o.Format, SourceKind: s.o.SourceKind,
-		Position: pos, Received: s.o.Received, Attributes: s.o.Attributes})
+	res, _, release, err := s.n.process(ctx, Input{Body: s.buf[s.at(sp.start):s.at(sp.stop)], Format: s.o.Format, SourceKind: s.o.SourceKind,
+		Position: pos, Received: s.o.Received, Attributes: s.o.Attributes}, true)
+	defer release()
 	if err != nil {
 		return err
 	}
