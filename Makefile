@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRFC3339UTC$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapedAudit$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapedReaderProcess$$' -fuzztime $(FUZZTIME) ./normalize
+	$(GO) test -run '^$$' -fuzz '^FuzzEventJSON$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ehbroker
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalScanner$$' -fuzztime $(FUZZTIME) ./queries/export
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalOCSF$$' -fuzztime $(FUZZTIME) ./queries/export
@@ -53,6 +54,7 @@ fuzz:
 # The README's benchmark table; each line is one row.
 bench: libchdb build
 	$(GO) test -run '^$$' -bench Process -benchtime 3s -cpu 1 ./normalize
+	$(GO) run ./normalize/internal/loadgen/gen -records 200000 > /tmp/custody-bench-load.jsonl && taskset -c 0 /usr/bin/time -v $(BIN)/custody normalize /tmp/custody-bench-load.jsonl >/dev/null; rm -f /tmp/custody-bench-load.jsonl
 	$(GO) test -run '^$$' -bench 'Append$$|Verify$$|VerifyCost$$' -benchtime 10x ./storage
 	CUSTODY_VERIFY_BENCH_EVENTS=3000000 $(GO) test -run '^$$' -bench VerifyMemory -benchtime 1x -timeout 30m ./storage
 	$(GO) test -run '^$$' -bench 'EngineCost' -benchtime 1x ./storage

@@ -41,7 +41,7 @@ const streamReadSize = 256 << 10
 // dedupeWindow is how many event ids of earlier values ProcessStream
 // remembers to drop a second stage of the same Kubernetes audit id (see
 // DropDuplicateStage): two generations of this many.
-const dedupeWindow = 1 << 17
+const dedupeWindow = 1 << 15
 
 // ProcessStream normalizes a whole input read from r as it goes, with
 // memory bounded by the longest top-level value (MaxRecordBytes) whatever
@@ -54,7 +54,7 @@ const dedupeWindow = 1 << 17
 // For any input whose values are each within MaxRecordBytes the results
 // add up to what Process gives for the whole input as one Body (events,
 // quarantined records, drop counts and positions), except that a second
-// stage of a Kubernetes audit id more than about 128k events after the
+// stage of a Kubernetes audit id more than about 32k events after the
 // first is no longer recognised as a duplicate. The error is ctx's, r's or
 // fn's.
 func (n *Normalizer) ProcessStream(ctx context.Context, r io.Reader, o StreamOptions, fn func(*Result) error) error {
