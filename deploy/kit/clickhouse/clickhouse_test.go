@@ -248,7 +248,7 @@ func TestSchemaOnTieredStorage(t *testing.T) {
 <use_workload_identity remove="remove"/><account_name>` + azurite.AccountName + `</account_name><account_key>` + azurite.AccountKey + `</account_key>
 </azure_cold></disks></storage_configuration></clickhouse>`
 	config := serverDir(t, map[string]string{
-		"users.d/zz-test-default.xml":   testDefaultUser,
+		"users.d/zz-test-default.xml":  testDefaultUser,
 		"config.d/zz-test-azurite.xml": override,
 	})
 
