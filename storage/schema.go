@@ -281,7 +281,7 @@ func execMigrationStatement(ctx context.Context, eng engine.Engine, stmt string)
 	if err == nil {
 		return "", nil
 	}
-	if modifySetting.MatchString(stmt) && strings.Contains(err.Error(), "UNKNOWN_SETTING") {
+	if modifySetting.MatchString(stmt) && engineError(err, 115, "UNKNOWN_SETTING") {
 		return "a setting this server does not know", nil
 	}
 	if why := accessSkip(stmt, err); why != "" {

@@ -144,6 +144,9 @@ func checkReadStatement(ctx context.Context, eng engine.Engine, q string) error 
 	if !sqlStatementKinds[kind] {
 		return fmt.Errorf("%w: a %s statement; custody sql runs one SELECT, WITH, SHOW, DESCRIBE, EXISTS or EXPLAIN statement", errRefused, kind)
 	}
+	if strings.Contains(canonical, " INTO OUTFILE ") {
+		return fmt.Errorf("%w: INTO OUTFILE; redirect custody sql's output instead", errRefused)
+	}
 	return nil
 }
 

@@ -80,7 +80,10 @@ func (e *Engine) ctx(ctx context.Context, params engine.Params, extra ch.Setting
 	if len(params) > 0 {
 		p := ch.Parameters{}
 		for k, v := range params {
-			p[k] = v
+			// The server parses a parameter's value in the escaped
+			// (TSV) form, which clickhouse-go does not apply: without
+			// this a backslash, tab or newline changes or breaks it.
+			p[k] = escapeParam(v)
 		}
 		opts = append(opts, ch.WithParameters(p))
 	}
@@ -238,4 +241,13 @@ func (b *Batch) Send(ctx context.Context, dedupToken string) error {
 	}
 	b.rows = nil
 	return nil
+}
+
+// escapeParam writes a parameter value in the escaped (TSV) form the
+// server parses parameter values in.
+func escapeParam(s string) string {
+	if !strings.ContainsAny(s, "\\\t\n\r\x00") {
+		return s
+	}
+	return strings.NewReplacer("\\", `\\`, "\t", `\t`, "\n", `\n`, "\r", `\r`, "\x00", `\0`).Replace(s)
 }
