@@ -91,7 +91,7 @@ type ListenOptions struct {
 
 // ErrUnsafeListen means the address is reachable from other machines but
 // TLS or authentication is missing.
-var ErrUnsafeListen = errors.New("serving beyond loopback needs TLS (--tls-cert, --tls-key) and bearer tokens (--token-file)")
+var ErrUnsafeListen = errors.New("serving beyond loopback needs TLS (--web-tls-cert, --web-tls-key) and bearer tokens (--web-token-file)")
 
 // IsLoopback reports whether a listen address only accepts connections
 // from this machine.
@@ -112,7 +112,7 @@ func IsLoopback(addr string) bool {
 func (s *Server) Listen(o ListenOptions) (net.Listener, error) {
 	tlsOn := o.CertFile != "" || o.KeyFile != ""
 	if tlsOn && (o.CertFile == "" || o.KeyFile == "") {
-		return nil, errors.New("TLS needs both --tls-cert and --tls-key")
+		return nil, errors.New("TLS needs both --web-tls-cert and --web-tls-key")
 	}
 	if !IsLoopback(o.Addr) && (!tlsOn || s.opts.Tokens == nil) {
 		return nil, ErrUnsafeListen

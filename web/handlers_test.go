@@ -2,7 +2,16 @@ package web
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -333,7 +342,81 @@ func TestHandlers(t *testing.T) {
 			t.Fatal(err)
 		}
 		ln.Close()
+
+		// With TLS and tokens it serves any address: a real TLS client
+		// with and without the token.
+		dir := t.TempDir()
+		cert, key := filepath.Join(dir, "page.crt"), filepath.Join(dir, "page.key")
+		writeSelfSigned(t, cert, key)
+		tokens := filepath.Join(dir, "tokens")
+		if err := os.WriteFile(tokens, []byte("responder-token-0123456789abcdef\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ts, err := LoadTokens(tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := New(Options{Store: f.store, Verifier: f.verifier, Tokens: ts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Listen(ListenOptions{Addr: "0.0.0.0:0", CertFile: cert}); err == nil {
+			t.Error("TLS with a certificate and no key: no error")
+		}
+		ln, err = srv.Listen(ListenOptions{Addr: "0.0.0.0:0", CertFile: cert, KeyFile: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ctx, ln) }()
+		defer func() { cancel(); <-done }()
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // the test's own self-signed certificate
+		for _, c := range []struct {
+			token  string
+			status int
+		}{{"", 401}, {"responder-token-0123456789abcdef", 200}} {
+			req, _ := http.NewRequest("GET", "https://127.0.0.1:"+port+"/api/meta", nil)
+			if c.token != "" {
+				req.Header.Set("Authorization", "Bearer "+c.token)
+			}
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != c.status || res.Header.Get("Strict-Transport-Security") == "" {
+				t.Errorf("token %q over TLS: status %d (want %d), HSTS %q", c.token, res.StatusCode, c.status, res.Header.Get("Strict-Transport-Security"))
+			}
+		}
 	})
+}
+
+// writeSelfSigned writes a self-signed ECDSA certificate for 127.0.0.1.
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "custody test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func decode(t *testing.T, w *httptest.ResponseRecorder, v any) {
