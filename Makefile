@@ -61,6 +61,7 @@ bench: libchdb build
 	$(GO) test -run '^$$' -bench 'ReadRows' -benchtime 3x ./storage
 	$(GO) test -run '^$$' -bench RunEndToEnd -benchtime 1x ./cmd/custody
 	CUSTODY_EXPORT_BENCH_EVENTS=100000 $(GO) test -run '^$$' -bench Bundle -benchtime 1x ./queries/export
+	$(GO) test -run '^$$' -bench Page -benchtime 10x -timeout 60m ./web
 
 clean:
 	rm -rf $(BIN) custody-demo
