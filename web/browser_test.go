@@ -58,7 +58,7 @@ func TestBrowser(t *testing.T) {
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	ctx, cancel = context.WithTimeout(ctx, 6*time.Minute)
 	defer cancel()
 	done := make(chan string, 4)
 	if err := chromedp.ListenBrowser(ctx, func(ev any) {
@@ -166,9 +166,9 @@ func TestBrowser(t *testing.T) {
 		gaps := strs(t, `[...document.querySelectorAll('svg.timeline rect.gap')].map(r => r.dataset.kind)`)
 		for _, step := range []string{
 			"arm:Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action", // the admin kubeconfig
-			"k8s:pods/exec:create",                                  // exec into the payments pod
-			"k8s:secrets:get",                                       // reads the secrets
-			"acr:push",                                              // pushes the backdoored image
+			"k8s:pods/exec:create", // exec into the payments pod
+			"k8s:secrets:get",      // reads the secrets
+			"acr:push",             // pushes the backdoored image
 			"arm:Microsoft.ContainerInstance/containerGroups/write", // the miner's container group
 			"arm:Microsoft.Insights/diagnosticSettings/delete",      // switches the audit archive off
 		} {

@@ -22,7 +22,7 @@ var (
 	services = []string{string(event.ServiceAKS), string(event.ServiceACR), string(event.ServiceACI), string(event.ServiceARM)}
 	classes  = []string{string(event.ClassRead), string(event.ClassWrite), string(event.ClassDelete), string(event.ClassExec), string(event.ClassLogin),
 		string(event.ClassCredentialAccess), string(event.ClassPermissionChange), string(event.ClassConfigChange), string(event.ClassOther)}
-	outcomes = []string{string(event.OutcomeSuccess), string(event.OutcomeFailure), string(event.OutcomeUnknown)}
+	outcomes  = []string{string(event.OutcomeSuccess), string(event.OutcomeFailure), string(event.OutcomeUnknown)}
 	knownTags = []string{event.TagPrivilegedPod, event.TagHostPath, event.TagHostPID, event.TagHostNetwork, event.TagHostIPC,
 		event.TagClusterAdminBinding, event.TagSecretAccess, event.TagTokenAccess, event.TagAnonymous, event.TagDenied,
 		event.TagImpersonation, event.TagUnapprovedRegistry, event.TagCredentialListing, event.TagLoggingChange,
