@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/custody-audit/custody/ingest"
 	"github.com/custody-audit/custody/ingest/archive"
+	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -33,7 +37,9 @@ A last line cut short (the current hour's PT1H.json is still being
 appended to) is left for the next run, which reads it whole; in an object
 not modified for 2 hours it is quarantined. A record over
 --max-record-bytes is quarantined with its first bytes, the limit and the
-whole record's SHA-256.
+whole record's SHA-256. Each file or blob is a source of its own, named by
+its path; one whose size and SHA-256 match an object stored whole before
+(recorded in the custody log) is skipped as already stored.
 
    $ custody backfill ./insights-logs-kube-audit-admin
    $ custody backfill --from 2025-05-01 --to 2025-05-08 \
@@ -133,6 +139,9 @@ type backfillSummary struct {
 	// Incomplete are objects whose incomplete last line was left for the
 	// next run.
 	Incomplete []string
+	// Duplicates are objects skipped because the same content was stored
+	// before from another path.
+	Duplicates []archive.Duplicate
 }
 
 func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error {
@@ -165,7 +174,22 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 		return err
 	}
 	defer in.close()
-	src, err := archive.New(store, o.Archive, archive.Resume{Positions: in.positions}, log)
+	stored, err := storedObjects(ctx, in.store)
+	if err != nil {
+		// Recognising copies is a convenience: without it they are
+		// stored again, as their own chains.
+		log.WarnContext(ctx, "copies of archives stored before will not be recognised", "err", err)
+	}
+	var (
+		doneMu sync.Mutex
+		done   []archive.Completion
+	)
+	o.Archive.OnComplete = func(c archive.Completion) {
+		doneMu.Lock()
+		done = append(done, c)
+		doneMu.Unlock()
+	}
+	src, err := archive.New(store, o.Archive, archive.Resume{Positions: in.positions, Stored: stored}, log)
 	if err != nil {
 		return err
 	}
@@ -183,7 +207,12 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 	stop := archive.RenderProgress(ctx, src.Progress(), cmd.Root().ErrWriter, log, 0)
 	runErr := p.Run(ctx)
 	stop()
-	sum := backfillSummary{Stats: p.Stats(), Failures: src.Failures(), Incomplete: src.Incomplete()}
+	doneMu.Lock()
+	if err := recordStoredObjects(context.WithoutCancel(ctx), in.store, done); err != nil {
+		log.WarnContext(ctx, "the digests of the objects stored could not be recorded: a copy of them at another path would be stored again", "err", err)
+	}
+	doneMu.Unlock()
+	sum := backfillSummary{Stats: p.Stats(), Failures: src.Failures(), Incomplete: src.Incomplete(), Duplicates: src.Duplicates()}
 	printBackfillSummary(cmd.Root().Writer, sum)
 	return backfillOutcome(runErr, ctx.Err() != nil, len(sum.Failures))
 }
@@ -230,7 +259,68 @@ func printBackfillSummary(w io.Writer, s backfillSummary) {
 	for _, f := range s.Failures {
 		fmt.Fprintf(w, "failed: %s\n", f.Error())
 	}
+	for _, d := range s.Duplicates {
+		fmt.Fprintf(w, "already stored: %s has the content (size and SHA-256) of %s; skipped\n", d.Name, d.Of)
+	}
 	for _, name := range s.Incomplete {
 		fmt.Fprintf(w, "incomplete: %s ends in a partial line (still being written); the next run reads it whole\n", name)
 	}
+}
+
+// The custody log records every object a backfill stored whole, by
+// content, so that the same archive at another path is recognised: one
+// entry per up to storedPerEntry objects, action backfillObjectsAction,
+// one line "<sha256 hex> <size> <stream>" per object.
+const (
+	backfillObjectsAction = "backfill.objects"
+	storedPerEntry        = 1000
+)
+
+// storedObjects reads the objects earlier backfills stored whole.
+func storedObjects(ctx context.Context, st *storage.Store) ([]archive.StoredObject, error) {
+	var out []archive.StoredObject
+	err := engine.Each(ctx, st.Engine(), "SELECT detail FROM "+st.Database()+".custody_log WHERE action = {action:String}",
+		engine.Params{"action": backfillObjectsAction}, func(r engine.Rows) error {
+			var detail string
+			if err := r.Scan(&detail); err != nil {
+				return err
+			}
+			for line := range strings.SplitSeq(detail, "\n") {
+				f := strings.SplitN(line, " ", 3)
+				if len(f) != 3 {
+					continue
+				}
+				sum, err := hex.DecodeString(f[0])
+				size, serr := strconv.ParseInt(f[1], 10, 64)
+				if err != nil || serr != nil || len(sum) != 32 {
+					continue
+				}
+				out = append(out, archive.StoredObject{Stream: f[2], Size: size, SHA256: [32]byte(sum)})
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("read the objects stored by earlier backfills: %w", err)
+	}
+	return out, nil
+}
+
+// recordStoredObjects writes the digests of the objects stored whole to
+// the custody log.
+func recordStoredObjects(ctx context.Context, st *storage.Store, done []archive.Completion) error {
+	for len(done) > 0 {
+		n := min(len(done), storedPerEntry)
+		var b strings.Builder
+		for i, c := range done[:n] {
+			if i > 0 {
+				b.WriteByte('\n')
+			}
+			fmt.Fprintf(&b, "%x %d %s", c.SHA256, c.Size, c.Stream)
+		}
+		if err := st.Log(ctx, backfillObjectsAction, b.String(), "ok"); err != nil {
+			return err
+		}
+		done = done[n:]
+	}
+	return nil
 }

@@ -375,3 +375,61 @@ func TestOversizeRecordAgrees(t *testing.T) {
 		t.Errorf("normalize with the default limit printed %d events, want 3", n)
 	}
 }
+
+// TestBackfillSameArchiveElsewhere (issue 11 item 10): an archive already
+// stored is recognised by its size and SHA-256 when it turns up at another
+// path, in a later backfill or in the same one, and skipped with a line
+// that says which stream holds it; nothing is stored twice.
+func TestBackfillSameArchiveElsewhere(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+	dir := t.TempDir()
+	for _, args := range [][]string{{"keygen"}, {"init"}} {
+		if _, err := custodyCLI(t, dir, args...); err != nil {
+			t.Fatalf("%s: %v", args[0], err)
+		}
+	}
+	content := []byte(pt1hLines(1, 5))
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a/PT1H.json", content)
+	if out, err := custodyCLI(t, dir, "backfill", a); err != nil || !strings.HasPrefix(out, "backfill: 5 events stored") {
+		t.Fatalf("first backfill: %q, %v", out, err)
+	}
+	b := write("copy/PT1H.json", content)
+	other := write("other/PT1H.json", []byte(pt1hLines(6, 5))) // same size, other content
+	out, err := custodyCLI(t, dir, "backfill", b, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "backfill: 5 events stored, 0 already stored, 0 quarantined, 0 dropped by policy (5 messages)\n" +
+		"already stored: " + b + " has the content (size and SHA-256) of file" + a + "; skipped\n"
+	if out != want {
+		t.Errorf("second backfill printed\n%q, want\n%q", out, want)
+	}
+	// Two new copies in one run: the second is recognised too.
+	fresh := []byte(pt1hLines(20, 3))
+	c1, c2 := write("c1/PT1H.json", fresh), write("c2/PT1H.json", fresh)
+	out, err = custodyCLI(t, dir, "backfill", c1, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "backfill: 3 events stored") || !strings.Contains(out, "already stored: "+c2+" has the content (size and SHA-256) of file"+c1) {
+		t.Errorf("third backfill printed %q", out)
+	}
+	out, err = custodyCLI(t, dir, "sql", "--format", "tsv", "SELECT count(), uniqExact(event_id) FROM custody.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(out); len(got) < 2 || got[len(got)-2] != "13" || got[len(got)-1] != "13" {
+		t.Errorf("store holds %q, want 13 events, 13 distinct", out)
+	}
+}

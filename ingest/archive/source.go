@@ -23,8 +23,11 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"slices"
@@ -170,6 +173,26 @@ type Resume struct {
 	// stored (from Config.OnComplete); such an object is not opened again
 	// unless its size changed (a PT1H.json of the current hour grows).
 	Completed map[string]int64
+	// Stored are objects stored whole before, by content (from
+	// Completion.SHA256). An object the store holds nothing of whose size
+	// and SHA-256 match one of another stream is the same archive at
+	// another path: it is not stored again (Duplicates names it).
+	Stored []StoredObject
+}
+
+// StoredObject is an object stored whole: its stream, size and content
+// digest.
+type StoredObject struct {
+	Stream string
+	Size   int64
+	SHA256 [32]byte
+}
+
+// Duplicate is an object skipped because its content was stored before
+// under another stream.
+type Duplicate struct {
+	Name string // the object skipped
+	Of   string // the stream that holds its content
 }
 
 // Completion reports an object whose messages are all durable.
@@ -179,6 +202,8 @@ type Completion struct {
 	Size int64
 	// LastOffset is the offset of its last message (0 if it had none).
 	LastOffset int64
+	// SHA256 is the digest of the object's whole content as read.
+	SHA256 [32]byte
 }
 
 // Source is an ingest.Source over the objects of a Store. ReadBatch is
@@ -202,6 +227,8 @@ type Source struct {
 	sticky   error
 	failures []*ObjectError
 	held     map[int]bool // objects whose incomplete last line was left unread
+	bySize   map[int64][]StoredObject
+	dups     []Duplicate
 
 	ackMu    sync.Mutex // guards the acknowledgement state below
 	acked    map[string]int64
@@ -218,6 +245,7 @@ type credit struct {
 type openObject struct {
 	idx    int
 	rc     io.ReadCloser
+	sum    hash.Hash // of everything read
 	count  *countingReader
 	rr     recordReader
 	skip   int64
@@ -248,8 +276,15 @@ func New(store Store, cfg Config, resume Resume, logger *slog.Logger) (*Source, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	bySize := map[int64][]StoredObject{}
+	for _, o := range resume.Stored {
+		if o.Size > 0 {
+			bySize[o.Size] = append(bySize[o.Size], o)
+		}
+	}
 	return &Source{
 		store:    store,
+		bySize:   bySize,
 		cfg:      cfg,
 		resume:   resume,
 		log:      logger,
@@ -350,6 +385,12 @@ func (s *Source) ReadBatch(ctx context.Context) ([]ingest.Message, ingest.AckFun
 			if s.isCompleted(idx) {
 				continue
 			}
+			if dup, err := s.isDuplicate(ctx, idx); err != nil {
+				s.fail(ctx, idx, 0, err)
+				continue
+			} else if dup {
+				continue
+			}
 			if err := s.open(idx); err != nil {
 				s.fail(ctx, idx, 0, err)
 				continue
@@ -427,6 +468,54 @@ func (s *Source) isCompleted(idx int) bool {
 	return true
 }
 
+// isDuplicate reports whether object idx, of which the store holds
+// nothing, has the size and content of an object stored whole under
+// another stream; such an object is skipped and recorded (Duplicates).
+// Only objects of a stored size are read for their digest first.
+func (s *Source) isDuplicate(ctx context.Context, idx int) (bool, error) {
+	o := s.objects[idx]
+	cands := s.bySize[o.Size]
+	if len(cands) == 0 || s.resume.Positions[o.Stream] > 0 {
+		return false, nil
+	}
+	s.ackMu.Lock()
+	acked := s.acked[o.Stream]
+	s.ackMu.Unlock()
+	if acked > 0 {
+		return false, nil
+	}
+	rc, err := s.store.Open(s.ioCtx, o)
+	if err != nil {
+		return false, err
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, rc)
+	rc.Close()
+	if err != nil {
+		return false, fmt.Errorf("read for its digest: %w", err)
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	for _, c := range cands {
+		if c.SHA256 == sum && c.Stream != o.Stream {
+			s.dups = append(s.dups, Duplicate{Name: o.Name, Of: c.Stream})
+			s.progress.objectSkipped(o.Size)
+			s.credit[idx] = credit{object: true, bytes: o.Size}
+			s.log.InfoContext(ctx, "archive object already stored at another path; skipped", slog.String("object", o.Name), slog.String("stored_as", c.Stream), slog.String("sha256", hex.EncodeToString(sum[:])))
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Duplicates returns the objects skipped because their content was
+// stored before under another stream.
+func (s *Source) Duplicates() []Duplicate {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	return slices.Clone(s.dups)
+}
+
 func (s *Source) open(idx int) error {
 	ctx := s.ioCtx
 	o := s.objects[idx]
@@ -434,7 +523,8 @@ func (s *Source) open(idx int) error {
 	if err != nil {
 		return err
 	}
-	count := &countingReader{r: rc}
+	sum := sha256.New()
+	count := &countingReader{r: io.TeeReader(rc, sum)}
 	br := bufio.NewReaderSize(count, defaultReadBufferLen)
 	rr, f, err := newRecordReader(br, o, s.cfg.Format, s.cfg.MaxRecordBytes, !s.settled(o))
 	s.addBytes(idx, count.take())
@@ -446,7 +536,7 @@ func (s *Source) open(idx int) error {
 	s.ackMu.Lock()
 	skip = max(skip, s.acked[o.Stream])
 	s.ackMu.Unlock()
-	s.cur = &openObject{idx: idx, rc: rc, count: count, rr: rr, skip: skip, format: f}
+	s.cur = &openObject{idx: idx, rc: rc, sum: sum, count: count, rr: rr, skip: skip, format: f}
 	s.progress.setCurrent(o.Name)
 	s.log.DebugContext(ctx, "archive object opened", slog.String("object", o.Name), slog.String("format", string(f)), slog.Int64("skip_through", skip))
 	return nil
@@ -490,10 +580,20 @@ func (s *Source) finish(cur *openObject, bs *batchState) {
 		s.log.Info("archive object ends in an incomplete line; left for the next run", slog.String("object", o.Name), slog.Int64("after_line", cur.last))
 		return
 	}
+	// The digest covers the whole object only if reading reached its end
+	// (a line reader stops at EOF; the others too).
+	_, _ = io.Copy(io.Discard, cur.count)
+	s.addBytes(cur.idx, cur.count.take())
+	var digest [32]byte
+	cur.sum.Sum(digest[:0])
 	s.closeCur()
 	s.progress.objectDone(o.Size, cur.count.total)
 	s.credit[cur.idx] = credit{object: true, bytes: o.Size}
-	bs.completes = append(bs.completes, Completion{Stream: o.Stream, Size: o.Size, LastOffset: cur.last})
+	bs.completes = append(bs.completes, Completion{Stream: o.Stream, Size: cur.count.total, LastOffset: cur.last, SHA256: digest})
+	if cur.count.total > 0 {
+		// A copy later in this same run is recognised too.
+		s.bySize[cur.count.total] = append(s.bySize[cur.count.total], StoredObject{Stream: o.Stream, Size: cur.count.total, SHA256: digest})
+	}
 }
 
 func (s *Source) closeCur() error {
