@@ -230,6 +230,34 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("raw record shown:\n%s\nstored:\n%s", raw, want)
 		}
 		shot(t, "event")
+		// The page's own check fails on any corruption of what the server
+		// sent: each case flips one thing and runs proof.js's checkEvent.
+		got := evalJS[map[string]any](t, ctx, `(async () => {
+			const m = await import('/assets/proof.js');
+			const ev = await (await fetch(location.href.replace('/event?', '/api/event?'))).json();
+			const flip = h => (h[0] === '0' ? '1' : '0') + h.slice(1);
+			const run = async f => { const e = structuredClone(ev); f(e); try { const r = await m.checkEvent(e); return r.ok && r.signature === true ? 'ok' : 'failed'; } catch { return 'failed'; } };
+			return {
+				intact: await run(() => {}),
+				proofHash: await run(e => { e.proof.hashes[0] = flip(e.proof.hashes[0]); }),
+				rowHash: await run(e => { e.hash = flip(e.hash); }),
+				leafIndex: await run(e => { e.proof.leaf_index += 1; }),
+				shortProof: await run(e => { e.proof.hashes.pop(); }),
+				longProof: await run(e => { e.proof.hashes.push(e.proof.hashes[0]); }),
+				treeSize: await run(e => { e.proof.tree_size += 1; }),
+				noteRoot: await run(e => { const l = e.checkpoint.note.split('\n'); l[2] = btoa(String.fromCharCode(...new Uint8Array(32))); e.checkpoint.note = l.join('\n'); }),
+				noteSignature: await run(e => { e.checkpoint.note = e.checkpoint.note.replace(/\u2014 (\S+) (\S)/, (m0, n, c) => '\u2014 ' + n + ' ' + (c === 'A' ? 'B' : 'A')); }),
+				otherKey: await run(e => { e.verify_key = 'other+00000000+AWhlbGxvaGVsbG9oZWxsb2hlbGxvaGVsbG9oZWxsb2hlbGxv'; }),
+			};
+		})()`, chromedp.EvalAwaitPromise)
+		for k, v := range got {
+			if want := map[bool]string{true: "ok", false: "failed"}[k == "intact"]; v != want {
+				t.Errorf("proof.js on %s: %v, want %s", k, v, want)
+			}
+		}
+		if len(got) != 10 {
+			t.Errorf("proof.js cases: %v", got)
+		}
 		run(t, chromedp.Click(css(`button[aria-pressed]`)))
 		if pretty := evalJS[string](t, ctx, `document.getElementById('raw').textContent`); !strings.Contains(pretty, "\n  \"") {
 			t.Errorf("pretty-printed record is not indented: %.200s", pretty)
@@ -335,9 +363,9 @@ func must[T any](t *testing.T) func(T, error) T {
 	}
 }
 
-func evalJS[T any](t *testing.T, ctx context.Context, js string) T {
+func evalJS[T any](t *testing.T, ctx context.Context, js string, opts ...chromedp.EvaluateOption) T {
 	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, opts...))
 	if err != nil {
 		t.Fatalf("evaluate %s: %v", js, err)
 	}
