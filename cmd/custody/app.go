@@ -87,6 +87,7 @@ signed ClickHouse trail that anyone with the public key can verify.
 			verifyExportCommand(),
 			retentionCommand(),
 			holdCommand(),
+			configCommand(),
 			serveCommand(),
 		},
 	}
