@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 export CUSTODY_CHDB_HOST := $(BIN)/custody-chdb
 
-.PHONY: all build demo test test-go test-kit fuzz bench libchdb azurite clean
+.PHONY: all build demo test test-go test-kit fuzz bench libchdb azurite image clean
 
 all: build
 
@@ -63,5 +63,19 @@ bench: libchdb build
 	CUSTODY_EXPORT_BENCH_EVENTS=100000 $(GO) test -run '^$$' -bench Bundle -benchtime 1x ./queries/export
 	$(GO) test -run '^$$' -bench Page -benchtime 10x -timeout 60m ./web
 
+# The container image (deploy/kit/image): an OCI layout in dist/image/oci
+# and a tarball for `docker load`, built without a container daemon from
+# trimmed binaries, libchdb and pinned Debian packages; prints its digest.
+# Reproducible: the same commit and inputs give the same digest.
+IMAGE_REF ?= custody:$(shell git describe --tags --always 2>/dev/null || echo dev)
+image: libchdb
+	$(GO) build -trimpath -o dist/image/bin/custody ./cmd/custody
+	$(GO) build -trimpath -o dist/image/bin/custody-chdb ./cmd/custody-chdb
+	@debs="$$(deploy/image/fetch-debs.sh)" && lib="$$(deploy/local/install-libchdb.sh)" && cd deploy/kit && \
+	$(GO) run ./cmd/image --custody ../../dist/image/bin/custody --custody-chdb ../../dist/image/bin/custody-chdb \
+		--libchdb "$$lib" --debs "$$debs" --out ../../dist/image/oci --tarball ../../dist/image/custody.tar \
+		--ref "$(IMAGE_REF)" --version "$(patsubst custody:%,%,$(IMAGE_REF))" \
+		--revision "$$(git rev-parse HEAD 2>/dev/null)" --created "$$(git log -1 --format=%ct 2>/dev/null || echo 0)"
+
 clean:
-	rm -rf $(BIN) custody-demo
+	rm -rf $(BIN) custody-demo dist
