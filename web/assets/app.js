@@ -360,8 +360,11 @@ async function pollVerify(id, progress, result) {
         last.className = j.ok ? 'ok' : 'bad';
       }
       result.replaceChildren(
-        el('p', { class: j.ok ? 'ok verdict' : 'bad verdict', 'data-ok': String(j.ok), text: `Verify ${j.ok ? 'passed' : 'FAILED'}: ${r.chains} chains, ${r.rows} rows, ${r.checkpoints} checkpoints, ${r.finding_count} findings in ${r.elapsed_ms} ms` }),
-        r.findings.length ? table(['kind', 'chain', 'seq', 'event', 'detail'], r.findings.map(f => [f.kind, f.chain, f.seq || '', f.event_id || '', f.detail]), { caption: 'Findings', cellClass: j => j === 1 ? 'wide' : undefined }) : null);
+        el('p', { class: j.ok ? 'ok verdict' : 'bad verdict', 'data-ok': String(j.ok), text: `Verify ${j.ok ? 'passed' : 'FAILED'}: ${r.chains} chains, ${r.rows} rows, ${r.checkpoints} checkpoints, ${r.finding_count} finding${r.finding_count === 1 ? "" : "s"} in ${r.elapsed_ms} ms` }),
+        r.findings.length ? table(['severity', 'kind', 'chain', 'seq', 'event', 'detail'], r.findings.map(f => [f.severity || 'error', f.kind, f.chain, f.seq ? (f.through ? `${f.seq}-${f.through}` : f.seq) : '', f.event_id || '', f.detail]), {
+          caption: 'Findings', cellClass: j => j === 2 ? 'wide' : undefined,
+          cell: (v, j) => j === 0 ? el('span', { class: v === 'error' ? 'bad' : v === 'warning' ? 'warn' : '', text: v }) : String(v),
+        }) : null);
       return;
     }
     result.replaceChildren(el('p', { text: `Verifying… ${j.done} of ${j.total || '?'} rows` }));
