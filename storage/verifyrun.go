@@ -144,3 +144,22 @@ func (s *Store) LastVerify(ctx context.Context) (*VerifyRun, error) {
 	}
 	return out, nil
 }
+
+// CheckpointTimes returns when each chain's newest checkpoint was signed
+// (its created_at).
+func (s *Store) CheckpointTimes(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := s.queryEach(ctx, "SELECT toString(chain), max(created_at) FROM "+s.db+".checkpoints GROUP BY chain", nil, func(r engine.Rows) error {
+		var c string
+		var at time.Time
+		if err := r.Scan(&c, &at); err != nil {
+			return err
+		}
+		out[c] = at
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint times: %w", err)
+	}
+	return out, nil
+}

@@ -84,6 +84,7 @@ type runConfig struct {
 	LogAnalytics *loganalytics.Config
 	Pipeline     ingest.PipelineConfig
 	MetricsAddr  string
+	Verify       verifyConfig
 }
 
 // runFile is the config file's layout for `custody run`; each section is
@@ -93,12 +94,13 @@ type runFile struct {
 	LogAnalytics yaml.Node `yaml:"loganalytics"`
 	Pipeline     yaml.Node `yaml:"pipeline"`
 	MetricsAddr  string    `yaml:"metrics_addr"`
+	Verify       yaml.Node `yaml:"verify"`
 }
 
 // loadRunConfig reads and validates the collector sections of path. Errors
 // name the section and field.
 func loadRunConfig(path string) (runConfig, error) {
-	rc := runConfig{Pipeline: ingest.DefaultPipelineConfig()}
+	rc := runConfig{Pipeline: ingest.DefaultPipelineConfig(), Verify: defaultVerifyConfig()}
 	if path == "" {
 		return rc, errors.New("run needs --config with an eventhubs or loganalytics section")
 	}
@@ -116,6 +118,12 @@ func loadRunConfig(path string) (runConfig, error) {
 	}
 	if err := rc.Pipeline.Validate(); err != nil {
 		return rc, fmt.Errorf("config %s: pipeline.%w", path, err)
+	}
+	if err := decodeSection(&f.Verify, &rc.Verify); err != nil {
+		return rc, fmt.Errorf("config %s: verify: %w", path, err)
+	}
+	if err := rc.Verify.Validate(); err != nil {
+		return rc, fmt.Errorf("config %s: verify.%w", path, err)
 	}
 	if f.EventHubs.Kind != 0 {
 		c := eventhubs.DefaultConfig()
@@ -230,6 +238,22 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		return err
 	}
 	defer in.close()
+	if err := reg.Register(newCheckpointCollector(in.store, log)); err != nil {
+		return fmt.Errorf("register checkpoint metric: %w", err)
+	}
+	vm, err := newVerifyMetrics(reg)
+	if err != nil {
+		return err
+	}
+	var verifier *verifyLoop
+	if rc.Verify.Interval > 0 {
+		v, err := storage.LoadVerifier(cmd.String(flagVerifyKey))
+		if err != nil {
+			return fmt.Errorf("periodic verification (verify.interval %s) needs the verification key: %w (or set verify.interval: 0)", rc.Verify.Interval, err)
+		}
+		verifier = &verifyLoop{store: in.store, interval: rc.Verify.Interval, metrics: vm, log: log,
+			opts: storage.VerifyOptions{Verifier: v, CheckpointDir: cmd.String(flagCheckpointDir)}}
+	}
 
 	var sources []namedSource
 	closeAll := func() {
@@ -315,10 +339,16 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 			}
 		})
 	}
+	var verifying sync.WaitGroup
+	if verifier != nil {
+		verifying.Go(func() { verifier.run(rctx) })
+	}
 	ready.Store(true)
 	log.InfoContext(ctx, "collector running", "sources", len(pipes), "streams_resumed", len(in.positions))
 	wg.Wait()
 	ready.Store(false)
+	cancel()
+	verifying.Wait()
 	if webDone != nil {
 		cancel()
 		if err := <-webDone; err != nil {

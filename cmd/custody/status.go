@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v3"
 
 	"github.com/custody-audit/custody/queries"
+	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -64,13 +66,18 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 			if err := scanOne(ctx, st.Engine(), queries.DeliverySummarySQL(db), nil, &d.Rows, &d.Events, &d.Repeated, &d.Conflicting); err != nil {
 				return fmt.Errorf("count deliveries: %w", err)
 			}
+			lastVerify, err := st.LastVerify(ctx)
+			if err != nil {
+				return err
+			}
 			w := cmd.Root().Writer
 			if cmd.String("format") == "json" {
 				return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk,
-					"deliveries": d, "chains": chains})
+					"deliveries": d, "chains": chains, "last_verify": lastVerify})
 			}
 			fmt.Fprintf(w, "engine %s, database %s, %s on disk\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk))
-			fmt.Fprintf(w, "%s\n\n", d)
+			fmt.Fprintf(w, "%s\n", d)
+			fmt.Fprintf(w, "%s\n\n", lastVerifyLine(lastVerify))
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "CHAIN\tEVENTS\tLAST SEQ\tLAST EVENT\tCHECKPOINT\tCHECKPOINT AT\tQUARANTINED")
 			for _, c := range chains {
@@ -114,4 +121,14 @@ func humanBytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// lastVerifyLine says when the trail was last verified and with what
+// result.
+func lastVerifyLine(r *storage.VerifyRun) string {
+	if r == nil {
+		return "last verify: never (run custody verify)"
+	}
+	return fmt.Sprintf("last verify: %s by %s (%s): %s, %d rows, %d errors, %d warnings",
+		r.FinishedAt.UTC().Format(time.RFC3339), r.Trigger, r.Actor, r.Result, r.Rows, r.Errors, r.Warnings)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -83,5 +84,10 @@ func TestVerifySince(t *testing.T) {
 	}
 	if _, err := custodyCLI(t, dir, "verify", "--since", filepath.Join(dir, "nothing")); err == nil || !strings.Contains(err.Error(), "--since: read kept checkpoint") {
 		t.Fatalf("verify --since a missing file: %v", err)
+	}
+	// status shows the last verification
+	out, err = custodyCLI(t, dir, "status")
+	if err != nil || !regexp.MustCompile(`\nlast verify: \S+ by cli \(\S+\): failed, 10 rows, 2 errors, 0 warnings\n`).MatchString(out) {
+		t.Fatalf("status: %v\n%s", err, out)
 	}
 }
