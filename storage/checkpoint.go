@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 // Checkpoint is a signed tree head of one chain: the RFC 6962 Merkle root
@@ -177,6 +180,26 @@ func ReadCheckpointDir(dir string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("read checkpoint %s: %w", e.Name(), err)
 		}
 		out[e.Name()] = b
+	}
+	return out, nil
+}
+
+// LatestCheckpoints returns every chain's newest stored checkpoint, with
+// its signed note (for publishing; see storage/witness).
+func (s *Store) LatestCheckpoints(ctx context.Context) ([]Checkpoint, error) {
+	var out []Checkpoint
+	err := s.queryEach(ctx, "SELECT toString(chain), tree_size, root_hash, note FROM "+s.db+".checkpoints ORDER BY chain, tree_size DESC LIMIT 1 BY chain", nil, func(r engine.Rows) error {
+		var cp Checkpoint
+		var msg string
+		if err := r.Scan(&cp.Chain, &cp.Size, &cp.Root, &msg); err != nil {
+			return err
+		}
+		cp.Note = []byte(msg)
+		out = append(out, cp)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read newest checkpoints: %w", err)
 	}
 	return out, nil
 }

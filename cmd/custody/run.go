@@ -25,6 +25,7 @@ import (
 	"github.com/custody-audit/custody/ingest/eventhubs"
 	"github.com/custody-audit/custody/ingest/loganalytics"
 	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/witness"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -85,6 +86,7 @@ type runConfig struct {
 	Pipeline     ingest.PipelineConfig
 	MetricsAddr  string
 	Verify       verifyConfig
+	Publish      *witness.Config
 }
 
 // runFile is the config file's layout for `custody run`; each section is
@@ -95,6 +97,7 @@ type runFile struct {
 	Pipeline     yaml.Node `yaml:"pipeline"`
 	MetricsAddr  string    `yaml:"metrics_addr"`
 	Verify       yaml.Node `yaml:"verify"`
+	Publish      yaml.Node `yaml:"checkpoint_publish"`
 }
 
 // loadRunConfig reads and validates the collector sections of path. Errors
@@ -124,6 +127,9 @@ func loadRunConfig(path string) (runConfig, error) {
 	}
 	if err := rc.Verify.Validate(); err != nil {
 		return rc, fmt.Errorf("config %s: verify.%w", path, err)
+	}
+	if rc.Publish, err = decodePublishConfig(path, &f.Publish); err != nil {
+		return rc, err
 	}
 	if f.EventHubs.Kind != 0 {
 		c := eventhubs.DefaultConfig()
@@ -254,6 +260,18 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		verifier = &verifyLoop{store: in.store, interval: rc.Verify.Interval, metrics: vm, log: log,
 			opts: storage.VerifyOptions{Verifier: v, CheckpointDir: cmd.String(flagCheckpointDir)}}
 	}
+	var publisher *publishLoop
+	if rc.Publish != nil {
+		w, err := openWitness(*rc.Publish)
+		if err != nil {
+			return err
+		}
+		publisher = &publishLoop{store: in.store, witness: w, interval: rc.Publish.Interval, log: log}
+		if verifier != nil {
+			// the periodic verification proves the trail against them
+			verifier.witness = w
+		}
+	}
 
 	var sources []namedSource
 	closeAll := func() {
@@ -343,12 +361,24 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 	if verifier != nil {
 		verifying.Go(func() { verifier.run(rctx) })
 	}
+	if publisher != nil {
+		log.InfoContext(ctx, "publishing checkpoints", "to", *rc.Publish)
+		verifying.Go(func() { publisher.run(rctx) })
+	}
 	ready.Store(true)
 	log.InfoContext(ctx, "collector running", "sources", len(pipes), "streams_resumed", len(in.positions))
 	wg.Wait()
 	ready.Store(false)
 	cancel()
 	verifying.Wait()
+	if publisher != nil {
+		// what the last writes signed
+		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if err := publisher.once(pctx); err != nil {
+			log.ErrorContext(pctx, "publish checkpoints at exit", "err", err)
+		}
+		pcancel()
+	}
 	if webDone != nil {
 		cancel()
 		if err := <-webDone; err != nil {

@@ -25,13 +25,16 @@ part, by chain and sequence number. Exits 1 when anything fails.
 
 A trail can only be shown not truncated against a checkpoint kept outside
 the store: the checkpoint directory, checkpoints you kept (--since, a file or
-a copy of the checkpoint directory). With --since,
+a copy of the checkpoint directory), or those the collector published to a
+Blob container (--published; the checkpoint_publish section of the config).
+With --since or --published,
 verify proves each chain's newest signed checkpoint a consistent extension
 of the kept one (RFC 6962 consistency proof, in --format json).
 
    $ custody verify
    $ custody verify --since ./kept/eh%2Fp0.checkpoint
    $ custody verify --since ./checkpoints-copy-2026-11-01/ --format json
+   $ custody verify --config custody.yaml --published
    $ custody verify --chain 'eventhubs/ns.servicebus.windows.net/aks-audit/$Default/0'
    $ custody verify --from 2026-11-01 --to 2026-11-08 --format json`,
 		Flags: []cli.Flag{
@@ -39,6 +42,7 @@ of the kept one (RFC 6962 consistency proof, in --format json).
 			&cli.StringFlag{Name: "from", Usage: "check row contents from this time (RFC 3339 or YYYY-MM-DD); links and checkpoints are always checked whole"},
 			&cli.StringFlag{Name: "to", Usage: "check row contents before this time"},
 			&cli.StringSliceFlag{Name: "since", Usage: "a signed checkpoint you kept (a file, or a directory of *.checkpoint files): prove the trail extends it; repeatable"},
+			&cli.BoolFlag{Name: "published", Usage: "also prove the trail against the newest checkpoints published to the Blob container of the config's checkpoint_publish section"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "{text|json}"},
 			&cli.BoolFlag{Name: "independent", Usage: "recompute row hashes in Go instead of in the engine (slower; does not trust the engine)"},
 		},
@@ -57,6 +61,9 @@ type verifyOptions struct {
 	storage.VerifyOptions
 	// Since are the kept checkpoint files and directories (--since).
 	Since []string
+	// Published proves the trail against the checkpoints published to
+	// Blob (the config's checkpoint_publish section).
+	Published bool
 	// JSON writes the report as one JSON document.
 	JSON bool
 	// From and To as given, for the record.
@@ -84,6 +91,7 @@ func verifyOptionsFrom(cmd *cli.Command) (verifyOptions, error) {
 	o.CheckpointDir = cmd.String(flagCheckpointDir)
 	o.Independent = cmd.Bool("independent")
 	o.Since = cmd.StringSlice("since")
+	o.Published = cmd.Bool("published")
 	return o, nil
 }
 
@@ -94,6 +102,16 @@ func runVerify(ctx context.Context, cmd *cli.Command, o verifyOptions) error {
 		return err
 	}
 	o.Verifier = verifier
+	if o.Published {
+		ext, err := readPublished(ctx, cmd.String(flagConfig), o.Chain)
+		if err != nil {
+			return err
+		}
+		if len(ext) == 0 {
+			return fmt.Errorf("--published: the checkpoint_publish container holds no checkpoint")
+		}
+		o.External = append(o.External, ext...)
+	}
 	if len(o.Since) > 0 {
 		ext, err := storage.ReadExternalCheckpoints(o.Since)
 		if err != nil {

@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/custody-audit/custody/internal/azurite"
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/storage"
 )
 
 // TestVerifySince keeps a copy of the checkpoint directory, truncates the
@@ -89,5 +94,73 @@ func TestVerifySince(t *testing.T) {
 	out, err = custodyCLI(t, dir, "status")
 	if err != nil || !regexp.MustCompile(`\nlast verify: \S+ by cli \(\S+\): failed, 10 rows, 2 errors, 0 warnings\n`).MatchString(out) {
 		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
+// TestVerifyPublished publishes the checkpoints as the collector does to
+// a Blob container (Azurite), truncates the trail with its stored
+// checkpoints and rolls back the checkpoint file: verify alone passes,
+// verify --published fails.
+func TestVerifyPublished(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+	ctx := context.Background()
+	az := azurite.Start(t)
+	if _, err := az.Client.CreateContainer(ctx, "checkpoints", nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "custody.yaml")
+	if err := os.WriteFile(cfgPath, []byte("checkpoint_publish:\n  connection_string: \""+az.ConnectionString+"\"\n  container: checkpoints\n  interval: 1m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	arch := filepath.Join(dir, "archive")
+	writePT1H(t, arch, 25)
+	for _, args := range [][]string{{"keygen"}, {"init"}, {"backfill", "--batch", "4", arch}} {
+		if _, err := custodyCLI(t, dir, args...); err != nil {
+			t.Fatalf("%s: %v", args[0], err)
+		}
+	}
+	if _, err := custodyCLI(t, dir, "verify", "--published"); err == nil || !strings.Contains(err.Error(), "--published needs --config with a checkpoint_publish section") {
+		t.Fatalf("verify --published without a config: %v", err)
+	}
+	cfg, err := loadPublishConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := openWitness(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := chdbtest.Open(t, filepath.Join(dir, "store"))
+	st, err := storage.Open(ctx, eng, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &publishLoop{store: st, witness: w, interval: time.Minute, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := p.once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(filepath.Join(dir, "cp"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("checkpoint directory: %v %v", files, err)
+	}
+	for _, q := range []string{
+		"ALTER TABLE custody.events DELETE WHERE seq > 10 SETTINGS mutations_sync = 2",
+		"ALTER TABLE custody.checkpoints DELETE WHERE tree_size > 10 SETTINGS mutations_sync = 2",
+	} {
+		if err := eng.Exec(ctx, q, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := eng.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "cp", files[0].Name())); err != nil {
+		t.Fatal(err)
+	}
+	out, err := custodyCLI(t, dir, "--config", cfgPath, "verify", "--published")
+	if _, silent := err.(silentError); !silent || !strings.HasPrefix(out, "truncated: chain ") || !strings.Contains(out, "(published file%2F") || !strings.Contains(out, "verify FAILED") {
+		t.Fatalf("verify --published after truncation: %v\n%s", err, out)
 	}
 }

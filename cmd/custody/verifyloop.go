@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/witness"
 )
 
 // verifyConfig is the collector's periodic verification, the `verify:`
@@ -83,6 +84,9 @@ type verifyLoop struct {
 	interval time.Duration
 	metrics  *verifyMetrics
 	log      *slog.Logger
+	// witness, when set, holds published checkpoints the trail is proven
+	// against (checkpoint_publish).
+	witness *witness.Witness
 }
 
 // start reads the newest recorded verification into the gauges and says
@@ -133,7 +137,16 @@ func (l *verifyLoop) run(ctx context.Context) {
 // ran are in verify_runs, the gauges and the log).
 func (l *verifyLoop) once(ctx context.Context) error {
 	started := time.Now()
-	rep, err := l.store.Verify(ctx, l.opts)
+	opts := l.opts
+	if l.witness != nil {
+		ext, err := l.witness.Newest(ctx, "")
+		if err != nil {
+			// verify anyway, against what the store and the directory hold
+			l.log.ErrorContext(ctx, "read published checkpoints for verification", "err", err)
+		}
+		opts.External = append(append([]storage.ExternalCheckpoint(nil), opts.External...), ext...)
+	}
+	rep, err := l.store.Verify(ctx, opts)
 	if err != nil {
 		l.metrics.lastRun.Set(float64(time.Now().UnixMicro()) / 1e6)
 		return fmt.Errorf("verify: %w", err)
