@@ -25,8 +25,8 @@ import (
 	"github.com/custody-audit/custody/ingest/eventhubs"
 	"github.com/custody-audit/custody/ingest/loganalytics"
 	"github.com/custody-audit/custody/storage"
-	"github.com/custody-audit/custody/storage/witness"
 	"github.com/custody-audit/custody/storage/engine"
+	"github.com/custody-audit/custody/storage/witness"
 )
 
 // runCommand is the long-lived collector: every configured source feeds
