@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v3"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/custody-audit/custody/storage"
@@ -119,6 +121,11 @@ func runVerify(ctx context.Context, cmd *cli.Command, o verifyOptions) error {
 		}
 		o.External = append(o.External, ext...)
 	}
+	if cmd.String(flagClickHouse) == "" {
+		if err := storeWritable(cmd.String(flagStore)); err != nil {
+			return err
+		}
+	}
 	st, err := openStore(ctx, cmd, readWrite)
 	if err != nil {
 		return err
@@ -189,4 +196,16 @@ func parseTimeFlag(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not a time (RFC 3339 or YYYY-MM-DD)", s)
+}
+
+// storeWritable says why verify cannot run on an embedded store directory
+// it cannot write (a read-only copy or mount): the engine writes in its
+// store directory even to read (its lock, log, temporary files of a
+// query, the custody log entry and verify_runs row of the verification).
+func storeWritable(dir string) error {
+	err := unix.Access(dir, unix.W_OK)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil // a missing store is reported by opening it
+	}
+	return fmt.Errorf("store %s is read-only (%w): the embedded engine writes in its store directory even to verify (lock, log, temporary files, the record of this verification). Verify a writable copy instead, which verifies exactly what the original holds: cp -a %s /tmp/custody-copy && custody verify --store /tmp/custody-copy", dir, err, dir)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -162,5 +163,55 @@ func TestVerifyPublished(t *testing.T) {
 	out, err := custodyCLI(t, dir, "--config", cfgPath, "verify", "--published")
 	if _, silent := err.(silentError); !silent || !strings.HasPrefix(out, "truncated: chain ") || !strings.Contains(out, "(published file%2F") || !strings.Contains(out, "verify FAILED") {
 		t.Fatalf("verify --published after truncation: %v\n%s", err, out)
+	}
+}
+
+// TestVerifyReadOnlyStore: on a store directory it cannot write, verify
+// says why it cannot run and what to do, instead of the engine's error
+// about its log file. Root writes anywhere, so as root the command runs
+// as nobody (setpriv).
+func TestVerifyReadOnlyStore(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "custody")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	top, err := os.MkdirTemp("", "custody-ro-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(filepath.Join(top, "store"), 0o755); _ = os.RemoveAll(top) })
+	store := filepath.Join(top, "store")
+	if err := os.MkdirAll(filepath.Join(store, "clickhouse"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, vkey, err := storage.GenerateKey("ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(top, "k.pub")
+	if err := os.WriteFile(pub, []byte(vkey), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{top, filepath.Dir(bin), bin} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(store, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{bin, "--store", store, "--verify-key", pub, "--checkpoint-dir", filepath.Join(top, "cp"), "verify"}
+	if os.Geteuid() == 0 {
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Fatalf("running as root needs setpriv (util-linux) to drop to nobody: %v", err)
+		}
+		args = append([]string{setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = top
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "store "+store+" is read-only (permission denied)") || !strings.Contains(string(out), "cp -a "+store+" /tmp/custody-copy && custody verify --store /tmp/custody-copy") {
+		t.Fatalf("verify on a read-only store: %v\n%s", err, out)
 	}
 }
