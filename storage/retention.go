@@ -569,13 +569,55 @@ type GroupVerdict struct {
 	KeepUntil time.Time `json:"keep_until"`
 }
 
-type chainStat struct {
-	min, max uint64
-	hash     Hash // hash at max
+// PartitionStat is what the store holds of one chain and one
+// service/category in one events partition: a row of the statistics
+// retention planning decides from.
+type PartitionStat struct {
+	Partition         string // YYYYMM of received_time
+	Chain             string
+	Service, Category string
+	Rows              uint64
+	FirstSeq, LastSeq uint64
+	// From and To bound the rows' received_time; Newest is the latest of
+	// their event and received times.
+	From, To, Newest time.Time
+}
+
+// HoldMatch is how many rows of a partition an active legal hold keeps.
+type HoldMatch struct {
+	Hold      Hold
+	Partition string
+	Rows      uint64
+}
+
+// QuarantineStat is what the store holds in one quarantine partition.
+type QuarantineStat struct {
+	Partition string // YYYYMM
+	Rows      uint64
+	From, To  time.Time
+}
+
+// RetentionInput is everything retention planning decides from, as the
+// store returns it (see Store.retentionInput).
+type RetentionInput struct {
+	// Now is the store's clock.
+	Now time.Time
+	// Partitions are the events partitions' statistics, in (partition,
+	// chain, service, category) order.
+	Partitions []PartitionStat
+	// Checkpointed is each chain's newest signed checkpoint size.
+	Checkpointed map[string]uint64
+	// Holds are every legal hold, active or released; HoldMatches the
+	// rows the active ones keep, hold by hold.
+	Holds       []Hold
+	HoldMatches []HoldMatch
+	// Quarantine are the quarantine partitions, in order.
+	Quarantine []QuarantineStat
 }
 
 // PlanRetention decides, for every events partition, whether a retention
-// purge under cfg would remove it now (the store's clock), and why.
+// purge under cfg would remove it now (the store's clock), and why: the
+// store fetches (retentionInput), PlanRetentionFrom decides.
 func (s *Store) PlanRetention(ctx context.Context, cfg RetentionConfig) (*RetentionPlan, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -583,22 +625,84 @@ func (s *Store) PlanRetention(ctx context.Context, cfg RetentionConfig) (*Retent
 	if err := s.requireRetentionSchema(ctx); err != nil {
 		return nil, err
 	}
-	now := s.now().UTC()
-	plan := &RetentionPlan{At: now}
-	parts := map[string]*PartitionPlan{}
-	spans := map[string]map[string]*ChainSpan{}
-	groups := map[string]map[string]*GroupVerdict{}
-	chains := map[string]*chainStat{}
+	in, err := s.retentionInput(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return PlanRetentionFrom(cfg, in)
+}
+
+// retentionInput reads what retention planning decides from.
+func (s *Store) retentionInput(ctx context.Context) (RetentionInput, error) {
+	in := RetentionInput{Now: s.now().UTC()}
 	q := `SELECT toString(toYYYYMM(received_time)) AS p, toString(chain), toString(service), toString(category),
 	count(), min(seq), max(seq), min(received_time), max(received_time), max(greatest(event_time, received_time))
 FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain, service, category`
 	err := s.queryEach(ctx, q, nil, func(r engine.Rows) error {
-		var p, chain, service, category string
-		var n, lo, hi uint64
-		var from, to, newest time.Time
-		if err := r.Scan(&p, &chain, &service, &category, &n, &lo, &hi, &from, &to, &newest); err != nil {
+		var st PartitionStat
+		if err := r.Scan(&st.Partition, &st.Chain, &st.Service, &st.Category, &st.Rows, &st.FirstSeq, &st.LastSeq, &st.From, &st.To, &st.Newest); err != nil {
 			return err
 		}
+		in.Partitions = append(in.Partitions, st)
+		return nil
+	})
+	if err != nil {
+		return in, fmt.Errorf("plan retention: read partitions: %w", err)
+	}
+	if in.Checkpointed, err = s.newestCheckpointSizes(ctx); err != nil {
+		return in, err
+	}
+	if in.Holds, err = s.Holds(ctx); err != nil {
+		return in, err
+	}
+	for _, h := range in.Holds {
+		if !h.Active() {
+			continue
+		}
+		cond, p := h.condition()
+		err := s.queryEach(ctx, "SELECT toString(toYYYYMM(received_time)) AS p, count() FROM "+s.db+".events WHERE "+cond+" GROUP BY p ORDER BY p", p, func(r engine.Rows) error {
+			m := HoldMatch{Hold: h}
+			if err := r.Scan(&m.Partition, &m.Rows); err != nil {
+				return err
+			}
+			in.HoldMatches = append(in.HoldMatches, m)
+			return nil
+		})
+		if err != nil {
+			return in, fmt.Errorf("plan retention: match legal hold %s: %w", h.ID, err)
+		}
+	}
+	err = s.queryEach(ctx, "SELECT toString(toYYYYMM(received_time)) AS p, count(), min(received_time), max(received_time) FROM "+s.db+".quarantine GROUP BY p ORDER BY p", nil, func(r engine.Rows) error {
+		var qs QuarantineStat
+		if err := r.Scan(&qs.Partition, &qs.Rows, &qs.From, &qs.To); err != nil {
+			return err
+		}
+		in.Quarantine = append(in.Quarantine, qs)
+		return nil
+	})
+	if err != nil {
+		return in, fmt.Errorf("plan retention: read quarantine partitions: %w", err)
+	}
+	return in, nil
+}
+
+// PlanRetentionFrom decides, from what the store holds (in), which
+// partitions a retention purge under cfg removes at in.Now, and why. It
+// reads nothing: every input is explicit. An events partition goes when
+// every service/category in it is past its minimum retention, no active
+// legal hold matches it, and each chain's rows in it are one contiguous
+// run that continues what earlier purges removed and is covered by a
+// signed checkpoint. Requires a valid cfg.
+func PlanRetentionFrom(cfg RetentionConfig, in RetentionInput) (*RetentionPlan, error) {
+	now := in.Now.UTC()
+	plan := &RetentionPlan{At: now}
+	parts := map[string]*PartitionPlan{}
+	spans := map[string]map[string]*ChainSpan{}
+	groups := map[string]map[string]*GroupVerdict{}
+	chainMin := map[string]uint64{}
+	for _, st := range in.Partitions {
+		p, chain, service, category, n := st.Partition, st.Chain, st.Service, st.Category, st.Rows
+		lo, hi, from, to, newest := st.FirstSeq, st.LastSeq, st.From, st.To, st.Newest
 		pp := parts[p]
 		if pp == nil {
 			pp = &PartitionPlan{Partition: p, From: from, To: to}
@@ -634,44 +738,14 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 		if newest.After(g.Newest) {
 			g.Newest = newest
 		}
-		cs := chains[chain]
-		if cs == nil {
-			cs = &chainStat{min: lo, max: hi}
-			chains[chain] = cs
+		if m, ok := chainMin[chain]; !ok || lo < m {
+			chainMin[chain] = lo
 		}
-		cs.min, cs.max = min(cs.min, lo), max(cs.max, hi)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("plan retention: read partitions: %w", err)
 	}
-	checkpointed, err := s.newestCheckpointSizes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	holds, err := s.Holds(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range holds {
-		if !h.Active() {
-			continue
-		}
-		cond, p := h.condition()
-		err := s.queryEach(ctx, "SELECT toString(toYYYYMM(received_time)) AS p, count() FROM "+s.db+".events WHERE "+cond+" GROUP BY p", p, func(r engine.Rows) error {
-			var part string
-			var n uint64
-			if err := r.Scan(&part, &n); err != nil {
-				return err
-			}
-			if pp := parts[part]; pp != nil {
-				pp.Holds = append(pp.Holds, h.ID)
-				pp.Reasons = append(pp.Reasons, fmt.Sprintf("held: %s keeps %d rows (%s; %s)", h.ID, n, h.Subject(), h.Reason))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("plan retention: match legal hold %s: %w", h.ID, err)
+	for _, m := range in.HoldMatches {
+		if pp := parts[m.Partition]; pp != nil {
+			pp.Holds = append(pp.Holds, m.Hold.ID)
+			pp.Reasons = append(pp.Reasons, fmt.Sprintf("held: %s keeps %d rows (%s; %s)", m.Hold.ID, m.Rows, m.Hold.Subject(), m.Hold.Reason))
 		}
 	}
 
@@ -684,8 +758,8 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 	// decided so far are purged; keptIn is the first partition of the
 	// chain that stays.
 	purgedTo := map[string]uint64{}
-	for c, cs := range chains {
-		purgedTo[c] = cs.min - 1
+	for c, m := range chainMin {
+		purgedTo[c] = m - 1
 	}
 	keptIn := map[string]string{}
 	for _, id := range ids {
@@ -733,8 +807,8 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 					damage = true
 					reason = fmt.Sprintf("blocked: chain %s rows %d..%d are missing, so its rows here are not a prefix (run custody verify)", sp.Chain, purgedTo[sp.Chain]+1, sp.FirstSeq-1)
 				}
-			case sp.LastSeq > checkpointed[sp.Chain]:
-				reason = fmt.Sprintf("blocked: chain %s rows up to %d are not covered by a signed checkpoint (newest %d)", sp.Chain, sp.LastSeq, checkpointed[sp.Chain])
+			case sp.LastSeq > in.Checkpointed[sp.Chain]:
+				reason = fmt.Sprintf("blocked: chain %s rows up to %d are not covered by a signed checkpoint (newest %d)", sp.Chain, sp.LastSeq, in.Checkpointed[sp.Chain])
 			}
 			if reason != "" {
 				attestable = false
@@ -763,7 +837,8 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 		}
 		plan.Partitions = append(plan.Partitions, *pp)
 	}
-	if plan.Quarantine, err = s.planQuarantine(ctx, cfg, now, holds); err != nil {
+	var err error
+	if plan.Quarantine, err = planQuarantine(cfg, now, in.Holds, in.Quarantine); err != nil {
 		return nil, err
 	}
 	return plan, nil
@@ -772,19 +847,11 @@ FROM ` + s.db + `.events GROUP BY p, chain, service, category ORDER BY p, chain,
 // planQuarantine decides for every quarantine partition whether it goes.
 // A time hold keeps the months it overlaps; a resource or actor hold
 // keeps every month, as it cannot be matched against unparsed records.
-func (s *Store) planQuarantine(ctx context.Context, cfg RetentionConfig, now time.Time, holds []Hold) ([]QuarantinePlan, error) {
+func planQuarantine(cfg RetentionConfig, now time.Time, holds []Hold, stats []QuarantineStat) ([]QuarantinePlan, error) {
 	rule := cfg.QuarantineRule()
 	var out []QuarantinePlan
-	err := s.queryEach(ctx, "SELECT toString(toYYYYMM(received_time)) AS p, count(), min(received_time), max(received_time) FROM "+s.db+".quarantine GROUP BY p ORDER BY p", nil, func(r engine.Rows) error {
-		qp := QuarantinePlan{MinDays: rule.MinDays, MaxDays: rule.MaxDays}
-		if err := r.Scan(&qp.Partition, &qp.Rows, &qp.From, &qp.To); err != nil {
-			return err
-		}
-		out = append(out, qp)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("plan retention: read quarantine partitions: %w", err)
+	for _, st := range stats {
+		out = append(out, QuarantinePlan{Partition: st.Partition, Rows: st.Rows, From: st.From, To: st.To, MinDays: rule.MinDays, MaxDays: rule.MaxDays})
 	}
 	for i := range out {
 		qp := &out[i]
