@@ -244,7 +244,8 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		return err
 	}
 	defer in.close()
-	if err := reg.Register(newCheckpointCollector(in.store, log)); err != nil {
+	cpTimes := newCheckpointCollector(in.store, log)
+	if err := reg.Register(cpTimes); err != nil {
 		return fmt.Errorf("register checkpoint metric: %w", err)
 	}
 	vm, err := newVerifyMetrics(reg)
@@ -358,6 +359,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		})
 	}
 	var verifying sync.WaitGroup
+	verifying.Go(func() { cpTimes.run(rctx) })
 	if verifier != nil {
 		verifying.Go(func() { verifier.run(rctx) })
 	}

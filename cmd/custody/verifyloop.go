@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -173,16 +173,51 @@ func (l *verifyLoop) once(ctx context.Context) error {
 }
 
 // checkpointCollector reports when each chain's newest checkpoint was
-// signed, read from the store at scrape time.
+// signed. The times are read from the store in the background (run), not
+// at scrape time: a scrape must answer while the store is slow or its
+// engine stalled, which is when the metrics matter.
 type checkpointCollector struct {
 	store *storage.Store
 	log   *slog.Logger
 	desc  *prometheus.Desc
+	mu    sync.Mutex
+	times map[string]time.Time
 }
+
+// checkpointRefresh is how often the checkpoint times are read again.
+const checkpointRefresh = 30 * time.Second
 
 func newCheckpointCollector(st *storage.Store, log *slog.Logger) *checkpointCollector {
 	return &checkpointCollector{store: st, log: log,
-		desc: prometheus.NewDesc("custody_checkpoint_last_timestamp_seconds", "Unix time of the newest signed checkpoint, per chain (read from the store at scrape time).", []string{"chain"}, nil)}
+		desc: prometheus.NewDesc("custody_checkpoint_last_timestamp_seconds", "Unix time of the newest signed checkpoint, per chain (read from the store every 30s).", []string{"chain"}, nil)}
+}
+
+// refresh reads the checkpoint times once.
+func (c *checkpointCollector) refresh(ctx context.Context) error {
+	times, err := c.store.CheckpointTimes(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.times = times
+	c.mu.Unlock()
+	return nil
+}
+
+// run refreshes the times until ctx ends.
+func (c *checkpointCollector) run(ctx context.Context) {
+	t := time.NewTicker(checkpointRefresh)
+	defer t.Stop()
+	for {
+		if err := c.refresh(ctx); err != nil && ctx.Err() == nil {
+			c.log.WarnContext(ctx, "read checkpoint times for /metrics", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Describe implements prometheus.Collector.
@@ -190,16 +225,9 @@ func (c *checkpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.des
 
 // Collect implements prometheus.Collector.
 func (c *checkpointCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), lagScrapeTimeout)
-	defer cancel()
-	times, err := c.store.CheckpointTimes(ctx)
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			c.log.Warn("checkpoint times for /metrics", "err", err)
-		}
-		return
-	}
-	for chain, at := range times {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for chain, at := range c.times {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(at.UnixMicro())/1e6, chain)
 	}
 }

@@ -40,7 +40,11 @@ func TestVerifyLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.Register(newCheckpointCollector(f.Store, slog.New(slog.NewTextHandler(io.Discard, nil)))); err != nil {
+	cpTimes := newCheckpointCollector(f.Store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := reg.Register(cpTimes); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpTimes.refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
