@@ -223,6 +223,23 @@ func (s *Store) loadPurgeStarts(ctx context.Context, opts VerifyOptions, add fun
 	if err != nil {
 		return nil, fmt.Errorf("read chain starts: %w", err)
 	}
+	starts, findings := purgeStarts(recs, minSeq, opts.Verifier)
+	for _, f := range findings {
+		add(f)
+	}
+	return starts, nil
+}
+
+// purgeStarts decides, from the purge records and each chain's first
+// stored sequence number, where verification of each chain starts: after
+// the newest valid purge whose rows are all gone. Each purge is a
+// KindPurged finding (information); a record that does not verify is a
+// KindBadSignature finding and ignored, so the rows it claims to cover
+// count as missing.
+func purgeStarts(recs []PurgeRecord, minSeq map[string]uint64, v note.Verifier) (map[string]*chainStart, []Finding) {
+	var findings []Finding
+	add := func(f Finding) { findings = append(findings, f) }
+	recs = append([]PurgeRecord(nil), recs...)
 	sort.SliceStable(recs, func(i, j int) bool {
 		if recs[i].Chain != recs[j].Chain {
 			return recs[i].Chain < recs[j].Chain
@@ -231,7 +248,7 @@ func (s *Store) loadPurgeStarts(ctx context.Context, opts VerifyOptions, add fun
 	})
 	out := map[string]*chainStart{}
 	for _, p := range recs {
-		tree, err := checkPurge(p, opts.Verifier)
+		tree, err := checkPurge(p, v)
 		if err != nil {
 			add(Finding{Kind: KindBadSignature, Chain: p.Chain, Seq: p.FirstSeq, Detail: fmt.Sprintf("purge record %s (rows %d..%d, partition %s) does not verify: %v", p.ID, p.FirstSeq, p.LastSeq, p.Partition, err)})
 			continue
@@ -248,7 +265,7 @@ func (s *Store) loadPurgeStarts(ctx context.Context, opts VerifyOptions, add fun
 			out[p.Chain] = &chainStart{seq: p.LastSeq, last: p.LastHash, tree: tree}
 		}
 	}
-	return out, nil
+	return out, findings
 }
 
 // purgeQuarantinePartition drops one quarantine partition the plan

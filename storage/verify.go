@@ -388,32 +388,29 @@ func (s *Store) chainNames(ctx context.Context, only string, skip badParts) (map
 	return out, nil
 }
 
-// loadCheckpoints reads and verifies every checkpoint in the store and in
-// the checkpoint directory, by chain, sorted by size.
+// StoredCheckpoint is a row of the checkpoints table as verification
+// reads it.
+type StoredCheckpoint struct {
+	Chain string
+	Size  uint64
+	Root  Hash
+	Note  []byte
+}
+
+// loadCheckpoints reads every checkpoint in the store and in the
+// checkpoint directory, and checks them (checkCheckpoints).
 func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add func(Finding)) (map[string][]chainCheckpoint, error) {
-	out := map[string][]chainCheckpoint{}
-	latestStored := map[string]chainCheckpoint{}
+	var stored []StoredCheckpoint
 	p := engine.Params{"only": opts.Chain}
 	err := s.queryEach(ctx, "SELECT toString(chain), tree_size, root_hash, note FROM "+s.db+".checkpoints WHERE ({only:String} = '' OR chain = {only:String})"+opts.skip.and("checkpoints", p)+" ORDER BY chain, tree_size",
 		p, func(r engine.Rows) error {
-			var chain, msg string
-			var size uint64
-			var root Hash
-			if err := r.Scan(&chain, &size, &root, &msg); err != nil {
+			var c StoredCheckpoint
+			var msg string
+			if err := r.Scan(&c.Chain, &c.Size, &c.Root, &msg); err != nil {
 				return err
 			}
-			cp, err := OpenCheckpoint([]byte(msg), opts.Verifier)
-			if err != nil {
-				add(Finding{Kind: KindBadSignature, Chain: chain, Seq: size, Detail: fmt.Sprintf("stored checkpoint at size %d: %v", size, err)})
-				return nil
-			}
-			if cp.Chain != chain || cp.Size != size || cp.Root != root {
-				add(Finding{Kind: KindBadSignature, Chain: chain, Seq: size, Detail: fmt.Sprintf("stored checkpoint columns (size %d) differ from its signed note (chain %s, size %d)", size, cp.Chain, cp.Size)})
-				return nil
-			}
-			c := chainCheckpoint{Checkpoint: cp, source: "store"}
-			out[chain] = append(out[chain], c)
-			latestStored[chain] = c
+			c.Note = []byte(msg)
+			stored = append(stored, c)
 			return nil
 		})
 	if err != nil {
@@ -423,13 +420,54 @@ func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add fun
 	if err != nil {
 		return nil, err
 	}
-	for name, msg := range files {
-		cp, err := OpenCheckpoint(msg, opts.Verifier)
+	out, findings := checkCheckpoints(stored, files, opts.External, opts.Verifier, opts.Chain)
+	for _, f := range findings {
+		add(f)
+	}
+	return out, nil
+}
+
+// checkCheckpoints verifies the checkpoints stored in the store (in
+// (chain, size) order), those in the checkpoint directory (by file name)
+// and the external ones, of every chain or only one, and returns the
+// valid ones by chain, sorted by size, with a finding for each that does
+// not verify and for each directory checkpoint newer than the store's
+// newest (checkpoints removed from the store).
+func checkCheckpoints(stored []StoredCheckpoint, files map[string][]byte, ext []ExternalCheckpoint, v note.Verifier, only string) (map[string][]chainCheckpoint, []Finding) {
+	var findings []Finding
+	add := func(f Finding) { findings = append(findings, f) }
+	out := map[string][]chainCheckpoint{}
+	latestStored := map[string]chainCheckpoint{}
+	for _, st := range stored {
+		if only != "" && st.Chain != only {
+			continue
+		}
+		chain, size := st.Chain, st.Size
+		cp, err := OpenCheckpoint(st.Note, v)
+		if err != nil {
+			add(Finding{Kind: KindBadSignature, Chain: chain, Seq: size, Detail: fmt.Sprintf("stored checkpoint at size %d: %v", size, err)})
+			continue
+		}
+		if cp.Chain != chain || cp.Size != size || cp.Root != st.Root {
+			add(Finding{Kind: KindBadSignature, Chain: chain, Seq: size, Detail: fmt.Sprintf("stored checkpoint columns (size %d) differ from its signed note (chain %s, size %d)", size, cp.Chain, cp.Size)})
+			continue
+		}
+		c := chainCheckpoint{Checkpoint: cp, source: "store"}
+		out[chain] = append(out[chain], c)
+		latestStored[chain] = c
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		cp, err := OpenCheckpoint(files[name], v)
 		if err != nil {
 			add(Finding{Kind: KindBadSignature, Chain: name, Detail: fmt.Sprintf("checkpoint file %s: %v", name, err)})
 			continue
 		}
-		if opts.Chain != "" && cp.Chain != opts.Chain {
+		if only != "" && cp.Chain != only {
 			continue
 		}
 		out[cp.Chain] = append(out[cp.Chain], chainCheckpoint{Checkpoint: cp, source: "directory", external: true})
@@ -441,13 +479,49 @@ func (s *Store) loadCheckpoints(ctx context.Context, opts VerifyOptions, add fun
 			add(Finding{Kind: KindCheckpointDiffers, Chain: cp.Chain, Seq: cp.Size, Detail: fmt.Sprintf("checkpoint directory holds a signed checkpoint at size %d; the store's newest is at %d (checkpoints were removed from the store)", cp.Size, have)})
 		}
 	}
-	for c, l := range openExternal(opts.External, opts.Verifier, opts.Chain, add) {
+	for c, l := range openExternal(ext, v, only, add) {
 		out[c] = append(out[c], l...)
 	}
 	for c := range out {
 		sort.SliceStable(out[c], func(i, j int) bool { return out[c][i].Size < out[c][j].Size })
 	}
-	return out, nil
+	return out, findings
+}
+
+// ChainRow is one row of a chain as the walk reads it: its sequence
+// number, hash and prev_hash, and whether its content no longer hashes to
+// its hash (as the content check found).
+type ChainRow struct {
+	Seq            uint64
+	Hash, PrevHash Hash
+	Modified       bool
+}
+
+// checkChain decides what one chain's rows (in (seq, hash) order) show
+// against its verified checkpoints (sorted by size) and, when its first
+// rows were purged, where its purge record leaves it: gaps, duplicates
+// (as ranges), inserted rows, chain breaks, modified rows, root
+// mismatches, truncation or unattested rows, and the consistency proofs
+// external checkpoints ask for. It is the chain walk verification
+// streams the store's rows through, over rows given in full; findings
+// about one row carry no event id (the store looks those up).
+func checkChain(chain string, rows []ChainRow, cps []chainCheckpoint, start *chainStart) ([]Finding, []ConsistencyProof) {
+	out := &walk{}
+	w := newLinkWalker(chain, cps, start, out)
+	for _, r := range rows {
+		st := uint8(contentOK)
+		if r.Modified {
+			st = contentModified
+		}
+		// the walker takes rows that passed the content check; a
+		// modified row is reported and walked like the rest, as the
+		// streaming walk does (see verifyChains)
+		if err := w.row(r.Seq, r.PrevHash, r.Hash, leafHash(&r.Hash), st); err != nil {
+			out.add(Finding{Kind: KindRootMismatch, Chain: chain, Seq: r.Seq, Detail: err.Error()})
+		}
+	}
+	out.links = append(out.links, w.finish()...)
+	return append(out.links, out.mods...), out.proofs
 }
 
 // Content status of a row in the chain walk, as the engine reports it.
