@@ -33,7 +33,7 @@ test-go:
 
 # The deploy kit's tests: a Go module of its own (deploy/kit), so that what
 # they need stays out of the collector's dependencies.
-test-kit:
+test-kit: libchdb azurite build
 	cd deploy/kit && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 
 # Short fuzz runs of every decoder, seeded with the real samples.
