@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 export CUSTODY_CHDB_HOST := $(BIN)/custody-chdb
 
-.PHONY: all build demo test test-go test-kit fuzz bench libchdb azurite image clean
+.PHONY: all build demo test test-go test-kit fuzz bench libchdb azurite chromium image clean
 
 all: build
 
@@ -25,7 +25,7 @@ build:
 demo: libchdb build
 	deploy/local/demo.sh
 
-test: libchdb azurite build test-go test-kit fuzz
+test: libchdb azurite chromium build test-go test-kit fuzz
 
 test-go:
 	$(GO) vet ./...
