@@ -3,8 +3,8 @@ package normalize_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"crypto/sha256"
+	"io"
 	"testing"
 
 	"github.com/custody-audit/custody/normalize"

@@ -38,6 +38,9 @@ func runCommand() *cli.Command {
 		Description: `Reads the eventhubs and loganalytics sections of the config file, resumes
 every stream from the positions held in the store, and appends until
 SIGINT or SIGTERM, when the batches in flight are stored before it exits 0.
+If the embedded engine's process exits (killed, out of memory), /readyz
+turns 503 at once and run exits 1; its supervisor (the systemd unit's
+Restart=always, a pod) starts it again and it resumes from the store.
 
    $ custody run --config custody.yaml
 
@@ -399,7 +402,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 
 // collectorOutcome is the error `custody run` exits with. When the store's
 // engine is gone the collector exits non-zero rather than restarting the
-// engine itself: its supervisor (systemd Restart=on-failure, a Kubernetes
+// engine itself: its supervisor (the systemd unit's Restart=always, a Kubernetes
 // pod) starts it again, and it resumes every stream from the positions in
 // the store, as after any crash.
 func collectorOutcome(pipeErr, engineErr error) error {

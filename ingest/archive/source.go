@@ -198,7 +198,8 @@ type Duplicate struct {
 // Completion reports an object whose messages are all durable.
 type Completion struct {
 	Stream string
-	// Size is the object size when it was listed.
+	// Size is the number of bytes read: the whole object (its listed size
+	// unless it grew while it was read).
 	Size int64
 	// LastOffset is the offset of its last message (0 if it had none).
 	LastOffset int64
