@@ -49,7 +49,10 @@ one query in full (question, why it matters, MITRE ATT&CK, parameters, SQL).
 Times are RFC 3339 (2025-05-06T09:00:00Z), a date (2025-05-06), or a
 duration before now (90m, 24h, 7d); the window defaults to each query's own.
 List parameters take comma-separated values. Tables are sized for the
-terminal; JSON (one object per line) and CSV stream.
+terminal; JSON (one object per line) and CSV stream. An event delivered by
+several paths (Event Hubs, Log Analytics, an archive) is counted and shown
+once; delivered_via lists the paths, and delivery-conflicts lists events
+whose copies disagree.
 
 Examples:
   $ custody query --list
@@ -62,8 +65,9 @@ const timelineUsageText = `custody timeline {--actor <principal> | --resource <i
 Shows everything one principal did (by name, UPN or Entra object id,
 impersonated requests included), or everything that happened to one
 resource and the resources below it, across ACI, ACR, AKS and the Activity
-Log, oldest first. It runs the principal-timeline or resource-timeline
-query; the window defaults to the last 30 days.
+Log, oldest first, each event once however many paths delivered it
+(delivered_via lists them). It runs the principal-timeline or
+resource-timeline query; the window defaults to the last 30 days.
 
 Examples:
   $ custody timeline --actor dev@contoso.com --from 2025-05-01
