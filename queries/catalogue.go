@@ -370,23 +370,36 @@ func ContentFields() []string {
 		"outcome", "status_code", "tags"}
 }
 
-// DeliverySummarySQL counts, over the whole events table of db, the stored
-// rows, the distinct events (event ids), the events stored more than once
-// and those whose copies disagree on ContentFields. Ids are compared by a
-// 64-bit hash so that a store of many millions of events is summarized in
-// bounded memory; only the rows of repeated ids are fingerprinted.
+// DeliverySummarySQL counts, over the events of db in the window
+// [{from:DateTime64(6)}, {to:DateTime64(6)}), the stored rows, the
+// distinct events (event ids), the events stored more than once and those
+// whose copies disagree on ContentFields: what `custody status` reports.
+// Ids are grouped by a 64-bit hash, and only the rows of repeated ids are
+// fingerprinted (as delivery-conflicts does).
 func DeliverySummarySQL(db string) string {
 	fp := "cityHash64(" + strings.Join(ContentFields(), ", ") + ")"
+	window := "event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}"
+	repeated := "SELECT cityHash64(event_id) AS id FROM " + db + ".events WHERE " + window + " GROUP BY id HAVING count() > 1"
 	return `SELECT
-    (SELECT count() FROM ` + db + `.events) AS rows,
-    (SELECT uniqExact(cityHash64(event_id)) FROM ` + db + `.events) AS events,
-    count() AS repeated,
-    countIf(lo != hi) AS conflicting
+    sum(n) AS rows,
+    count() AS events,
+    countIf(n > 1) AS repeated,
+    (
+        SELECT count()
+        FROM
+        (
+            SELECT cityHash64(event_id) AS id
+            FROM ` + db + `.events
+            WHERE ` + window + ` AND cityHash64(event_id) IN (` + repeated + `)
+            GROUP BY id
+            HAVING min(` + fp + `) != max(` + fp + `)
+        )
+    ) AS conflicting
 FROM
 (
-    SELECT cityHash64(event_id) AS id, min(` + fp + `) AS lo, max(` + fp + `) AS hi
+    SELECT cityHash64(event_id) AS id, count() AS n
     FROM ` + db + `.events
-    WHERE cityHash64(event_id) IN (SELECT cityHash64(event_id) AS h FROM ` + db + `.events GROUP BY h HAVING count() > 1)
+    WHERE ` + window + `
     GROUP BY id
 )`
 }

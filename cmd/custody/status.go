@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,11 +18,23 @@ import (
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show each chain's head: events, last sequence, last checkpoint, store size",
+		Usage: "show each chain's head: events, last sequence, last checkpoint, store size, repeated deliveries",
 		Description: `   $ custody status
-   $ custody status --format json`,
-		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Value: "table", Usage: "{table|json}"}},
+   $ custody status --format json --deliveries-window 30d
+
+   The deliveries line counts, over the window ending at the newest stored
+   event, the events stored more than once (one event delivered by several
+   paths) and those whose copies disagree (custody query delivery-conflicts
+   lists them).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Value: "table", Usage: "{table|json}"},
+			&cli.StringFlag{Name: "deliveries-window", Value: "7d", Usage: "window of the deliveries line, ending at the newest stored event (e.g. 24h, 7d, 52w)"},
+		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
+			window, err := queries.ParseDuration(cmd.String("deliveries-window"))
+			if err != nil {
+				return usageError{fmt.Errorf("status: --deliveries-window: %w", err)}
+			}
 			st, err := openStore(ctx, cmd, readOnly)
 			if err != nil {
 				return err
@@ -62,8 +75,18 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 				return fmt.Errorf("read store size: %w", err)
 			}
 			// One event can be stored once per path that delivered it.
-			var d deliveries
-			if err := scanOne(ctx, st.Engine(), queries.DeliverySummarySQL(db), nil, &d.Rows, &d.Events, &d.Repeated, &d.Conflicting); err != nil {
+			// over the window ending just after the newest stored event
+			var newest string
+			if err := scanOne(ctx, st.Engine(), "SELECT toString(max(event_time) + toIntervalMicrosecond(1)) FROM "+db+".events", nil, &newest); err != nil {
+				return fmt.Errorf("count deliveries: %w", err)
+			}
+			to, err := queries.ParseTime(strings.Replace(newest, " ", "T", 1) + "Z")
+			if err != nil {
+				return fmt.Errorf("count deliveries: newest event time %q: %w", newest, err)
+			}
+			d := deliveries{From: to.Add(-window).Format(time.RFC3339Nano), To: to.Format(time.RFC3339Nano)}
+			p := engine.Params{"from": queries.FormatTime(to.Add(-window)), "to": queries.FormatTime(to)}
+			if err := scanOne(ctx, st.Engine(), queries.DeliverySummarySQL(db), p, &d.Rows, &d.Events, &d.Repeated, &d.Conflicting); err != nil {
 				return fmt.Errorf("count deliveries: %w", err)
 			}
 			lastVerify, err := st.LastVerify(ctx)
@@ -91,6 +114,8 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 // deliveries summarizes events stored more than once (one event
 // delivered by several paths, each copy in its own chain).
 type deliveries struct {
+	From        string `json:"from"`        // window start, inclusive (RFC 3339)
+	To          string `json:"to"`          // window end, exclusive
 	Rows        uint64 `json:"rows"`        // stored event rows
 	Events      uint64 `json:"events"`      // distinct event ids
 	Repeated    uint64 `json:"repeated"`    // events stored more than once
@@ -98,7 +123,7 @@ type deliveries struct {
 }
 
 func (d deliveries) String() string {
-	s := fmt.Sprintf("%d events in %d rows; %d delivered more than once", d.Events, d.Rows, d.Repeated)
+	s := fmt.Sprintf("deliveries from %s to %s: %d events in %d rows; %d delivered more than once", d.From, d.To, d.Events, d.Rows, d.Repeated)
 	if d.Conflicting > 0 {
 		return s + fmt.Sprintf("; %d with copies that disagree (custody query delivery-conflicts lists them)", d.Conflicting)
 	}

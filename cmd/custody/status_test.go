@@ -65,11 +65,21 @@ func TestStatusCountsDeliveries(t *testing.T) {
 	if err := json.Unmarshal([]byte(run("status", "--format", "json")), &got); err != nil {
 		t.Fatal(err)
 	}
-	if want := (deliveries{Rows: 11, Events: 5, Repeated: 5, Conflicting: 1}); got.Deliveries != want {
+	// The window is the week before the newest event (11:00:01.555 on
+	// 2025-05-06), and holds every event.
+	if want := (deliveries{From: "2025-04-29T11:00:01.555001Z", To: "2025-05-06T11:00:01.555001Z", Rows: 11, Events: 5, Repeated: 5, Conflicting: 1}); got.Deliveries != want {
 		t.Errorf("status deliveries %+v, want %+v", got.Deliveries, want)
 	}
-	const line2 = "5 events in 11 rows; 5 delivered more than once; 1 with copies that disagree (custody query delivery-conflicts lists them)\n"
+	const line2 = "deliveries from 2025-04-29T11:00:01.555001Z to 2025-05-06T11:00:01.555001Z: 5 events in 11 rows; " +
+		"5 delivered more than once; 1 with copies that disagree (custody query delivery-conflicts lists them)\n"
 	if out := run("status"); !strings.Contains(out, "\n"+line2) {
 		t.Errorf("status does not say %q:\n%s", line2, out)
+	}
+	// The last half hour holds only the Activity Log record.
+	if err := json.Unmarshal([]byte(run("status", "--format", "json", "--deliveries-window", "30m")), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Deliveries.Events != 1 || got.Deliveries.Repeated != 1 || got.Deliveries.Conflicting != 0 {
+		t.Errorf("status over the last half hour %+v, want the one Activity Log event, stored twice, copies agreeing", got.Deliveries)
 	}
 }

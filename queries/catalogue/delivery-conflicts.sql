@@ -66,11 +66,20 @@ FROM
     WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
       AND event_id IN
       (
-          -- Ids stored more than once whose copies hash differently
-          -- over the compared fields.
+          -- Ids whose copies hash differently over the compared fields,
+          -- fingerprinting only the rows of ids stored more than once
+          -- (found first on the event_id column alone).
           SELECT event_id
           FROM {db:Identifier}.events
           WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+            AND cityHash64(event_id) IN
+            (
+                SELECT cityHash64(event_id) AS id
+                FROM {db:Identifier}.events
+                WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+                GROUP BY id
+                HAVING count() > 1
+            )
           GROUP BY event_id
           HAVING min(cityHash64(
               event_time, service, subscription_id, resource_group, provider, resource_type,

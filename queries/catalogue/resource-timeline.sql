@@ -40,6 +40,18 @@ SELECT
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
+  -- The first {limit} events, found on the two columns that order them,
+  -- so that only their copies are collapsed.
+  AND event_id IN
+  (
+      SELECT event_id
+      FROM {db:Identifier}.events
+      WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+        AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
+      ORDER BY event_time, event_id
+      LIMIT 1 BY event_id
+      LIMIT {limit:UInt32}
+  )
 -- One row per event however many paths delivered it: the copy in the
 -- first chain (by name, then sequence), listing every path.
 WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
