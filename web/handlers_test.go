@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"flag"
 	"math/big"
 	"net"
 	"net/http"
@@ -26,6 +27,8 @@ import (
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // TestHandlers runs the API on the incident store: answers that tell the
 // incident, and malformed or hostile requests refused with a clear error
@@ -207,6 +210,44 @@ func TestHandlers(t *testing.T) {
 		decode(t, f.get(t, "/api/integrity"), &st)
 		if len(st.Chains) != 27 || st.LastVerify == nil || st.LastVerify.Result != "ok" || st.LastVerify.Source != "verify_runs, cli" || !strings.Contains(st.LastVerify.Detail, "rows=172") {
 			t.Errorf("integrity: %d chains, last verify %+v", len(st.Chains), st.LastVerify)
+		}
+	})
+
+	t.Run("golden answers", func(t *testing.T) {
+		// What the page draws for the incident, byte for byte
+		// (go test ./web -run TestHandlers/golden -update rewrites them).
+		for name, path := range map[string]string{
+			"timeline-dana": "/api/timeline?actor=" + phished,
+			"gaps-day":      "/api/gaps?from=" + incidentFrom + "&to=" + incidentTo,
+			"search-exec":   "/api/search?from=" + incidentFrom + "&to=" + incidentTo + "&class=exec",
+		} {
+			w := f.get(t, path)
+			if w.Code != 200 {
+				t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+			}
+			var v map[string]any
+			if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+				t.Fatal(err)
+			}
+			delete(v, "elapsed_ms")
+			got, err := json.MarshalIndent(v, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join("testdata", name+".golden.json")
+			if *update {
+				if err := os.WriteFile(file, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(want) != string(got)+"\n" {
+				t.Errorf("%s differs from %s (run with -update to accept):\n%s", path, file, got)
+			}
 		}
 	})
 
