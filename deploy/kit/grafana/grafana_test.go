@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io/fs"
 	"os"
@@ -191,6 +192,42 @@ func TestProvisioning(t *testing.T) {
 	}
 	if got[clickhouseUID] != "grafana-clickhouse-datasource" || got[prometheusUID] != "prometheus" || ds.APIVersion != 1 {
 		t.Errorf("provisioned data sources %v (apiVersion %d)", got, ds.APIVersion)
+	}
+
+	// The ClickHouse data source logs in as an account of the servers kit
+	// that holds the reader role and nothing else.
+	users, err := os.ReadFile(filepath.Join(grafanaDir, "..", "clickhouse", "users.d", "custody-users.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Users struct {
+			Any []struct {
+				XMLName xml.Name
+				Grants  []string `xml:"grants>query"`
+			} `xml:",any"`
+		} `xml:"users"`
+	}
+	if err := xml.Unmarshal(users, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds.Datasources {
+		if d.Type != "grafana-clickhouse-datasource" {
+			continue
+		}
+		name, _ := d.JSONData["username"].(string)
+		found := false
+		for _, u := range cfg.Users.Any {
+			if u.XMLName.Local == name {
+				found = true
+				if !slices.Equal(u.Grants, []string{"GRANT " + storage.RoleReader}) {
+					t.Errorf("data source user %s has grants %q, want only the reader role", name, u.Grants)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("data source user %q is not an account of deploy/clickhouse", name)
+		}
 	}
 }
 
