@@ -81,9 +81,10 @@ type streamer struct {
 	base int64
 	eof  bool
 
-	units   int   // top-level values found so far
-	pending int64 // start of the first value while it is not known whether a second follows; -1 if none
-	first   span
+	units     int   // top-level values found so far
+	slowUntil int64 // values starting before this offset skip the line-end attempt (see value)
+	pending   int64 // start of the first value while it is not known whether a second follows; -1 if none
+	first     span
 
 	seed      maphash.Seed
 	seen, old map[uint64]struct{}
@@ -200,7 +201,7 @@ func (s *streamer) run(ctx context.Context) error {
 // scan decides and the cheap attempt's result is dropped.
 func (s *streamer) value(ctx context.Context, start int64) (span, error) {
 	max := s.o.MaxRecordBytes
-	for s.units > 0 {
+	for s.units > 0 && start >= s.slowUntil {
 		i := s.at(start)
 		if c := s.buf[i]; c != '{' && c != '[' {
 			break
@@ -227,7 +228,11 @@ func (s *streamer) value(ctx context.Context, start int64) (span, error) {
 			return span{}, err
 		}
 		if !ok {
+			// Not one value: the rest of this line takes the validating
+			// scan (trying each value's rest of line again would take
+			// time quadratic in the values on a line).
 			release()
+			s.slowUntil = s.base + int64(e)
 			break
 		}
 		return span{start: start, stop: s.base + int64(e), res: &res, release: release}, nil

@@ -335,3 +335,23 @@ func (p *pieceReader) Read(b []byte) (int, error) {
 	p.b = p.b[k:]
 	return k, nil
 }
+
+// FuzzStream holds ProcessStream to Process over the whole input, for any
+// bytes, read whole and in small pieces.
+func FuzzStream(f *testing.F) {
+	for _, g := range generatedLoads() {
+		f.Add(g.body[:min(len(g.body), 4000)], uint8(7))
+	}
+	f.Add([]byte("{\"a\":1}\n{bad\n{\"records\":[{\"category\":\"kube-audit\"}]}\n  12 \n"), uint8(3))
+	f.Add([]byte("\xef\xbb\xbf[{\"auditID\":\"x\",\"kind\":\"Event\"}]\r\n{"), uint8(1))
+	f.Fuzz(func(t *testing.T, body []byte, piece uint8) {
+		c := streamCase{name: "fuzz", body: body, format: normalize.FormatAuto}
+		want := referenceOutput(t, c)
+		for _, p := range []int{0, int(piece%32) + 1} {
+			got := streamedOutput(t, c, p)
+			if !bytes.Equal(got.Stdout, want.Stdout) || !bytes.Equal(got.Stderr, want.Stderr) {
+				t.Fatalf("pieces of %d:\nstream stdout %q\nstderr %q\nwhole stdout %q\nstderr %q", p, got.Stdout, got.Stderr, want.Stdout, want.Stderr)
+			}
+		}
+	})
+}
