@@ -1,8 +1,9 @@
-// Command custody-chdb hosts the embedded ClickHouse engine (libchdb) for
-// one Custody store. custody starts it as a child process; it is not meant
-// to be run by hand. With --listen it runs a private ClickHouse server on
-// a loopback port (see storage/chdb and storage/chdb/host); without, it
-// answers the older framed protocol on stdin/stdout.
+// Command custody-chdb runs the embedded ClickHouse engine (libchdb) for
+// one Custody store as a private server on loopback. custody starts it as
+// a child process and it is not meant to be run by hand: it reads its
+// access policy as one JSON line on stdin, answers one JSON line on stdout
+// once the server accepts connections, and stops the server when stdin
+// closes. See storage/chdb and storage/chdb/host.
 package main
 
 import (
@@ -14,24 +15,16 @@ import (
 )
 
 func main() {
-	var opts host.Options
-	var listen bool
-	flag.StringVar(&opts.Dir, "store", "", "store directory")
-	flag.BoolVar(&opts.ReadOnly, "read-only", false, "refuse every write")
-	flag.BoolVar(&listen, "listen", false, "run a private ClickHouse server on loopback (spec on stdin; stops when stdin closes)")
+	var dir string
+	flag.StringVar(&dir, "store", "", "store directory")
 	flag.Parse()
-	if opts.Dir == "" {
+	if dir == "" {
 		fmt.Fprintln(os.Stderr, "custody-chdb: --store is required (this program is started by custody)")
 		os.Exit(2)
 	}
-	var err error
-	if listen {
-		var in, out, term *os.File
-		if in, out, term, err = host.Stdio(); err == nil {
-			err = host.Listen(host.ServerOptions{Dir: opts.Dir, Library: os.Getenv("CHDB_LIB_PATH"), Terminal: term}, in, out)
-		}
-	} else {
-		err = host.Serve(opts, os.Stdin, os.Stdout)
+	in, out, term, err := host.Stdio()
+	if err == nil {
+		err = host.Listen(host.ServerOptions{Dir: dir, Library: os.Getenv("CHDB_LIB_PATH"), Terminal: term}, in, out)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "custody-chdb:", err)

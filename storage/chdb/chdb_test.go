@@ -2,7 +2,7 @@ package chdb_test
 
 import (
 	"context"
-	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -94,9 +94,8 @@ func TestQueryErrorKeepsEngineUsable(t *testing.T) {
 	ctx := context.Background()
 	e := chdbtest.Open(t, "")
 	_, err := e.Query(ctx, "SELECT * FROM no_such_table", nil)
-	var qe *chdb.QueryError
-	if !errors.As(err, &qe) || !strings.Contains(qe.Message, "no_such_table") {
-		t.Fatalf("want a QueryError naming the table, got %v", err)
+	if err == nil || !strings.Contains(err.Error(), "no_such_table") {
+		t.Fatalf("want an error naming the table, got %v", err)
 	}
 	if rows, err := e.Query(ctx, "SELECT {x:UInt8}", engine.Params{"x": "1; DROP TABLE t"}); err == nil {
 		rows.Close()
@@ -136,7 +135,7 @@ func TestStoreLockIsExclusive(t *testing.T) {
 	dir := t.TempDir()
 	chdbtest.Open(t, dir)
 	_, err := chdb.Open(context.Background(), chdb.Options{Dir: dir, HostPath: chdbtest.HostPath(t)})
-	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+	if want := (&chdb.InUseError{Dir: dir, PID: os.Getpid()}).Error(); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("second open of one store: want in-use error, got %v", err)
 	}
 }

@@ -122,7 +122,7 @@ func startHost(ctx context.Context, dir, hostPath, lib string, opts ServerOption
 		s.closeLog()
 		return nil, fmt.Errorf("engine stdout: %w", err)
 	}
-	cmd := exec.Command(hostPath, "--store", dir, "--listen")
+	cmd := exec.Command(hostPath, "--store", dir)
 	cmd.Env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, stderr
 	// The engine must not outlive its owner: if custody is killed, so is

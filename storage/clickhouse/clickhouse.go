@@ -1,253 +1,303 @@
-// Package clickhouse runs Custody's store on ClickHouse servers and
-// clusters through clickhouse-go (native protocol, TLS, several hosts).
-// It executes exactly the SQL the embedded engine does; parameters travel
-// as server-side query parameters and inserts carry an insert
-// deduplication token so a retried batch is stored once.
+// Package clickhouse is Custody's one engine implementation: it runs the
+// store on a ClickHouse server over ClickHouse's native protocol, whether
+// the server is a cluster reached with a DSN (--clickhouse) or the private
+// server of an embedded store (storage/chdb starts it and connects this
+// engine to it).
+//
+// Inserts (engine.Batch) are columnar: every column of a batch is a ch-go
+// column buffer (proto.Input), appended to value by value without
+// reflection and sent as one Native block, one part per partition; the
+// buffers are kept for the next batch into the same table. Reads go
+// through clickhouse-go, whose rows scan by column type. Parameters travel
+// as server-side query parameters, and inserts carry an insert
+// deduplication token so a retried batch is stored once (an insert can
+// outlive the connection that sent it, on any server).
 package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/chpool"
+	"github.com/ClickHouse/ch-go/proto"
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/custody-audit/custody/storage/engine"
 )
 
-// Options configure the server engine.
+// Options configure the engine.
 type Options struct {
 	// DSN is a clickhouse-go DSN, e.g.
 	// clickhouse://user:password@host1:9440,host2:9440/custody?secure=true
-	// (several hosts are tried in order; secure=true enables TLS).
+	// (several hosts are tried in order; secure=true enables TLS). It is
+	// never part of an error: it may hold a password.
 	DSN string
+	// Addr, User and Password reach a server without a DSN (the embedded
+	// store's private server); used when DSN is empty.
+	Addr     string
+	User     string
+	Password string
 	// ReadOnly runs every statement with readonly=2: reads only.
 	ReadOnly bool
 	// Cluster, when set, makes inserts into Distributed tables
 	// synchronous so Send returns only once every shard has the rows.
 	Cluster string
+	// Kind names the engine in status output; empty means "clickhouse".
+	Kind string
+	// Process, when set, is the local process serving the engine (the
+	// embedded store's host): once it has exited every call fails with
+	// its Gone error, which wraps engine.ErrEngineGone.
+	Process Process
 }
 
-// Engine is a connection pool to a ClickHouse server or cluster.
+// Process is a local engine process.
+type Process interface {
+	// Done is closed when the process has exited.
+	Done() <-chan struct{}
+	// Gone is nil while the process runs, then says how it ended.
+	Gone() error
+}
+
+// Engine is a connection pool to one ClickHouse server or cluster.
 type Engine struct {
-	conn driver.Conn
-	opts Options
+	conn   driver.Conn // reads, statements
+	insert *chpool.Pool
+	opts   Options
+
+	freeMu sync.Mutex
+	free   map[string][]*block // column buffers by table, for the next batch
 }
 
-// Open connects and pings the server. The DSN never appears in errors:
-// it may hold a password.
+// Open connects and pings the server.
 func Open(ctx context.Context, opts Options) (*Engine, error) {
-	o, err := ch.ParseDSN(opts.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("parse ClickHouse DSN: invalid DSN (%s)", redactErr(err, opts.DSN))
+	var o *chgo.Options
+	if opts.DSN != "" {
+		var err error
+		if o, err = chgo.ParseDSN(opts.DSN); err != nil {
+			return nil, fmt.Errorf("parse ClickHouse DSN: invalid DSN (%s)", redactErr(err, opts))
+		}
+	} else {
+		if opts.Addr == "" {
+			return nil, errors.New("connect to ClickHouse: no DSN and no address")
+		}
+		o = &chgo.Options{Addr: []string{opts.Addr}, Auth: chgo.Auth{Username: opts.User, Password: opts.Password}}
 	}
-	conn, err := ch.Open(o)
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	conn, err := chgo.Open(o)
 	if err != nil {
-		return nil, fmt.Errorf("connect to ClickHouse: %s", redactErr(err, opts.DSN))
+		return nil, fmt.Errorf("connect to ClickHouse: %s", redactErr(err, opts))
 	}
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("ping ClickHouse %s: %s", strings.Join(o.Addr, ","), redactErr(err, opts.DSN))
+		return nil, fmt.Errorf("ping ClickHouse %s: %s", strings.Join(o.Addr, ","), redactErr(err, opts))
 	}
-	return &Engine{conn: conn, opts: opts}, nil
+	pool, err := dialInsertPool(ctx, o)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect to ClickHouse %s for inserts: %s", strings.Join(o.Addr, ","), redactErr(err, opts))
+	}
+	return &Engine{conn: conn, insert: pool, opts: opts}, nil
 }
 
-func redactErr(err error, dsn string) string {
+// dialInsertPool opens ch-go connections to the first of o's hosts that
+// answers, with the same user, database, TLS and compression.
+func dialInsertPool(ctx context.Context, o *chgo.Options) (*chpool.Pool, error) {
+	co := ch.Options{
+		User:        o.Auth.Username,
+		Password:    o.Auth.Password,
+		Database:    o.Auth.Database,
+		TLS:         o.TLS,
+		DialTimeout: o.DialTimeout,
+		ReadTimeout: ch.NoTimeout, // ctx bounds every call
+		ClientName:  "custody",
+	}
+	if o.Compression != nil {
+		switch o.Compression.Method {
+		case chgo.CompressionLZ4:
+			co.Compression = ch.CompressionLZ4
+		case chgo.CompressionZSTD:
+			co.Compression = ch.CompressionZSTD
+		}
+	}
+	var last error
+	for _, addr := range o.Addr {
+		co.Address = addr
+		pool, err := chpool.Dial(ctx, chpool.Options{ClientOptions: co, MaxConns: 4})
+		if err == nil {
+			return pool, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+func redactErr(err error, opts Options) string {
 	msg := err.Error()
-	if dsn != "" {
-		msg = strings.ReplaceAll(msg, dsn, "[DSN]")
+	if opts.DSN != "" {
+		msg = strings.ReplaceAll(msg, opts.DSN, "[DSN]")
+	}
+	if opts.Password != "" {
+		msg = strings.ReplaceAll(msg, opts.Password, "[password]")
 	}
 	return msg
 }
 
 // Kind implements engine.Engine.
-func (e *Engine) Kind() string { return "clickhouse" }
+func (e *Engine) Kind() string {
+	if e.opts.Kind != "" {
+		return e.opts.Kind
+	}
+	return "clickhouse"
+}
 
-func (e *Engine) ctx(ctx context.Context, params engine.Params, extra ch.Settings) context.Context {
-	settings := ch.Settings{}
+// gone is the Process's error once it has exited.
+func (e *Engine) gone() error {
+	if e.opts.Process == nil {
+		return nil
+	}
+	return e.opts.Process.Gone()
+}
+
+// failed returns err, or, when the engine process has exited (or exits
+// within a moment: a connection cut by a dying process fails before the
+// exit is seen), the process's error wrapping engine.ErrEngineGone.
+func (e *Engine) failed(err error) error {
+	if err == nil {
+		return nil
+	}
+	err = named(err)
+	if e.opts.Process == nil {
+		return err
+	}
+	select {
+	case <-e.opts.Process.Done():
+	case <-time.After(200 * time.Millisecond):
+		return err
+	}
+	if g := e.opts.Process.Gone(); g != nil {
+		return fmt.Errorf("%w (the call failed: %v)", g, err)
+	}
+	return err
+}
+
+func (e *Engine) settings(extra chgo.Settings) chgo.Settings {
+	s := chgo.Settings{}
 	if e.opts.ReadOnly {
-		settings["readonly"] = 2
+		s["readonly"] = 2
 	}
 	if e.opts.Cluster != "" {
-		settings["insert_distributed_sync"] = 1
+		s["insert_distributed_sync"] = 1
 	}
 	for k, v := range extra {
-		settings[k] = v
+		s[k] = v
 	}
-	opts := []ch.QueryOption{ch.WithSettings(settings)}
+	return s
+}
+
+// ctx carries the engine's settings and params (server-side parameters,
+// whose names must be identifiers) to clickhouse-go.
+func (e *Engine) ctx(ctx context.Context, params engine.Params) (context.Context, error) {
+	opts := []chgo.QueryOption{chgo.WithSettings(e.settings(nil))}
 	if len(params) > 0 {
-		p := ch.Parameters{}
+		p := chgo.Parameters{}
 		for k, v := range params {
-			// The server parses a parameter's value in the escaped
-			// (TSV) form, which clickhouse-go does not apply: without
-			// this a backslash, tab or newline changes or breaks it.
+			if !isIdentifier(k) {
+				return nil, fmt.Errorf("query parameter name %q is not an identifier", k)
+			}
 			p[k] = escapeParam(v)
 		}
-		opts = append(opts, ch.WithParameters(p))
+		opts = append(opts, chgo.WithParameters(p))
 	}
-	return ch.Context(ctx, opts...)
+	return chgo.Context(ctx, opts...), nil
 }
 
 // Exec implements engine.Engine.
 func (e *Engine) Exec(ctx context.Context, query string, params engine.Params) error {
-	return e.conn.Exec(e.ctx(ctx, params, nil), query)
+	if err := e.gone(); err != nil {
+		return err
+	}
+	qctx, err := e.ctx(ctx, params)
+	if err != nil {
+		return err
+	}
+	return e.failed(e.conn.Exec(qctx, query))
 }
 
 // Query implements engine.Engine.
 func (e *Engine) Query(ctx context.Context, query string, params engine.Params) (engine.Rows, error) {
-	rows, err := e.conn.Query(e.ctx(ctx, params, nil), query)
+	if err := e.gone(); err != nil {
+		return nil, err
+	}
+	qctx, err := e.ctx(ctx, params)
 	if err != nil {
 		return nil, err
 	}
-	return &Rows{Rows: rows}, nil
-}
-
-// PrepareBatch implements engine.Engine.
-func (e *Engine) PrepareBatch(ctx context.Context, table string, columns []engine.Column) (engine.Batch, error) {
-	names := make([]string, len(columns))
-	for i, c := range columns {
-		names[i] = c.Name
+	rows, err := e.conn.Query(qctx, query)
+	if err != nil {
+		return nil, e.failed(err)
 	}
-	return &Batch{e: e, query: "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ")", ncol: len(columns)}, nil
+	return &Rows{rows: rows, e: e}, nil
 }
 
 // Close implements engine.Engine.
-func (e *Engine) Close(ctx context.Context) error { return e.conn.Close() }
-
-// Rows adapts clickhouse-go rows to engine.Rows: FixedString(32) values
-// scan into [32]byte as on the embedded engine.
-type Rows struct{ driver.Rows }
-
-// Scan implements engine.Rows.
-func (r *Rows) Scan(dest ...any) error {
-	type fix struct {
-		to  *[32]byte
-		tmp string
-	}
-	var fixes []*fix
-	args := make([]any, len(dest))
-	for i, d := range dest {
-		if p, ok := d.(*[32]byte); ok {
-			f := &fix{to: p}
-			fixes = append(fixes, f)
-			args[i] = &f.tmp
-			continue
-		}
-		args[i] = d
-	}
-	if err := r.Rows.Scan(args...); err != nil {
-		return err
-	}
-	for _, f := range fixes {
-		if len(f.tmp) != 32 {
-			return fmt.Errorf("fixed string of %d bytes, want 32", len(f.tmp))
-		}
-		copy(f.to[:], f.tmp)
-	}
-	return nil
+func (e *Engine) Close(ctx context.Context) error {
+	e.insert.Close()
+	return e.conn.Close()
 }
 
-// Batch buffers rows and sends them with PrepareBatch on Send, so a retry
-// can resend the same rows under the same deduplication token.
-type Batch struct {
-	e     *Engine
-	query string
-	ncol  int
-	rows  [][]any
-}
-
-// Append implements engine.Batch.
-func (b *Batch) Append(values ...any) error {
-	if len(values) != b.ncol {
-		return fmt.Errorf("append: %d values for %d columns", len(values), b.ncol)
-	}
-	row := make([]any, len(values))
-	for i, v := range values {
-		row[i] = batchValue(v)
-	}
-	b.rows = append(b.rows, row)
-	return nil
-}
-
-// batchValue is the value clickhouse-go is given for an engine.Batch value:
-// pointers are read now (the caller may reuse what they point to), and a
-// FixedString(32) goes as its 32-byte string.
-func batchValue(v any) any {
-	switch x := v.(type) {
-	case [32]byte:
-		return string(x[:])
-	case *[32]byte:
-		return string(x[:])
-	case *string:
-		return *x
-	case *[]byte:
-		return *x
-	case *int64:
-		return *x
-	case *int32:
-		return *x
-	case *uint64:
-		return *x
-	case *time.Time:
-		return *x
-	case *[]string:
-		if *x == nil {
-			return []string{}
-		}
-		return *x
-	case *map[string]string:
-		if *x == nil {
-			return map[string]string{}
-		}
-		return *x
-	default:
-		return v
-	}
-}
-
-// Rows implements engine.Batch.
-func (b *Batch) Rows() int { return len(b.rows) }
-
-// Abort implements engine.Batch.
-func (b *Batch) Abort() error {
-	b.rows = nil
-	return nil
-}
-
-// Send implements engine.Batch.
-func (b *Batch) Send(ctx context.Context, dedupToken string) error {
-	if len(b.rows) == 0 {
-		return nil
-	}
-	settings := ch.Settings{}
-	if dedupToken != "" {
-		settings["insert_deduplicate"] = 1
-		settings["insert_deduplication_token"] = dedupToken
-	}
-	batch, err := b.e.conn.PrepareBatch(b.e.ctx(ctx, nil, settings), b.query)
-	if err != nil {
-		return fmt.Errorf("prepare batch: %w", err)
-	}
-	for _, r := range b.rows {
-		if err := batch.Append(r...); err != nil {
-			_ = batch.Abort()
-			return fmt.Errorf("append row: %w", err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("send batch of %d rows: %w", len(b.rows), err)
-	}
-	b.rows = nil
-	return nil
-}
-
-// escapeParam writes a parameter value in the escaped (TSV) form the
-// server parses parameter values in.
+// escapeParam escapes a parameter value the way ClickHouse parses
+// parameter values: as a TabSeparated field (a tab, a newline or a
+// backslash in the value would otherwise end or change it).
 func escapeParam(s string) string {
 	if !strings.ContainsAny(s, "\\\t\n\r\x00") {
 		return s
 	}
-	return strings.NewReplacer("\\", `\\`, "\t", `\t`, "\n", `\n`, "\r", `\r`, "\x00", `\0`).Replace(s)
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			b.WriteString(`\\`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case 0:
+			b.WriteString(`\0`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// named adds the name of a server exception's code to err ("code: 115,
+// message: ... (UNKNOWN_SETTING)"), as ClickHouse's own clients print it:
+// callers recognise a failure by its name, whichever client carried it.
+func named(err error) error {
+	var code proto.Error
+	var ex *chgo.Exception
+	var cx *ch.Exception
+	switch {
+	case errors.As(err, &ex):
+		code = proto.Error(ex.Code)
+	case errors.As(err, &cx):
+		code = cx.Code
+	default:
+		return err
+	}
+	name := code.String()
+	if strings.HasPrefix(name, "Error(") || strings.Contains(err.Error(), "("+name+")") {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, name)
 }

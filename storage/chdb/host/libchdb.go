@@ -11,9 +11,10 @@ import (
 
 // library is libchdb's one entry point the server host calls:
 // query_stable_v2(argc, argv), clickhouse-local's main taking its
-// command-line arguments, which returns once the query ends. chdb-go
-// declares it with a []string argv, which purego passes as Go string
-// headers rather than char pointers, so the host binds it itself.
+// command-line arguments, which returns once the query ends. The host
+// loads the library itself (purego) rather than through chdb-go, which
+// loads it in its package init and declares this function with a []string
+// argv, passed as Go string headers rather than char pointers.
 type library struct {
 	query func(argc int, argv unsafe.Pointer) unsafe.Pointer
 	free  func(res unsafe.Pointer)
@@ -32,7 +33,7 @@ type localResultV2 struct {
 
 func loadLibrary(path string) (*library, error) {
 	if path == "" {
-		path = libraryPath()
+		return nil, errors.New("load libchdb: no library path (custody sets CHDB_LIB_PATH)")
 	}
 	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {

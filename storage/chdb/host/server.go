@@ -295,7 +295,7 @@ func usersXML(access chdb.Access, passwords map[string]string) []byte {
 	b.WriteString("  <users>\n")
 	fmt.Fprintf(&b, "    <default><no_password/>%s<profile>default</profile><quota>engine_start</quota><grants>", loopback)
 	b.WriteString("<query>GRANT SYSTEM LISTEN ON *.*</query><query>GRANT SELECT ON system.numbers</query></grants></default>\n")
-	fmt.Fprintf(&b, "    <%s><password_sha256_hex>%s</password_sha256_hex>%s<profile>default</profile><quota>default</quota></%s>\n",
+	fmt.Fprintf(&b, "    <%s><password_sha256_hex>%s</password_sha256_hex>%s<profile>default</profile><quota>default</quota><access_management>1</access_management></%s>\n",
 		chdb.AdminUser, sha256Hex(passwords[chdb.AdminUser]), loopback, chdb.AdminUser)
 	for _, a := range access.Accounts {
 		fmt.Fprintf(&b, "    <%s><password_sha256_hex>%s</password_sha256_hex>%s<profile>default</profile><quota>default</quota><grants>",
