@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -174,18 +175,55 @@ func schemaOptions(cmd *cli.Command) storage.SchemaOptions {
 }
 
 // openEngine opens the configured engine: a ClickHouse server when
-// --clickhouse is set, otherwise the embedded store.
-func openEngine(ctx context.Context, cmd *cli.Command, readOnly bool) (engine.Engine, error) {
+// --clickhouse is set, otherwise the embedded store, connected as user
+// (one of storage.Accounts, or chdb.AdminUser to migrate).
+//
+// An embedded store that another custody process owns (a collector or a
+// backfill running) is reached through that process's engine unless this
+// command appends: only one process appends to a store's chains.
+func openEngine(ctx context.Context, cmd *cli.Command, mode accessMode, user string) (engine.Engine, error) {
+	readOnly := mode == readOnly
 	if dsn := cmd.String(flagClickHouse); dsn != "" {
 		return clickhouse.Open(ctx, clickhouse.Options{DSN: dsn, ReadOnly: readOnly, Cluster: cmd.String(flagCluster)})
 	}
 	dir := cmd.String(flagStore)
-	if readOnly {
+	if mode != migrating {
 		if _, err := os.Stat(filepath.Join(dir, "clickhouse")); err != nil {
 			return nil, fmt.Errorf("no store at %s: run `custody init --store %s` first", dir, dir)
 		}
 	}
-	return chdb.Open(ctx, chdb.Options{Dir: dir, ReadOnly: readOnly})
+	access, err := embeddedAccess(cmd)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := chdb.Open(ctx, chdb.Options{Dir: dir, ReadOnly: readOnly, User: user, Access: access, Logger: logger(cmd)})
+	var inUse *chdb.InUseError
+	if !errors.As(err, &inUse) {
+		return eng, err
+	}
+	if mode == appending || mode == migrating {
+		return nil, fmt.Errorf("%w: one process appends to a store at a time (commands that only read or verify connect to its engine meanwhile)", inUse)
+	}
+	return chdb.Attach(ctx, dir, user, readOnly)
+}
+
+// embeddedAccess is the embedded server's policy: the store's roles
+// (migration 0004, rendered for a users configuration) and its accounts.
+func embeddedAccess(cmd *cli.Command) (chdb.Access, error) {
+	opts := schemaOptions(cmd)
+	opts.Cluster = ""
+	roles, err := storage.Roles(opts)
+	if err != nil {
+		return chdb.Access{}, fmt.Errorf("store roles: %w", err)
+	}
+	var a chdb.Access
+	for _, r := range roles {
+		a.Roles = append(a.Roles, chdb.Role{Name: r.Name, Grants: r.Grants})
+	}
+	for _, u := range storage.Accounts() {
+		a.Accounts = append(a.Accounts, chdb.Account{Name: u.User, Roles: []string{u.Role}})
+	}
+	return a, nil
 }
 
 // Store access modes.
@@ -195,16 +233,33 @@ const (
 	readOnly  accessMode = iota // queries; the engine refuses writes
 	readWrite                   // custody log entries (verify, exports)
 	appending                   // new events: needs the signing key
+	migrating                   // custody init: creates the store
 )
 
-// openStore opens the engine and the store over it.
+// modeUser is the account each mode connects to the embedded store as.
+// readWrite (verify, export) runs as the admin: it writes verify_runs,
+// which the writer role of migration 0004 has no grant on yet.
+var modeUser = map[accessMode]string{
+	readOnly:  storage.UserInvestigator,
+	readWrite: chdb.AdminUser,
+	appending: storage.UserCollector,
+	migrating: chdb.AdminUser,
+}
+
+// openStore opens the engine and the store over it, connected as the
+// mode's account.
 func openStore(ctx context.Context, cmd *cli.Command, mode accessMode) (*storage.Store, error) {
+	return openStoreAs(ctx, cmd, mode, modeUser[mode])
+}
+
+// openStoreAs is openStore connected as user.
+func openStoreAs(ctx context.Context, cmd *cli.Command, mode accessMode, user string) (*storage.Store, error) {
 	if mode == appending {
 		if err := checkSigningKeyMode(cmd.String(flagSigningKey)); err != nil {
 			return nil, err
 		}
 	}
-	eng, err := openEngine(ctx, cmd, mode == readOnly)
+	eng, err := openEngine(ctx, cmd, mode, user)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ range. Every change is recorded in the custody log.
 					if err != nil {
 						return err
 					}
-					st, err := openStore(ctx, cmd, readWrite)
+					st, err := openStoreAs(ctx, cmd, readWrite, storage.UserPurger)
 					if err != nil {
 						return err
 					}
@@ -94,7 +94,7 @@ range. Every change is recorded in the custody log.
 					if cmd.String("reason") == "" {
 						return usageError{fmt.Errorf("hold release needs --reason")}
 					}
-					st, err := openStore(ctx, cmd, readWrite)
+					st, err := openStoreAs(ctx, cmd, readWrite, storage.UserPurger)
 					if err != nil {
 						return err
 					}

@@ -19,7 +19,7 @@ schema_migrations and the custody log. Safe to run again.
    $ custody init --store ./custody-data
    $ custody init --clickhouse 'clickhouse://custody:…@ch1:9440,ch2:9440/?secure=true' --cluster prod`,
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			eng, err := openEngine(ctx, cmd, false)
+			eng, err := openEngine(ctx, cmd, migrating, modeUser[migrating])
 			if err != nil {
 				return err
 			}

@@ -92,7 +92,7 @@ refusal is logged; nothing within retention can be removed.
 					if err != nil {
 						return err
 					}
-					st, err := openStore(ctx, cmd, appending)
+					st, err := openStoreAs(ctx, cmd, appending, storage.UserPurger)
 					if err != nil {
 						return err
 					}

@@ -458,9 +458,9 @@ func childNamed(parent int, comm string) (int, error) {
 // the source's hand-over slots are full, so memory is bounded), then
 // catches up with nothing lost:
 //
-//   - the store's spool directory (where every insert is staged) is
-//     replaced by a file, so each write fails with an I/O error, as on a
-//     broken or read-only disk: the pipeline retries with backoff;
+//   - the events table is detached (by the store's admin, through the
+//     collector's engine), so each write fails, as on a broken disk: the
+//     pipeline retries with backoff;
 //   - the engine host process is frozen with SIGSTOP, so writes hang, as
 //     with a stalled disk: nothing is read until it continues.
 func TestRunBackpressureWhenStoreUnavailable(t *testing.T) {
@@ -485,22 +485,10 @@ func TestRunBackpressureWhenStoreUnavailable(t *testing.T) {
 		fail, recover func()
 		wantErrors    bool
 	}{
-		{name: "spool unwritable", wantErrors: true, fail: func() {
-			spool := filepath.Join(s.dir, "store", "spool")
-			if err := os.Rename(spool, spool+".away"); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(spool, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
+		{name: "events table detached", wantErrors: true, fail: func() {
+			admin(t, s, "DETACH TABLE custody.events")
 		}, recover: func() {
-			spool := filepath.Join(s.dir, "store", "spool")
-			if err := os.Remove(spool); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Rename(spool+".away", spool); err != nil {
-				t.Fatal(err)
-			}
+			admin(t, s, "ATTACH TABLE custody.events")
 		}},
 		{name: "engine host frozen", fail: func() {
 			if err := syscall.Kill(engineHostPID(t, os.Getpid()), syscall.SIGSTOP); err != nil {
@@ -790,4 +778,19 @@ func TestRunNeverLogsSecrets(t *testing.T) {
 func url64(key string) string {
 	r := strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D")
 	return r.Replace(key)
+}
+
+// admin runs statement on the store the collector of s owns, as its admin,
+// through the collector's engine.
+func admin(t *testing.T, s *e2eStore, statement string) {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := chdb.Attach(ctx, filepath.Join(s.dir, "store"), chdb.AdminUser, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	if err := eng.Exec(ctx, statement, nil); err != nil {
+		t.Fatalf("%s: %v", statement, err)
+	}
 }

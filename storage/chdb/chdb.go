@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/custody-audit/custody/storage/clickhouse"
 )
@@ -60,7 +61,9 @@ type Options struct {
 // the store's private server.
 type Engine struct {
 	*clickhouse.Engine
-	srv *Server
+	srv     *Server // nil when attached to another process's server
+	dir     string
+	version string
 }
 
 // FindLibrary returns the libchdb.so to use, or ErrLibraryMissing.
@@ -134,24 +137,75 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		_ = srv.Close(ctx)
 		return nil, fmt.Errorf("open embedded store %s: %w", srv.Dir(), err)
 	}
-	return &Engine{Engine: ce, srv: srv}, nil
+	return &Engine{Engine: ce, srv: srv, dir: srv.Dir(), version: srv.Version()}, nil
 }
 
 // Version is the ClickHouse version of the engine.
-func (e *Engine) Version() string { return e.srv.Version() }
+func (e *Engine) Version() string { return e.version }
 
 // Dir is the store directory.
-func (e *Engine) Dir() string { return e.srv.Dir() }
+func (e *Engine) Dir() string { return e.dir }
 
-// Server is the store's private server.
+// Server is the store's private server, nil when attached to another
+// process's (Attach).
 func (e *Engine) Server() *Server { return e.srv }
 
 // Close implements engine.Engine: the connections close, then the server
-// stops.
+// stops (when this process started it).
 func (e *Engine) Close(ctx context.Context) error {
 	cerr := e.Engine.Close(ctx)
+	if e.srv == nil {
+		return cerr
+	}
 	if err := e.srv.Close(ctx); err != nil {
 		return err
 	}
 	return cerr
+}
+
+// attachWait bounds how long Attach waits for an owner that is still
+// starting its server to publish it.
+const attachWait = 30 * time.Second
+
+// Attach connects to the server another process runs for the store in
+// dir (the one holding its lock), as user, without owning it: Close closes
+// only the connections. It is how read-only commands work on a store a
+// collector owns.
+func Attach(ctx context.Context, dir, user string, readOnly bool) (*Engine, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve store directory: %w", err)
+	}
+	deadline := time.Now().Add(attachWait)
+	var ep Endpoint
+	for {
+		ep, err = ReadEndpoint(dir)
+		if err == nil || !errors.Is(err, ErrNotRunning) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attach to the engine of store %s: %w", dir, err)
+	}
+	creds, err := ReadCredentials(dir)
+	if err != nil {
+		return nil, fmt.Errorf("attach to the engine of store %s: %w", dir, err)
+	}
+	if user == "" {
+		user = AdminUser
+	}
+	password, ok := creds.Passwords[user]
+	if !ok {
+		return nil, fmt.Errorf("attach to the engine of store %s: its owner started it without account %s", dir, user)
+	}
+	ce, err := clickhouse.Open(ctx, clickhouse.Options{Addr: ep.Addr, User: user, Password: password, ReadOnly: readOnly, Kind: "chdb"})
+	if err != nil {
+		return nil, fmt.Errorf("attach to the engine of store %s: %w", dir, err)
+	}
+	return &Engine{Engine: ce, dir: dir, version: ep.ServerVersion}, nil
 }

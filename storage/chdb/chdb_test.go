@@ -2,8 +2,10 @@ package chdb_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,6 +182,43 @@ func TestDescribeAndExplainAnswer(t *testing.T) {
 		rows.Close()
 		if n == 0 {
 			t.Errorf("%s: no rows", q)
+		}
+	}
+}
+
+// TestEngineGone kills the engine host mid-use: every call then fails
+// with an error wrapping engine.ErrEngineGone that says what happened.
+func TestEngineGone(t *testing.T) {
+	ctx := context.Background()
+	e := chdbtest.Open(t, "")
+	if err := e.Exec(ctx, "CREATE TABLE t (x UInt64) ENGINE = MergeTree ORDER BY x", nil); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := e.PrepareBatch(ctx, "t", []engine.Column{{Name: "x", Type: "UInt64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if err := batch.Append(uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(e.Server().PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-e.Server().Done()
+	for name, call := range map[string]func() error{
+		"send":  func() error { return batch.Send(ctx, "") },
+		"exec":  func() error { return e.Exec(ctx, "SELECT 1", nil) },
+		"query": func() error { _, err := e.Query(ctx, "SELECT 1", nil); return err },
+		"prepare": func() error {
+			_, err := e.PrepareBatch(ctx, "t", []engine.Column{{Name: "x", Type: "UInt64"}})
+			return err
+		},
+	} {
+		err := call()
+		if !errors.Is(err, engine.ErrEngineGone) || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("%s after the host was killed: %v, want ErrEngineGone saying it was killed", name, err)
 		}
 	}
 }
