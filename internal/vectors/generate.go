@@ -224,8 +224,8 @@ func fullRow() Row {
 		SourcePosition: "partition 0 sequence 4711", TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47",
 		SubscriptionID: "4f1a2b3c-0000-4000-8000-00000000c0de", ResourceGroup: "rg1", Provider: "Microsoft.ContainerService",
 		ResourceType: "managedClusters", ResourceName: "aks1",
-		ResourceID:   "/subscriptions/4f1a2b3c-0000-4000-8000-00000000c0de/resourcegroups/rg1/providers/microsoft.containerservice/managedclusters/aks1",
-		ActorName:    "alice@contoso.com", ActorObjectID: "oid-1", ActorType: "user", ActorAppID: "app-1",
+		ResourceID: "/subscriptions/4f1a2b3c-0000-4000-8000-00000000c0de/resourcegroups/rg1/providers/microsoft.containerservice/managedclusters/aks1",
+		ActorName:  "alice@contoso.com", ActorObjectID: "oid-1", ActorType: "user", ActorAppID: "app-1",
 		ActorGroups: []string{"system:authenticated", "g'2"}, ImpersonatedBy: "bob@contoso.com", SourceIP: "203.0.113.7",
 		UserAgent: "kubectl/v1.31.0", Action: "k8s:pods/exec:create", ActionClass: "exec",
 		TargetAPIGroup: "core", TargetResource: "pods", TargetSubresource: "exec", TargetNamespace: "prod", TargetName: "web-0",
@@ -233,7 +233,7 @@ func fullRow() Row {
 		TargetContainerGroup: "cg1", TargetContainer: "app", TargetImage: "acr1.azurecr.io/team/app:v1",
 		Outcome: "success", StatusCode: 101, Reason: "allowed by RBAC", CorrelationID: "corr-1", RequestID: "req-1",
 		Tags: []string{"exec_into_container"}, Attributes: map[string]string{"k8s.stage": "ResponseStarted", "tab\tkey": "line\nbreak"},
-		Raw:      b64(`{"auditID":"8d1f0a52-0c5e-4d35-9a7e-1f2b3c4d5e6f","verb":"create"}` + "\n"), RawFormat: "json",
+		Raw: b64(`{"auditID":"8d1f0a52-0c5e-4d35-9a7e-1f2b3c4d5e6f","verb":"create"}` + "\n"), RawFormat: "json",
 		PrevHash: "5d41402abc4b2a76b9719d911017c592" + "5d41402abc4b2a76b9719d911017c592",
 	}
 }

@@ -239,8 +239,8 @@ func (f File) Bytes() ([]byte, error) {
 // Corruption changes one file of a good bundle; the verifier must then
 // report a finding of kind WantErr.
 type Corruption struct {
-	Desc    string `json:"desc"`
-	File    string `json:"file"`
+	Desc string `json:"desc"`
+	File string `json:"file"`
 	// Op is "replace" (the first occurrence of Old by New), "flip" (XOR
 	// byte Offset with 0x01), "remove" (delete the file), "add" (a file
 	// holding New), "truncate" (keep the first Offset bytes), or "set" (the
