@@ -16,7 +16,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
@@ -40,8 +39,14 @@ type retentionFixture struct {
 
 func newRetentionFixture(t testing.TB) *retentionFixture {
 	t.Helper()
+	return newRetentionFixtureOn(t, storetest.Embedded)
+}
+
+// newRetentionFixtureOn opens a fresh store on backend b.
+func newRetentionFixtureOn(t testing.TB, b storetest.Backend) *retentionFixture {
+	t.Helper()
 	ctx := context.Background()
-	eng := chdbtest.Open(t, "")
+	eng, _ := storetest.Engine(t, b)
 	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -180,9 +185,11 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-func TestRetentionPlan(t *testing.T) {
+func TestRetentionPlan(t *testing.T) { storetest.Run(t, testRetentionPlan) }
+
+func testRetentionPlan(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seed(t)
 	cfg := storage.DefaultRetentionConfig()
 	cfg.MaxDays = 600
@@ -217,9 +224,11 @@ func TestRetentionPlan(t *testing.T) {
 	}
 }
 
-func TestRetentionHoldByResourceAndTime(t *testing.T) {
+func TestRetentionHoldByResourceAndTime(t *testing.T) { storetest.Run(t, testRetentionHoldByResourceAndTime) }
+
+func testRetentionHoldByResourceAndTime(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seed(t)
 	cases := []struct {
 		name string
@@ -259,9 +268,11 @@ func TestRetentionHoldByResourceAndTime(t *testing.T) {
 	}
 }
 
-func TestRetentionApplyAndVerify(t *testing.T) {
+func TestRetentionApplyAndVerify(t *testing.T) { storetest.Run(t, testRetentionApplyAndVerify) }
+
+func testRetentionApplyAndVerify(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seed(t)
 	cfg := storage.DefaultRetentionConfig()
 	hold, err := f.store.AddHold(ctx, storage.Hold{Kind: storage.HoldActor, Actor: "mallory@contoso.com", Reason: "case 2026-114"})
@@ -346,9 +357,11 @@ func TestRetentionApplyAndVerify(t *testing.T) {
 // TestVerifyDuringPurge checks that a purge recorded while verify reads
 // the chains (another process's, on ClickHouse servers) is not reported
 // as deleted rows: verify reads the trail again against the new records.
-func TestVerifyDuringPurge(t *testing.T) {
+func TestVerifyDuringPurge(t *testing.T) { storetest.Run(t, testVerifyDuringPurge) }
+
+func testVerifyDuringPurge(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seed(t)
 	purged := false
 	opts := storage.WithBeforeWalk(storage.VerifyOptions{Verifier: f.verifier, CheckpointDir: f.cpDir}, func() {
@@ -369,9 +382,11 @@ func TestVerifyDuringPurge(t *testing.T) {
 	}
 }
 
-func TestRetentionRefusesWithinRetention(t *testing.T) {
+func TestRetentionRefusesWithinRetention(t *testing.T) { storetest.Run(t, testRetentionRefusesWithinRetention) }
+
+func testRetentionRefusesWithinRetention(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seed(t)
 	cfg := storage.DefaultRetentionConfig()
 	cases := []struct {
@@ -421,9 +436,11 @@ func TestRetentionRefusesWithinRetention(t *testing.T) {
 // TestRetentionPurgeMidBatch: batches straddle month boundaries, so no
 // checkpoint ends where a partition does; the purge computes the Merkle
 // range from the leaves, the next one resumes from the previous purge.
-func TestRetentionPurgeMidBatch(t *testing.T) {
+func TestRetentionPurgeMidBatch(t *testing.T) { storetest.Run(t, testRetentionPurgeMidBatch) }
+
+func testRetentionPurgeMidBatch(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	// 6 events 12h apart per batch: Jan 30 - Feb 1, Feb 27 - Mar 1, and
 	// one recent batch that keeps the chain's head.
 	for _, start := range []time.Time{
@@ -475,9 +492,11 @@ func TestRetentionPurgeMidBatch(t *testing.T) {
 
 // TestRetentionRefusesTamperedChain: a purge record must never attest
 // rows that were changed.
-func TestRetentionRefusesTamperedChain(t *testing.T) {
+func TestRetentionRefusesTamperedChain(t *testing.T) { storetest.Run(t, testRetentionRefusesTamperedChain) }
+
+func testRetentionRefusesTamperedChain(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seed(t)
 	f.exec(t, "ALTER TABLE custody.events UPDATE source_ip = '198.51.100.66' WHERE chain = 'eh/p0' AND seq = 2 SETTINGS mutations_sync = 2")
 	_, err := f.store.ApplyRetention(ctx, storage.DefaultRetentionConfig(), storage.ApplyRetentionOptions{Verifier: f.verifier})
@@ -490,7 +509,9 @@ func TestRetentionRefusesTamperedChain(t *testing.T) {
 }
 
 // TestPurgeTamperIsDetected: purge records are evidence too.
-func TestPurgeTamperIsDetected(t *testing.T) {
+func TestPurgeTamperIsDetected(t *testing.T) { storetest.Run(t, testPurgeTamperIsDetected) }
+
+func testPurgeTamperIsDetected(t *testing.T, backend storetest.Backend) {
 	cases := []struct {
 		name   string
 		tamper func(t *testing.T, f *retentionFixture)
@@ -514,7 +535,7 @@ func TestPurgeTamperIsDetected(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newRetentionFixture(t)
+			f := newRetentionFixtureOn(t, backend)
 			f.seed(t)
 			if _, err := f.store.ApplyRetention(context.Background(), storage.DefaultRetentionConfig(), storage.ApplyRetentionOptions{Verifier: f.verifier}); err != nil {
 				t.Fatal(err)
@@ -534,9 +555,11 @@ func TestPurgeTamperIsDetected(t *testing.T) {
 	}
 }
 
-func TestLegalHolds(t *testing.T) {
+func TestLegalHolds(t *testing.T) { storetest.Run(t, testLegalHolds) }
+
+func testLegalHolds(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	bad := []struct {
 		hold storage.Hold
 		want string
@@ -757,9 +780,11 @@ func quarantineVerdicts(p *storage.RetentionPlan) string {
 // TestRetentionQuarantine: quarantined records have no trustworthy
 // service or category, so they are kept for the longest minimum of any
 // rule, and while any legal hold could concern them.
-func TestRetentionQuarantine(t *testing.T) {
+func TestRetentionQuarantine(t *testing.T) { storetest.Run(t, testRetentionQuarantine) }
+
+func testRetentionQuarantine(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seed(t)
 	jan := f.seedQuarantine(t, time.Date(2025, 1, 10, 8, 0, 0, 0, time.UTC), time.Date(2025, 1, 20, 8, 0, 0, 0, time.UTC))
 	f.seedQuarantine(t, time.Date(2025, 3, 10, 8, 0, 0, 0, time.UTC), time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
@@ -888,9 +913,11 @@ func TestRetentionQuarantine(t *testing.T) {
 // finished archive stream) loses its last partition too once past
 // retention, and if the stream comes back it continues the same chain
 // and Merkle tree after the purge, from its recorded position.
-func TestRetentionPurgesFinishedChain(t *testing.T) {
+func TestRetentionPurgesFinishedChain(t *testing.T) { storetest.Run(t, testRetentionPurgesFinishedChain) }
+
+func testRetentionPurgesFinishedChain(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newRetentionFixture(t)
+	f := newRetentionFixtureOn(t, backend)
 	f.seedMonth(t, "blob/finished", event.ServiceARM, "Administrative", time.Date(2025, 1, 10, 8, 0, 0, 0, time.UTC), 4, "")
 	f.seedMonth(t, "blob/finished", event.ServiceARM, "Administrative", time.Date(2025, 2, 10, 8, 0, 0, 0, time.UTC), 3, "")
 	f.seedMonth(t, "eh/p0", event.ServiceAKS, "kube-audit", time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC), 2, "")

@@ -29,9 +29,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture { return newFixtureB(t) }
 
-func newFixtureB(t testing.TB) *fixture {
+func newFixtureB(t testing.TB) *fixture { return newFixtureOn(t, storetest.Embedded) }
+
+// newFixtureOn opens a fresh store on backend b.
+func newFixtureOn(t testing.TB, b storetest.Backend) *fixture {
 	t.Helper()
-	f := storetest.New(t, "test")
+	f := storetest.NewOn(t, "test", b)
 	return &fixture{signer: f.Signer, eng: f.Eng, store: f.Store, verifier: f.Verifier, cpDir: f.CheckpointDir}
 }
 
@@ -82,9 +85,11 @@ func (f *fixture) verify(t *testing.T) *storage.VerifyReport {
 	return rep
 }
 
-func TestAppendVerifyAndResume(t *testing.T) {
+func TestAppendVerifyAndResume(t *testing.T) { storetest.Run(t, testAppendVerifyAndResume) }
+
+func testAppendVerifyAndResume(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixtureOn(t, backend)
 	appendN(t, f.store, "eh/p0", 1, 10)
 	appendN(t, f.store, "eh/p0", 11, 25)
 	appendN(t, f.store, "eh/p1", 1, 5)
@@ -113,9 +118,11 @@ func mustSigner(t *testing.T, f *fixture) note.Signer {
 	return nil
 }
 
-func TestReplayAfterCrashStoresNothingTwice(t *testing.T) {
+func TestReplayAfterCrashStoresNothingTwice(t *testing.T) { storetest.Run(t, testReplayAfterCrashStoresNothingTwice) }
+
+func testReplayAfterCrashStoresNothingTwice(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixtureOn(t, backend)
 	skey, vkey, _ := storage.GenerateKey("replay")
 	signer, _ := note.NewSigner(skey)
 	verifier, _ := note.NewVerifier(vkey)
@@ -152,7 +159,9 @@ func TestReplayAfterCrashStoresNothingTwice(t *testing.T) {
 // TestTamperIsDetected changes the store behind Custody's back, the way an
 // intruder with database access would, and checks verify names each
 // change.
-func TestTamperIsDetected(t *testing.T) {
+func TestTamperIsDetected(t *testing.T) { storetest.Run(t, testTamperIsDetected) }
+
+func testTamperIsDetected(t *testing.T, backend storetest.Backend) {
 	cases := []struct {
 		name   string
 		tamper func(t *testing.T, f *fixture)
@@ -202,7 +211,7 @@ func TestTamperIsDetected(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
+			f := newFixtureOn(t, backend)
 			appendN(t, f.store, "eh/p0", 1, 10)
 			appendN(t, f.store, "eh/p0", 11, 25)
 			if rep := f.verify(t); !rep.OK() {
@@ -230,9 +239,11 @@ func exec(t *testing.T, f *fixture, q string) {
 	}
 }
 
-func TestDedupeByEventID(t *testing.T) {
+func TestDedupeByEventID(t *testing.T) { storetest.Run(t, testDedupeByEventID) }
+
+func testDedupeByEventID(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixtureOn(t, backend)
 	stream := "loganalytics/ws/AKSAudit"
 	batch := func(ids ...int) storage.Batch {
 		b := storage.Batch{Stream: stream, DedupeByEventID: true}
@@ -260,8 +271,10 @@ func TestDedupeByEventID(t *testing.T) {
 	}
 }
 
-func TestLongChainNamesGetCheckpointFiles(t *testing.T) {
-	f := newFixture(t)
+func TestLongChainNamesGetCheckpointFiles(t *testing.T) { storetest.Run(t, testLongChainNamesGetCheckpointFiles) }
+
+func testLongChainNamesGetCheckpointFiles(t *testing.T, backend storetest.Backend) {
+	f := newFixtureOn(t, backend)
 	stream := "archive/acct/insights-logs-kube-audit/resourceId=/SUBSCRIPTIONS/4F1A2B3C-0000-4000-8000-00000000C0DE/RESOURCEGROUPS/PROD-RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PROD-AKS/y=2026/m=11/d=27/h=10/m=00/PT1H.json"
 	appendN(t, f.store, stream, 1, 3)
 	files, err := storage.ReadCheckpointDir(f.cpDir)
@@ -273,9 +286,11 @@ func TestLongChainNamesGetCheckpointFiles(t *testing.T) {
 	}
 }
 
-func TestRetryAfterFailedCheckpointSigns(t *testing.T) {
+func TestRetryAfterFailedCheckpointSigns(t *testing.T) { storetest.Run(t, testRetryAfterFailedCheckpointSigns) }
+
+func testRetryAfterFailedCheckpointSigns(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixtureOn(t, backend)
 	blocked := filepath.Join(t.TempDir(), "not-a-dir")
 	if err := os.WriteFile(blocked, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -319,9 +334,11 @@ func findingSet(r *storage.VerifyReport) string {
 // TestCrashBetweenQuarantineAndEventsLosesNothing simulates a crash after a
 // batch's quarantine rows were stored and before its events were: the
 // resume position must not move past the unstored events.
-func TestCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T) {
+func TestCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T) { storetest.Run(t, testCrashBetweenQuarantineAndEventsLosesNothing) }
+
+func testCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixtureOn(t, backend)
 	appendN(t, f.store, "s", 1, 10)
 	// the quarantine insert of batch 11..30 landed, its events did not
 	exec(t, f, "INSERT INTO custody.quarantine (chain, source_offset, raw, reason) VALUES ('s', 30, 'not json', 'bad')")
@@ -357,9 +374,11 @@ func TestCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T) {
 // TestAppendManyGroupsStreams stores batches of two streams, one of them
 // twice, in one call: each chain continues in order, each gets a signed
 // checkpoint, and replaying the same call stores nothing.
-func TestAppendManyGroupsStreams(t *testing.T) {
+func TestAppendManyGroupsStreams(t *testing.T) { storetest.Run(t, testAppendManyGroupsStreams) }
+
+func testAppendManyGroupsStreams(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixtureOn(t, backend)
 	batch := func(stream string, from, to int) storage.Batch {
 		b := storage.Batch{Stream: stream, Offset: int64(to)}
 		for i := from; i <= to; i++ {

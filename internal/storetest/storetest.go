@@ -1,6 +1,8 @@
-// Package storetest gives tests a real, initialised, signing store on the
-// embedded engine: schema migrated, a fresh signing key pair, a checkpoint
-// directory.
+// Package storetest gives tests a real, initialised, signing store: schema
+// migrated, a fresh signing key pair, a checkpoint directory. A store runs
+// on one of two backends (Backends): the embedded store, or a separately
+// started ClickHouse server reached over the network the way --clickhouse
+// reaches one; Run runs a test on each.
 package storetest
 
 import (
@@ -11,34 +13,118 @@ import (
 
 	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/clickhouse"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
+// Backend names where a test's store runs.
+type Backend string
+
+const (
+	// Embedded is the embedded store (what --store opens).
+	Embedded Backend = "embedded"
+	// Server is a ClickHouse server started apart from the store (a
+	// private server from libchdb with the store's roles and accounts),
+	// reached with a clickhouse:// DSN as its admin, as --clickhouse does.
+	Server Backend = "server"
+)
+
+// Backends are every backend, in the order Run runs them.
+func Backends() []Backend { return []Backend{Embedded, Server} }
+
+// Run runs test once per backend, as subtests named by the backend.
+func Run(t *testing.T, test func(t *testing.T, b Backend)) {
+	t.Helper()
+	for _, b := range Backends() {
+		t.Run(string(b), func(t *testing.T) { test(t, b) })
+	}
+}
+
 // Fixture is an open store and what it was made with.
 type Fixture struct {
+	Backend Backend
+	// Eng is the store's engine, connected with every privilege (tests
+	// tamper through it).
 	Eng           engine.Engine
 	Store         *storage.Store
 	Signer        note.Signer
 	Verifier      note.Verifier
 	CheckpointDir string
+	// Server is the server of the Server backend (nil on Embedded).
+	Server *chdb.Server
 }
 
-// New opens a fresh store; actor names the test in the custody log.
+// New opens a fresh store on the embedded backend; actor names the test
+// in the custody log.
 func New(t testing.TB, actor string) *Fixture {
 	t.Helper()
+	return NewOn(t, actor, Embedded)
+}
+
+// NewOn opens a fresh store on backend b.
+func NewOn(t testing.TB, actor string, b Backend) *Fixture {
+	t.Helper()
 	ctx := context.Background()
-	eng := chdbtest.Open(t, "")
-	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, actor); err != nil {
+	f := &Fixture{Backend: b, CheckpointDir: t.TempDir()}
+	f.Eng, f.Server = Engine(t, b)
+	if _, err := storage.Migrate(ctx, f.Eng, storage.SchemaOptions{}, actor); err != nil {
 		t.Fatal(err)
 	}
-	signer, verifier := Keys(t, actor)
-	f := &Fixture{Eng: eng, Signer: signer, Verifier: verifier, CheckpointDir: t.TempDir()}
-	st, err := storage.Open(ctx, eng, storage.Options{Signer: signer, CheckpointDir: f.CheckpointDir, Actor: actor})
+	f.Signer, f.Verifier = Keys(t, actor)
+	st, err := storage.Open(ctx, f.Eng, storage.Options{Signer: f.Signer, CheckpointDir: f.CheckpointDir, Actor: actor})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Store = st
 	return f
+}
+
+// Engine opens an engine with every privilege on a fresh, empty store on
+// backend b, closed when the test ends; on Server it also returns the
+// server.
+func Engine(t testing.TB, b Backend) (engine.Engine, *chdb.Server) {
+	t.Helper()
+	switch b {
+	case Embedded:
+		return chdbtest.Open(t, ""), nil
+	case Server:
+		s := chdbtest.Server(t, Access(t, storage.SchemaOptions{}))
+		return Connect(t, s, chdb.AdminUser), s
+	}
+	t.Fatalf("unknown backend %q", b)
+	return nil, nil
+}
+
+// Connect opens a clickhouse-go engine to s as user, closed when the test
+// ends.
+func Connect(t testing.TB, s *chdb.Server, user string) engine.Engine {
+	t.Helper()
+	eng, err := clickhouse.Open(context.Background(), clickhouse.Options{DSN: chdbtest.DSN(t, s, user)})
+	if err != nil {
+		t.Fatalf("connect to %s as %s: %v", s.Addr(), user, err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	return eng
+}
+
+// Access is the store's access policy for a test server: the roles of
+// migration 0004 and one account per role (storage.Accounts), as the
+// embedded store defines them.
+func Access(t testing.TB, opts storage.SchemaOptions) chdb.Access {
+	t.Helper()
+	roles, err := storage.Roles(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a chdb.Access
+	for _, r := range roles {
+		a.Roles = append(a.Roles, chdb.Role{Name: r.Name, Grants: r.Grants})
+	}
+	for _, u := range storage.Accounts() {
+		a.Accounts = append(a.Accounts, chdb.Account{Name: u.User, Roles: []string{u.Role}})
+	}
+	return a
 }
 
 // Keys makes a signing key pair named name.
