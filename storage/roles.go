@@ -28,12 +28,10 @@ type Role struct {
 	Grants []string
 }
 
-// roleMigration is the migration that creates the roles.
-const roleMigration = 4
-
 var grantStatement = regexp.MustCompile(`^GRANT\s+(?:ON CLUSTER \w+\s+)?(.+?)\s+TO\s+(\w+)$`)
 
-// Roles returns the roles migration 0004 creates and their grants,
+// Roles returns the roles migration 0004 creates and their grants (with
+// those later migrations add),
 // rendered for opts without ON CLUSTER (a users configuration is per
 // server). The embedded store's generated users configuration defines
 // them from this, so both backends grant exactly the same privileges.
@@ -45,10 +43,10 @@ func Roles(opts SchemaOptions) ([]Role, error) {
 	var out []Role
 	index := map[string]int{}
 	for _, m := range ms {
-		if m.Version != roleMigration {
-			continue
-		}
 		for _, s := range m.Statements {
+			if !accessStatement.MatchString(s) {
+				continue
+			}
 			s = strings.Join(strings.Fields(s), " ")
 			if name, ok := strings.CutPrefix(s, "CREATE ROLE IF NOT EXISTS "); ok {
 				name, _, _ = strings.Cut(name, " ")
@@ -58,17 +56,17 @@ func Roles(opts SchemaOptions) ([]Role, error) {
 			}
 			g := grantStatement.FindStringSubmatch(s)
 			if g == nil {
-				return nil, fmt.Errorf("migration %04d: unexpected statement %q", roleMigration, s)
+				return nil, fmt.Errorf("migration %04d: unexpected statement %q", m.Version, s)
 			}
 			i, ok := index[g[2]]
 			if !ok {
-				return nil, fmt.Errorf("migration %04d: grant to unknown role %s", roleMigration, g[2])
+				return nil, fmt.Errorf("migration %04d: grant to unknown role %s", m.Version, g[2])
 			}
 			out[i].Grants = append(out[i].Grants, g[1])
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("migration %04d defines no roles", roleMigration)
+		return nil, fmt.Errorf("the migrations define no roles")
 	}
 	return out, nil
 }
@@ -86,6 +84,8 @@ func accessSkip(stmt string, err error) string {
 	switch {
 	case engineError(err, 514, "ACCESS_STORAGE_FOR_INSERTION_NOT_FOUND"), engineError(err, 495, "ACCESS_STORAGE_READONLY"):
 		return "roles come from the server's users configuration (on the embedded store it holds these grants)"
+	case engineError(err, 511, "UNKNOWN_ROLE"):
+		return "the roles do not exist here (their creation was skipped, see migration 0004)"
 	case engineError(err, 497, "ACCESS_DENIED"):
 		return "the user running the migration may not manage access: an admin creates the roles (README.md, Least privilege)"
 	}
