@@ -11,17 +11,19 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/chdb"
 	"github.com/custody-audit/custody/storage/clickhouse"
 )
 
-// TestServerBackend runs the store on a real ClickHouse server (>= 24.8).
-// None can run on the project's machines, so it needs
-// CUSTODY_TEST_CLICKHOUSE_DSN, e.g. clickhouse://default:@127.0.0.1:9000/.
+// TestServerBackend runs the store on a real ClickHouse server through a
+// DSN, as --clickhouse does: CUSTODY_TEST_CLICKHOUSE_DSN's (>= 24.8), or
+// a private server started from libchdb for the test.
 func TestServerBackend(t *testing.T) {
 	dsn := os.Getenv("CUSTODY_TEST_CLICKHOUSE_DSN")
 	if dsn == "" {
-		t.Skip("CUSTODY_TEST_CLICKHOUSE_DSN is not set: server-backend integration tests need a ClickHouse >= 24.8 server")
+		dsn = chdbtest.DSN(t, chdbtest.Server(t, chdb.Access{}), chdb.AdminUser)
 	}
 	ctx := context.Background()
 	eng, err := clickhouse.Open(ctx, clickhouse.Options{DSN: dsn})
