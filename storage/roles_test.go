@@ -235,3 +235,32 @@ func TestRolesEnforced(t *testing.T) {
 		}
 	})
 }
+
+// TestReadmeRoleDDL: the DDL README.md gives admins of servers is the
+// migrations' role statements, word for word.
+func TestReadmeRoleDDL(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(readme)), " ")
+	ms, err := storage.Migrations(storage.SchemaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range ms {
+		for _, s := range m.Statements {
+			if !strings.HasPrefix(s, "CREATE ROLE") && !strings.HasPrefix(s, "GRANT") {
+				continue
+			}
+			n++
+			if stmt := strings.Join(strings.Fields(s), " ") + ";"; !strings.Contains(text, stmt) {
+				t.Errorf("README.md lacks %s", stmt)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no role statements in the migrations")
+	}
+}
