@@ -694,7 +694,7 @@ func bundles(ctx context.Context, eng engine.Engine, key, other Key) ([]*Bundle,
 				return nil, fmt.Errorf("bundle vector: %w", err)
 			}
 			files[e.Name()] = c
-			if format != export.FormatParquet && utf8.Valid(c) {
+			if filepath.Ext(e.Name()) != ".parquet" && utf8.Valid(c) {
 				s := string(c)
 				b.Files[e.Name()] = File{Text: &s}
 			} else {
