@@ -224,7 +224,9 @@ func testRetentionPlan(t *testing.T, backend storetest.Backend) {
 	}
 }
 
-func TestRetentionHoldByResourceAndTime(t *testing.T) { storetest.Run(t, testRetentionHoldByResourceAndTime) }
+func TestRetentionHoldByResourceAndTime(t *testing.T) {
+	storetest.Run(t, testRetentionHoldByResourceAndTime)
+}
 
 func testRetentionHoldByResourceAndTime(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
@@ -382,7 +384,9 @@ func testVerifyDuringPurge(t *testing.T, backend storetest.Backend) {
 	}
 }
 
-func TestRetentionRefusesWithinRetention(t *testing.T) { storetest.Run(t, testRetentionRefusesWithinRetention) }
+func TestRetentionRefusesWithinRetention(t *testing.T) {
+	storetest.Run(t, testRetentionRefusesWithinRetention)
+}
 
 func testRetentionRefusesWithinRetention(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
@@ -492,7 +496,9 @@ func testRetentionPurgeMidBatch(t *testing.T, backend storetest.Backend) {
 
 // TestRetentionRefusesTamperedChain: a purge record must never attest
 // rows that were changed.
-func TestRetentionRefusesTamperedChain(t *testing.T) { storetest.Run(t, testRetentionRefusesTamperedChain) }
+func TestRetentionRefusesTamperedChain(t *testing.T) {
+	storetest.Run(t, testRetentionRefusesTamperedChain)
+}
 
 func testRetentionRefusesTamperedChain(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
@@ -913,7 +919,9 @@ func testRetentionQuarantine(t *testing.T, backend storetest.Backend) {
 // finished archive stream) loses its last partition too once past
 // retention, and if the stream comes back it continues the same chain
 // and Merkle tree after the purge, from its recorded position.
-func TestRetentionPurgesFinishedChain(t *testing.T) { storetest.Run(t, testRetentionPurgesFinishedChain) }
+func TestRetentionPurgesFinishedChain(t *testing.T) {
+	storetest.Run(t, testRetentionPurgesFinishedChain)
+}
 
 func testRetentionPurgesFinishedChain(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()

@@ -118,7 +118,9 @@ func mustSigner(t *testing.T, f *fixture) note.Signer {
 	return nil
 }
 
-func TestReplayAfterCrashStoresNothingTwice(t *testing.T) { storetest.Run(t, testReplayAfterCrashStoresNothingTwice) }
+func TestReplayAfterCrashStoresNothingTwice(t *testing.T) {
+	storetest.Run(t, testReplayAfterCrashStoresNothingTwice)
+}
 
 func testReplayAfterCrashStoresNothingTwice(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
@@ -271,7 +273,9 @@ func testDedupeByEventID(t *testing.T, backend storetest.Backend) {
 	}
 }
 
-func TestLongChainNamesGetCheckpointFiles(t *testing.T) { storetest.Run(t, testLongChainNamesGetCheckpointFiles) }
+func TestLongChainNamesGetCheckpointFiles(t *testing.T) {
+	storetest.Run(t, testLongChainNamesGetCheckpointFiles)
+}
 
 func testLongChainNamesGetCheckpointFiles(t *testing.T, backend storetest.Backend) {
 	f := newFixtureOn(t, backend)
@@ -286,7 +290,9 @@ func testLongChainNamesGetCheckpointFiles(t *testing.T, backend storetest.Backen
 	}
 }
 
-func TestRetryAfterFailedCheckpointSigns(t *testing.T) { storetest.Run(t, testRetryAfterFailedCheckpointSigns) }
+func TestRetryAfterFailedCheckpointSigns(t *testing.T) {
+	storetest.Run(t, testRetryAfterFailedCheckpointSigns)
+}
 
 func testRetryAfterFailedCheckpointSigns(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()
@@ -334,7 +340,9 @@ func findingSet(r *storage.VerifyReport) string {
 // TestCrashBetweenQuarantineAndEventsLosesNothing simulates a crash after a
 // batch's quarantine rows were stored and before its events were: the
 // resume position must not move past the unstored events.
-func TestCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T) { storetest.Run(t, testCrashBetweenQuarantineAndEventsLosesNothing) }
+func TestCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T) {
+	storetest.Run(t, testCrashBetweenQuarantineAndEventsLosesNothing)
+}
 
 func testCrashBetweenQuarantineAndEventsLosesNothing(t *testing.T, backend storetest.Backend) {
 	ctx := context.Background()

@@ -311,21 +311,3 @@ func openIngest(ctx context.Context, cmd *cli.Command) (*ingestion, error) {
 }
 
 func (in *ingestion) close() { _ = in.store.Engine().Close(context.Background()) }
-
-// engineAccess is the embedded server's access policy: the store's roles
-// (migration 0004, as storage.Roles renders them) and one account per
-// role (storage.Accounts).
-func engineAccess(opts storage.SchemaOptions) (chdb.Access, error) {
-	roles, err := storage.Roles(opts)
-	if err != nil {
-		return chdb.Access{}, err
-	}
-	var a chdb.Access
-	for _, r := range roles {
-		a.Roles = append(a.Roles, chdb.Role{Name: r.Name, Grants: r.Grants})
-	}
-	for _, u := range storage.Accounts() {
-		a.Accounts = append(a.Accounts, chdb.Account{Name: u.User, Roles: []string{u.Role}})
-	}
-	return a, nil
-}

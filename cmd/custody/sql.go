@@ -70,10 +70,8 @@ var sqlStatementKinds = map[string]bool{"SELECT": true, "WITH": true, "SHOW": tr
 // runSQL checks the connected user and the statement, runs it and writes
 // its rows to out in format.
 func runSQL(ctx context.Context, eng engine.Engine, opts storage.SchemaOptions, q, format string, out io.Writer) error {
-	if eng.Kind() != "chdb" { // the framed-protocol engine has no users; its session is readonly=2
-		if err := checkReader(ctx, eng, opts); err != nil {
-			return err
-		}
+	if err := checkReader(ctx, eng, opts); err != nil {
+		return err
 	}
 	if err := checkReadStatement(ctx, eng, q); err != nil {
 		return err

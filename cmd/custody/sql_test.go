@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/chdb"
 )
@@ -31,11 +32,6 @@ type cliBackend struct {
 // storeFlags are the global flags reaching a test's store as user.
 type storeFlags func(user string) []string
 
-// embeddedIsServer: the embedded store runs its private server and
-// connects as the command's account (until then, the framed-protocol
-// engine runs every statement as its one session).
-const embeddedIsServer = false
-
 // cliBackends returns both backends.
 func cliBackends() []cliBackend {
 	return []cliBackend{
@@ -43,11 +39,7 @@ func cliBackends() []cliBackend {
 			return func(string) []string { return []string{"--store", filepath.Join(dir, "store")} }
 		}},
 		{"server", func(t *testing.T, dir string) storeFlags {
-			access, err := engineAccess(storage.SchemaOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := chdbtest.ServerIn(t, filepath.Join(dir, "server"), access)
+			s := chdbtest.ServerIn(t, filepath.Join(dir, "server"), storetest.Access(t, storage.SchemaOptions{}))
 			return func(user string) []string { return []string{"--clickhouse", chdbtest.DSN(t, s, user)} }
 		}},
 	}
@@ -81,9 +73,6 @@ func TestSQLIsReadOnly(t *testing.T) {
 	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
 	for _, b := range cliBackends() {
 		t.Run(b.name, func(t *testing.T) {
-			if b.name == "embedded" && !embeddedIsServer {
-				t.Skip("the embedded store is not yet its private server with a reader account (issue 12 item 1)")
-			}
 			dir := t.TempDir()
 			flags := b.open(t, dir)
 			writePT1H(t, filepath.Join(dir, "archive"), 5)
@@ -204,9 +193,6 @@ func TestSQLPrintsEveryType(t *testing.T) {
 		"18446744073709551615\t-7\t2026-01-02 03:04:05.123456\t2026-01-02 03:04:05\t2026-01-02\t['a','b\\'c']\t{'a':'b','k':'v'}\tlc\tab\tNULL\t7\t[1,2]\t[NULL,'x']\ttrue\t1.5\n"
 	for _, b := range cliBackends() {
 		t.Run(b.name, func(t *testing.T) {
-			if b.name == "embedded" && !embeddedIsServer {
-				t.Skip("the embedded store is not yet its private server (issue 12 item 1)")
-			}
 			dir := t.TempDir()
 			flags := b.open(t, dir)
 			for _, args := range [][]string{{"keygen"}, {"init"}} {
