@@ -64,26 +64,44 @@ func (t *TokenSet) Check(token string) bool {
 	return ok == 1
 }
 
-// authed requires a valid bearer token when the server has tokens.
+// authed requires a valid bearer token or an Entra ID session when the
+// server has either.
 func (s *Server) authed(h http.Handler) http.Handler {
-	if s.opts.Tokens == nil {
+	if s.opts.Tokens == nil && s.opts.OIDC == nil {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !s.opts.Tokens.Check(strings.TrimSpace(tok)) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="custody"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "sign in with a bearer token"})
-			return
+		if s.opts.Tokens != nil {
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if ok && s.opts.Tokens.Check(strings.TrimSpace(tok)) {
+				h.ServeHTTP(w, r)
+				return
+			}
 		}
-		h.ServeHTTP(w, r)
+		if s.opts.OIDC != nil {
+			if sess, ok := s.opts.OIDC.session(r); ok {
+				h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+				return
+			}
+		}
+		body := map[string]any{}
+		if s.opts.Tokens != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="custody"`)
+			body["error"] = "sign in with a bearer token"
+			body["bearer"] = true
+		}
+		if s.opts.OIDC != nil {
+			body["error"] = "sign in"
+			body["sign_in"] = "/auth/login"
+		}
+		writeJSON(w, http.StatusUnauthorized, body)
 	})
 }
 
 // ListenOptions say where and how the page is served.
 type ListenOptions struct {
 	// Addr is host:port. A host other than a loopback address needs
-	// TLS and tokens.
+	// TLS and tokens or Entra ID sign-in.
 	Addr string
 	// CertFile and KeyFile enable TLS.
 	CertFile, KeyFile string
@@ -91,7 +109,7 @@ type ListenOptions struct {
 
 // ErrUnsafeListen means the address is reachable from other machines but
 // TLS or authentication is missing.
-var ErrUnsafeListen = errors.New("serving beyond loopback needs TLS (--web-tls-cert, --web-tls-key) and bearer tokens (--web-token-file)")
+var ErrUnsafeListen = errors.New("serving beyond loopback needs TLS (--web-tls-cert, --web-tls-key) and authentication: bearer tokens (--web-token-file) or Entra ID sign-in (--web-oidc-authority ...)")
 
 // IsLoopback reports whether a listen address only accepts connections
 // from this machine.
@@ -108,13 +126,13 @@ func IsLoopback(addr string) bool {
 }
 
 // Listen checks the options and opens the listener: loopback is served as
-// configured; any other address only with TLS and tokens.
+// configured; any other address only with TLS and tokens or sign-in.
 func (s *Server) Listen(o ListenOptions) (net.Listener, error) {
 	tlsOn := o.CertFile != "" || o.KeyFile != ""
 	if tlsOn && (o.CertFile == "" || o.KeyFile == "") {
 		return nil, errors.New("TLS needs both --web-tls-cert and --web-tls-key")
 	}
-	if !IsLoopback(o.Addr) && (!tlsOn || s.opts.Tokens == nil) {
+	if !IsLoopback(o.Addr) && (!tlsOn || (s.opts.Tokens == nil && s.opts.OIDC == nil)) {
 		return nil, ErrUnsafeListen
 	}
 	ln, err := net.Listen("tcp", o.Addr)

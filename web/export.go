@@ -116,11 +116,15 @@ func zipDir(w io.Writer, dir, prefix string) error {
 }
 
 func (s *Server) handleMeta(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]any{
+	m := map[string]any{
 		"services": services, "classes": classes, "outcomes": outcomes, "tags": knownTags,
 		"export_formats": export.Formats(), "export": s.opts.Signer != nil, "collector": s.opts.Collector != nil,
 		"engine": s.eng.Kind(), "database": s.db, "event_encoding": storage.EventEncodingVersion,
-	})
+	}
+	if sess, ok := signedIn(r.Context()); ok {
+		m["user"] = map[string]string{"name": sess.Name, "username": sess.Username}
+	}
+	writeJSON(w, http.StatusOK, m)
 	return nil
 }
 

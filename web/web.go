@@ -18,8 +18,8 @@
 // Every query is a fixed SQL text with ClickHouse server-side parameters;
 // every input is validated before it reaches one. The server never writes
 // to the store: `custody serve` opens the engine read-only (the reader
-// role on servers). Beyond loopback it requires TLS and bearer tokens
-// (see Listen).
+// role on servers). Beyond loopback it requires TLS and bearer tokens or
+// Microsoft Entra ID sign-in (see Listen and oidc.go).
 package web
 
 import (
@@ -65,6 +65,9 @@ type Options struct {
 	Collector Collector
 	// Tokens, when not empty, are the bearer tokens the API accepts.
 	Tokens *TokenSet
+	// OIDC, when set, signs users in with Microsoft Entra ID (a session
+	// cookie), beside or instead of Tokens.
+	OIDC *OIDC
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -153,7 +156,7 @@ func (s *Server) routes() {
 		if p == "/" {
 			pattern = "GET /{$}"
 		}
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		mux.Handle(pattern, s.pageAuthed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			b, err := fs.ReadFile(static, "index.html")
 			if err != nil {
 				http.Error(w, "page missing", http.StatusInternalServerError)
@@ -161,7 +164,10 @@ func (s *Server) routes() {
 			}
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = w.Write(b)
-		})
+		})))
+	}
+	if s.opts.OIDC != nil {
+		s.oidcRoutes(mux)
 	}
 	api := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
 		mux.Handle(pattern, s.authed(apiHandler{s, h}))
@@ -199,7 +205,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Without tokens the page is for this machine only: a request naming
 	// another host is a DNS-rebinding page reaching for loopback.
-	if s.opts.Tokens == nil && !loopbackHost(r.Host) {
+	if s.opts.Tokens == nil && s.opts.OIDC == nil && !loopbackHost(r.Host) {
 		http.Error(w, "this server answers to localhost only", http.StatusMisdirectedRequest)
 		return
 	}

@@ -21,6 +21,11 @@
 //   - the v2.0 token endpoint for the client-credentials grant with a
 //     client secret or a client assertion (a federated token, as AKS
 //     workload identity presents);
+//   - OpenID Connect sign-in (oidc.go): the v2.0 authorize endpoint of the
+//     authorization code flow (PKCE S256, state, nonce; it signs in the user
+//     set with SignIn, as a browser that already has a session there would
+//     be), the authorization_code grant at the token endpoint returning an
+//     id_token, and the signing keys as a JWKS (discovery/v2.0/keys);
 //
 // and at /msi/token the App Service managed identity protocol
 // (api-version 2019-08-01, X-IDENTITY-HEADER), which azidentity selects
@@ -49,6 +54,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,6 +114,7 @@ func (c Claims) ExpiresAt() time.Time { return time.Unix(c.Expires, 0) }
 
 type client struct {
 	tenant, id, secret, assertion string
+	redirects                     []string
 }
 
 // Authority is a running token authority. Its methods are safe for
@@ -125,6 +132,10 @@ type Authority struct {
 	issued   []string
 	requests int
 	refusals int
+
+	signedIn *User                 // the user the authorize endpoint signs in
+	codes    map[string]*codeGrant // authorization codes not yet redeemed
+	tweak    func(*IDClaims)       // alters ID tokens before signing (tests of refusals)
 }
 
 // New starts an authority on a loopback port with a fresh self-signed TLS
@@ -137,7 +148,7 @@ func New(opts Options) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("entrafake signing key: %w", err)
 	}
-	a := &Authority{key: key, pub: pub, lifetime: opts.TokenLifetime}
+	a := &Authority{key: key, pub: pub, lifetime: opts.TokenLifetime, codes: map[string]*codeGrant{}}
 	if a.lifetime <= 0 {
 		a.lifetime = DefaultTokenLifetime
 	}
@@ -148,6 +159,8 @@ func New(opts Options) (*Authority, error) {
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", a.handleDiscovery)
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", a.handleToken)
 	mux.HandleFunc("GET /msi/token", a.handleManagedIdentity)
+	mux.HandleFunc("GET /{tenant}/oauth2/v2.0/authorize", a.handleAuthorize)
+	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", a.handleKeys)
 	a.srv = httptest.NewTLSServer(mux)
 	return a, nil
 }
@@ -360,6 +373,12 @@ func (a *Authority) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"issuer":                                base + "/v2.0",
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
 		"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
+		"jwks_uri":                              base + "/discovery/v2.0/keys",
+		"id_token_signing_alg_values_supported": []string{"EdDSA"},
+		"subject_types_supported":               []string{"pairwise"},
+		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"code_challenge_methods_supported":      []string{"plain", "S256"},
+		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "nonce", "name", "preferred_username", "oid", "tid", "groups", "roles"},
 	})
 }
 
@@ -380,33 +399,21 @@ func scopeResource(scope string) (string, bool) {
 	return res, res != ""
 }
 
-func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
-	tenant := r.PathValue("tenant")
-	if err := r.ParseForm(); err != nil {
-		a.tokenError(w, http.StatusBadRequest, "invalid_request", "The request body must contain form parameters.", 900144)
-		return
-	}
-	f := r.PostForm
-	if f.Get("grant_type") != "client_credentials" {
-		a.tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "Only client_credentials is supported by this server.", 70003)
-		return
-	}
-	res, ok := scopeResource(f.Get("scope"))
-	if !ok || !a.knownResource(res) {
-		a.tokenError(w, http.StatusBadRequest, "invalid_scope", fmt.Sprintf("The provided value for scope %s is not valid.", f.Get("scope")), 70011)
-		return
-	}
+// authenticateClient finds the application the token request names and
+// checks its secret or client assertion; on failure it has answered.
+func (a *Authority) authenticateClient(w http.ResponseWriter, tenant string, f url.Values) (client, bool) {
 	a.mu.Lock()
 	var found *client
 	for i := range a.clients {
 		if a.clients[i].tenant == tenant && a.clients[i].id == f.Get("client_id") {
-			found = &a.clients[i]
+			c := a.clients[i]
+			found = &c
 		}
 	}
 	a.mu.Unlock()
 	if found == nil {
 		a.tokenError(w, http.StatusBadRequest, "unauthorized_client", "Application was not found in the directory.", 700016)
-		return
+		return client{}, false
 	}
 	granted := false
 	switch {
@@ -418,6 +425,33 @@ func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if !granted {
 		a.tokenError(w, http.StatusUnauthorized, "invalid_client", "Invalid client secret provided.", 7000215)
+		return client{}, false
+	}
+	return *found, true
+}
+
+func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
+	tenant := r.PathValue("tenant")
+	if err := r.ParseForm(); err != nil {
+		a.tokenError(w, http.StatusBadRequest, "invalid_request", "The request body must contain form parameters.", 900144)
+		return
+	}
+	f := r.PostForm
+	if f.Get("grant_type") == "authorization_code" {
+		a.redeemCode(w, tenant, f)
+		return
+	}
+	if f.Get("grant_type") != "client_credentials" {
+		a.tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "Only client_credentials and authorization_code are supported by this server.", 70003)
+		return
+	}
+	res, ok := scopeResource(f.Get("scope"))
+	if !ok || !a.knownResource(res) {
+		a.tokenError(w, http.StatusBadRequest, "invalid_scope", fmt.Sprintf("The provided value for scope %s is not valid.", f.Get("scope")), 70011)
+		return
+	}
+	found, ok := a.authenticateClient(w, tenant, f)
+	if !ok {
 		return
 	}
 	tok, _, err := a.issue(tenant, found.id, normalizeResource(res), a.lifetime)
