@@ -38,20 +38,41 @@ async function render() {
     if (!meta) {
       meta = await api('/api/meta');
       document.getElementById('nav-collector').hidden = !meta.collector;
+      if (meta.user) showUser(meta.user);
     }
     const params = new URLSearchParams(location.search);
     await view(params);
   } catch (err) {
-    if (err instanceof APIError && err.status === 401) return signIn();
+    if (err instanceof APIError && err.status === 401) return signIn(err.body);
     main.replaceChildren(errorBox(err));
   }
   main.setAttribute('aria-busy', 'false');
 }
 
-function signIn() {
+// signInURL is the server's Entra ID sign-in, returning to this view.
+function signInURL(start) {
+  return start + '?next=' + encodeURIComponent(location.pathname + location.search);
+}
+
+// showUser names the signed-in user beside a sign-out button (a plain
+// form: the server clears the session cookie).
+function showUser(user) {
+  const who = document.getElementById('who');
+  who.replaceChildren(el('span', { text: user.name || user.username || 'signed in' }), ' ',
+    el('form', { method: 'post', action: '/auth/logout', class: 'signout' }, el('button', { type: 'submit', text: 'Sign out' })));
+}
+
+function signIn(body = {}) {
+  meta = null;
+  // Entra ID sign-in only: off to Microsoft and back to this view.
+  if (body.sign_in && !body.bearer) {
+    location.assign(signInURL(body.sign_in));
+    return;
+  }
   const input = el('input', { type: 'password', autocomplete: 'off', required: true });
   const form = el('form', { class: 'card' },
     el('h1', { text: 'Sign in' }),
+    body.sign_in ? el('p', {}, el('a', { href: signInURL(body.sign_in), text: 'Sign in with Microsoft Entra ID' }), ', or with a token:') : '',
     el('p', { text: 'This server requires a bearer token. It is kept in this tab only (session storage).' }),
     field('Token', input),
     el('button', { type: 'submit', text: 'Sign in' }));

@@ -24,7 +24,7 @@ export function s(tag, attrs = {}, ...children) {
 const tokenKey = 'custody-token';
 
 export class APIError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(status, message, body = {}) { super(message); this.status = status; this.body = body; }
 }
 
 // api fetches a JSON (or, with raw, a Response) from the server, with the
@@ -40,8 +40,9 @@ export async function api(path, { method = 'GET', body, raw = false } = {}) {
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
   if (!res.ok) {
     let msg = res.statusText;
-    try { msg = (await res.json()).error || msg; } catch { /* not JSON */ }
-    throw new APIError(res.status, msg);
+    let body = {};
+    try { body = await res.json(); msg = body.error || msg; } catch { /* not JSON */ }
+    throw new APIError(res.status, msg, body);
   }
   return raw ? res : res.json();
 }
