@@ -49,8 +49,10 @@ func inputs(t *testing.T) image.Config {
 	}
 	root := repoRoot(t)
 	bin := t.TempDir()
+	// Built as make build builds them (no -trimpath), so that the compile
+	// cache make test has already filled serves this build.
 	for _, cmd := range []string{"custody", "custody-chdb"} {
-		run(t, root, nil, "go", "build", "-trimpath", "-o", filepath.Join(bin, cmd), "./cmd/"+cmd)
+		run(t, root, nil, "go", "build", "-o", filepath.Join(bin, cmd), "./cmd/"+cmd)
 	}
 	lib := strings.TrimSpace(run(t, root, nil, filepath.Join(root, "deploy", "local", "install-libchdb.sh")))
 	debs := strings.TrimSpace(run(t, root, nil, filepath.Join(root, "deploy", "image", "fetch-debs.sh")))
