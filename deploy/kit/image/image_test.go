@@ -179,6 +179,14 @@ func TestImage(t *testing.T) {
 	})
 }
 
+// tail is the end of b, at most n bytes.
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
 func readLayout(t *testing.T, dir string, digest v1.Hash) v1.Image {
 	t.Helper()
 	p, err := layout.FromPath(dir)
@@ -285,21 +293,31 @@ func modeBits(m int64) os.FileMode {
 // when the command ends) and the /dev nodes every process opens.
 func runInChroot(t *testing.T, img v1.Image, rootfs string) {
 	tools := map[string]string{}
-	for _, tool := range []string{"unshare", "chroot"} {
+	for _, tool := range []string{"unshare", "chroot", "sh", "mount"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			t.Fatalf("%s (util-linux, coreutils) is needed to run the image: %v", tool, err)
 		}
 		tools[tool] = p
 	}
-	for _, d := range []string{"proc", "dev"} {
+	for _, d := range []string{"proc", "dev", "dev/pts"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The engine host talks to its engine over a pseudo-terminal: a
+	// devpts instance of its own (mounted below), /dev/ptmx pointing into
+	// it, as container runtimes set it up.
+	if err := os.Symlink("pts/ptmx", filepath.Join(rootfs, "dev", "ptmx")); err != nil {
+		t.Fatal(err)
+	}
 	for name, minor := range map[string]int{"null": 3, "zero": 5, "random": 8, "urandom": 9} {
 		if err := syscall.Mknod(filepath.Join(rootfs, "dev", name), syscall.S_IFCHR|0o666, 1<<8|minor); err != nil {
 			t.Fatalf("mknod /dev/%s: %v", name, err)
+		}
+		// mknod's mode went through the umask.
+		if err := os.Chmod(filepath.Join(rootfs, "dev", name), 0o666); err != nil {
+			t.Fatal(err)
 		}
 	}
 	// The incident's archive, where the collector's user can read it, and
@@ -320,15 +338,20 @@ func runInChroot(t *testing.T, img v1.Image, rootfs string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 		defer cancel()
+		const script = `root=$1 mount=$2 chroot=$3; shift 3
+"$mount" -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts" && exec "$chroot" --userspec=` +
+			"65532:65532" + ` "$root" "$@"`
 		argv := append([]string{"--fork", "--pid", "--mount-proc=" + filepath.Join(rootfs, "proc"),
-			tools["chroot"], fmt.Sprintf("--userspec=%d:%d", image.UID, image.GID), rootfs,
+			tools["sh"], "-c", script, "sh", rootfs, tools["mount"], tools["chroot"],
 			cf.Config.Entrypoint[0]}, args...)
 		cmd := exec.CommandContext(ctx, tools["unshare"], argv...)
 		cmd.Env = env
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("custody %s in the image: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+			// The embedded engine's own log says why it would not start.
+			engineLog, _ := os.ReadFile(filepath.Join(rootfs, "var", "lib", "custody", "store", "engine.log"))
+			t.Fatalf("custody %s in the image: %v\n%s%s\nengine.log:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String(), tail(engineLog, 4096))
 		}
 		return stdout.String()
 	}
