@@ -403,3 +403,17 @@ FROM
     GROUP BY id
 )`
 }
+
+// The one-row-per-event idiom of the catalogue's listing queries
+// (queries/README.md, "One event, several deliveries"), for SQL built in
+// Go (the investigation page). Over rows with the columns event_id,
+// chain, seq and delivery: CopiesWindow names the window of one event's
+// copies, FirstCopy keeps the copy in the lexically first chain (then the
+// lowest seq), and DeliveredVia lists the sorted paths of every copy.
+// They go together in one SELECT: DeliveredVia in its columns, then
+// CopiesWindow and FirstCopy after its WHERE.
+const (
+	CopiesWindow = "WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+	FirstCopy    = "QUALIFY row_number() OVER copies = 1"
+	DeliveredVia = "arrayStringConcat(arraySort(groupUniqArray(delivery) OVER copies), ',')"
+)

@@ -25,6 +25,16 @@ func TestLoadEmbedded(t *testing.T) {
 		if !strings.Contains(q.SQL, "event_time >= {from:DateTime64(6)}") || !strings.Contains(q.SQL, "event_time < {to:DateTime64(6)}") {
 			t.Errorf("%s: the window must be event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}", q.Name)
 		}
+		// A query that collapses copies does it with the shared idiom
+		// the page's Go-built SQL uses too (unapproved-images partitions
+		// by event and image: one row per image of an event).
+		if strings.Contains(q.SQL, "OVER copies") && !strings.Contains(q.SQL, "PARTITION BY event_id, image") {
+			for _, frag := range []string{CopiesWindow, FirstCopy, DeliveredVia} {
+				if !strings.Contains(q.SQL, frag) {
+					t.Errorf("%s: collapses copies without %q", q.Name, frag)
+				}
+			}
+		}
 	}
 }
 

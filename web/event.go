@@ -1,12 +1,14 @@
 package web
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,8 +118,12 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) error {
 		"hash_matches":  computed == row.Hash,
 		"computed_hash": hex.EncodeToString(computed[:]),
 		"verify_key":    s.opts.VerifierKey,
-		"copies":        len(rows), // more than one: the same event id on several chains (or a duplicate row)
 	}
+	copies, err := s.copies(ctx, row.Event.ID)
+	if err != nil {
+		return err
+	}
+	out["copies"] = copies
 	inc, err := proveInclusion(ctx, s.eng, s.db, row.Chain, row.Seq)
 	switch {
 	case errors.Is(err, errUnattested):
@@ -143,4 +149,36 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// eventCopy is one stored copy of an event: the same event id delivered
+// by one path, a row of its own chain with its own inclusion proof.
+type eventCopy struct {
+	Chain    string `json:"chain"`
+	Seq      uint64 `json:"seq"`
+	Delivery string `json:"delivery"`
+	Proof    string `json:"proof"` // the copy's page (its row, hash and inclusion proof)
+}
+
+// maxCopies bounds the copies an event page lists.
+const maxCopies = 100
+
+// copies lists every stored copy of the event id, first chain first (the
+// copy searches and timelines show).
+func (s *Server) copies(ctx context.Context, id string) ([]eventCopy, error) {
+	out := []eventCopy{}
+	err := engine.Each(ctx, s.eng, "SELECT toString(chain), seq, delivery FROM "+s.db+".events WHERE event_id = {id:String} ORDER BY chain, seq LIMIT "+strconv.Itoa(maxCopies),
+		engine.Params{"id": id}, func(r engine.Rows) error {
+			var c eventCopy
+			if err := r.Scan(&c.Chain, &c.Seq, &c.Delivery); err != nil {
+				return err
+			}
+			c.Proof = "/api/event?" + url.Values{"chain": {c.Chain}, "seq": {strconv.FormatUint(c.Seq, 10)}}.Encode()
+			out = append(out, c)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("read copies of event %s: %w", id, err)
+	}
+	return out, nil
 }

@@ -48,6 +48,13 @@ type fixture struct {
 // and opens a read-only page over it, with exports on.
 func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
+	return newFixtureDeliveries(t, opts, false)
+}
+
+// newFixtureDeliveries is newFixture, with the second delivery of the
+// kube-audit archive (loadSecondDelivery) stored too if second.
+func newFixtureDeliveries(t *testing.T, opts Options, second bool) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	f := &fixture{eng: chdbtest.Open(t, ""), dir: t.TempDir()}
 	if _, err := storage.Migrate(ctx, f.eng, storage.SchemaOptions{}, "web-test"); err != nil {
@@ -68,6 +75,9 @@ func newFixture(t *testing.T, opts Options) *fixture {
 		t.Fatal(err)
 	}
 	loadIncident(ctx, t, f.store)
+	if second {
+		loadSecondDelivery(ctx, t, f.store)
+	}
 	opts.Store = f.store
 	opts.Verifier = f.verifier
 	opts.VerifierKey = f.vkey
@@ -84,6 +94,33 @@ func newFixture(t *testing.T, opts Options) *fixture {
 
 func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 	t.Helper()
+	if stored := loadDelivery(ctx, t, st, "incident/", ""); stored != incidentRows {
+		t.Fatalf("incident stored %d events, want %d", stored, incidentRows)
+	}
+}
+
+// Second delivery of the incident's AKS audit archive: the same records,
+// as a second diagnostic setting would send them through Event Hubs,
+// each file a chain named as the Event Hubs source names its streams.
+const (
+	secondPrefix = "eventhubs/incident-ns/second-setting/$Default/"
+	secondRows   = 145 // the events of the kube-audit archive
+)
+
+// loadSecondDelivery stores the incident's kube-audit archive again
+// through a second path, as secondPrefix chains.
+func loadSecondDelivery(ctx context.Context, t *testing.T, st *storage.Store) {
+	t.Helper()
+	if stored := loadDelivery(ctx, t, st, secondPrefix, "archive"); stored != secondRows {
+		t.Fatalf("second delivery stored %d events, want %d", stored, secondRows)
+	}
+}
+
+// loadDelivery normalizes each delivered file of the incident (those
+// under the top directory only, if not empty) and appends it as the
+// chain prefix+its path; it returns the rows stored.
+func loadDelivery(ctx context.Context, t *testing.T, st *storage.Store, prefix, only string) int {
+	t.Helper()
 	dir := filepath.Join(chdbtest.RepoRoot(t), "deploy", "local", "incident")
 	n, err := normalize.New(normalize.DefaultConfig())
 	if err != nil {
@@ -98,7 +135,11 @@ func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 		rel := filepath.ToSlash(strings.TrimPrefix(p, dir+string(filepath.Separator)))
 		var format, kind string
 		perLine := true
-		switch top, _, _ := strings.Cut(rel, "/"); {
+		top, _, _ := strings.Cut(rel, "/")
+		if only != "" && top != only {
+			return nil
+		}
+		switch {
 		case top == "archive" && d.Name() == "PT1H.json":
 			format, kind = normalize.FormatArchive, "blob"
 		case top == "eventhubs" && strings.HasSuffix(rel, ".jsonl"):
@@ -124,7 +165,7 @@ func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 				return err
 			}
 		}
-		b := storage.Batch{Stream: "incident/" + rel, Offset: int64(len(msgs)), Position: rel}
+		b := storage.Batch{Stream: prefix + rel, Offset: int64(len(msgs)), Position: rel}
 		for i, m := range msgs {
 			off := int64(i + 1)
 			res, err := n.Process(ctx, normalize.Input{Body: m, Format: format, SourceKind: kind,
@@ -144,11 +185,9 @@ func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("load incident: %v", err)
+		t.Fatalf("load incident into %s: %v", prefix, err)
 	}
-	if stored != incidentRows {
-		t.Fatalf("incident stored %d events, want %d", stored, incidentRows)
-	}
+	return stored
 }
 
 // get runs a GET through the server's handler from a loopback client.

@@ -257,31 +257,38 @@ func (f filter) where(p engine.Params) []string {
 	}
 }
 
-// selectSQL selects cols from the events matching every branch, ordered
-// by order, at most {limit:UInt32} rows. cols must name (alias) every
-// column order uses.
-func selectSQL(db, cols string, branches []string, order string) string {
-	if len(branches) == 1 {
-		return "SELECT " + cols + " FROM " + db + ".events WHERE " + branches[0] + " ORDER BY " + order + " LIMIT {limit:UInt32}"
-	}
+// eventsSQL selects one summary row per event (event id) from the events
+// matching every branch, ordered by order, at most {limit:UInt32} rows,
+// with after (if not empty) a condition on the collapsed rows (the
+// keyset cursor). The copies of one event (the same id delivered by
+// several paths) collapse into the copy in the first chain (then the
+// lowest seq), with every copy's path in via: queries.FirstCopy, the
+// idiom of the canned queries. The collapse is over the rows the branches
+// select, before the cursor, so a later page never shows a second copy of
+// an event an earlier page showed: the cursor is on the kept row's sort
+// key. It sorts the matching rows (the branches can no longer stop at
+// {limit}); the search's chunks keep them to a day or a few.
+func eventsSQL(db string, branches []string, after, order string) string {
 	parts := make([]string, len(branches))
 	for i, b := range branches {
-		parts[i] = "(SELECT " + cols + " FROM " + db + ".events WHERE " + b + " ORDER BY " + order + " LIMIT {limit:UInt32})"
+		parts[i] = "SELECT " + summaryColumns + ", event_id, chain, seq, delivery FROM " + db + ".events WHERE " + b
 	}
-	return "SELECT * FROM (" + strings.Join(parts, " UNION ALL ") + ") ORDER BY " + order + " LIMIT {limit:UInt32}"
+	collapsed := "SELECT " + summaryNames + ", " + queries.DeliveredVia + " AS via FROM (" + strings.Join(parts, " UNION ALL ") + ") " +
+		queries.CopiesWindow + " " + queries.FirstCopy
+	if after != "" {
+		after = " WHERE " + after
+	}
+	return "SELECT * FROM (" + collapsed + ")" + after + " ORDER BY " + order + " LIMIT {limit:UInt32}"
 }
 
-// aggregateSQL computes aggs (sums, mins and maxes that combine across
-// branches with outer) over the events matching every branch.
-func aggregateSQL(db, inner, outer string, branches []string) string {
-	if len(branches) == 1 {
-		return "SELECT " + inner + " FROM " + db + ".events WHERE " + branches[0]
-	}
+// countSQL counts the distinct events matching every branch and the
+// newest one's time.
+func countSQL(db string, branches []string) string {
 	parts := make([]string, len(branches))
 	for i, b := range branches {
-		parts[i] = "SELECT " + inner + " FROM " + db + ".events WHERE " + b
+		parts[i] = "SELECT event_id, event_time FROM " + db + ".events WHERE " + b
 	}
-	return "SELECT " + outer + " FROM (" + strings.Join(parts, " UNION ALL ") + ")"
+	return "SELECT uniqExact(event_id), max(event_time) FROM (" + strings.Join(parts, " UNION ALL ") + ")"
 }
 
 // arrayParam renders enumeration values (plain words) as an Array(String)
@@ -304,7 +311,10 @@ type eventSummary struct {
 	Resource string `json:"resource"`
 	SourceIP string `json:"source_ip"`
 	Tags     string `json:"tags"`
-	t        time.Time
+	// DeliveredVia lists the paths that delivered the event (eventhubs,
+	// loganalytics, archive): one row stands for every stored copy.
+	DeliveredVia string `json:"delivered_via"`
+	t            time.Time
 }
 
 // summaryColumns are an eventSummary's columns; the aliases are what
@@ -312,9 +322,12 @@ type eventSummary struct {
 const summaryColumns = "toString(chain) AS c, seq AS s, event_id AS id, event_time AS t, toString(service) AS svc, actor_name AS a, " +
 	"toString(action) AS act, toString(action_class) AS cls, toString(outcome) AS o, resource_name AS r, source_ip AS sip, arrayStringConcat(tags, ',') AS tg"
 
+// summaryNames are summaryColumns' aliases.
+const summaryNames = "c, s, id, t, svc, a, act, cls, o, r, sip, tg"
+
 func scanSummary(r engine.Rows) (eventSummary, error) {
 	var e eventSummary
-	err := r.Scan(&e.Chain, &e.Seq, &e.ID, &e.t, &e.Service, &e.Actor, &e.Action, &e.Class, &e.Outcome, &e.Resource, &e.SourceIP, &e.Tags)
+	err := r.Scan(&e.Chain, &e.Seq, &e.ID, &e.t, &e.Service, &e.Actor, &e.Action, &e.Class, &e.Outcome, &e.Resource, &e.SourceIP, &e.Tags, &e.DeliveredVia)
 	e.Time = formatEventTime(e.t)
 	return e, err
 }
@@ -447,17 +460,16 @@ func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, 
 		chunk *= 2
 		p := engine.Params{"limit": strconv.Itoa(n - len(out))}
 		branches := cf.where(p)
+		cond := ""
 		if after != nil {
 			cmp := "<"
 			if asc {
 				cmp = ">"
 			}
-			for i := range branches {
-				branches[i] += " AND (event_time, toString(chain), seq) " + cmp + " ({after_t:DateTime64(6)}, {after_chain:String}, {after_seq:UInt64})"
-			}
+			cond = "(t, c, s) " + cmp + " ({after_t:DateTime64(6)}, {after_chain:String}, {after_seq:UInt64})"
 			p["after_t"], p["after_chain"], p["after_seq"] = queries.FormatTime(after.t), after.chain, strconv.FormatUint(after.seq, 10)
 		}
-		err := engine.Each(ctx, s.eng, selectSQL(s.db, summaryColumns, branches, searchOrder(asc)), p, func(rows engine.Rows) error {
+		err := engine.Each(ctx, s.eng, eventsSQL(s.db, branches, cond, searchOrder(asc)), p, func(rows engine.Rows) error {
 			e, err := scanSummary(rows)
 			if err != nil {
 				return err

@@ -69,7 +69,7 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 	where := f.where(p)
 	p["limit"] = strconv.Itoa(maxMarks)
 	var marks []eventSummary
-	err = engine.Each(ctx, s.eng, selectSQL(s.db, summaryColumns, where, searchOrder(true)), p, func(rows engine.Rows) error {
+	err = engine.Each(ctx, s.eng, eventsSQL(s.db, where, "", searchOrder(true)), p, func(rows engine.Rows) error {
 		e, err := scanSummary(rows)
 		if err == nil {
 			marks = append(marks, e)
@@ -82,7 +82,7 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 	total := uint64(len(marks))
 	if len(marks) == maxMarks {
 		var hi time.Time
-		err := engine.Each(ctx, s.eng, aggregateSQL(s.db, "count() AS n, max(event_time) AS hi", "sum(n), maxIf(hi, n > 0)", where), p, func(r engine.Rows) error { return r.Scan(&total, &hi) })
+		err := engine.Each(ctx, s.eng, countSQL(s.db, where), p, func(r engine.Rows) error { return r.Scan(&total, &hi) })
 		if err != nil {
 			return fmt.Errorf("timeline count: %w", err)
 		}
@@ -151,7 +151,7 @@ func (s *Server) gaps(r *http.Request, from, to time.Time) ([]gap, error) {
 	p := engine.Params{"from": queries.FormatTime(from), "to": queries.FormatTime(to),
 		"from_us": strconv.FormatInt(from.UnixMicro(), 10), "bucket_us": strconv.FormatInt(bucket.Microseconds(), 10)}
 	counts := map[string][]uint64{}
-	err := engine.Each(ctx, s.eng, `SELECT toString(service), intDiv(toUnixTimestamp64Micro(event_time) - {from_us:Int64}, {bucket_us:Int64}) AS b, count()
+	err := engine.Each(ctx, s.eng, `SELECT toString(service), intDiv(toUnixTimestamp64Micro(event_time) - {from_us:Int64}, {bucket_us:Int64}) AS b, uniqExact(event_id)
 FROM `+s.db+`.events WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)} GROUP BY service, b`, p, func(r engine.Rows) error {
 		var svc string
 		var b int64
@@ -203,7 +203,7 @@ FROM `+s.db+`.events WHERE event_time >= {from:DateTime64(6)} AND event_time < {
 	}
 	var changes []change
 	err = engine.Each(ctx, s.eng, `SELECT event_time, toString(action), resource_id, actor_name FROM `+s.db+`.events
-WHERE event_time < {to:DateTime64(6)} AND has(tags, 'logging_change') AND outcome != 'failure' ORDER BY event_time LIMIT 10000`, p, func(r engine.Rows) error {
+WHERE event_time < {to:DateTime64(6)} AND has(tags, 'logging_change') AND outcome != 'failure' ORDER BY event_time, event_id, chain, seq LIMIT 1 BY event_id LIMIT 10000`, p, func(r engine.Rows) error {
 		var c change
 		err := r.Scan(&c.t, &c.action, &c.resource, &c.actor)
 		changes = append(changes, c)

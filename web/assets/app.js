@@ -135,11 +135,11 @@ async function searchView(params) {
   const p = {};
   for (const k of [...searchFields, 'after', 'order']) { const all = params.getAll(k); if (all.length) p[k] = all.length > 1 ? all : all[0]; }
   const res = await api(query('/api/search', p));
-  const rows = res.events.map(e => [e, e.time, e.service, e.actor, e.action, e.class, e.outcome, e.resource, e.source_ip]);
+  const rows = res.events.map(e => [e, e.time, e.service, e.actor, e.action, e.class, e.outcome, e.resource, e.source_ip, e.delivered_via]);
   const nextParams = { ...p, after: res.next };
   out.replaceChildren(
     el('p', { class: 'summary', text: `${res.events.length} event${res.events.length === 1 ? '' : 's'}${res.next ? ' (more on the next page)' : ''}, ${res.from} – ${res.to}, newest first · ${res.elapsed_ms} ms` }),
-    res.events.length ? table(['', 'time', 'service', 'actor', 'action', 'class', 'outcome', 'resource', 'source'], rows, {
+    res.events.length ? table(['', 'time', 'service', 'actor', 'action', 'class', 'outcome', 'resource', 'source', 'delivered via'], rows, {
       caption: 'Events',
       cell: (val, j, i) => {
         const e = res.events[i];
@@ -204,7 +204,7 @@ async function timelineView(params) {
       : [el('p', { class: 'summary', text: 'No gaps in the evidence found in this window.' })]));
   }).catch(err => { gapBox.dataset.done = 'true'; gapBox.replaceChildren(errorBox(err)); });
   main.append(el('h2', { text: 'Events' }),
-    table(['time', 'service', 'action', 'class', 'outcome', 'resource', 'source'], data.events.map(e => [e.time, e.service, e.action, e.class, e.outcome, e.resource, e.source_ip]), {
+    table(['time', 'service', 'action', 'class', 'outcome', 'resource', 'source', 'delivered via'], data.events.map(e => [e.time, e.service, e.action, e.class, e.outcome, e.resource, e.source_ip, e.delivered_via]), {
       caption: 'Events on the timeline',
       cell: (val, j, i) => j === 0 ? el('a', { href: eventHref(data.events[i]), text: val }) : String(val),
     }));
@@ -263,6 +263,13 @@ async function eventView(params) {
   const actor = ev.fields.find(f => f.name === 'actor_name').value;
   main.replaceChildren(heading(`Event ${ev.event_id}`),
     el('p', {}, actor ? el('a', { href: query('/timeline', { actor }), text: `Timeline of ${actor}` }) : null),
+    el('section', { 'aria-labelledby': 'copies-h' }, el('h2', { id: 'copies-h', text: `Stored copies (${ev.copies.length})` }),
+      el('p', { class: 'summary', text: 'The same event as each delivery path stored it: a row of its own chain, with its own inclusion proof.' }),
+      table(['chain', 'seq', 'delivery', ''], ev.copies.map(c => [c.chain, c.seq, c.delivery, c]), {
+        caption: 'Stored copies',
+        cell: (val, j) => j === 3 ? (val.chain === ev.chain && val.seq === ev.seq ? el('span', { text: 'this copy' }) :
+          el('a', { href: eventHref(val), text: 'proof' })) : String(val),
+      })),
     el('div', { class: 'two' },
       el('section', { 'aria-labelledby': 'fields-h' }, el('h2', { id: 'fields-h', text: 'Normalized fields' }), dl),
       el('div', {}, proofBox,
