@@ -1,8 +1,8 @@
 // Package engine is the boundary between Custody's store and a ClickHouse
-// engine. Two implementations exist: storage/chdb runs the embedded chDB
-// engine (ClickHouse in a local directory) and storage/clickhouse talks to
-// ClickHouse servers through clickhouse-go. Both execute the same SQL text:
-// the store's DDL, its queries and the forensic catalogue are written once.
+// engine. One implementation exists, storage/clickhouse, on ClickHouse's
+// native protocol; the embedded store (storage/chdb) is that engine
+// connected to a private server it starts from libchdb. The store's DDL,
+// its queries and the forensic catalogue are written once.
 //
 // Query parameters always travel as ClickHouse server-side parameters
 // ({name:Type} in the SQL, values bound separately); nothing a user types is
@@ -22,9 +22,9 @@ var (
 	// engine opened read-only.
 	ErrReadOnly = errors.New("engine is read-only")
 	// ErrEngineGone is returned (wrapped) by every call on an embedded
-	// engine whose process has exited: nothing sent to this Engine can
-	// succeed again, so callers stop retrying and either reopen the
-	// store or exit with the error.
+	// engine whose host process has exited (the error says how it ended):
+	// nothing sent to this Engine can succeed again, so callers stop
+	// retrying and either reopen the store or exit with the error.
 	ErrEngineGone = errors.New("engine process exited")
 )
 
@@ -85,10 +85,9 @@ type Batch interface {
 	// Rows is the number of rows appended so far.
 	Rows() int
 	// Send inserts the batch. dedupToken, when not empty, makes a retried
-	// Send of the same batch a no-op on engines where a failed Send may
-	// still be stored (ClickHouse insert deduplication on servers, where an
-	// insert can outlive the connection that sent it). The embedded engine
-	// cannot store a failed Send and skips that cost (see storage/chdb).
+	// Send of the same batch a no-op (ClickHouse insert deduplication: an
+	// insert can outlive the connection that sent it, so a failed Send may
+	// still be stored).
 	Send(ctx context.Context, dedupToken string) error
 	// Abort discards the batch.
 	Abort() error
@@ -96,7 +95,7 @@ type Batch interface {
 
 // Each runs query and calls fn for every row, closing the result however
 // it ends. Most callers want this rather than Query: a Rows left open
-// holds the embedded engine.
+// holds a connection.
 func Each(ctx context.Context, eng Engine, query string, params Params, fn func(Rows) error) error {
 	rows, err := eng.Query(ctx, query, params)
 	if err != nil {
