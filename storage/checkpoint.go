@@ -126,8 +126,9 @@ func checkpointFile(dir, chain string) string {
 }
 
 // writeCheckpointFile replaces the chain's checkpoint file atomically
-// (write a temporary file, fsync, rename), so a crash leaves the old or
-// the new checkpoint, never a torn one.
+// (write a temporary file, fsync, rename, fsync the directory), so a
+// crash leaves the old or the new checkpoint, never a torn one, and a
+// checkpoint reported written survives a power loss.
 func writeCheckpointFile(dir, chain string, msg []byte) error {
 	if dir == "" {
 		return nil
@@ -155,7 +156,24 @@ func writeCheckpointFile(dir, chain string, msg []byte) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("install checkpoint: %w", err)
 	}
+	// the rename is durable only once the directory entry is
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("install checkpoint: %w", err)
+	}
 	return nil
+}
+
+// syncDir fsyncs a directory, making renames and creations in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return d.Close()
 }
 
 // ReadCheckpointDir returns the raw checkpoint notes in dir by file name.

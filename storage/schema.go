@@ -27,6 +27,16 @@ type SchemaOptions struct {
 	// with Distributed tables in front of them (sharded by chain, so one
 	// chain lives on one shard and keeps its order).
 	Cluster string
+	// Now is the clock that stamps applied migrations and their custody
+	// log entries; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o SchemaOptions) now() time.Time {
+	if o.Now == nil {
+		return time.Now()
+	}
+	return o.Now()
 }
 
 func (o SchemaOptions) database() string {
@@ -249,12 +259,13 @@ func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor s
 		if accessSkipped != nil {
 			detail += fmt.Sprintf(" (statements %s)", strings.Join(accessSkipped, ", "))
 		}
-		now := engine.Params{"v": strconv.Itoa(m.Version), "n": m.Name, "c": m.Checksum, "at": formatTime(time.Now())}
+		at := opts.now()
+		now := engine.Params{"v": strconv.Itoa(m.Version), "n": m.Name, "c": m.Checksum, "at": formatTime(at)}
 		if err := eng.Exec(ctx, "INSERT INTO "+db+".schema_migrations VALUES ({v:UInt32}, {n:String}, {c:String}, {at:DateTime64(6)})", now); err != nil {
 			return done, fmt.Errorf("record migration %04d: %w", m.Version, err)
 		}
 		done = append(done, m.Version)
-		if err := writeCustodyLog(ctx, eng, db, actor, "schema.migrate", detail, "ok"); err != nil {
+		if err := writeCustodyLog(ctx, eng, db, actor, at, "schema.migrate", detail, "ok"); err != nil {
 			return done, err
 		}
 	}

@@ -874,13 +874,14 @@ func (s *Store) Positions(ctx context.Context) (map[string]int64, error) {
 
 // Log writes an entry to the custody log.
 func (s *Store) Log(ctx context.Context, action, detail, result string) error {
-	return writeCustodyLog(ctx, s.eng, s.db, s.opts.Actor, action, detail, result)
+	return writeCustodyLog(ctx, s.eng, s.db, s.opts.Actor, s.now(), action, detail, result)
 }
 
-func writeCustodyLog(ctx context.Context, eng engine.Engine, db, actor, action, detail, result string) error {
+// writeCustodyLog records an entry made at the time at.
+func writeCustodyLog(ctx context.Context, eng engine.Engine, db, actor string, at time.Time, action, detail, result string) error {
 	host, _ := os.Hostname()
 	err := eng.Exec(ctx, "INSERT INTO "+db+".custody_log VALUES ({at:DateTime64(6)}, {actor:String}, {host:String}, {action:String}, {detail:String}, {result:String})", engine.Params{
-		"at": formatTime(time.Now()), "actor": actor, "host": host, "action": action, "detail": detail, "result": result,
+		"at": formatTime(at), "actor": actor, "host": host, "action": action, "detail": detail, "result": result,
 	})
 	if err != nil {
 		return fmt.Errorf("write custody log: %w", err)

@@ -59,3 +59,27 @@ func TestBatchDropsRedeliveredAndCountsGaps(t *testing.T) {
 		t.Fatalf("batch of a stale generation: %v", err)
 	}
 }
+
+// TestBatchStampsWithTheClock: messages are stamped with the injected
+// clock (WithClock), not the machine's.
+func TestBatchStampsWithTheClock(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ConnectionString = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;EntityPath=audit"
+	at := time.Date(2031, 2, 3, 4, 5, 6, 7000, time.UTC)
+	s, err := New(cfg, nil, nil, WithClock(func() time.Time { return at }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.parts = map[string]*partitionState{}
+	s.mu.Lock()
+	p := s.partitionLocked("0")
+	s.mu.Unlock()
+	enq := at.Add(-time.Hour)
+	d, err := s.batch(p, p.gen, []*azeventhubs.ReceivedEventData{{EventData: azeventhubs.EventData{Body: []byte("{}")}, SequenceNumber: 1, Offset: "100", EnqueuedTime: &enq}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.msgs) != 1 || !d.msgs[0].Received.Equal(at) {
+		t.Fatalf("batch = %+v, want one message received at %s", d.msgs, at)
+	}
+}

@@ -91,6 +91,7 @@ type Source struct {
 	start  startSpec
 	stored map[string]int64 // stream -> last stored sequence number
 	roots  *x509.CertPool   // nil: the system roots
+	now    func() time.Time // stamps Received and paces checkpoints
 
 	stats stats
 
@@ -191,6 +192,16 @@ func WithTLSRootCAs(roots *x509.CertPool) Option {
 	return func(s *Source) { s.roots = roots }
 }
 
+// WithClock makes the source read the time from now (received times,
+// checkpoint pacing) instead of time.Now. Nil keeps time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(s *Source) {
+		if now != nil {
+			s.now = now
+		}
+	}
+}
+
 // New validates cfg and prepares a source. stored maps a stream name
 // ("eventhubs/<namespace>/<hub>/<consumer group>/<partition>", see
 // Source.Stream) to the last sequence number the store holds for it;
@@ -211,6 +222,7 @@ func New(cfg Config, stored map[string]int64, logger *slog.Logger, opts ...Optio
 		hub:    cfg.EventHub,
 		start:  start,
 		stored: make(map[string]int64, len(stored)),
+		now:    time.Now,
 	}
 	if cfg.Credential == CredentialConnectionString {
 		p, _ := parseConnString(cfg.ConnectionString)
@@ -554,7 +566,7 @@ func (s *Source) batch(p *partitionState, gen uint64, evs []*azeventhubs.Receive
 	}
 	from := p.delivered
 	s.mu.Unlock()
-	now := time.Now().UTC()
+	now := s.now().UTC()
 	d := &delivery{part: p, gen: gen, msgs: make([]ingest.Message, 0, len(evs))}
 	prev := from
 	for _, ev := range evs {
@@ -714,7 +726,7 @@ func (s *Source) ackLocked(d *delivery, err error) *delivery {
 	if cp == nil {
 		return nil
 	}
-	if now := time.Now(); now.Sub(p.lastCP) >= s.cfg.CheckpointInterval {
+	if now := s.now(); now.Sub(p.lastCP) >= s.cfg.CheckpointInterval {
 		p.lastCP, p.pendingCP = now, nil
 		return cp
 	}
