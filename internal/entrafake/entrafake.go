@@ -223,7 +223,7 @@ func (a *Authority) IssueToken(tenant, subject, resource string, lifetime time.D
 	return a.issue(tenant, subject, normalizeResource(resource), lifetime)
 }
 
-// IssuedTokens returns every token issued so far, so tests can assert that
+// IssuedTokens returns every token and authorization code issued so far, so tests can assert that
 // none of them reaches a log or an error.
 func (a *Authority) IssuedTokens() []string {
 	a.mu.Lock()
