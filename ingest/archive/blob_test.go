@@ -103,8 +103,11 @@ func TestBlobPrefixRangeAndResume(t *testing.T) {
 	const cont = "insights-logs-kube-audit"
 	base := "resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS1/y=2026/m=11/d=27/"
 	tree := map[string][]byte{}
-	for _, h := range []string{"09", "10", "11"} {
-		tree[cont+"/"+base+"h="+h+"/m=00/PT1H.json"] = files[nsgBlob]
+	// Each hour's blob has its own content (trailing spaces after the first
+	// record), as real hours do: byte-identical blobs are one archive
+	// stored at two paths, which the source skips.
+	for i, h := range []string{"09", "10", "11"} {
+		tree[cont+"/"+base+"h="+h+"/m=00/PT1H.json"] = bytes.Replace(files[nsgBlob], []byte("\n"), []byte(strings.Repeat(" ", i+1)+"\n"), 1)
 	}
 	tree[cont+"/other/PT1H.json"] = files[nsgBlob]
 	uploadTree(t, inst, tree)
