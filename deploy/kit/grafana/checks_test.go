@@ -16,7 +16,10 @@ const (
 )
 
 // panelChecks holds each panel and variable query to the incident story
-// (docs/incident.md), by dashboard uid and panel title or $variable.
+// (docs/incident.md), by dashboard uid and panel title or $variable. The
+// store holds every incident event twice (secondDelivery): the panels
+// that count or list events must answer as for one delivery, and those
+// that list events say both paths (checkDelivered).
 func panelChecks() map[string]func(*testing.T, result) {
 	return map[string]func(*testing.T, result){
 		"custody-overview/Events by service": func(t *testing.T, r result) {
@@ -154,8 +157,9 @@ func panelChecks() map[string]func(*testing.T, result) {
 		},
 		"custody-integrity/Chains": func(t *testing.T, r result) {
 			// 27 chains (24 hourly archives, two Event Hubs files, one Log
-			// Analytics response), 172 events, every one under a signed
-			// checkpoint.
+			// Analytics response), 172 events, each delivered a second time
+			// (secondDelivery): 54 chains, 344 rows, every one under a
+			// signed checkpoint. Chains count rows: each copy is evidence.
 			total := 0
 			for _, row := range r.project(t, "events", "last_seq", "attested", "unattested") {
 				n, _ := strconv.Atoi(row[0])
@@ -164,8 +168,8 @@ func panelChecks() map[string]func(*testing.T, result) {
 					t.Errorf("chain row events/last_seq/attested/unattested %v: want all attested", row)
 				}
 			}
-			if len(r.rows) != 27 || total != 172 {
-				t.Errorf("%d chains, %d events; want 27 and 172", len(r.rows), total)
+			if len(r.rows) != 54 || total != 344 {
+				t.Errorf("%d chains, %d events; want 54 and 344", len(r.rows), total)
 			}
 			if i := slices.Index(r.col(t, "chain"), "incident/eventhubs/acr.jsonl"); i < 0 || r.rows[i][1] != "14" {
 				t.Errorf("chain incident/eventhubs/acr.jsonl missing or not 14 events")
@@ -179,12 +183,12 @@ func panelChecks() map[string]func(*testing.T, result) {
 		},
 		"custody-integrity/Last verification": func(t *testing.T, r result) {
 			equalRows(t, "last verify", r.project(t, "trigger", "result", "chains", "rows", "errors"), [][]string{
-				{"cli", "ok", "27", "172", "0"},
+				{"cli", "ok", "54", "344", "0"},
 			})
 		},
 		"custody-integrity/Verifications in range": func(t *testing.T, r result) {
 			equalRows(t, "verifications", r.project(t, "trigger", "chain", "result", "rows", "errors"), [][]string{
-				{"cli", "", "ok", "172", "0"},
+				{"cli", "", "ok", "344", "0"},
 			})
 		},
 		"custody-integrity/Quarantine by reason": func(t *testing.T, r result) {

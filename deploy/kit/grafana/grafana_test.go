@@ -305,9 +305,60 @@ func run(ctx context.Context, t *testing.T, eng engine.Engine, sql string) (resu
 	return res, err
 }
 
+// secondDelivery prefixes the chains of the incident's second delivery:
+// every record again, as a second diagnostic setting would send it
+// through Event Hubs. The panels must answer as for one delivery.
+const secondDelivery = "eventhubs/incident-ns/second-setting/$Default/"
+
 // loadIncident normalizes deploy/local/incident and appends it to st, one
-// chain per file, as `make demo` and queries/scenario_test.go do.
+// chain per file, as `make demo` and queries/scenario_test.go do; then
+// appends it again through the second delivery (the same event ids in
+// chains of their own).
 func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
+	t.Helper()
+	n := loadDelivery(ctx, t, st, "incident/")
+	loadDelivery(ctx, t, st, secondDelivery)
+	received := time.Date(2025, 6, 12, 16, 0, 0, 0, time.UTC)
+	// One record the incident does not have: a kube-audit record whose
+	// audit event is cut off, which normalize quarantines.
+	bad := []byte(`{"records":[{"time":"2025-06-12T10:00:00Z","category":"kube-audit","resourceId":"/SUBSCRIPTIONS/3C5E7A91-2B4D-4F60-8A1C-9E0D2F4B6A80/RESOURCEGROUPS/PAYMENTS-PROD-RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PAYMENTS-AKS","properties":{"log":"{\\"kind\\":\\"Event\\",\\"auditID\\":"}}]}`)
+	res, err := n.Process(ctx, normalize.Input{Body: bad, Format: normalize.FormatEventHubs, SourceKind: "eventhubs", Position: "bad 1", Received: received})
+	if err != nil || len(res.Quarantined) != 1 {
+		t.Fatalf("malformed record: %v, %+v", err, res)
+	}
+	q := res.Quarantined[0]
+	if _, err := st.Append(ctx, storage.Batch{Stream: "incident/malformed", Offset: 1, Position: "bad 1", Quarantined: []storage.QuarantineRecord{
+		{Offset: 1, Position: q.Position, Received: received, Format: q.Format, Reason: q.Reason, Raw: q.Raw}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkDelivered holds a panel that lists events (it has an event_id
+// column) to one row per event, each saying how the event was delivered:
+// on the twice-delivered incident, eventhubs among them.
+func checkDelivered(t *testing.T, r result) {
+	if !slices.Contains(r.cols, "event_id") {
+		return
+	}
+	ids := r.col(t, "event_id")
+	via := r.col(t, "delivered_via")
+	seen := map[string]bool{}
+	for i, id := range ids {
+		if seen[id] {
+			t.Errorf("event %s listed twice", id)
+		}
+		seen[id] = true
+		// The first delivery's path (archive, eventhubs or
+		// loganalytics, by file) and the second's, eventhubs.
+		if paths := strings.Split(via[i], ","); !slices.Contains(paths, "eventhubs") || !slices.IsSorted(paths) {
+			t.Errorf("event %s delivered_via %q, want its paths sorted, eventhubs among them", id, via[i])
+		}
+	}
+}
+
+// loadDelivery normalizes deploy/local/incident and appends each file as
+// the chain prefix+its path; it returns the normalizer.
+func loadDelivery(ctx context.Context, t *testing.T, st *storage.Store, prefix string) *normalize.Normalizer {
 	t.Helper()
 	dir := filepath.Join(chdbtest.RepoRoot(t), "deploy", "local", "incident")
 	n, err := normalize.New(normalize.DefaultConfig())
@@ -349,7 +400,7 @@ func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 				return err
 			}
 		}
-		b := storage.Batch{Stream: "incident/" + rel, Offset: int64(len(msgs)), Position: rel}
+		b := storage.Batch{Stream: prefix + rel, Offset: int64(len(msgs)), Position: rel}
 		for i, m := range msgs {
 			off := int64(i + 1)
 			res, err := n.Process(ctx, normalize.Input{Body: m, Format: format, SourceKind: kind,
@@ -372,20 +423,9 @@ func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("load incident: %v", err)
+		t.Fatalf("load incident into %s: %v", prefix, err)
 	}
-	// One record the incident does not have: a kube-audit record whose
-	// audit event is cut off, which normalize quarantines.
-	bad := []byte(`{"records":[{"time":"2025-06-12T10:00:00Z","category":"kube-audit","resourceId":"/SUBSCRIPTIONS/3C5E7A91-2B4D-4F60-8A1C-9E0D2F4B6A80/RESOURCEGROUPS/PAYMENTS-PROD-RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PAYMENTS-AKS","properties":{"log":"{\\"kind\\":\\"Event\\",\\"auditID\\":"}}]}`)
-	res, err := n.Process(ctx, normalize.Input{Body: bad, Format: normalize.FormatEventHubs, SourceKind: "eventhubs", Position: "bad 1", Received: received})
-	if err != nil || len(res.Quarantined) != 1 {
-		t.Fatalf("malformed record: %v, %+v", err, res)
-	}
-	q := res.Quarantined[0]
-	if _, err := st.Append(ctx, storage.Batch{Stream: "incident/malformed", Offset: 1, Position: "bad 1", Quarantined: []storage.QuarantineRecord{
-		{Offset: 1, Position: q.Position, Received: received, Format: q.Format, Reason: q.Reason, Raw: q.Raw}}}); err != nil {
-		t.Fatal(err)
-	}
+	return n
 }
 
 // TestPanelsOnIncident runs every ClickHouse panel and variable query of
@@ -447,7 +487,10 @@ func TestPanelsOnIncident(t *testing.T) {
 					t.Errorf("%s: no expectation for panel %q; it returned %v %v", name, p.Title, res.cols, res.rows)
 					continue
 				}
-				t.Run(key, func(t *testing.T) { check(t, res) })
+				t.Run(key, func(t *testing.T) {
+					check(t, res)
+					checkDelivered(t, res)
+				})
 			}
 		}
 	}
