@@ -150,6 +150,17 @@ func (e *Engine) Dir() string { return e.dir }
 // process's (Attach).
 func (e *Engine) Server() *Server { return e.srv }
 
+// Exited is closed once the store's private server has exited, so an idle
+// collector notices a dead engine at once rather than at its next write.
+// It is nil (never ready) for an engine attached to another process's
+// server, whose calls fail with engine.ErrEngineGone instead.
+func (e *Engine) Exited() <-chan struct{} {
+	if e.srv == nil {
+		return nil
+	}
+	return e.srv.Done()
+}
+
 // Close implements engine.Engine: the connections close, then the server
 // stops (when this process started it).
 func (e *Engine) Close(ctx context.Context) error {

@@ -156,7 +156,7 @@ func lintChart(t *testing.T, valuesFile string) {
 // object is one rendered manifest, decoded.
 type object struct {
 	source string
-	typed  runtime.Object              // Kubernetes API kinds
+	typed  runtime.Object             // Kubernetes API kinds
 	custom *unstructured.Unstructured // the ServiceMonitor
 }
 
@@ -540,5 +540,3 @@ func buildCustody(t *testing.T) string {
 	}
 	return bin
 }
-
-
