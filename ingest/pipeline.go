@@ -74,6 +74,23 @@ type Processor interface {
 	Process(ctx context.Context, in normalize.Input) (normalize.Result, error)
 }
 
+// borrowingProcessor is a Processor that can lend its result's events
+// instead of copying them (normalize.Normalizer.ProcessBorrowed): the
+// pipeline copies them into the batch anyway, so it uses this when it can.
+type borrowingProcessor interface {
+	ProcessBorrowed(ctx context.Context, in normalize.Input) (normalize.Result, func(), error)
+}
+
+// process runs the pipeline's processor; release ends the use of
+// res.Events (never nil).
+func (p *Pipeline) process(ctx context.Context, in normalize.Input) (res normalize.Result, release func(), err error) {
+	if bp, ok := p.proc.(borrowingProcessor); ok {
+		return bp.ProcessBorrowed(ctx, in)
+	}
+	res, err = p.proc.Process(ctx, in)
+	return res, func() {}, err
+}
+
 // PipelineConfig tunes a Pipeline.
 type PipelineConfig struct {
 	// Name labels the pipeline's logs and metrics ("eventhubs",
@@ -529,11 +546,14 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 			p.metrics.messagesIn.WithLabelValues(p.cfg.Name, p.cfg.MetricStream(m.Stream)).Inc()
 			continue
 		}
-		res, err := p.proc.Process(ctx, normalize.Input{
+		// The events are copied once, from the normalizer's working
+		// memory straight into the batch.
+		res, release, err := p.process(ctx, normalize.Input{
 			Body: m.Body, Format: m.Format, SourceKind: p.cfg.SourceKind, Position: m.Position,
 			Received: received, Attributes: m.Attributes,
 		})
 		if err != nil {
+			release()
 			return nil, fmt.Errorf("normalize %s: %w", m.Position, err)
 		}
 		if cap(b.Events) == 0 && len(res.Events) > 0 {
@@ -541,9 +561,10 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 			// events are large, and growing by doubling copies them.
 			b.Events = make([]BatchEvent, 0, len(res.Events)*(len(msgs)-i))
 		}
-		for _, e := range res.Events {
-			b.Events = append(b.Events, BatchEvent{Offset: m.Offset, Event: e})
+		for j := range res.Events {
+			b.Events = append(b.Events, BatchEvent{Offset: m.Offset, Event: res.Events[j]})
 		}
+		release()
 		for _, q := range res.Quarantined {
 			b.Quarantined = append(b.Quarantined, QuarantinedRecord{Offset: m.Offset, Position: q.Position, Received: received, Format: q.Format, Reason: q.Reason, Raw: q.Raw})
 		}

@@ -327,6 +327,17 @@ func (n *Normalizer) Process(ctx context.Context, in Input) (Result, error) {
 	return res, err
 }
 
+// ProcessBorrowed is Process without the copy of the events: res.Events
+// is the normalizer's working memory, valid until release is called
+// (release is never nil; call it once, then stop using res.Events). For a
+// caller that copies the events onward anyway, such as the collector's
+// pipeline building a stream's batch. The events' strings and Raw are
+// ordinary values (Raw points into in.Body) and stay valid.
+func (n *Normalizer) ProcessBorrowed(ctx context.Context, in Input) (res Result, release func(), err error) {
+	res, _, release, err = n.process(ctx, in, true)
+	return res, release, err
+}
+
 // process is Process that also reports whether the body was exactly one
 // valid top-level JSON value (with whitespace around it). With borrow the
 // events are the call's working memory, not a copy: call release once

@@ -3,6 +3,7 @@ package storage
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"net/netip"
 	"slices"
 	"time"
@@ -35,20 +36,17 @@ type Row struct {
 	Hash     Hash // EventHash of this row
 }
 
-// hashEncoder reuses its buffers across rows.
+// hashEncoder reuses its buffers and digest across rows.
 type hashEncoder struct {
 	buf  []byte
 	keys []string
+	d    hash.Hash // SHA-256, nil until first used
+	sum  []byte
 }
 
 func (h *hashEncoder) str(s string) {
 	h.buf = binary.AppendUvarint(h.buf, uint64(len(s)))
 	h.buf = append(h.buf, s...)
-}
-
-func (h *hashEncoder) bytes(b []byte) {
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(b)))
-	h.buf = append(h.buf, b...)
 }
 
 func (h *hashEncoder) i64(v int64) { h.buf = binary.BigEndian.AppendUint64(h.buf, uint64(v)) }
@@ -155,9 +153,22 @@ func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e
 	h.str(e.RequestID)
 	h.list(e.Tags)
 	h.dict(e.Attributes)
-	h.bytes(e.Raw)
+	// The raw record, the biggest field, goes to the digest from where it
+	// is instead of being copied into buf first: the same bytes in the
+	// same order, so the same hash.
+	h.buf = binary.AppendUvarint(h.buf, uint64(len(e.Raw)))
+	if h.d == nil {
+		h.d = sha256.New()
+	} else {
+		h.d.Reset()
+	}
+	h.d.Write(h.buf)
+	h.d.Write(e.Raw)
+	h.buf = h.buf[:0]
 	h.str(e.RawFormat)
-	return sha256.Sum256(h.buf)
+	h.d.Write(h.buf)
+	h.sum = h.d.Sum(h.sum[:0])
+	return Hash(h.sum)
 }
 
 // EventHash computes a row's hash; see hashEncoder.EventHash. For many
@@ -174,9 +185,26 @@ type Hasher struct{ enc hashEncoder }
 // Hash computes r's hash (see EventHash).
 func (h *Hasher) Hash(r *Row) Hash { return h.enc.EventHash(r) }
 
-// LeafHash is the RFC 6962 Merkle leaf of a row: SHA-256(0x00 || hash).
+// LeafHash is the RFC 6962 Merkle leaf of a row: SHA-256(0x00 || hash),
+// computed on the stack (rfc6962's hasher allocates a digest per call).
 func LeafHash(h Hash) Hash {
-	var out Hash
-	copy(out[:], rfc6962.DefaultHasher.HashLeaf(h[:]))
-	return out
+	var b [1 + sha256.Size]byte
+	b[0] = rfc6962.RFC6962LeafHashPrefix
+	copy(b[1:], h[:])
+	return sha256.Sum256(b[:])
+}
+
+// hashChildren is the RFC 6962 interior node SHA-256(0x01 || left ||
+// right), rfc6962.DefaultHasher.HashChildren without a digest allocated
+// per call; the Merkle ranges of the append path use it.
+func hashChildren(left, right []byte) []byte {
+	if len(left) != sha256.Size || len(right) != sha256.Size {
+		return rfc6962.DefaultHasher.HashChildren(left, right)
+	}
+	var b [1 + 2*sha256.Size]byte
+	b[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(b[1:], left)
+	copy(b[1+sha256.Size:], right)
+	sum := sha256.Sum256(b[:])
+	return sum[:]
 }

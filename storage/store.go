@@ -35,7 +35,6 @@ import (
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/event"
@@ -82,6 +81,7 @@ type Store struct {
 type appendScratch struct {
 	rows []pendingRow
 	enc  hashEncoder
+	args []any // appendRow's argument list
 }
 
 func (s *Store) getScratch() *appendScratch {
@@ -100,6 +100,7 @@ func (s *Store) getScratch() *appendScratch {
 func (s *Store) putScratch(sc *appendScratch) {
 	clear(sc.rows[:cap(sc.rows)])
 	sc.rows = sc.rows[:0]
+	clear(sc.args)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.scratch) < 2 {
@@ -122,7 +123,7 @@ type chainHead struct {
 	fileBehind bool
 }
 
-var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+var rangeFactory = &compact.RangeFactory{Hash: hashChildren}
 
 // Open returns a store over eng. The schema must exist (see Migrate).
 func Open(ctx context.Context, eng engine.Engine, opts Options) (*Store, error) {
@@ -280,11 +281,14 @@ type pendingRow struct {
 }
 
 // appendRow adds r to b, passing each field by pointer (engine.Batch
-// reads it before returning) so that no value is boxed.
-func appendRow(b engine.Batch, r *pendingRow) error {
+// reads it before returning) so that no value is boxed. args is the
+// caller's reused argument list (a variadic call through the interface
+// would allocate one per row); the returned list still points into r, so
+// the caller clears it once the batch is done.
+func appendRow(b engine.Batch, r *pendingRow, args []any) ([]any, error) {
 	e := r.ev
 	t := &e.Target
-	return b.Append(r.chain, &r.seq, &e.ID, &r.time, &r.received,
+	args = append(args[:0], r.chain, &r.seq, &e.ID, &r.time, &r.received,
 		(*string)(&e.Service), &e.Category, &e.SourceKind, &e.SourceFormat, &e.SourcePosition, &r.offset,
 		&e.TenantID, &e.SubscriptionID, &e.ResourceGroup, &e.Provider, &e.ResourceType, &e.ResourceName,
 		&e.ResourceID, &e.Actor.Name, &e.Actor.ObjectID, (*string)(&e.Actor.Type), &e.Actor.AppID, &e.Actor.Groups,
@@ -293,6 +297,7 @@ func appendRow(b engine.Batch, r *pendingRow) error {
 		&t.ContainerGroup, &t.Container, &t.Image,
 		(*string)(&e.Outcome), &e.StatusCode, &e.Reason, &e.CorrelationID, &e.RequestID,
 		&e.Tags, &e.Attributes, &e.Raw, &e.RawFormat, &r.prev, &r.hash)
+	return args, b.Append(args...)
 }
 
 // ScanRow reads one row selected with EventColumnList.
@@ -630,7 +635,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			return nil, fmt.Errorf("append events: %w", err)
 		}
 		for i := range rows {
-			if err := appendRow(eb, &rows[i]); err != nil {
+			if scratch.args, err = appendRow(eb, &rows[i], scratch.args); err != nil {
 				_ = eb.Abort()
 				return nil, fmt.Errorf("append events: %w", err)
 			}

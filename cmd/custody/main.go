@@ -8,14 +8,62 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newApp().Run(ctx, os.Args)
+	stopProfile, err := startCPUProfile(os.Getenv("CUSTODY_CPUPROFILE"))
+	if err == nil {
+		err = newApp().Run(ctx, os.Args)
+		if perr := stopProfile(); err == nil {
+			err = perr
+		}
+	}
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
+}
+
+// startCPUProfile writes a Go CPU profile of the whole command to path
+// (CUSTODY_CPUPROFILE, for benchmarks: `go tool pprof bin/custody PATH`);
+// empty path profiles nothing. The returned function ends the profile.
+func startCPUProfile(path string) (func() error, error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile (CUSTODY_CPUPROFILE): %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start CPU profile (CUSTODY_CPUPROFILE): %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("write CPU profile (CUSTODY_CPUPROFILE): %w", err)
+		}
+		return writeHeapProfile(path + ".allocs")
+	}, nil
+}
+
+// writeHeapProfile writes the allocation profile next to the CPU profile:
+// what the command allocated in total (go tool pprof -sample_index=alloc_space).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create allocation profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("write allocation profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write allocation profile: %w", err)
+	}
+	return nil
 }
 
 // exitCode maps an error to the process exit code and prints it: 0 ok,
