@@ -33,12 +33,13 @@ func InsertRows(ctx context.Context, eng engine.Engine, db string, rows []Row) e
 	if err != nil {
 		return err
 	}
+	var args []any
 	for i := range rows {
 		r := &rows[i]
 		p := pendingRow{chain: &r.Chain, seq: r.Seq, offset: r.Offset, ev: &r.Event,
 			time: canonicalTime(r.Event.Time), received: canonicalTime(r.Event.ReceivedTime), ip: ipText(r.Event.SourceIP),
 			prev: r.PrevHash, hash: r.Hash}
-		if err := appendRow(b, &p); err != nil {
+		if args, err = appendRow(b, &p, args); err != nil {
 			_ = b.Abort()
 			return err
 		}
