@@ -123,6 +123,9 @@ type deliveries struct {
 }
 
 func (d deliveries) String() string {
+	if d.Rows == 0 {
+		return "deliveries: no events stored yet"
+	}
 	s := fmt.Sprintf("deliveries from %s to %s: %d events in %d rows; %d delivered more than once", d.From, d.To, d.Events, d.Rows, d.Repeated)
 	if d.Conflicting > 0 {
 		return s + fmt.Sprintf("; %d with copies that disagree (custody query delivery-conflicts lists them)", d.Conflicting)
