@@ -51,8 +51,15 @@ func TestBrowserSignIn(t *testing.T) {
 		_ = os.MkdirAll(screenshotDir, 0o755)
 		_ = os.WriteFile(filepath.Join(screenshotDir, "signed-in.png"), png, 0o644)
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#who form button`)), chromedp.WaitVisible(chromedp.CSS(`main h1`))); err != nil {
+	// The sign-out button posts a form and the browser follows the server's
+	// redirect: wait for that navigation's document, not for a heading (the
+	// page being left has one too, so waiting for it raced the navigation).
+	res, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(`#who form button`)))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res.URL != p.url+"/auth/signed-out" || res.Status != 200 {
+		t.Errorf("sign-out ended at %s with %d, want %s/auth/signed-out with 200", res.URL, res.Status, p.url)
 	}
 	if h := must[string](t)(chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main h1`)))); h != "Signed out" {
 		t.Errorf("after sign-out the page says %q", h)
