@@ -54,8 +54,10 @@ its path; one whose size and SHA-256 match an object stored whole before
 			&cli.StringFlag{Name: "prefix", Usage: "only blobs whose name starts with this"},
 			&cli.IntFlag{Name: "batch", Value: archive.DefaultMaxBatchMessages, Usage: "records per stored batch"},
 			&cli.BoolFlag{Name: "continue-on-error", Usage: "record an unreadable object and go on instead of stopping"},
+			memoryLimitFlag(),
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
+			applyMemoryLimit(cmd)
 			opts, err := backfillOptionsFrom(cmd)
 			if err != nil {
 				return usageError{err}

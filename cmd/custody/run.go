@@ -59,16 +59,14 @@ custody.yaml:
    metrics_addr: 127.0.0.1:9464   # /metrics, /healthz, /readyz`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "metrics-addr", Usage: "listen address for /metrics, /healthz and /readyz (overrides metrics_addr)", Sources: cli.EnvVars("CUSTODY_METRICS_ADDR")},
-			&cli.IntFlag{Name: "memory-limit-mib", Value: 384, Usage: "soft limit for the collector's Go heap in MiB (the Go runtime collects harder near it; 0 = none; GOMEMLIMIT wins when set)", Sources: cli.EnvVars("CUSTODY_MEMORY_LIMIT_MIB")},
+			memoryLimitFlag(),
 			&cli.StringFlag{Name: "web", Usage: "also serve the read-only investigation page (custody serve) on this address, e.g. 127.0.0.1:8080, with a collector view", Sources: cli.EnvVars("CUSTODY_WEB")},
 		}, webFlags()...),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			// A backlog of months must not grow the collector: the
 			// pipeline already bounds what is in flight, and this keeps
 			// garbage from piling up between collections.
-			if n := cmd.Int("memory-limit-mib"); n > 0 && os.Getenv("GOMEMLIMIT") == "" {
-				debug.SetMemoryLimit(int64(n) << 20)
-			}
+			applyMemoryLimit(cmd)
 			rc, err := loadRunConfig(cmd.String(flagConfig))
 			if err != nil {
 				return usageError{err}
@@ -472,4 +470,18 @@ func healthMux(reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux {
 		fmt.Fprintln(w, "ready")
 	})
 	return mux
+}
+
+// memoryLimitFlag is the soft heap limit shared by the commands that
+// ingest (run, backfill): a backlog of months must not grow them.
+func memoryLimitFlag() cli.Flag {
+	return &cli.IntFlag{Name: "memory-limit-mib", Value: 384, Usage: "soft limit for the Go heap in MiB (the Go runtime collects harder near it; 0 = none; GOMEMLIMIT wins when set)", Sources: cli.EnvVars("CUSTODY_MEMORY_LIMIT_MIB")}
+}
+
+// applyMemoryLimit sets the limit memoryLimitFlag asks for, unless
+// GOMEMLIMIT already does.
+func applyMemoryLimit(cmd *cli.Command) {
+	if n := cmd.Int("memory-limit-mib"); n > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(n) << 20)
+	}
 }
