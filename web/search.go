@@ -257,17 +257,44 @@ func (f filter) where(p engine.Params) []string {
 	}
 }
 
+// candidatesSQL selects the summary columns, the event id and the copy's
+// sort key of the rows (copies) matching every branch, ordered by order,
+// at most {limit:UInt32} rows. Each branch stops at {limit} on the sort
+// key, so a page reads a page's worth of rows, not the window's.
+func candidatesSQL(db string, branches []string, order string) string {
+	cols := summaryColumns
+	if len(branches) == 1 {
+		return "SELECT " + cols + " FROM " + db + ".events WHERE " + branches[0] + " ORDER BY " + order + " LIMIT {limit:UInt32}"
+	}
+	parts := make([]string, len(branches))
+	for i, b := range branches {
+		parts[i] = "(SELECT " + cols + " FROM " + db + ".events WHERE " + b + " ORDER BY " + order + " LIMIT {limit:UInt32})"
+	}
+	return "SELECT * FROM (" + strings.Join(parts, " UNION ALL ") + ") ORDER BY " + order + " LIMIT {limit:UInt32}"
+}
+
+// copiesSQL finds, for each of the events {ids:Array(String)}, the copy
+// that stands for it among the rows matching every branch (the copy in
+// the first chain, then the lowest seq: queries' FirstCopy rule) and the
+// paths of all its copies (queries.DeliveredVia's list). The event id's
+// bloom filter finds the copies.
+func copiesSQL(db string, branches []string) string {
+	parts := make([]string, len(branches))
+	for i, b := range branches {
+		parts[i] = "SELECT event_id, toString(chain) AS c, seq AS s, delivery FROM " + db + ".events WHERE " + b + " AND event_id IN {ids:Array(String)}"
+	}
+	return "SELECT event_id, argMin(c, (c, s)), argMin(s, (c, s)), arrayStringConcat(arraySort(groupUniqArray(delivery)), ',') FROM (" +
+		strings.Join(parts, " UNION ALL ") + ") GROUP BY event_id"
+}
+
 // eventsSQL selects one summary row per event (event id) from the events
 // matching every branch, ordered by order, at most {limit:UInt32} rows,
-// with after (if not empty) a condition on the collapsed rows (the
-// keyset cursor). The copies of one event (the same id delivered by
-// several paths) collapse into the copy in the first chain (then the
-// lowest seq), with every copy's path in via: queries.FirstCopy, the
-// idiom of the canned queries. The collapse is over the rows the branches
-// select, before the cursor, so a later page never shows a second copy of
-// an event an earlier page showed: the cursor is on the kept row's sort
-// key. It sorts the matching rows (the branches can no longer stop at
-// {limit}); the search's chunks keep them to a day or a few.
+// with after (if not empty) a condition on the collapsed rows. The copies
+// of one event (the same id delivered by several paths) collapse into the
+// copy in the first chain (then the lowest seq), with every copy's path
+// in via: queries.FirstCopy, the idiom of the canned queries. It sorts
+// all the matching rows; the timeline uses it over one subject's events.
+// The search reads a page's worth instead (candidatesSQL, copiesSQL).
 func eventsSQL(db string, branches []string, after, order string) string {
 	parts := make([]string, len(branches))
 	for i, b := range branches {
@@ -433,8 +460,25 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// overFetch is how many candidate rows a search reads per event it still
+// needs: a copy that does not stand for its event is dropped, so a page
+// of events is read from somewhat more rows; when too few remain the
+// search reads on from the last candidate.
+const overFetch = 2
+
 // search returns up to n events of f after the cursor, in the search
 // order, reading the window in chunks from the end it starts at.
+//
+// An event delivered through several paths is stored as several copies;
+// it is shown once, as the copy that stands for it among the copies in
+// f's window (queries' FirstCopy rule: the first chain, then the lowest
+// seq), with every copy's path. Each chunk reads candidate rows in the
+// search order with an ordered LIMIT (so the engine stops at a page's
+// worth of rows), then looks up the copies of just those events by id,
+// and keeps a candidate only if it is the copy that stands for its
+// event. The kept rows are in order and the cursor is on the last kept
+// row's sort key, so across pages each event appears once, at its
+// standing copy's position, and none is skipped.
 func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, n int) ([]eventSummary, error) {
 	lo, hi := f.from, f.to
 	if after != nil {
@@ -458,30 +502,135 @@ func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, 
 			hi = cf.from
 		}
 		chunk *= 2
-		p := engine.Params{"limit": strconv.Itoa(n - len(out))}
-		branches := cf.where(p)
-		cond := ""
-		if after != nil {
-			cmp := "<"
-			if asc {
-				cmp = ">"
-			}
-			cond = "(t, c, s) " + cmp + " ({after_t:DateTime64(6)}, {after_chain:String}, {after_seq:UInt64})"
-			p["after_t"], p["after_chain"], p["after_seq"] = queries.FormatTime(after.t), after.chain, strconv.FormatUint(after.seq, 10)
-		}
-		err := engine.Each(ctx, s.eng, eventsSQL(s.db, branches, cond, searchOrder(asc)), p, func(rows engine.Rows) error {
-			e, err := scanSummary(rows)
+		// Read the chunk's candidates from the position pos on until
+		// the page is full or the chunk has no more rows.
+		pos := after
+		for len(out) < n {
+			limit := (n - len(out)) * overFetch
+			cands, err := s.candidates(ctx, cf, pos, asc, limit)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			out = append(out, e)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("search: %w", err)
+			if len(cands) == 0 {
+				break
+			}
+			kept, err := s.standing(ctx, f, cands)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, kept...)
+			if len(cands) < limit {
+				break
+			}
+			last := cands[len(cands)-1]
+			pos = &cursor{t: last.t, chain: last.Chain, seq: last.Seq}
+		}
+	}
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}
+
+// candidates reads up to limit rows (copies) of f after pos (if any), in
+// the search order.
+func (s *Server) candidates(ctx context.Context, f filter, pos *cursor, asc bool, limit int) ([]eventSummary, error) {
+	p := engine.Params{"limit": strconv.Itoa(limit)}
+	branches := f.where(p)
+	if pos != nil {
+		cmp := "<"
+		if asc {
+			cmp = ">"
+		}
+		for i := range branches {
+			branches[i] += " AND (event_time, toString(chain), seq) " + cmp + " ({after_t:DateTime64(6)}, {after_chain:String}, {after_seq:UInt64})"
+		}
+		p["after_t"], p["after_chain"], p["after_seq"] = queries.FormatTime(pos.t), pos.chain, strconv.FormatUint(pos.seq, 10)
+	}
+	var out []eventSummary
+	err := engine.Each(ctx, s.eng, candidatesSQL(s.db, branches, searchOrder(asc)), p, func(rows engine.Rows) error {
+		var e eventSummary
+		if err := rows.Scan(&e.Chain, &e.Seq, &e.ID, &e.t, &e.Service, &e.Actor, &e.Action, &e.Class, &e.Outcome, &e.Resource, &e.SourceIP, &e.Tags); err != nil {
+			return err
+		}
+		e.Time = formatEventTime(e.t)
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search: reading candidate events: %w", err)
+	}
+	return out, nil
+}
+
+// standing keeps the candidates that stand for their event among the
+// copies matching f (its whole window, so that every page decides alike),
+// in their order, each with its event's delivery paths.
+func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary) ([]eventSummary, error) {
+	type first struct {
+		chain string
+		seq   uint64
+		via   string
+	}
+	ids := make([]string, 0, len(cands))
+	for _, c := range cands {
+		if !slices.Contains(ids, c.ID) {
+			ids = append(ids, c.ID)
+		}
+	}
+	p := engine.Params{"ids": stringArray(ids)}
+	firsts := make(map[string]first, len(ids))
+	err := engine.Each(ctx, s.eng, copiesSQL(s.db, f.where(p)), p, func(rows engine.Rows) error {
+		var id string
+		var c first
+		if err := rows.Scan(&id, &c.chain, &c.seq, &c.via); err != nil {
+			return err
+		}
+		firsts[id] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search: finding the copies of %d events: %w", len(ids), err)
+	}
+	var out []eventSummary
+	for _, c := range cands {
+		fc, ok := firsts[c.ID]
+		if !ok {
+			return nil, fmt.Errorf("search: event %q has no copy in the window it was read from", trimForError(c.ID))
+		}
+		if fc.chain == c.Chain && fc.seq == c.Seq {
+			c.DeliveredVia = fc.via
+			out = append(out, c)
 		}
 	}
 	return out, nil
+}
+
+// stringArray renders any strings as an Array(String) parameter: quoted,
+// with quotes, backslashes and control characters escaped.
+func stringArray(items []string) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\'')
+		for _, r := range it {
+			switch {
+			case r == '\'' || r == '\\':
+				b.WriteByte('\\')
+				b.WriteRune(r)
+			case r < 0x20 || r == 0x7f:
+				fmt.Fprintf(&b, "\\x%02x", r)
+			default:
+				b.WriteRune(r)
+			}
+		}
+		b.WriteByte('\'')
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 func minTime(a, b time.Time) time.Time {
