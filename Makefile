@@ -33,8 +33,11 @@ test-go:
 
 # The deploy kit's tests: a Go module of its own (deploy/kit), so that what
 # they need stays out of the collector's dependencies.
+# Azurite is installed in the root module's .cache, which the kit's tests
+# (in their own module) would not find by walking up to their go.mod.
 test-kit: libchdb azurite build
-	cd deploy/kit && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+	cd deploy/kit && $(GO) vet ./... && \
+	CUSTODY_AZURITE_BIN=$(CURDIR)/.cache/npm/node_modules/.bin/azurite-blob $(GO) test -count=1 -timeout 20m ./...
 
 # Short fuzz runs of every decoder, seeded with the real samples.
 FUZZTIME ?= 10s
