@@ -1,23 +1,15 @@
 package web
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"io/fs"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
-	"github.com/custody-audit/custody/normalize"
+	"github.com/custody-audit/custody/internal/incidenttest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
@@ -94,7 +86,7 @@ func newFixtureDeliveries(t *testing.T, opts Options, second bool) *fixture {
 
 func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 	t.Helper()
-	if stored := loadDelivery(ctx, t, st, "incident/", ""); stored != incidentRows {
+	if stored := incidenttest.Load(ctx, t, st, incidenttest.Options{Prefix: "incident/"}); stored != incidentRows {
 		t.Fatalf("incident stored %d events, want %d", stored, incidentRows)
 	}
 }
@@ -111,83 +103,9 @@ const (
 // through a second path, as secondPrefix chains.
 func loadSecondDelivery(ctx context.Context, t *testing.T, st *storage.Store) {
 	t.Helper()
-	if stored := loadDelivery(ctx, t, st, secondPrefix, "archive"); stored != secondRows {
+	if stored := incidenttest.Load(ctx, t, st, incidenttest.Options{Prefix: secondPrefix, Only: "archive"}); stored != secondRows {
 		t.Fatalf("second delivery stored %d events, want %d", stored, secondRows)
 	}
-}
-
-// loadDelivery normalizes each delivered file of the incident (those
-// under the top directory only, if not empty) and appends it as the
-// chain prefix+its path; it returns the rows stored.
-func loadDelivery(ctx context.Context, t *testing.T, st *storage.Store, prefix, only string) int {
-	t.Helper()
-	dir := filepath.Join(chdbtest.RepoRoot(t), "deploy", "local", "incident")
-	n, err := normalize.New(normalize.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	received := time.Date(2025, 6, 12, 16, 0, 0, 0, time.UTC)
-	stored := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel := filepath.ToSlash(strings.TrimPrefix(p, dir+string(filepath.Separator)))
-		var format, kind string
-		perLine := true
-		top, _, _ := strings.Cut(rel, "/")
-		if only != "" && top != only {
-			return nil
-		}
-		switch {
-		case top == "archive" && d.Name() == "PT1H.json":
-			format, kind = normalize.FormatArchive, "blob"
-		case top == "eventhubs" && strings.HasSuffix(rel, ".jsonl"):
-			format, kind = normalize.FormatEventHubs, "eventhubs"
-		case top == "loganalytics" && strings.HasSuffix(rel, ".json"):
-			format, kind, perLine = normalize.FormatLogAnalytics, "loganalytics", false
-		default:
-			return nil
-		}
-		body, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		msgs := [][]byte{body}
-		if perLine {
-			msgs = nil
-			sc := bufio.NewScanner(bytes.NewReader(body))
-			sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
-			for sc.Scan() {
-				msgs = append(msgs, slices.Clone(sc.Bytes()))
-			}
-			if err := sc.Err(); err != nil {
-				return err
-			}
-		}
-		b := storage.Batch{Stream: prefix + rel, Offset: int64(len(msgs)), Position: rel}
-		for i, m := range msgs {
-			off := int64(i + 1)
-			res, err := n.Process(ctx, normalize.Input{Body: m, Format: format, SourceKind: kind,
-				Position: rel + " line " + strconv.FormatInt(off, 10), Received: received})
-			if err != nil {
-				return err
-			}
-			for _, e := range res.Events {
-				b.Events = append(b.Events, storage.BatchEvent{Offset: off, Event: e})
-			}
-			for _, c := range res.Dropped {
-				b.Dropped += c
-			}
-		}
-		res, err := st.Append(ctx, b)
-		stored += res.Stored
-		return err
-	})
-	if err != nil {
-		t.Fatalf("load incident into %s: %v", prefix, err)
-	}
-	return stored
 }
 
 // get runs a GET through the server's handler from a loopback client.

@@ -1,18 +1,15 @@
 package grafana_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/custody-audit/custody/deploy/kit/grafana"
-	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/incidenttest"
 	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage"
@@ -316,9 +313,13 @@ const secondDelivery = "eventhubs/incident-ns/second-setting/$Default/"
 // chains of their own).
 func loadIncident(ctx context.Context, t *testing.T, st *storage.Store) {
 	t.Helper()
-	n := loadDelivery(ctx, t, st, "incident/")
-	loadDelivery(ctx, t, st, secondDelivery)
-	received := time.Date(2025, 6, 12, 16, 0, 0, 0, time.UTC)
+	incidenttest.Load(ctx, t, st, incidenttest.Options{Prefix: "incident/"})
+	incidenttest.Load(ctx, t, st, incidenttest.Options{Prefix: secondDelivery})
+	received := incidenttest.Received()
+	n, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
 	// One record the incident does not have: a kube-audit record whose
 	// audit event is cut off, which normalize quarantines.
 	bad := []byte(`{"records":[{"time":"2025-06-12T10:00:00Z","category":"kube-audit","resourceId":"/SUBSCRIPTIONS/3C5E7A91-2B4D-4F60-8A1C-9E0D2F4B6A80/RESOURCEGROUPS/PAYMENTS-PROD-RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PAYMENTS-AKS","properties":{"log":"{\\"kind\\":\\"Event\\",\\"auditID\\":"}}]}`)
@@ -354,78 +355,6 @@ func checkDelivered(t *testing.T, r result) {
 			t.Errorf("event %s delivered_via %q, want its paths sorted, eventhubs among them", id, via[i])
 		}
 	}
-}
-
-// loadDelivery normalizes deploy/local/incident and appends each file as
-// the chain prefix+its path; it returns the normalizer.
-func loadDelivery(ctx context.Context, t *testing.T, st *storage.Store, prefix string) *normalize.Normalizer {
-	t.Helper()
-	dir := filepath.Join(chdbtest.RepoRoot(t), "deploy", "local", "incident")
-	n, err := normalize.New(normalize.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	received := time.Date(2025, 6, 12, 16, 0, 0, 0, time.UTC)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		var format, kind string
-		perLine := true
-		switch top, _, _ := strings.Cut(rel, "/"); {
-		case top == "archive" && d.Name() == "PT1H.json":
-			format, kind = normalize.FormatArchive, "blob"
-		case top == "eventhubs" && strings.HasSuffix(rel, ".jsonl"):
-			format, kind = normalize.FormatEventHubs, "eventhubs"
-		case top == "loganalytics" && strings.HasSuffix(rel, ".json"):
-			format, kind, perLine = normalize.FormatLogAnalytics, "loganalytics", false
-		default:
-			return nil
-		}
-		body, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		msgs := [][]byte{body}
-		if perLine {
-			msgs = nil
-			sc := bufio.NewScanner(bytes.NewReader(body))
-			sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
-			for sc.Scan() {
-				msgs = append(msgs, slices.Clone(sc.Bytes()))
-			}
-			if err := sc.Err(); err != nil {
-				return err
-			}
-		}
-		b := storage.Batch{Stream: prefix + rel, Offset: int64(len(msgs)), Position: rel}
-		for i, m := range msgs {
-			off := int64(i + 1)
-			res, err := n.Process(ctx, normalize.Input{Body: m, Format: format, SourceKind: kind,
-				Position: rel + " line " + strconv.FormatInt(off, 10), Received: received})
-			if err != nil {
-				return err
-			}
-			for _, e := range res.Events {
-				b.Events = append(b.Events, storage.BatchEvent{Offset: off, Event: e})
-			}
-			for _, q := range res.Quarantined {
-				b.Quarantined = append(b.Quarantined, storage.QuarantineRecord{Offset: off, Position: q.Position,
-					Received: received, Format: q.Format, Reason: q.Reason, Raw: q.Raw})
-			}
-			for _, c := range res.Dropped {
-				b.Dropped += c
-			}
-		}
-		_, err = st.Append(ctx, b)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("load incident into %s: %v", prefix, err)
-	}
-	return n
 }
 
 // TestPanelsOnIncident runs every ClickHouse panel and variable query of
