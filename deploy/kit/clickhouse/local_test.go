@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
-	"unsafe"
-
-	"github.com/ebitengine/purego"
 
 	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/chdb/host"
 )
 
 // envChild makes the test binary run clickhouse-local instead of the
@@ -32,61 +29,20 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// localResultV2 mirrors chDB's struct local_result_v2 (chdb.h).
-type localResultV2 struct {
-	buf          *byte
-	len          uintptr
-	vec          unsafe.Pointer
-	elapsed      float64
-	rowsRead     uint64
-	bytesRead    uint64
-	errorMessage *byte
-}
-
-// clickhouseLocal runs clickhouse-local from libchdb (its
-// query_stable_v2 entry point, which takes clickhouse-local's command
-// line) and writes the query output to stdout.
+// clickhouseLocal runs clickhouse-local from libchdb (the engine host's
+// entry point, which takes clickhouse-local's command line) and writes the
+// query output to stdout.
 func clickhouseLocal(args []string) error {
 	lib, err := chdb.FindLibrary("")
 	if err != nil {
 		return err
 	}
-	h, err := purego.Dlopen(lib, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	out, err := host.Local(lib, append([]string{"clickhouse"}, args...))
 	if err != nil {
-		return fmt.Errorf("load %s: %w", lib, err)
+		return err
 	}
-	var query func(argc int, argv unsafe.Pointer) unsafe.Pointer
-	purego.RegisterLibFunc(&query, h, "query_stable_v2")
-	runtime.LockOSThread()
-	args = append([]string{"clickhouse"}, args...)
-	var pin runtime.Pinner
-	defer pin.Unpin()
-	argv := make([]*byte, len(args)+1)
-	for i, a := range args {
-		b := append([]byte(a), 0)
-		argv[i] = &b[0]
-		pin.Pin(argv[i])
-	}
-	pin.Pin(&argv[0])
-	res := (*localResultV2)(query(len(args), unsafe.Pointer(&argv[0])))
-	if res == nil {
-		return errors.New("clickhouse-local returned no result")
-	}
-	if res.errorMessage != nil {
-		return errors.New(cString(res.errorMessage))
-	}
-	if res.buf != nil {
-		_, err = os.Stdout.Write(unsafe.Slice(res.buf, res.len))
-	}
+	_, err = os.Stdout.Write(out)
 	return err
-}
-
-func cString(p *byte) string {
-	n := 0
-	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
-		n++
-	}
-	return string(unsafe.Slice(p, n))
 }
 
 // runLocal runs clickhouse-local with config and the queries in a child

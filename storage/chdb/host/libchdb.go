@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -45,9 +46,20 @@ func loadLibrary(path string) (*library, error) {
 	return l, nil
 }
 
+// Local runs clickhouse-local from the libchdb at libPath with args
+// (args[0] is the program name) and returns what its queries wrote. It is
+// for a process of its own: chDB keeps one engine per process.
+func Local(libPath string, args []string) ([]byte, error) {
+	l, err := loadLibrary(libPath)
+	if err != nil {
+		return nil, err
+	}
+	return l.run(args)
+}
+
 // run calls clickhouse-local with args (args[0] is the program name) on a
-// locked OS thread and returns its error, if any.
-func (l *library) run(args []string) error {
+// locked OS thread and returns its output and its error, if any.
+func (l *library) run(args []string) ([]byte, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var pin runtime.Pinner
@@ -61,15 +73,18 @@ func (l *library) run(args []string) error {
 	pin.Pin(&argv[0])
 	res := (*localResultV2)(l.query(len(args), unsafe.Pointer(&argv[0])))
 	if res == nil {
-		return nil
+		return nil, nil
 	}
 	defer l.free(unsafe.Pointer(res))
 	if res.errorMessage != nil {
 		if msg := cString(res.errorMessage); msg != "" {
-			return errors.New(msg)
+			return nil, errors.New(msg)
 		}
 	}
-	return nil
+	if res.buf == nil {
+		return nil, nil
+	}
+	return slices.Clone(unsafe.Slice(res.buf, res.len)), nil
 }
 
 func cString(p *byte) string {

@@ -127,7 +127,10 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 	}
 	args = append(args, "--multiquery", "--query="+strings.Join(serveStatements, "; "))
 	stopped := make(chan error, 1)
-	go func() { stopped <- lib.run(args) }()
+	go func() {
+		_, err := lib.run(args)
+		stopped <- err
+	}()
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	timeout := opts.StartTimeout
