@@ -14,7 +14,8 @@ import (
 
 // TestBrowserSignIn signs in with Entra ID (the local authority) in a real
 // Chromium: the page redirects to the authority and back, names the user,
-// and signs out with the header's button.
+// and signs out with the header's button, which ends the authority's
+// session too.
 func TestBrowserSignIn(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -63,5 +64,11 @@ func TestBrowserSignIn(t *testing.T) {
 	}
 	if h := must[string](t)(chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main h1`)))); h != "Signed out" {
 		t.Errorf("after sign-out the page says %q", h)
+	}
+	// The form's redirect to the authority's end_session_endpoint was
+	// followed (the Content-Security-Policy's form-action allows it), so
+	// the Entra ID session ended too.
+	if n := w.auth.SignOuts(); n != 1 {
+		t.Errorf("the authority ended %d sessions, want 1", n)
 	}
 }

@@ -32,11 +32,19 @@ import (
 //	                              federated client assertion), validates the ID token
 //	                              (signature by the authority's JWKS, issuer, audience,
 //	                              expiry, nonce), checks groups/roles, and sets the session
-//	POST /auth/logout             clears the session
+//	POST /auth/logout             clears the session and, when the discovery document names
+//	                              an end_session_endpoint, sends the browser there to end the
+//	                              Entra ID session too (RP-Initiated Logout: client_id,
+//	                              post_logout_redirect_uri = /auth/signed-out, and the ID
+//	                              token's login_hint claim as logout_hint when it has one)
+//	GET  /auth/signed-out         where the authority sends the browser back
 //
 // Sessions are AES-256-GCM sealed cookies (HttpOnly, Secure, SameSite=Lax,
 // host-only) with a bounded lifetime; nothing about them is kept on the
-// server, so a restart with a generated key signs everybody out.
+// server, so a restart with a generated key signs everybody out. For the
+// same reason the sign-out sends no id_token_hint: the ID token is not
+// kept (it would not fit a cookie with a user's groups), and Entra ID
+// takes logout_hint instead, from the login_hint optional claim.
 
 // Cookie names. The __Host- prefix makes browsers refuse them unless
 // Secure, host-only and Path=/.
@@ -98,6 +106,11 @@ type OIDC struct {
 	now      func() time.Time
 	lifetime time.Duration
 	secure   bool // the redirect URL is https: cookies are Secure
+	// endSession is the authority's end_session_endpoint (nil when the
+	// discovery document names none) and signedOut this server's
+	// /auth/signed-out, its post_logout_redirect_uri.
+	endSession *url.URL
+	signedOut  string
 }
 
 // session is the sealed content of the session cookie.
@@ -105,7 +118,10 @@ type session struct {
 	Subject  string `json:"sub"`
 	Name     string `json:"name,omitempty"`
 	Username string `json:"user,omitempty"`
-	Expires  int64  `json:"exp"`
+	// LogoutHint is the ID token's login_hint claim (an Entra ID
+	// optional claim), sent back as logout_hint on sign-out.
+	LogoutHint string `json:"lh,omitempty"`
+	Expires    int64  `json:"exp"`
 }
 
 // loginState is the sealed content of the login cookie.
@@ -187,6 +203,20 @@ func NewOIDC(ctx context.Context, o OIDCOptions) (*OIDC, error) {
 	if err != nil {
 		return nil, fmt.Errorf("entra sign-in: read the discovery document of %s: %w", o.Authority, err)
 	}
+	var disc struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	if err := provider.Claims(&disc); err != nil {
+		return nil, fmt.Errorf("entra sign-in: read the discovery document of %s: %w", o.Authority, err)
+	}
+	if disc.EndSession != "" {
+		eu, err := url.Parse(disc.EndSession)
+		if err != nil || eu.Scheme != "https" || eu.Host == "" || eu.Fragment != "" {
+			return nil, fmt.Errorf("entra sign-in: the discovery document's end_session_endpoint is not an https URL: %q", trimForError(disc.EndSession))
+		}
+		x.endSession = eu
+	}
+	x.signedOut = (&url.URL{Scheme: ru.Scheme, Host: ru.Host, Path: "/auth/signed-out"}).String()
 	x.verifier = provider.Verifier(&oidc.Config{ClientID: o.ClientID, Now: x.now})
 	x.oauth = oauth2.Config{ClientID: o.ClientID, ClientSecret: o.ClientSecret, RedirectURL: o.RedirectURL,
 		Endpoint: provider.Endpoint(), Scopes: []string{oidc.ScopeOpenID, "profile"}}
@@ -287,14 +317,48 @@ func (s *Server) oidcRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /auth/callback", s.handleCallback)
 	mux.HandleFunc("POST /auth/logout", func(w http.ResponseWriter, r *http.Request) {
 		x.setCookie(w, sessionCookie, "", 0)
-		if sess, ok := x.session(r); ok {
+		w.Header().Set("Cache-Control", "no-store")
+		sess, ok := x.session(r)
+		if ok {
 			s.log.InfoContext(r.Context(), "signed out", "sub", sess.Subject, "user", sess.Username)
 		}
-		http.Redirect(w, r, "/auth/signed-out", http.StatusSeeOther)
+		http.Redirect(w, r, x.logoutURL(sess), http.StatusSeeOther)
 	})
 	mux.HandleFunc("GET /auth/signed-out", func(w http.ResponseWriter, r *http.Request) {
-		authPage(w, http.StatusOK, "Signed out", "You are signed out of the investigation page. Your Microsoft sign-in itself is unchanged.")
+		msg := "You are signed out of the investigation page. Your Microsoft sign-in itself is unchanged."
+		if x.endSession != nil {
+			msg = "You are signed out of the investigation page and of Microsoft Entra ID."
+		}
+		authPage(w, http.StatusOK, "Signed out", msg)
 	})
+}
+
+// logoutURL is where a sign-out sends the browser: the authority's
+// end_session_endpoint, which ends the Entra ID session and returns to
+// /auth/signed-out (registered as a redirect URI of the app registration
+// too), or straight to /auth/signed-out when it has none.
+func (x *OIDC) logoutURL(sess session) string {
+	if x.endSession == nil {
+		return "/auth/signed-out"
+	}
+	u := *x.endSession
+	q := u.Query()
+	q.Set("client_id", x.opts.ClientID)
+	q.Set("post_logout_redirect_uri", x.signedOut)
+	if sess.LogoutHint != "" {
+		q.Set("logout_hint", sess.LogoutHint)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// formAction is the Content-Security-Policy's form-action: the sign-out
+// form's redirect to the end_session_endpoint is a form navigation too.
+func (x *OIDC) formAction() string {
+	if x == nil || x.endSession == nil {
+		return "'self'"
+	}
+	return "'self' " + x.endSession.Scheme + "://" + x.endSession.Host
 }
 
 func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
@@ -363,6 +427,7 @@ var errNotMember = fmt.Errorf("%w: not a member of an allowed group or app role"
 type idClaims struct {
 	Name              string   `json:"name"`
 	PreferredUsername string   `json:"preferred_username"`
+	LoginHint         string   `json:"login_hint"`
 	ObjectID          string   `json:"oid"`
 	Groups            []string `json:"groups"`
 	Roles             []string `json:"roles"`
@@ -421,7 +486,11 @@ func (x *OIDC) redeem(ctx context.Context, code string, ls loginState) (session,
 			return session{}, fmt.Errorf("%w (subject %s)", errNotMember, idt.Subject)
 		}
 	}
-	return session{Subject: idt.Subject, Name: c.Name, Username: c.PreferredUsername, Expires: x.now().Add(x.lifetime).Unix()}, nil
+	hint := c.LoginHint
+	if len(hint) > 512 {
+		hint = "" // an opaque hint that long would only bloat the cookie
+	}
+	return session{Subject: idt.Subject, Name: c.Name, Username: c.PreferredUsername, LogoutHint: hint, Expires: x.now().Add(x.lifetime).Unix()}, nil
 }
 
 func firstLine(s string) string {

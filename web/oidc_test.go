@@ -61,6 +61,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// dana is the user signed in at the authority.
+var dana = entrafake.User{ObjectID: "00000000-dana", Name: "Dana Dev", Username: "dana.dev@contoso.com",
+	Groups: []string{"grp-responders"}, Roles: []string{"Custody.Reader"}}
+
 func newOIDCWorld(t *testing.T) *oidcWorld {
 	t.Helper()
 	ctx := context.Background()
@@ -84,8 +88,7 @@ func newOIDCWorld(t *testing.T) *oidcWorld {
 	}
 	t.Cleanup(w.auth.Close)
 	w.auth.AddClient(oidcTenant, oidcClient, oidcSecret)
-	w.auth.SignIn(&entrafake.User{ObjectID: "00000000-dana", Name: "Dana Dev", Username: "dana.dev@contoso.com",
-		Groups: []string{"grp-responders"}, Roles: []string{"Custody.Reader"}})
+	w.auth.SignIn(&dana)
 	return w
 }
 
@@ -105,6 +108,7 @@ func (w *oidcWorld) serve(t *testing.T, o OIDCOptions, tokens *TokenSet) *page {
 		o.ClientID = oidcClient
 	}
 	w.auth.AddRedirectURI(oidcTenant, o.ClientID, base+"/auth/callback")
+	w.auth.AddRedirectURI(oidcTenant, o.ClientID, base+"/auth/signed-out")
 	if o.ClientSecret == "" && o.ClientAssertion == nil {
 		o.ClientSecret = oidcSecret
 	}
@@ -249,18 +253,43 @@ func TestOIDC(t *testing.T) {
 		if res, err := c.Do(req); err != nil || res.StatusCode != http.StatusForbidden {
 			t.Errorf("POST without X-Custody-Request: %v %v", res.StatusCode, err)
 		}
+		// Signing out ends the Entra ID session too: the page sends the
+		// browser to the discovery document's end_session_endpoint, which
+		// sends it back to /auth/signed-out.
+		signOuts := w.auth.SignOuts()
+		rec.locations = nil
 		res, err := c.PostForm(p.url+"/auth/logout", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.Request.URL.Path != "/auth/signed-out" {
-			t.Errorf("sign-out ended at %s", res.Request.URL)
+		if res.Request.URL.String() != p.url+"/auth/signed-out" || !strings.Contains(string(b), "and of Microsoft Entra ID") {
+			t.Errorf("sign-out ended at %s: %s", res.Request.URL, b)
+		}
+		if len(rec.locations) == 0 {
+			t.Fatal("sign-out did not redirect")
+		}
+		end, err := url.Parse(rec.locations[0])
+		if err != nil || end.Scheme+"://"+end.Host+end.Path != w.auth.URL()+"/"+oidcTenant+"/oauth2/v2.0/logout" {
+			t.Fatalf("sign-out redirected to %s, want the end_session_endpoint", rec.locations[0])
+		}
+		eq := end.Query()
+		if eq.Get("post_logout_redirect_uri") != p.url+"/auth/signed-out" || eq.Get("client_id") != oidcClient || eq.Get("logout_hint") != entrafake.LoginHint(dana) {
+			t.Errorf("end session request %s", end.RawQuery)
+		}
+		if w.auth.SignOuts() != signOuts+1 {
+			t.Errorf("the authority's session was not ended (%d sign-outs, was %d)", w.auth.SignOuts(), signOuts)
 		}
 		res, body = get(t, c, p.url+"/api/meta")
 		if res.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"sign_in":"/auth/login"`) {
 			t.Errorf("meta after sign-out: %d %s", res.StatusCode, body)
 		}
+		// Signing in again needs the authority's sign-in again.
+		if res, _ := get(t, c, p.url+"/timeline?actor=x"); res.Request.URL.Path != "/auth/callback" || res.StatusCode != http.StatusForbidden {
+			t.Errorf("sign-in after sign-out ended at %s with %d, want the authority's login_required", res.Request.URL, res.StatusCode)
+		}
+		w.auth.SignIn(&dana)
 	})
 
 	t.Run("no session is sent to sign in", func(t *testing.T) {

@@ -132,6 +132,7 @@ type Authority struct {
 	issued   []string
 	requests int
 	refusals int
+	signOuts int // sessions ended at the end_session_endpoint
 
 	signedIn *User                 // the user the authorize endpoint signs in
 	codes    map[string]*codeGrant // authorization codes not yet redeemed
@@ -161,6 +162,8 @@ func New(opts Options) (*Authority, error) {
 	mux.HandleFunc("GET /msi/token", a.handleManagedIdentity)
 	mux.HandleFunc("GET /{tenant}/oauth2/v2.0/authorize", a.handleAuthorize)
 	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", a.handleKeys)
+	mux.HandleFunc("GET /{tenant}/oauth2/v2.0/logout", a.handleLogout)
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/logout", a.handleLogout)
 	a.srv = httptest.NewTLSServer(mux)
 	return a, nil
 }
@@ -370,6 +373,9 @@ func (a *Authority) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token_endpoint":                        base + "/oauth2/v2.0/token",
 		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
+		"end_session_endpoint":                  base + "/oauth2/v2.0/logout",
+		"frontchannel_logout_supported":         true,
+		"http_logout_supported":                 true,
 		"issuer":                                base + "/v2.0",
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
 		"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
@@ -378,7 +384,7 @@ func (a *Authority) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":               []string{"pairwise"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"code_challenge_methods_supported":      []string{"plain", "S256"},
-		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "nonce", "name", "preferred_username", "oid", "tid", "groups", "roles"},
+		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "nonce", "name", "preferred_username", "oid", "tid", "groups", "roles", "login_hint"},
 	})
 }
 

@@ -50,6 +50,7 @@ type IDClaims struct {
 	PreferredUsername string   `json:"preferred_username,omitempty"`
 	Groups            []string `json:"groups,omitempty"`
 	Roles             []string `json:"roles,omitempty"`
+	LoginHint         string   `json:"login_hint,omitempty"`
 	IssuedAt          int64    `json:"iat"`
 	NotBefore         int64    `json:"nbf"`
 	Expires           int64    `json:"exp"`
@@ -243,7 +244,7 @@ func (a *Authority) issueIDToken(g *codeGrant) (string, error) {
 		Issuer: a.srv.URL + "/" + g.tenant + "/v2.0", Audience: g.clientID,
 		Subject: g.user.ObjectID, ObjectID: g.user.ObjectID, TenantID: g.tenant, Nonce: g.nonce,
 		Name: g.user.Name, PreferredUsername: g.user.Username, Groups: g.user.Groups, Roles: g.user.Roles,
-		IssuedAt: now.Unix(), NotBefore: now.Add(-time.Minute).Unix(), Expires: now.Add(a.lifetime).Unix(),
+		LoginHint: LoginHint(g.user), IssuedAt: now.Unix(), NotBefore: now.Add(-time.Minute).Unix(), Expires: now.Add(a.lifetime).Unix(),
 	}
 	a.mu.Lock()
 	tweak := a.tweak
@@ -262,4 +263,81 @@ func (a *Authority) issueIDToken(g *codeGrant) (string, error) {
 	a.issued = append(a.issued, tok)
 	a.mu.Unlock()
 	return tok, nil
+}
+
+// LoginHint is the login_hint claim the authority puts in a user's ID
+// tokens (Entra ID's optional claim of that name, an opaque value a
+// relying party passes back as logout_hint to sign that account out
+// without an account picker).
+func LoginHint(u User) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("hint:" + u.ObjectID))
+}
+
+// SignOuts counts the sessions ended at the end_session_endpoint.
+func (a *Authority) SignOuts() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.signOuts
+}
+
+// handleLogout is the end_session_endpoint (OpenID Connect RP-Initiated
+// Logout 1.0, https://learn.microsoft.com/entra/identity-platform/v2-protocols-oidc#send-a-sign-out-request):
+// it ends the browser's session at the authority, then sends the browser
+// to post_logout_redirect_uri (with state) when that is a redirect URI of
+// the application named by client_id or by the audience of id_token_hint
+// (an ID token this authority issued); otherwise it shows its own
+// signed-out page. A logout_hint (the login_hint claim) that is not the
+// signed-in user's ends nothing: Entra ID would ask which account to sign
+// out.
+func (a *Authority) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "AADSTS90015: malformed sign-out request", http.StatusBadRequest)
+		return
+	}
+	tenant := r.PathValue("tenant")
+	clientID := r.Form.Get("client_id")
+	if hint := r.Form.Get("id_token_hint"); hint != "" {
+		var c IDClaims
+		header, payload, sig, err := split(hint)
+		if err != nil || decodeSegment(payload, &c) != nil || !ed25519.Verify(a.pub, []byte(header+"."+payload), sig) ||
+			c.TenantID != tenant || (clientID != "" && clientID != c.Audience) {
+			a.refuse()
+			http.Error(w, "AADSTS900144: id_token_hint is not an ID token of this tenant issued to this application", http.StatusBadRequest)
+			return
+		}
+		clientID = c.Audience
+	}
+	redirect := r.Form.Get("post_logout_redirect_uri")
+	a.mu.Lock()
+	user := a.signedIn
+	if lh := r.Form.Get("logout_hint"); lh != "" && (user == nil || lh != LoginHint(*user)) {
+		a.mu.Unlock()
+		a.refuse()
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>Pick an account</title><h1>Pick an account to sign out of</h1>")
+		return
+	}
+	a.signedIn = nil
+	if user != nil {
+		a.signOuts++
+	}
+	registered := false
+	for _, c := range a.clients {
+		if c.tenant == tenant && c.id == clientID && slices.Contains(c.redirects, redirect) {
+			registered = true
+		}
+	}
+	a.mu.Unlock()
+	if redirect == "" || !registered {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>Sign out</title><h1>You signed out of your account</h1><p>It's a good idea to close all browser windows.</p>")
+		return
+	}
+	u, _ := url.Parse(redirect) // a registered redirect URI
+	if st := r.Form.Get("state"); st != "" {
+		q := u.Query()
+		q.Set("state", st)
+		u.RawQuery = q.Encode()
+	}
+	http.Redirect(w, r, u.String(), http.StatusFound)
 }

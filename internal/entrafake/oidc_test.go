@@ -98,3 +98,82 @@ func TestAuthorizationCode(t *testing.T) {
 		t.Errorf("JWKS %+v (%v)", jwks, err)
 	}
 }
+
+// TestEndSession drives the end_session_endpoint named by the discovery
+// document: it ends the authority's session and sends the browser back
+// only to a redirect URI registered for the application (named by
+// client_id or by id_token_hint), with the state; a logout_hint of
+// another account ends nothing.
+func TestEndSession(t *testing.T) {
+	a, err := entrafake.New(entrafake.Options{Resources: []string{resource}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	const client, secret = "web-app", "web-secret-value"
+	const callback, signedOut = "https://page.example/auth/callback", "https://page.example/auth/signed-out"
+	a.AddClient(tenant, client, secret)
+	a.AddRedirectURI(tenant, client, callback)
+	a.AddRedirectURI(tenant, client, signedOut)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.CertPool()}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := hc.Get(a.URL() + "/" + tenant + "/v2.0/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disc struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&disc)
+	res.Body.Close()
+	if err != nil || disc.EndSession != a.URL()+"/"+tenant+"/oauth2/v2.0/logout" {
+		t.Fatalf("discovery end_session_endpoint %q (%v)", disc.EndSession, err)
+	}
+	user := entrafake.User{ObjectID: "oid-1", Username: "u@contoso.com"}
+	logout := func(q url.Values) *http.Response {
+		res, err := hc.Get(disc.EndSession + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	signedIn := func() bool {
+		q := url.Values{"client_id": {client}, "response_type": {"code"}, "redirect_uri": {callback}, "scope": {"openid"}, "state": {"s"}}
+		res, err := hc.Get(a.URL() + "/" + tenant + "/oauth2/v2.0/authorize?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return !strings.Contains(res.Header.Get("Location"), "error=login_required")
+	}
+
+	a.SignIn(&user)
+	res = logout(url.Values{"client_id": {client}, "post_logout_redirect_uri": {signedOut}, "logout_hint": {"someone-else"}})
+	if res.StatusCode != http.StatusOK || !signedIn() || a.SignOuts() != 0 {
+		t.Errorf("logout_hint of another account: %d, signed in %v, %d sign-outs", res.StatusCode, signedIn(), a.SignOuts())
+	}
+	res = logout(url.Values{"client_id": {client}, "post_logout_redirect_uri": {signedOut}, "logout_hint": {entrafake.LoginHint(user)}, "state": {"st-9"}})
+	if res.StatusCode != http.StatusFound || res.Header.Get("Location") != signedOut+"?state=st-9" {
+		t.Errorf("sign-out with a registered URI: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if signedIn() || a.SignOuts() != 1 {
+		t.Errorf("after sign-out: signed in %v, %d sign-outs", signedIn(), a.SignOuts())
+	}
+
+	a.SignIn(&user)
+	res = logout(url.Values{"client_id": {client}, "post_logout_redirect_uri": {"https://evil.example/"}})
+	if res.StatusCode != http.StatusOK || res.Header.Get("Location") != "" || signedIn() {
+		t.Errorf("unregistered post_logout_redirect_uri: %d to %q, still signed in %v", res.StatusCode, res.Header.Get("Location"), signedIn())
+	}
+
+	// id_token_hint names the application in place of client_id.
+	a.SignIn(&user)
+	tok, _, err := a.IssueToken(tenant, "oid-1", resource, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res = logout(url.Values{"id_token_hint": {tok + "x"}, "post_logout_redirect_uri": {signedOut}}); res.StatusCode != http.StatusBadRequest || !signedIn() {
+		t.Errorf("forged id_token_hint: %d, signed in %v", res.StatusCode, signedIn())
+	}
+}
