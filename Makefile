@@ -49,10 +49,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapedReaderProcess$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzEventJSON$$' -fuzztime $(FUZZTIME) ./normalize
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ehbroker
-	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalScanner$$' -fuzztime $(FUZZTIME) ./queries/export
-	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalOCSF$$' -fuzztime $(FUZZTIME) ./queries/export
-	$(GO) test -run '^$$' -fuzz '^FuzzOCSFWriter$$' -fuzztime $(FUZZTIME) ./queries/export
-	$(GO) test -run '^$$' -fuzz '^FuzzHTMLSafe$$' -fuzztime $(FUZZTIME) ./queries/export
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalScanner$$' -fuzztime $(FUZZTIME) ./bundle
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalOCSF$$' -fuzztime $(FUZZTIME) ./bundle
+	$(GO) test -run '^$$' -fuzz '^FuzzOCSFWriter$$' -fuzztime $(FUZZTIME) ./bundle
+	$(GO) test -run '^$$' -fuzz '^FuzzHTMLSafe$$' -fuzztime $(FUZZTIME) ./bundle
 
 # The README's benchmark table; each line is one row.
 bench: libchdb build
@@ -63,7 +63,7 @@ bench: libchdb build
 	$(GO) test -run '^$$' -bench 'EngineCost' -benchtime 1x ./storage
 	$(GO) test -run '^$$' -bench 'ReadRows' -benchtime 3x ./storage
 	$(GO) test -run '^$$' -bench RunEndToEnd -benchtime 1x ./cmd/custody
-	CUSTODY_EXPORT_BENCH_EVENTS=100000 $(GO) test -run '^$$' -bench Bundle -benchtime 1x ./queries/export
+	CUSTODY_EXPORT_BENCH_EVENTS=100000 $(GO) test -run '^$$' -bench Bundle -benchtime 1x ./bundle
 	$(GO) test -run '^$$' -bench Page -benchtime 10x -timeout 60m ./web
 
 # The container image (deploy/kit/image): an OCI layout in dist/image/oci

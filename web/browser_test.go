@@ -23,7 +23,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/custody-audit/custody/queries/export"
+	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -302,7 +302,7 @@ func TestBrowser(t *testing.T) {
 		run(t, chromedp.WaitVisible(css(`#export-status[data-done]`)))
 		shot(t, "export")
 		dir := unzip(t, zipPath)
-		rep, err := export.Verify(context.Background(), dir, export.VerifyOptions{Verifier: f.verifier})
+		rep, err := bundle.Verify(context.Background(), dir, bundle.VerifyOptions{Verifier: f.verifier})
 		if err != nil {
 			t.Fatal(err)
 		}

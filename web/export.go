@@ -12,7 +12,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/custody-audit/custody/queries/export"
+	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/storage"
 )
 
@@ -45,8 +45,8 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 	if !from.Before(to) {
 		return badRequest("from is not before to")
 	}
-	if !slices.Contains(export.Formats(), req.Format) {
-		return badRequest("format: want one of %s", strings.Join(export.Formats(), ", "))
+	if !slices.Contains(bundle.Formats(), req.Format) {
+		return badRequest("format: want one of %s", strings.Join(bundle.Formats(), ", "))
 	}
 	if req.Chain, err = text(map[string][]string{"chain": {req.Chain}}, "chain"); err != nil {
 		return err
@@ -65,12 +65,12 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "bundle")
 	ctx := r.Context()
-	res, err := export.Export(ctx, export.Options{
+	res, err := bundle.Export(ctx, bundle.Options{
 		Engine: s.eng, Database: s.db, From: from, To: to, Chain: req.Chain, Format: req.Format, Dir: dir,
 		Signer: s.opts.Signer, Verifier: s.opts.Verifier, Actor: "custody serve",
 	})
 	if err != nil {
-		if errors.Is(err, export.ErrBadOptions) {
+		if errors.Is(err, bundle.ErrBadOptions) {
 			return badRequest("%s", err.Error())
 		}
 		return fmt.Errorf("export: %w", err)
@@ -118,7 +118,7 @@ func zipDir(w io.Writer, dir, prefix string) error {
 func (s *Server) handleMeta(w http.ResponseWriter, r *http.Request) error {
 	m := map[string]any{
 		"services": services, "classes": classes, "outcomes": outcomes, "tags": knownTags,
-		"export_formats": export.Formats(), "export": s.opts.Signer != nil, "collector": s.opts.Collector != nil,
+		"export_formats": bundle.Formats(), "export": s.opts.Signer != nil, "collector": s.opts.Collector != nil,
 		"engine": s.eng.Kind(), "database": s.db, "event_encoding": storage.EventEncodingVersion,
 	}
 	if sess, ok := signedIn(r.Context()); ok {

@@ -16,8 +16,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
 
+	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/queries"
-	"github.com/custody-audit/custody/queries/export"
 	"github.com/custody-audit/custody/storage"
 )
 
@@ -65,7 +65,7 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "chain", Usage: "export one chain only"},
 			&cli.StringFlag{Name: "query", Usage: "export only the events this catalogue query returns (custody query --list)"},
 			&cli.StringSliceFlag{Name: "param", Usage: "query parameter <name>=<value> (repeatable)"},
-			&cli.StringFlag{Name: "format", Value: export.FormatJSONL, Usage: "data format {jsonl|csv|parquet|ocsf}"},
+			&cli.StringFlag{Name: "format", Value: bundle.FormatJSONL, Usage: "data format {jsonl|csv|parquet|ocsf}"},
 			&cli.StringFlag{Name: "out", Usage: "bundle directory (created; must be empty)", Required: true},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -122,8 +122,8 @@ func (o exportOptions) selection() (exportSelection, error) {
 	if !s.from.Before(s.to) {
 		return s, fmt.Errorf("export: --from %s is not before --to %s", o.From, o.To)
 	}
-	if !slices.Contains(export.Formats(), o.Format) {
-		return s, fmt.Errorf("export: --format %q: want one of %s", o.Format, strings.Join(export.Formats(), ", "))
+	if !slices.Contains(bundle.Formats(), o.Format) {
+		return s, fmt.Errorf("export: --format %q: want one of %s", o.Format, strings.Join(bundle.Formats(), ", "))
 	}
 	if o.Out == "" {
 		return s, errors.New("export: --out is required")
@@ -161,7 +161,7 @@ func (o exportOptions) selection() (exportSelection, error) {
 // runExport writes the bundle and records the export, successful or not,
 // in the custody log.
 func runExport(ctx context.Context, st *storage.Store, signer note.Signer, verifier note.Verifier, o exportOptions, sel exportSelection) error {
-	eo := export.Options{
+	eo := bundle.Options{
 		Engine: st.Engine(), Database: st.Database(), From: sel.from, To: sel.to, Chain: o.Chain,
 		Query: sel.query, QueryArgs: sel.args, Format: o.Format, Dir: o.Out,
 		Signer: signer, Verifier: verifier, Actor: actorName(),
@@ -176,7 +176,7 @@ func runExport(ctx context.Context, st *storage.Store, signer note.Signer, verif
 			_ = bar.Set64(int64(done))
 		}
 	}
-	res, err := export.Export(ctx, eo)
+	res, err := bundle.Export(ctx, eo)
 	if bar != nil {
 		_ = bar.Finish()
 	}

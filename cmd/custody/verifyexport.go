@@ -15,7 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
 
-	"github.com/custody-audit/custody/queries/export"
+	"github.com/custody-audit/custody/bundle"
 )
 
 // verifyExportOptions holds what `custody verify-export` needs.
@@ -93,7 +93,7 @@ func runVerifyExport(ctx context.Context, o verifyExportOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	vo := export.VerifyOptions{Verifier: v}
+	vo := bundle.VerifyOptions{Verifier: v}
 	var bar *progressbar.ProgressBar
 	if o.Progress {
 		bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(o.Stderr), progressbar.OptionSetDescription("verifying"),
@@ -103,7 +103,7 @@ func runVerifyExport(ctx context.Context, o verifyExportOptions) error {
 			_ = bar.Set64(int64(done))
 		}
 	}
-	rep, err := export.Verify(ctx, o.Dir, vo)
+	rep, err := bundle.Verify(ctx, o.Dir, vo)
 	if bar != nil {
 		_ = bar.Finish()
 	}

@@ -23,8 +23,8 @@ import (
 	"github.com/transparency-dev/merkle/testonly"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/queries/export"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 )
@@ -670,14 +670,14 @@ func bundles(ctx context.Context, eng engine.Engine, key, other Key) ([]*Bundle,
 		return nil, err
 	}
 	var out []*Bundle
-	for _, format := range export.Formats() {
+	for _, format := range bundle.Formats() {
 		dir, err := os.MkdirTemp("", "custody-vectors-")
 		if err != nil {
 			return nil, fmt.Errorf("bundle vector: %w", err)
 		}
 		defer os.RemoveAll(dir)
 		bdir := filepath.Join(dir, "bundle")
-		res, err := export.Export(ctx, export.Options{Engine: eng, From: t0.Add(time.Minute), To: t0.Add(5 * time.Minute),
+		res, err := bundle.Export(ctx, bundle.Options{Engine: eng, From: t0.Add(time.Minute), To: t0.Add(5 * time.Minute),
 			Format: format, Dir: bdir, Signer: signer, Verifier: verifier, Actor: "vectors", Now: now})
 		if err != nil {
 			return nil, fmt.Errorf("export %s vector: %w", format, err)
@@ -705,7 +705,7 @@ func bundles(ctx context.Context, eng engine.Engine, key, other Key) ([]*Bundle,
 		b.Corrupt = bundleCorruptions(format, data, files, otherSig)
 		// every corruption must be found as declared
 		if err := CheckBundle(ctx, b, func(ctx context.Context, dir string) ([]string, error) {
-			rep, err := export.Verify(ctx, dir, export.VerifyOptions{Verifier: verifier})
+			rep, err := bundle.Verify(ctx, dir, bundle.VerifyOptions{Verifier: verifier})
 			if err != nil {
 				return nil, err
 			}
@@ -724,28 +724,28 @@ func bundles(ctx context.Context, eng engine.Engine, key, other Key) ([]*Bundle,
 
 func bundleCorruptions(format, data string, files map[string][]byte, otherSig string) []Corruption {
 	cs := []Corruption{
-		{Desc: "manifest.json edited (created_by)", File: export.ManifestFile, Op: "replace", Old: `"created_by": "vectors"`, New: `"created_by": "mallory"`, WantErr: string(export.KindManifest)},
-		{Desc: "manifest.sig made with another key", File: export.SignatureFile, Op: "set", New: otherSig, WantErr: string(export.KindBadSignature)},
-		{Desc: "the data file removed", File: data, Op: "remove", WantErr: string(export.KindFileMissing)},
-		{Desc: "a file added", File: "notes.txt", Op: "add", New: "added later\n", WantErr: string(export.KindFileAdded)},
-		{Desc: "the data file truncated", File: data, Op: "truncate", Offset: len(files[data]) / 2, WantErr: string(export.KindFileAltered)},
-		{Desc: "duplicates.jsonl emptied", File: export.DuplicatesFile, Op: "set", New: "", WantErr: string(export.KindFileAltered)},
+		{Desc: "manifest.json edited (created_by)", File: bundle.ManifestFile, Op: "replace", Old: `"created_by": "vectors"`, New: `"created_by": "mallory"`, WantErr: string(bundle.KindManifest)},
+		{Desc: "manifest.sig made with another key", File: bundle.SignatureFile, Op: "set", New: otherSig, WantErr: string(bundle.KindBadSignature)},
+		{Desc: "the data file removed", File: data, Op: "remove", WantErr: string(bundle.KindFileMissing)},
+		{Desc: "a file added", File: "notes.txt", Op: "add", New: "added later\n", WantErr: string(bundle.KindFileAdded)},
+		{Desc: "the data file truncated", File: data, Op: "truncate", Offset: len(files[data]) / 2, WantErr: string(bundle.KindFileAltered)},
+		{Desc: "duplicates.jsonl emptied", File: bundle.DuplicatesFile, Op: "set", New: "", WantErr: string(bundle.KindFileAltered)},
 	}
 	switch format {
-	case export.FormatJSONL:
+	case bundle.FormatJSONL:
 		cs = append(cs,
-			Corruption{Desc: "a row's actor_name edited", File: data, Op: "replace", Old: `"actor_name":"alice@contoso.com"`, New: `"actor_name":"mallory@contoso.com"`, WantErr: string(export.KindModified)},
-			Corruption{Desc: "a line reformatted (space after a colon)", File: data, Op: "replace", Old: `"seq":2,`, New: `"seq": 2,`, WantErr: string(export.KindMalformed)},
+			Corruption{Desc: "a row's actor_name edited", File: data, Op: "replace", Old: `"actor_name":"alice@contoso.com"`, New: `"actor_name":"mallory@contoso.com"`, WantErr: string(bundle.KindModified)},
+			Corruption{Desc: "a line reformatted (space after a colon)", File: data, Op: "replace", Old: `"seq":2,`, New: `"seq": 2,`, WantErr: string(bundle.KindMalformed)},
 		)
-	case export.FormatCSV:
-		cs = append(cs, Corruption{Desc: "a record's actor_name edited", File: data, Op: "replace", Old: "alice@contoso.com", New: "mallory@contoso.com", WantErr: string(export.KindModified)})
-	case export.FormatOCSF:
+	case bundle.FormatCSV:
+		cs = append(cs, Corruption{Desc: "a record's actor_name edited", File: data, Op: "replace", Old: "alice@contoso.com", New: "mallory@contoso.com", WantErr: string(bundle.KindModified)})
+	case bundle.FormatOCSF:
 		cs = append(cs,
-			Corruption{Desc: "a row's actor_name edited in the custody record", File: data, Op: "replace", Old: `"actor_name":"alice@contoso.com"`, New: `"actor_name":"mallory@contoso.com"`, WantErr: string(export.KindModified)},
-			Corruption{Desc: "an OCSF field edited (the derived user name)", File: data, Op: "replace", Old: `"name":"alice@contoso.com"`, New: `"name":"mallory@contoso.com"`, WantErr: string(export.KindOCSFMismatch)},
+			Corruption{Desc: "a row's actor_name edited in the custody record", File: data, Op: "replace", Old: `"actor_name":"alice@contoso.com"`, New: `"actor_name":"mallory@contoso.com"`, WantErr: string(bundle.KindModified)},
+			Corruption{Desc: "an OCSF field edited (the derived user name)", File: data, Op: "replace", Old: `"name":"alice@contoso.com"`, New: `"name":"mallory@contoso.com"`, WantErr: string(bundle.KindOCSFMismatch)},
 		)
-	case export.FormatParquet:
-		cs = append(cs, Corruption{Desc: "one byte of the parquet file flipped", File: data, Op: "flip", Offset: len(files[data]) / 2, WantErr: string(export.KindFileAltered)})
+	case bundle.FormatParquet:
+		cs = append(cs, Corruption{Desc: "one byte of the parquet file flipped", File: data, Op: "flip", Offset: len(files[data]) / 2, WantErr: string(bundle.KindFileAltered)})
 	}
 	return cs
 }

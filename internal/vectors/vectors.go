@@ -2,7 +2,7 @@
 // under testdata/vectors that pin every evidence format (the event hash,
 // Merkle leaves, nodes, tree heads and proofs, the signed checkpoint note,
 // the purge record and the export bundle) to fixed bytes. Generate writes
-// them (see vectorgen); the tests of storage and queries/export read them
+// them (see vectorgen); the tests of storage and bundle read them
 // with Load and check today's code against them, so that a change that
 // would orphan existing stores or bundles fails a test.
 package vectors

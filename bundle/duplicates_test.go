@@ -1,4 +1,4 @@
-package export_test
+package bundle_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/custody-audit/custody/queries/export"
+	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/queries/querytest"
 )
 
@@ -31,7 +31,7 @@ func TestExportMarksDuplicates(t *testing.T) {
 	export1 := func(t *testing.T, format string) string {
 		t.Helper()
 		dir := filepath.Join(t.TempDir(), "bundle")
-		_, err := export.Export(context.Background(), export.Options{Engine: fx.Eng, From: from, To: from.Add(24 * time.Hour),
+		_, err := bundle.Export(context.Background(), bundle.Options{Engine: fx.Eng, From: from, To: from.Add(24 * time.Hour),
 			Format: format, Dir: dir, Signer: fx.Signer, Verifier: fx.Verifier, Actor: "auditor@test"})
 		if err != nil {
 			t.Fatalf("export: %v", err)
@@ -69,7 +69,7 @@ func TestExportMarksDuplicates(t *testing.T) {
 		fmt.Fprintf(&want, `{"event_id":%q,"chain":%q,"seq":%d,"first_chain":%q,"first_seq":%d}`+"\n", r.id, r.chain, r.seq, arch, first[r.id])
 	}
 
-	for _, format := range []string{export.FormatJSONL, export.FormatParquet} {
+	for _, format := range []string{bundle.FormatJSONL, bundle.FormatParquet} {
 		t.Run(format, func(t *testing.T) {
 			dir := export1(t, format)
 			rep := verify(t, dir, fx.Verifier)
@@ -78,54 +78,54 @@ func TestExportMarksDuplicates(t *testing.T) {
 			}
 			m := readManifest(t, dir)
 			if m.Version != 2 || m.Rows != uint64(stats.Total()) || m.Rows != 16 || m.Events == nil || *m.Events != 5 ||
-				m.Duplicates == nil || m.Duplicates.Rows != 11 || m.Duplicates.Name != export.DuplicatesFile {
+				m.Duplicates == nil || m.Duplicates.Rows != 11 || m.Duplicates.Name != bundle.DuplicatesFile {
 				t.Fatalf("manifest: version %d, rows %d, events %v, duplicates %+v", m.Version, m.Rows, m.Events, m.Duplicates)
 			}
-			if got := string(readFile(t, dir, export.DuplicatesFile)); got != want.String() {
+			if got := string(readFile(t, dir, bundle.DuplicatesFile)); got != want.String() {
 				t.Errorf("duplicates.jsonl:\n%s\nwant:\n%s", got, want.String())
 			}
 		})
 	}
 
-	dir := export1(t, export.FormatJSONL)
-	dupLines := strings.SplitAfter(string(readFile(t, dir, export.DuplicatesFile)), "\n")
+	dir := export1(t, bundle.FormatJSONL)
+	dupLines := strings.SplitAfter(string(readFile(t, dir, bundle.DuplicatesFile)), "\n")
 	dupLines = dupLines[:len(dupLines)-1]
 	tamper := []struct {
 		name  string
 		edit  func(t *testing.T, dir string)
-		kinds []export.FindingKind
+		kinds []bundle.FindingKind
 	}{
 		{"a mark removed", func(t *testing.T, dir string) {
-			writeFile(t, dir, export.DuplicatesFile, []byte(strings.Join(slices.Delete(slices.Clone(dupLines), 5, 6), "")))
-		}, []export.FindingKind{export.KindFileAltered, export.KindDuplicates}},
+			writeFile(t, dir, bundle.DuplicatesFile, []byte(strings.Join(slices.Delete(slices.Clone(dupLines), 5, 6), "")))
+		}, []bundle.FindingKind{bundle.KindFileAltered, bundle.KindDuplicates}},
 		{"a mark pointing at another first copy", func(t *testing.T, dir string) {
 			l := slices.Clone(dupLines)
 			l[0] = strings.Replace(l[0], `"first_seq":1`, `"first_seq":2`, 1)
-			writeFile(t, dir, export.DuplicatesFile, []byte(strings.Join(l, "")))
-		}, []export.FindingKind{export.KindFileAltered, export.KindDuplicates}},
+			writeFile(t, dir, bundle.DuplicatesFile, []byte(strings.Join(l, "")))
+		}, []bundle.FindingKind{bundle.KindFileAltered, bundle.KindDuplicates}},
 		{"a first copy marked as a duplicate", func(t *testing.T, dir string) {
 			extra := fmt.Sprintf(`{"event_id":%q,"chain":%q,"seq":1,"first_chain":%q,"first_seq":1}`+"\n", ids[0], arch, arch)
-			writeFile(t, dir, export.DuplicatesFile, []byte(extra+strings.Join(dupLines, "")))
-		}, []export.FindingKind{export.KindFileAltered, export.KindDuplicates}},
+			writeFile(t, dir, bundle.DuplicatesFile, []byte(extra+strings.Join(dupLines, "")))
+		}, []bundle.FindingKind{bundle.KindFileAltered, bundle.KindDuplicates}},
 		{"the marks deleted", func(t *testing.T, dir string) {
-			if err := os.Remove(filepath.Join(dir, export.DuplicatesFile)); err != nil {
+			if err := os.Remove(filepath.Join(dir, bundle.DuplicatesFile)); err != nil {
 				t.Fatal(err)
 			}
-		}, []export.FindingKind{export.KindFileMissing}},
+		}, []bundle.FindingKind{bundle.KindFileMissing}},
 		{"the marks and the event count rewritten, the manifest re-signed with another key", func(t *testing.T, dir string) {
-			writeFile(t, dir, export.DuplicatesFile, nil)
+			writeFile(t, dir, bundle.DuplicatesFile, nil)
 			rewriteManifest(t, dir, nil, func(m map[string]any) {
 				m["events"] = 16
-				m["duplicates"] = map[string]any{"name": export.DuplicatesFile, "sha256": hex.EncodeToString(sha(nil)), "bytes": 0, "rows": 0}
+				m["duplicates"] = map[string]any{"name": bundle.DuplicatesFile, "sha256": hex.EncodeToString(sha(nil)), "bytes": 0, "rows": 0}
 			})
-		}, []export.FindingKind{export.KindBadSignature, export.KindDuplicates}},
+		}, []bundle.FindingKind{bundle.KindBadSignature, bundle.KindDuplicates}},
 	}
 	for _, tc := range tamper {
 		t.Run(tc.name, func(t *testing.T) {
 			c := copyDir(t, dir)
 			tc.edit(t, c)
 			rep := verify(t, c, fx.Verifier)
-			var kinds []export.FindingKind
+			var kinds []bundle.FindingKind
 			for _, f := range rep.Findings {
 				if !slices.Contains(kinds, f.Kind) {
 					kinds = append(kinds, f.Kind)
@@ -139,7 +139,7 @@ func TestExportMarksDuplicates(t *testing.T) {
 
 	t.Run("a version 1 bundle still verifies", func(t *testing.T) {
 		c := copyDir(t, dir)
-		if err := os.Remove(filepath.Join(c, export.DuplicatesFile)); err != nil {
+		if err := os.Remove(filepath.Join(c, bundle.DuplicatesFile)); err != nil {
 			t.Fatal(err)
 		}
 		rewriteManifest(t, c, fx.Signer, func(m map[string]any) {
@@ -151,9 +151,9 @@ func TestExportMarksDuplicates(t *testing.T) {
 			t.Fatalf("version 1 bundle: rows %d, findings %v", rep.Rows, rep.Findings)
 		}
 		// Version 1 has no marks: a duplicates file is not part of it.
-		writeFile(t, c, export.DuplicatesFile, readFile(t, dir, export.DuplicatesFile))
+		writeFile(t, c, bundle.DuplicatesFile, readFile(t, dir, bundle.DuplicatesFile))
 		rep := verify(t, c, fx.Verifier)
-		if len(rep.Findings) != 1 || rep.Findings[0].Kind != export.KindFileAdded {
+		if len(rep.Findings) != 1 || rep.Findings[0].Kind != bundle.KindFileAdded {
 			t.Errorf("version 1 bundle with a duplicates file: %v", rep.Findings)
 		}
 	})
@@ -169,7 +169,7 @@ func sha(b []byte) []byte {
 func rewriteManifest(t *testing.T, dir string, signer note.Signer, edit func(map[string]any)) {
 	t.Helper()
 	var m map[string]any
-	if err := json.Unmarshal(readFile(t, dir, export.ManifestFile), &m); err != nil {
+	if err := json.Unmarshal(readFile(t, dir, bundle.ManifestFile), &m); err != nil {
 		t.Fatal(err)
 	}
 	edit(m)
@@ -185,6 +185,6 @@ func rewriteManifest(t *testing.T, dir string, signer note.Signer, edit func(map
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, dir, export.ManifestFile, b)
-	writeFile(t, dir, export.SignatureFile, sig)
+	writeFile(t, dir, bundle.ManifestFile, b)
+	writeFile(t, dir, bundle.SignatureFile, sig)
 }

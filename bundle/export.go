@@ -1,4 +1,4 @@
-// Package export writes auditor bundles of stored events and verifies them
+// Package bundle writes auditor bundles of stored events and verifies them
 // offline, with nothing but the store's public key.
 //
 // An auditor should not have to trust the system that produced the
@@ -12,7 +12,7 @@
 //
 // The bundle layout and every encoding are specified in
 // storage/docs/format/export-v1.md.
-package export
+package bundle
 
 import (
 	"bufio"

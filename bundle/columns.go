@@ -1,4 +1,4 @@
-package export
+package bundle
 
 import (
 	"encoding/base64"

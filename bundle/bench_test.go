@@ -1,4 +1,4 @@
-package export_test
+package bundle_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-audit/custody/queries/export"
+	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/storage"
 )
 
@@ -73,17 +73,17 @@ func benchWindow() (time.Time, time.Time) {
 // row's hash, writing the data file, computing the range proofs) and
 // verify-export of the bundle. Reported as events/s.
 //
-//	go test ./queries/export -run '^$' -bench Bundle -benchtime 3x
-//	CUSTODY_EXPORT_BENCH_EVENTS=1000000 go test ./queries/export -run '^$' -bench Bundle -benchtime 1x
+//	go test ./bundle -run '^$' -bench Bundle -benchtime 3x
+//	CUSTODY_EXPORT_BENCH_EVENTS=1000000 go test ./bundle -run '^$' -bench Bundle -benchtime 1x
 func BenchmarkBundle(b *testing.B) {
 	f, n := benchStore(b)
 	from, to := benchWindow()
-	for _, format := range export.Formats() {
+	for _, format := range bundle.Formats() {
 		b.Run("export/"+format, func(b *testing.B) {
 			cpu := startCPU()
 			for i := 0; i < b.N; i++ {
 				dir := filepath.Join(b.TempDir(), "bundle")
-				res, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
+				res, err := bundle.Export(context.Background(), bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
 					Format: format, From: from, To: to, Dir: dir})
 				if err != nil {
 					b.Fatal(err)
@@ -99,17 +99,17 @@ func BenchmarkBundle(b *testing.B) {
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
-	for _, format := range export.Formats() {
+	for _, format := range bundle.Formats() {
 		b.Run("verify/"+format, func(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "bundle")
-			if _, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
+			if _, err := bundle.Export(context.Background(), bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
 				Format: format, From: from, To: to, Dir: dir}); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
 			cpu := startCPU()
 			for i := 0; i < b.N; i++ {
-				rep, err := export.Verify(context.Background(), dir, export.VerifyOptions{Verifier: f.verifier})
+				rep, err := bundle.Verify(context.Background(), dir, bundle.VerifyOptions{Verifier: f.verifier})
 				if err != nil || !rep.OK() || rep.Rows != uint64(n) {
 					b.Fatalf("verify: %v %+v", err, rep)
 				}

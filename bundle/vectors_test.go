@@ -1,12 +1,12 @@
-package export_test
+package bundle_test
 
 import (
 	"context"
 	"testing"
 
+	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/internal/vectors"
-	"github.com/custody-audit/custody/queries/export"
 )
 
 // TestBundleVectors verifies the committed bundle vectors
@@ -15,7 +15,7 @@ import (
 // with the finding kind the vector declares.
 func TestBundleVectors(t *testing.T) {
 	dir := vectors.Dir(chdbtest.RepoRoot(t))
-	for _, format := range export.Formats() {
+	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
 			var b vectors.Bundle
 			if err := vectors.Load(dir, vectors.BundleFile(format), &b); err != nil {
@@ -29,7 +29,7 @@ func TestBundleVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = vectors.CheckBundle(context.Background(), &b, func(ctx context.Context, dir string) ([]string, error) {
-				rep, err := export.Verify(ctx, dir, export.VerifyOptions{Verifier: verifier})
+				rep, err := bundle.Verify(ctx, dir, bundle.VerifyOptions{Verifier: verifier})
 				if err != nil {
 					return nil, err
 				}
