@@ -27,6 +27,14 @@ type SchemaOptions struct {
 	// with Distributed tables in front of them (sharded by chain, so one
 	// chain lives on one shard and keeps its order).
 	Cluster string
+	// Unreplicated, with Cluster, makes the tables behind the Distributed
+	// ones plain MergeTree tables and creates everything on the connected
+	// server only, without ON CLUSTER (which, like ReplicatedMergeTree,
+	// needs ClickHouse Keeper): Migrate then runs once on every server of
+	// the cluster, each a shard of one replica. The two-shard test runs
+	// this form, as no Keeper runs here. It is not a CLI option: retention
+	// drops partitions ON CLUSTER, which such a cluster cannot run.
+	Unreplicated bool
 	// Now is the clock that stamps applied migrations and their custody
 	// log entries; nil means time.Now.
 	Now func() time.Time
@@ -37,6 +45,24 @@ func (o SchemaOptions) now() time.Time {
 		return time.Now()
 	}
 	return o.Now()
+}
+
+// onCluster is the ON CLUSTER clause DDL takes: on a replicated cluster
+// only.
+func (o SchemaOptions) onCluster() string {
+	if o.Cluster == "" || o.Unreplicated {
+		return ""
+	}
+	return "ON CLUSTER " + o.Cluster
+}
+
+// mergeTree is the engine of table: ReplicatedMergeTree on a replicated
+// cluster, MergeTree elsewhere.
+func (o SchemaOptions) mergeTree(table string) string {
+	if o.Cluster == "" || o.Unreplicated {
+		return "MergeTree"
+	}
+	return fmt.Sprintf("ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", o.database(), table)
 }
 
 func (o SchemaOptions) database() string {
@@ -91,8 +117,8 @@ func Migrations(opts SchemaOptions) ([]Migration, error) {
 			if opts.Cluster != "" {
 				for _, t := range tables {
 					m.Statements = append(m.Statements, fmt.Sprintf(
-						"CREATE TABLE IF NOT EXISTS %[1]s.%[2]s ON CLUSTER %[3]s AS %[1]s.%[2]s_local ENGINE = Distributed(%[3]s, %[1]s, %[2]s_local, %[4]s)",
-						opts.database(), t, opts.Cluster, shardKey(t)))
+						"CREATE TABLE IF NOT EXISTS %[1]s.%[2]s%[5]s AS %[1]s.%[2]s_local ENGINE = Distributed(%[3]s, %[1]s, %[2]s_local, %[4]s)",
+						opts.database(), t, opts.Cluster, shardKey(t), strings.TrimRight(" "+opts.onCluster(), " ")))
 				}
 			}
 		}
@@ -129,10 +155,7 @@ func render(stmt string, opts SchemaOptions) (string, []string) {
 			}
 			return ""
 		case "on_cluster":
-			if opts.Cluster != "" {
-				return "ON CLUSTER " + opts.Cluster
-			}
-			return ""
+			return opts.onCluster()
 		case "insert":
 			grant := "INSERT ON " + opts.database() + "." + sub[2]
 			if opts.Cluster != "" {
@@ -141,10 +164,7 @@ func render(stmt string, opts SchemaOptions) (string, []string) {
 			return grant
 		case "merge_tree":
 			tables = append(tables, sub[2])
-			if opts.Cluster != "" {
-				return fmt.Sprintf("ReplicatedMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", opts.database(), sub[2])
-			}
-			return "MergeTree"
+			return opts.mergeTree(sub[2])
 		}
 		return m
 	})
@@ -193,19 +213,15 @@ func Migrate(ctx context.Context, eng engine.Engine, opts SchemaOptions, actor s
 		return nil, err
 	}
 	onCluster := ""
-	if opts.Cluster != "" {
-		onCluster = " ON CLUSTER " + opts.Cluster
+	if c := opts.onCluster(); c != "" {
+		onCluster = " " + c
 	}
 	// schema_migrations is tiny and written only by Migrate; on a cluster
-	// each replica keeps its own.
-	bookkeeping := "MergeTree"
-	if opts.Cluster != "" {
-		bookkeeping = "ReplicatedMergeTree('/clickhouse/tables/{shard}/" + db + "/schema_migrations', '{replica}')"
-	}
+	// each shard keeps its own (replicated among the shard's replicas).
 	stmts := []string{
 		fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s%s", db, onCluster),
 		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.schema_migrations%s (version UInt32, name String, checksum String, applied_at DateTime64(6, 'UTC')) ENGINE = %s ORDER BY version",
-			db, onCluster, bookkeeping),
+			db, onCluster, opts.mergeTree("schema_migrations")),
 	}
 	for _, s := range stmts {
 		if err := eng.Exec(ctx, s, nil); err != nil {

@@ -128,3 +128,43 @@ func TestMergeTuningIsAppliedOrSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreplicatedClusterDDL checks the form a cluster of unreplicated
+// shards takes: plain MergeTree local tables and Distributed tables, all
+// created on the connected server only (no ON CLUSTER, no Keeper path),
+// with inserts granted on both. TestTwoShards runs it on two servers.
+func TestUnreplicatedClusterDDL(t *testing.T) {
+	ms, err := storage.Migrations(storage.SchemaOptions{Database: "audit", Cluster: "prod", Unreplicated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, m := range ms {
+		all = append(all, m.Statements...)
+	}
+	text := strings.Join(all, "\n")
+	for _, bad := range []string{"ON CLUSTER", "Replicated", "{shard}", "{replica}"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("unreplicated cluster DDL contains %q", bad)
+		}
+	}
+	for _, want := range []string{
+		"CREATE TABLE IF NOT EXISTS audit.events_local",
+		"ENGINE = MergeTree",
+		"CREATE TABLE IF NOT EXISTS audit.events AS audit.events_local ENGINE = Distributed(prod, audit, events_local, cityHash64(chain))",
+		"CREATE TABLE IF NOT EXISTS audit.source_positions AS audit.source_positions_local ENGINE = Distributed(prod, audit, source_positions_local, cityHash64(stream))",
+		"INSERT ON audit.events, INSERT ON audit.events_local",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("unreplicated cluster DDL lacks %q", want)
+		}
+	}
+	// The replicated form is unchanged by the option's existence.
+	rep, err := storage.Migrations(storage.SchemaOptions{Database: "audit", Cluster: "prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(rep[0].Statements, "\n"), "CREATE TABLE IF NOT EXISTS audit.events ON CLUSTER prod AS audit.events_local ENGINE = Distributed(prod, audit, events_local, cityHash64(chain))") {
+		t.Errorf("replicated cluster DDL changed:\n%s", strings.Join(rep[0].Statements, "\n"))
+	}
+}

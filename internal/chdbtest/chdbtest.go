@@ -5,11 +5,15 @@ package chdbtest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,4 +109,72 @@ func DSN(t testing.TB, s *chdb.Server, user string) string {
 		t.Fatalf("embedded server has no account %s", user)
 	}
 	return (&url.URL{Scheme: "clickhouse", User: url.UserPassword(user, pw), Host: s.Addr(), Path: "/"}).String()
+}
+
+// Shards starts n private servers (n > 0) that form the cluster name, one
+// shard of one replica each, with access's roles and accounts on every
+// one, and stops them when the test ends. Each server's remote_servers
+// names all n on their loopback ports with one inter-server secret, so a
+// Distributed table on any of them spreads over all; shard i+1 is the
+// server at index i.
+func Shards(t testing.TB, name string, n int, access chdb.Access) []*chdb.Server {
+	t.Helper()
+	RequireLibrary(t)
+	ports := make([]int, n)
+	c := chdb.Cluster{Name: name, Secret: newSecret(t)}
+	for i := range ports {
+		ports[i] = freePort(t)
+		c.Shards = append(c.Shards, chdb.Shard{Replicas: []chdb.Replica{{Host: "127.0.0.1", Port: ports[i]}}})
+	}
+	host := HostPath(t)
+	servers := make([]*chdb.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range servers {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			servers[i], errs[i] = chdb.StartServer(context.Background(), chdb.ServerOptions{
+				Dir: t.TempDir(), Access: access, HostPath: host, Stderr: os.Stderr,
+				Port: ports[i], Clusters: []chdb.Cluster{c},
+			})
+		}(i)
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, s := range servers {
+			if s != nil {
+				_ = s.Close(ctx)
+			}
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start shard %d of cluster %s: %v", i+1, name, err)
+		}
+	}
+	return servers
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newSecret returns 32 random bytes in hex.
+func newSecret(t testing.TB) string {
+	t.Helper()
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b[:])
 }

@@ -28,7 +28,26 @@ const (
 	// private server from libchdb with the store's roles and accounts),
 	// reached with a clickhouse:// DSN as its admin, as --clickhouse does.
 	Server Backend = "server"
+	// Shards is a cluster of two servers (ClusterName), one shard of one
+	// replica each, with the trail's tables as plain MergeTree tables on
+	// each (storage.SchemaOptions.Unreplicated: replicated tables need
+	// Keeper, which libchdb lacks) and Distributed tables in front on
+	// both, sharded by chain. The store is reached through the first
+	// server as its admin, with synchronous Distributed inserts. Not in
+	// Backends: tests ask for it by name.
+	Shards Backend = "shards"
 )
+
+// ClusterName is the cluster of the Shards backend.
+const ClusterName = "custody_shards"
+
+// Schema is the schema backend b's store is created with.
+func Schema(b Backend) storage.SchemaOptions {
+	if b == Shards {
+		return storage.SchemaOptions{Cluster: ClusterName, Unreplicated: true}
+	}
+	return storage.SchemaOptions{}
+}
 
 // Backends are every backend, in the order Run runs them.
 func Backends() []Backend { return []Backend{Embedded, Server} }
@@ -51,8 +70,13 @@ type Fixture struct {
 	Signer        note.Signer
 	Verifier      note.Verifier
 	CheckpointDir string
-	// Server is the server of the Server backend (nil on Embedded).
+	// Server is the server of the Server backend, the first of Servers
+	// on Shards (nil on Embedded).
 	Server *chdb.Server
+	// Servers are the Shards backend's servers, shard 1 first.
+	Servers []*chdb.Server
+	// Schema is what the store was created with (Schema(Backend)).
+	Schema storage.SchemaOptions
 }
 
 // New opens a fresh store on the embedded backend; actor names the test
@@ -66,13 +90,26 @@ func New(t testing.TB, actor string) *Fixture {
 func NewOn(t testing.TB, actor string, b Backend) *Fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &Fixture{Backend: b, CheckpointDir: t.TempDir()}
-	f.Eng, f.Server = Engine(t, b)
-	if _, err := storage.Migrate(ctx, f.Eng, storage.SchemaOptions{}, actor); err != nil {
-		t.Fatal(err)
+	f := &Fixture{Backend: b, CheckpointDir: t.TempDir(), Schema: Schema(b)}
+	if b == Shards {
+		f.Servers = chdbtest.Shards(t, ClusterName, 2, Access(t, f.Schema))
+		f.Server = f.Servers[0]
+		// Without replication nothing runs ON CLUSTER: every server gets
+		// its local tables and Distributed tables from its own migration.
+		for _, s := range f.Servers {
+			if _, err := storage.Migrate(ctx, Connect(t, s, chdb.AdminUser), f.Schema, actor); err != nil {
+				t.Fatalf("migrate shard %s: %v", s.Addr(), err)
+			}
+		}
+		f.Eng = ConnectCluster(t, f.Server, chdb.AdminUser)
+	} else {
+		f.Eng, f.Server = Engine(t, b)
+		if _, err := storage.Migrate(ctx, f.Eng, f.Schema, actor); err != nil {
+			t.Fatal(err)
+		}
 	}
 	f.Signer, f.Verifier = Keys(t, actor)
-	st, err := storage.Open(ctx, f.Eng, storage.Options{Signer: f.Signer, CheckpointDir: f.CheckpointDir, Actor: actor})
+	st, err := storage.Open(ctx, f.Eng, storage.Options{Signer: f.Signer, CheckpointDir: f.CheckpointDir, Actor: actor, Schema: f.Schema})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +138,18 @@ func Engine(t testing.TB, b Backend) (engine.Engine, *chdb.Server) {
 func Connect(t testing.TB, s *chdb.Server, user string) engine.Engine {
 	t.Helper()
 	eng, err := clickhouse.Open(context.Background(), clickhouse.Options{DSN: chdbtest.DSN(t, s, user)})
+	if err != nil {
+		t.Fatalf("connect to %s as %s: %v", s.Addr(), user, err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	return eng
+}
+
+// ConnectCluster is Connect for a server of the Shards backend's cluster:
+// inserts into Distributed tables return once every shard has its rows.
+func ConnectCluster(t testing.TB, s *chdb.Server, user string) engine.Engine {
+	t.Helper()
+	eng, err := clickhouse.Open(context.Background(), clickhouse.Options{DSN: chdbtest.DSN(t, s, user), Cluster: ClusterName})
 	if err != nil {
 		t.Fatalf("connect to %s as %s: %v", s.Addr(), user, err)
 	}

@@ -208,6 +208,78 @@ func NewEndpoint(addr, serverVersion string, hostPID int) Endpoint {
 // server.
 type HostSpec struct {
 	Access Access `json:"access"`
+	// Port is the loopback port to listen on; 0 picks a free one.
+	Port int `json:"port,omitempty"`
+	// Clusters are written into the server's remote_servers.
+	Clusters []Cluster `json:"clusters,omitempty"`
+}
+
+// Cluster is one entry of a server's remote_servers: a named set of
+// shards that Distributed tables spread over and read from.
+//
+// Its servers authenticate to each other with Secret, ClickHouse's
+// inter-server secret: a query or insert a Distributed table sends to
+// another shard runs there as the user who sent it to the first server,
+// with that user's own grants (an investigator reads, the collector
+// inserts), so no account with the union of everyone's privileges and
+// no password of a user is kept in the configuration. Every server of
+// the cluster must have the same Secret. It is written only into the
+// 0600 config.xml in the 0700 engine directory, and reaches the host on
+// its stdin, never on a command line.
+type Cluster struct {
+	// Name is the cluster's name (an identifier), as Distributed tables
+	// and cluster() name it.
+	Name string `json:"name"`
+	// Secret is the inter-server secret, at least 16 characters.
+	Secret string `json:"secret"`
+	// Shards are the cluster's shards, in shard number order (1, 2, ...).
+	Shards []Shard `json:"shards"`
+}
+
+// Shard is one shard: its replicas hold the same data.
+type Shard struct {
+	Replicas []Replica `json:"replicas"`
+}
+
+// Replica is one server of a shard, reached over the native protocol.
+type Replica struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// ValidateClusters checks cluster names, secrets, hosts and ports.
+func ValidateClusters(cs []Cluster) error {
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if !IsIdentifier(c.Name) {
+			return fmt.Errorf("cluster name %q is not an identifier", c.Name)
+		}
+		if seen[c.Name] {
+			return fmt.Errorf("cluster %s is defined twice", c.Name)
+		}
+		seen[c.Name] = true
+		if len(c.Secret) < 16 || strings.ContainsAny(c.Secret, "<>&\"'\n\r") {
+			// The secret itself is never part of an error.
+			return fmt.Errorf("cluster %s: the inter-server secret must be at least 16 characters, without markup or line breaks", c.Name)
+		}
+		if len(c.Shards) == 0 {
+			return fmt.Errorf("cluster %s has no shards", c.Name)
+		}
+		for i, sh := range c.Shards {
+			if len(sh.Replicas) == 0 {
+				return fmt.Errorf("cluster %s shard %d has no replicas", c.Name, i+1)
+			}
+			for _, r := range sh.Replicas {
+				if r.Host == "" || strings.ContainsAny(r.Host, "<>&\"' \t\n\r/") {
+					return fmt.Errorf("cluster %s shard %d: replica host %q is not a host name or address", c.Name, i+1, r.Host)
+				}
+				if r.Port <= 0 || r.Port > 65535 {
+					return fmt.Errorf("cluster %s shard %d: replica %s port %d is not a TCP port", c.Name, i+1, r.Host, r.Port)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // HostReady is custody-chdb's one JSON line on stdout once the server

@@ -34,6 +34,13 @@ type ServerOptions struct {
 	// Logger receives what the launcher does to the store directory
 	// (such as tightening its permissions); nil logs nothing.
 	Logger *slog.Logger
+	// Port is the loopback port the server listens on; 0 (the default)
+	// picks one free at start. Servers that name each other in Clusters
+	// need ports known before they start.
+	Port int
+	// Clusters are the server's remote_servers: the clusters its
+	// Distributed tables spread over (see Cluster); none by default.
+	Clusters []Cluster
 }
 
 // Server is a running private ClickHouse server: custody-chdb running
@@ -71,6 +78,12 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if err := opts.Access.Validate(); err != nil {
 		return nil, fmt.Errorf("embedded server access policy: %w", err)
 	}
+	if opts.Port < 0 || opts.Port > 65535 {
+		return nil, fmt.Errorf("embedded server port %d is not a TCP port", opts.Port)
+	}
+	if err := ValidateClusters(opts.Clusters); err != nil {
+		return nil, fmt.Errorf("embedded server clusters: %w", err)
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("resolve store directory: %w", err)
@@ -86,8 +99,8 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	for attempt := 0; ; attempt++ {
 		s, err = startHost(ctx, dir, hostPath, lib, opts)
 		// A port found free can be taken before the engine binds it:
-		// try once more with another.
-		if err == nil || attempt > 0 || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+		// try once more with another (a port given is the only one).
+		if err == nil || attempt > 0 || opts.Port != 0 || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
 			break
 		}
 	}
@@ -146,7 +159,7 @@ func startHost(ctx context.Context, dir, hostPath, lib string, opts ServerOption
 		close(s.done)
 	}()
 
-	spec, _ := json.Marshal(HostSpec{Access: opts.Access})
+	spec, _ := json.Marshal(HostSpec{Access: opts.Access, Port: opts.Port, Clusters: opts.Clusters})
 	if _, err := inW.Write(append(spec, '\n')); err != nil {
 		s.kill()
 		outR.Close()

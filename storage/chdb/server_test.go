@@ -204,3 +204,39 @@ func TestStoreDirPermissions(t *testing.T) {
 		t.Fatalf("store directory mode %v, want 0700", st.Mode().Perm())
 	}
 }
+
+// TestValidateClusters refuses what would make a broken or unsafe
+// remote_servers entry, without ever naming the secret.
+func TestValidateClusters(t *testing.T) {
+	const secret = "0123456789abcdef0123"
+	shard := []chdb.Shard{{Replicas: []chdb.Replica{{Host: "127.0.0.1", Port: 9000}}}}
+	for _, c := range []struct {
+		name     string
+		clusters []chdb.Cluster
+		err      string
+	}{
+		{"good", []chdb.Cluster{{Name: "two", Secret: secret, Shards: shard}}, ""},
+		{"bad name", []chdb.Cluster{{Name: "a b", Secret: secret, Shards: shard}}, `cluster name "a b" is not an identifier`},
+		{"twice", []chdb.Cluster{{Name: "c", Secret: secret, Shards: shard}, {Name: "c", Secret: secret, Shards: shard}}, "cluster c is defined twice"},
+		{"no secret", []chdb.Cluster{{Name: "c", Shards: shard}}, "cluster c: the inter-server secret must be at least 16 characters"},
+		{"markup in secret", []chdb.Cluster{{Name: "c", Secret: secret + "</secret>", Shards: shard}}, "without markup"},
+		{"no shards", []chdb.Cluster{{Name: "c", Secret: secret}}, "cluster c has no shards"},
+		{"no replicas", []chdb.Cluster{{Name: "c", Secret: secret, Shards: []chdb.Shard{{}}}}, "cluster c shard 1 has no replicas"},
+		{"bad host", []chdb.Cluster{{Name: "c", Secret: secret, Shards: []chdb.Shard{{Replicas: []chdb.Replica{{Host: "<x>", Port: 1}}}}}}, "is not a host name"},
+		{"bad port", []chdb.Cluster{{Name: "c", Secret: secret, Shards: []chdb.Shard{{Replicas: []chdb.Replica{{Host: "h", Port: 70000}}}}}}, "port 70000 is not a TCP port"},
+	} {
+		err := chdb.ValidateClusters(c.clusters)
+		if c.err == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the error names the secret: %v", c.name, err)
+		}
+	}
+}

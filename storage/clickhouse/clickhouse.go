@@ -46,7 +46,8 @@ type Options struct {
 	// ReadOnly runs every statement with readonly=2: reads only.
 	ReadOnly bool
 	// Cluster, when set, makes inserts into Distributed tables
-	// synchronous so Send returns only once every shard has the rows.
+	// synchronous so Send returns only once every shard has the rows, and
+	// IN and JOIN subqueries over Distributed tables global (see settings).
 	Cluster string
 	// Kind names the engine in status output; empty means "clickhouse".
 	Kind string
@@ -195,6 +196,13 @@ func (e *Engine) settings(extra chgo.Settings) chgo.Settings {
 	}
 	if e.opts.Cluster != "" {
 		s["insert_distributed_sync"] = 1
+		// A subquery over a Distributed table inside IN or JOIN (the
+		// catalogue's copies of an event, the page's candidate lookups)
+		// runs once, on the server the query came to, and its result
+		// goes to every shard (GLOBAL IN / GLOBAL JOIN): copies of one
+		// event live in different chains, so on different shards, and a
+		// shard-local subquery would miss them.
+		s["distributed_product_mode"] = "global"
 	}
 	for k, v := range extra {
 		s[k] = v

@@ -78,6 +78,9 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 	if err := spec.Access.Validate(); err != nil {
 		return fail(fmt.Errorf("server access policy: %w", err))
 	}
+	if err := chdb.ValidateClusters(spec.Clusters); err != nil {
+		return fail(fmt.Errorf("server clusters: %w", err))
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return fail(fmt.Errorf("resolve store directory: %w", err))
@@ -103,12 +106,14 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 	if err := chdb.WriteJSONAtomic(filepath.Join(engDir, chdb.CredentialsFile), chdb.NewCredentials(passwords), 0o600); err != nil {
 		return fail(fmt.Errorf("write engine credentials: %w", err))
 	}
-	port, err := freePort()
-	if err != nil {
-		return fail(err)
+	port := spec.Port
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return fail(err)
+		}
 	}
 	configPath := filepath.Join(engDir, "config.xml")
-	if err := chdb.WriteFileAtomic(configPath, configXML(port, usersPath), 0o600); err != nil {
+	if err := chdb.WriteFileAtomic(configPath, configXML(port, usersPath, spec.Clusters), 0o600); err != nil {
 		return fail(fmt.Errorf("write engine config: %w", err))
 	}
 
@@ -260,8 +265,10 @@ func sha256Hex(s string) string {
 }
 
 // configXML is the server config: the native protocol on loopback only,
-// users from usersPath.
-func configXML(port int, usersPath string) []byte {
+// users from usersPath, and clusters as remote_servers, each with its
+// inter-server secret (so a Distributed table's queries run on the other
+// shards as the user who sent them, with that user's grants).
+func configXML(port int, usersPath string, clusters []chdb.Cluster) []byte {
 	var b strings.Builder
 	b.WriteString("<clickhouse>\n")
 	b.WriteString("  <listen_host>127.0.0.1</listen_host>\n")
@@ -269,6 +276,21 @@ func configXML(port int, usersPath string) []byte {
 	b.WriteString("  <user_directories>\n")
 	fmt.Fprintf(&b, "    <users_xml><path>%s</path></users_xml>\n", xmlText(usersPath))
 	b.WriteString("  </user_directories>\n")
+	if len(clusters) > 0 {
+		b.WriteString("  <remote_servers>\n")
+		for _, c := range clusters {
+			fmt.Fprintf(&b, "    <%s>\n      <secret>%s</secret>\n", c.Name, xmlText(c.Secret))
+			for _, sh := range c.Shards {
+				b.WriteString("      <shard>\n")
+				for _, r := range sh.Replicas {
+					fmt.Fprintf(&b, "        <replica><host>%s</host><port>%d</port></replica>\n", xmlText(r.Host), r.Port)
+				}
+				b.WriteString("      </shard>\n")
+			}
+			fmt.Fprintf(&b, "    </%s>\n", c.Name)
+		}
+		b.WriteString("  </remote_servers>\n")
+	}
 	b.WriteString("</clickhouse>\n")
 	return []byte(b.String())
 }
