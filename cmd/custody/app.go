@@ -236,12 +236,15 @@ const (
 	migrating                   // custody init: creates the store
 )
 
-// modeUser is the account each mode connects to the embedded store as.
-// readWrite (verify, export) runs as the admin: it writes verify_runs,
-// which the writer role of migration 0004 has no grant on yet.
+// modeUser is the account each mode connects to the embedded store as:
+// the least-privileged one that can do the work. readWrite (verify,
+// export) runs as the collector's account: the writer role is the only
+// one that may record a verification (verify_runs, migration 0008) and
+// check parts (CHECK), and it inserts the custody log entry of an export;
+// the reader may write nothing, the retention role could delete rows.
 var modeUser = map[accessMode]string{
 	readOnly:  storage.UserInvestigator,
-	readWrite: chdb.AdminUser,
+	readWrite: storage.UserCollector,
 	appending: storage.UserCollector,
 	migrating: chdb.AdminUser,
 }

@@ -147,7 +147,7 @@ func TestBackfillUsage(t *testing.T) {
 	}
 }
 
-func queryCount(t *testing.T, eng *chdb.Engine, q string) uint64 {
+func queryCount(t *testing.T, eng engine.Engine, q string) uint64 {
 	t.Helper()
 	rows, err := eng.Query(context.Background(), q, nil)
 	if err != nil {
