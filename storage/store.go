@@ -74,12 +74,12 @@ type Store struct {
 	scratch []*appendScratch // free list, see appendScratch
 }
 
-// appendScratch is the reusable working memory of one Append: the rows on
-// their way in and the hash encoder's buffer. Kept on a free list (not a
+// appendScratch is the reusable working memory of one Append: the row on
+// its way in and the hash encoder's buffer. Kept on a free list (not a
 // sync.Pool, which the garbage collections big batches trigger would
 // empty), so steady-state appends allocate almost nothing per event.
 type appendScratch struct {
-	rows []pendingRow
+	row  pendingRow
 	enc  hashEncoder
 	args []any // appendRow's argument list
 }
@@ -98,8 +98,7 @@ func (s *Store) getScratch() *appendScratch {
 // putScratch returns sc to the free list, first dropping its references to
 // the caller's events so a finished batch is not kept alive.
 func (s *Store) putScratch(sc *appendScratch) {
-	clear(sc.rows[:cap(sc.rows)])
-	sc.rows = sc.rows[:0]
+	sc.row = pendingRow{}
 	clear(sc.args)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -585,15 +584,28 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 		}
 	}
 
-	// Events: chain them onto the heads in the scratch state.
+	// Events: chain them onto the heads in the scratch state. Each row
+	// goes into the insert's columns right after it is hashed, while its
+	// fields are still in the CPU cache (a group is tens of megabytes, so
+	// a second pass over it read them all from memory again).
 	scratch := s.getScratch()
 	defer s.putScratch(scratch)
-	rows := scratch.rows[:0]
+	r := &scratch.row
+	var eb engine.Batch
+	abort := func() {
+		if eb != nil {
+			_ = eb.Abort()
+		}
+	}
+	stored := 0
+	var firstChain string
+	var firstSeq uint64
 	ranges := sha256.New() // the dedup token: every chain's new range
 	for i, b := range batches {
 		w := work[b.Stream]
 		base := w.eventsOffset // a message's events share its offset
-		first := len(rows)
+		n := 0
+		var first uint64
 		for j := range b.Events {
 			be := &b.Events[j]
 			if b.DedupeByEventID {
@@ -608,41 +620,46 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			}
 			w.seq++
 			e := &be.Event
-			rows = append(rows, pendingRow{chain: &batches[i].Stream, seq: w.seq, offset: be.Offset, ev: e,
-				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), ip: ipText(e.SourceIP), prev: w.last})
-			r := &rows[len(rows)-1]
+			*r = pendingRow{chain: &batches[i].Stream, seq: w.seq, offset: be.Offset, ev: e,
+				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), ip: ipText(e.SourceIP), prev: w.last}
 			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, r.ip)
 			leaf := LeafHash(r.hash)
 			if err := w.tree.Append(leaf[:], nil); err != nil {
-				scratch.rows = rows
+				abort()
 				return nil, fmt.Errorf("append Merkle leaf: %w", err)
 			}
+			if eb == nil {
+				var err error
+				if eb, err = s.eng.PrepareBatch(ctx, s.db+".events", eventColumns); err != nil {
+					return nil, fmt.Errorf("append events: %w", err)
+				}
+				firstChain, firstSeq = b.Stream, w.seq
+			}
+			var err error
+			if scratch.args, err = appendRow(eb, r, scratch.args); err != nil {
+				abort()
+				return nil, fmt.Errorf("append events: %w", err)
+			}
+			if n == 0 {
+				first = w.seq
+			}
+			n++
 			w.last = r.hash
 			w.eventsOffset = max(w.eventsOffset, be.Offset)
 		}
-		if n := len(rows) - first; n > 0 {
+		if n > 0 {
 			results[i].Stored = n
+			stored += n
 			w.stored = true
 			ranges.Write([]byte(b.Stream))
-			ranges.Write(binary.BigEndian.AppendUint64(nil, rows[first].seq))
+			ranges.Write(binary.BigEndian.AppendUint64(nil, first))
 			ranges.Write(w.last[:])
 		}
 	}
-	scratch.rows = rows
-	if len(rows) > 0 {
-		eb, err := s.eng.PrepareBatch(ctx, s.db+".events", eventColumns)
-		if err != nil {
-			return nil, fmt.Errorf("append events: %w", err)
-		}
-		for i := range rows {
-			if scratch.args, err = appendRow(eb, &rows[i], scratch.args); err != nil {
-				_ = eb.Abort()
-				return nil, fmt.Errorf("append events: %w", err)
-			}
-		}
+	if eb != nil {
 		if err := eb.Send(ctx, "e-"+hex.EncodeToString(ranges.Sum(nil)[:16])); err != nil {
-			_ = eb.Abort()
-			return nil, fmt.Errorf("append %d events to chain %s at seq %d: %w", len(rows), *rows[0].chain, rows[0].seq, err)
+			abort()
+			return nil, fmt.Errorf("append %d events to chain %s at seq %d: %w", stored, firstChain, firstSeq, err)
 		}
 	}
 	for c, h := range heads {
