@@ -23,7 +23,7 @@ const keepFree = 2
 // column is one column of a block: its ch-go buffer, typed for Append.
 type column struct {
 	engine.Column
-	str   *proto.ColStr
+	str   *wireStr
 	i64   *proto.ColInt64
 	u64   *proto.ColUInt64
 	f64   *proto.ColFloat64
@@ -33,8 +33,8 @@ type column struct {
 	b     *proto.ColBool
 	ts    *proto.ColDateTime64
 	fixed *proto.ColFixedStr32
-	arr   *proto.ColArr[string]
-	m     *proto.ColMap[string, string]
+	arr   *wireArr
+	m     *wireMap
 	data  proto.ColInput
 }
 
@@ -43,7 +43,7 @@ func newColumn(c engine.Column) (column, error) {
 	t := strings.ReplaceAll(c.Type, " ", "")
 	switch {
 	case t == "String", t == "LowCardinality(String)":
-		col.str = new(proto.ColStr)
+		col.str = new(wireStr)
 		col.data = col.str
 	case t == "Int64":
 		col.i64 = new(proto.ColInt64)
@@ -73,10 +73,10 @@ func newColumn(c engine.Column) (column, error) {
 		col.fixed = new(proto.ColFixedStr32)
 		col.data = col.fixed
 	case t == "Array(String)":
-		col.arr = new(proto.ColStr).Array()
+		col.arr = new(wireArr)
 		col.data = col.arr
 	case t == "Map(String,String)":
-		col.m = proto.NewMap[string, string](new(proto.ColStr), new(proto.ColStr))
+		col.m = new(wireMap)
 		col.data = col.m
 	default:
 		return col, fmt.Errorf("column %s: type %s is not one a batch takes", c.Name, c.Type)
@@ -321,10 +321,10 @@ func (c *column) appendMap(m map[string]string, keys *[]string) {
 	}
 	slices.Sort(*keys)
 	for _, k := range *keys {
-		c.m.Keys.Append(k)
-		c.m.Values.Append(m[k])
+		c.m.keys.Append(k)
+		c.m.values.Append(m[k])
 	}
-	c.m.Offsets.Append(uint64(c.m.Keys.Rows()))
+	c.m.offsets = append(c.m.offsets, uint64(c.m.keys.rows))
 }
 
 // Rows implements engine.Batch.
