@@ -1,9 +1,12 @@
-// Command custody-chdb runs the embedded ClickHouse engine (libchdb) for
-// one Custody store as a private server on loopback. custody starts it as
-// a child process and it is not meant to be run by hand: it reads its
-// access policy as one JSON line on stdin, answers one JSON line on stdout
-// once the server accepts connections, and stops the server when stdin
-// closes. See storage/chdb and storage/chdb/host.
+// Command custody-chdb runs the embedded ClickHouse engine for one Custody
+// store as a private server on loopback: clickhouse-local from libchdb in
+// this process, or, with --clickhouse-binary, an official clickhouse
+// binary's `clickhouse local` as its child, with the same arguments,
+// config and statements. custody starts it as a child process and it is
+// not meant to be run by hand: it reads its access policy as one JSON line
+// on stdin, answers one JSON line on stdout once the server accepts
+// connections, and stops the server when stdin closes. See storage/chdb
+// and storage/chdb/host.
 package main
 
 import (
@@ -15,8 +18,9 @@ import (
 )
 
 func main() {
-	var dir string
+	var dir, binary string
 	flag.StringVar(&dir, "store", "", "store directory")
+	flag.StringVar(&binary, "clickhouse-binary", "", "official clickhouse executable to run the engine from (`clickhouse local`) instead of libchdb")
 	flag.Parse()
 	if dir == "" {
 		fmt.Fprintln(os.Stderr, "custody-chdb: --store is required (this program is started by custody)")
@@ -24,7 +28,7 @@ func main() {
 	}
 	in, out, term, err := host.Stdio()
 	if err == nil {
-		err = host.Listen(host.ServerOptions{Dir: dir, Library: os.Getenv("CHDB_LIB_PATH"), Terminal: term}, in, out)
+		err = host.Listen(host.ServerOptions{Dir: dir, Library: os.Getenv("CHDB_LIB_PATH"), Binary: binary, Terminal: term, Diagnostics: os.Stderr}, in, out)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "custody-chdb:", err)

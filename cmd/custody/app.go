@@ -24,6 +24,7 @@ import (
 const (
 	flagConfig        = "config"
 	flagStore         = "store"
+	flagEngineBinary  = "engine-binary"
 	flagClickHouse    = "clickhouse"
 	flagDatabase      = "database"
 	flagCluster       = "cluster"
@@ -38,6 +39,7 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagConfig, Usage: "YAML config file (daemon settings; flags and CUSTODY_* variables override it)", Sources: cli.EnvVars("CUSTODY_CONFIG")},
 		&cli.StringFlag{Name: flagStore, Value: "./custody-data", Usage: "embedded store directory (chDB)", Sources: cli.EnvVars("CUSTODY_STORE")},
+		&cli.StringFlag{Name: flagEngineBinary, Usage: "official clickhouse executable (path, or name on PATH) to run the embedded store's engine from, `clickhouse local`, instead of libchdb; default libchdb", Sources: cli.EnvVars("CUSTODY_ENGINE_BINARY")},
 		&cli.StringFlag{Name: flagClickHouse, Usage: "ClickHouse server DSN instead of the embedded store: clickhouse://user:pass@host1:9440,host2:9440/?secure=true", Sources: cli.EnvVars("CUSTODY_CLICKHOUSE")},
 		&cli.StringFlag{Name: flagDatabase, Value: "custody", Usage: "database holding the trail", Sources: cli.EnvVars("CUSTODY_DATABASE")},
 		&cli.StringFlag{Name: flagCluster, Usage: "ClickHouse cluster name: replicated tables behind Distributed ones (servers only)", Sources: cli.EnvVars("CUSTODY_CLUSTER")},
@@ -99,6 +101,7 @@ signed ClickHouse trail that anyone with the public key can verify.
 // the commands that use them.
 type fileConfig struct {
 	Store         string `yaml:"store"`
+	EngineBinary  string `yaml:"engine_binary"`
 	ClickHouse    string `yaml:"clickhouse"`
 	Database      string `yaml:"database"`
 	Cluster       string `yaml:"cluster"`
@@ -125,7 +128,7 @@ func loadConfig(ctx context.Context, cmd *cli.Command) (context.Context, error) 
 		return ctx, usageError{fmt.Errorf("config %s: %w", path, err)}
 	}
 	for name, v := range map[string]string{
-		flagStore: fc.Store, flagClickHouse: fc.ClickHouse, flagDatabase: fc.Database, flagCluster: fc.Cluster,
+		flagStore: fc.Store, flagEngineBinary: fc.EngineBinary, flagClickHouse: fc.ClickHouse, flagDatabase: fc.Database, flagCluster: fc.Cluster,
 		flagSigningKey: fc.SigningKey, flagVerifyKey: fc.VerifyKey, flagCheckpointDir: fc.CheckpointDir, flagLogLevel: fc.LogLevel, flagMaxRecord: fc.MaxRecord,
 	} {
 		if v != "" && !cmd.IsSet(name) {
@@ -196,7 +199,7 @@ func openEngine(ctx context.Context, cmd *cli.Command, mode accessMode, user str
 	if err != nil {
 		return nil, err
 	}
-	eng, err := chdb.Open(ctx, chdb.Options{Dir: dir, ReadOnly: readOnly, User: user, Access: access, Logger: logger(cmd)})
+	eng, err := chdb.Open(ctx, chdb.Options{Dir: dir, ReadOnly: readOnly, User: user, Access: access, EngineBinary: cmd.String(flagEngineBinary), Logger: logger(cmd)})
 	var inUse *chdb.InUseError
 	if !errors.As(err, &inUse) {
 		return eng, err

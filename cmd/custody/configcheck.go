@@ -69,7 +69,11 @@ func checkConfig(_ context.Context, cmd *cli.Command) error {
 		}
 		fmt.Fprintf(w, "store: ClickHouse servers (DSN from %s), database %s\n", from, cmd.String(flagDatabase))
 	} else {
-		fmt.Fprintf(w, "store: embedded, %s\n", cmd.String(flagStore))
+		engine := ""
+		if b := cmd.String(flagEngineBinary); b != "" {
+			engine = " (engine: " + b + " local)"
+		}
+		fmt.Fprintf(w, "store: embedded, %s%s\n", cmd.String(flagStore), engine)
 	}
 	var sources []string
 	if c := rc.EventHubs; c != nil {

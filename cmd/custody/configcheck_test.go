@@ -21,6 +21,8 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{name: "embedded", yaml: "store: /data/store\neventhubs:\n  namespace: ns.servicebus.windows.net\n  event_hub: audit\n  credential: workload-identity\nmetrics_addr: :9464\nretention:\n  min_days: 400\n",
 			want: "config CONFIG: OK\nstore: embedded, /data/store\nsources: eventhubs (ns.servicebus.windows.net/audit, workload-identity)\nmetrics: :9464\n"},
+		{name: "engine binary", yaml: "store: /data/store\nengine_binary: /usr/bin/clickhouse\neventhubs:\n  namespace: ns.servicebus.windows.net\n  event_hub: audit\n  credential: workload-identity\n",
+			want: "config CONFIG: OK\nstore: embedded, /data/store (engine: /usr/bin/clickhouse local)\nsources: eventhubs (ns.servicebus.windows.net/audit, workload-identity)\nmetrics: off\n"},
 		{name: "servers", yaml: "loganalytics:\n  workspace_id: 00000000-0000-0000-0000-000000000000\n  credential: {kind: workload-identity}\neventhub: {}\n",
 			env:  map[string]string{"CUSTODY_CLICKHOUSE": "clickhouse://custody:" + secret + "@ch:9440/?secure=true"},
 			want: "config CONFIG: OK\nstore: ClickHouse servers (DSN from CUSTODY_CLICKHOUSE), database custody\nsources: loganalytics (workspace 00000000-0000-0000-0000-000000000000, workload-identity)\nmetrics: off\nwarning: top-level key \"eventhub\" is read by no command\n"},

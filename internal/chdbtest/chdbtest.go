@@ -47,6 +47,32 @@ func HostPath(t testing.TB) string {
 	return out
 }
 
+// EngineBinary is the official clickhouse binary the harness runs the
+// embedded engine from: CUSTODY_ENGINE_BINARY (as for custody itself),
+// empty for libchdb. Setting it runs every test that opens an engine here
+// on that binary.
+func EngineBinary() string { return os.Getenv("CUSTODY_ENGINE_BINARY") }
+
+// ClickHouseBinary returns a `clickhouse` executable for tests of the
+// engine's binary path: CUSTODY_ENGINE_BINARY when set (an official
+// binary), otherwise internal/chdbtest/clickhouse built into the repo
+// cache, which takes the official binary's `clickhouse local ARGS` and
+// runs libchdb's clickhouse-local with them.
+func ClickHouseBinary(t testing.TB) string {
+	t.Helper()
+	if p := EngineBinary(); p != "" {
+		return p
+	}
+	root := RepoRoot(t)
+	out := filepath.Join(root, ".cache", "bin", "clickhouse")
+	cmd := exec.Command("go", "build", "-o", out, "./internal/chdbtest/clickhouse")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the clickhouse stand-in: %v\n%s", err, b)
+	}
+	return out
+}
+
 // RequireLibrary skips the test when libchdb is not installed, unless CI
 // is set, where a missing engine is a failure.
 func RequireLibrary(t testing.TB) {
@@ -67,7 +93,7 @@ func Open(t testing.TB, dir string) *chdb.Engine {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	e, err := chdb.Open(context.Background(), chdb.Options{Dir: dir, HostPath: HostPath(t), Stderr: os.Stderr})
+	e, err := chdb.Open(context.Background(), chdb.Options{Dir: dir, HostPath: HostPath(t), EngineBinary: EngineBinary(), Stderr: os.Stderr})
 	if err != nil {
 		t.Fatalf("open embedded engine: %v", err)
 	}
@@ -88,8 +114,15 @@ func Server(t testing.TB, access chdb.Access) *chdb.Server {
 // ServerIn is Server on the store directory dir.
 func ServerIn(t testing.TB, dir string, access chdb.Access) *chdb.Server {
 	t.Helper()
+	return ServerFrom(t, dir, access, EngineBinary())
+}
+
+// ServerFrom is ServerIn with the engine run from the clickhouse
+// executable binary (see ClickHouseBinary); empty means libchdb.
+func ServerFrom(t testing.TB, dir string, access chdb.Access, binary string) *chdb.Server {
+	t.Helper()
 	RequireLibrary(t)
-	s, err := chdb.StartServer(context.Background(), chdb.ServerOptions{Dir: dir, Access: access, HostPath: HostPath(t), Stderr: os.Stderr})
+	s, err := chdb.StartServer(context.Background(), chdb.ServerOptions{Dir: dir, Access: access, HostPath: HostPath(t), EngineBinary: binary, Stderr: os.Stderr})
 	if err != nil {
 		t.Fatalf("start embedded server: %v", err)
 	}

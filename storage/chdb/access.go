@@ -117,6 +117,10 @@ type Endpoint struct {
 	ServerVersion string `json:"server_version"`
 	// HostPID is the custody-chdb process running the engine.
 	HostPID int `json:"host_pid"`
+	// EnginePID is the process running ClickHouse: HostPID itself with
+	// libchdb, its child `clickhouse local` with an official binary.
+	// Absent (0) in endpoints written before it was added.
+	EnginePID int `json:"engine_pid,omitempty"`
 }
 
 // ErrNotRunning means no embedded server runs for a store.

@@ -5,7 +5,10 @@
 // custody-chdb, the one program that loads libchdb, runs clickhouse-local
 // on a free loopback port with the users, roles and quotas it generates in
 // the store directory (see access.go for the files and Access for the
-// policy), and stops with its owner. Open connects Custody's one engine
+// policy), and stops with its owner. With Options.EngineBinary it runs an
+// official clickhouse binary's `clickhouse local` as its child instead,
+// with the same arguments, config and statements, and libchdb is not
+// needed. Open connects Custody's one engine
 // implementation, storage/clickhouse, to it over ClickHouse's native
 // protocol, exactly as to any server; investigators' own clients
 // (clickhouse-client, Grafana) can connect the same way with an account's
@@ -47,8 +50,14 @@ type Options struct {
 	// running executable, then on PATH.
 	HostPath string
 	// LibraryPath is libchdb.so; empty looks in CHDB_LIB_PATH, the user
-	// cache the install script uses, then /usr/local/lib.
+	// cache the install script uses, then /usr/local/lib. Unused with
+	// EngineBinary.
 	LibraryPath string
+	// EngineBinary is an official clickhouse executable to run the
+	// store's server from (`clickhouse local`, same arguments, config and
+	// statements) instead of libchdb; empty uses libchdb. See
+	// FindEngineBinary.
+	EngineBinary string
 	// Stderr receives the host's diagnostics; nil writes them to
 	// Dir/engine.log.
 	Stderr io.Writer
@@ -89,6 +98,25 @@ func firstLibrary(candidates []string) (string, error) {
 	return "", fmt.Errorf("%w (looked in CHDB_LIB_PATH, the user cache and /usr/local/lib): install it with %s, or use a ClickHouse server with --clickhouse", ErrLibraryMissing, InstallHint)
 }
 
+// FindEngineBinary resolves an official clickhouse executable named by a
+// path or a name on PATH; empty means none (libchdb runs the engine). It
+// does not fall back to libchdb: a store whose owner asked for a binary
+// is never silently opened by another engine.
+func FindEngineBinary(name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("clickhouse binary for the embedded engine: %w", err)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("clickhouse binary for the embedded engine: %w", err)
+	}
+	return abs, nil
+}
+
 // FindHost returns the custody-chdb executable to start.
 func FindHost(explicit string) (string, error) {
 	if explicit != "" {
@@ -115,7 +143,7 @@ func FindHost(explicit string) (string, error) {
 func Open(ctx context.Context, opts Options) (*Engine, error) {
 	srv, err := StartServer(ctx, ServerOptions{
 		Dir: opts.Dir, Access: opts.Access, HostPath: opts.HostPath, LibraryPath: opts.LibraryPath,
-		Stderr: opts.Stderr, Logger: opts.Logger,
+		EngineBinary: opts.EngineBinary, Stderr: opts.Stderr, Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store: %w", err)

@@ -26,8 +26,13 @@ type ServerOptions struct {
 	Access Access
 	// HostPath is the custody-chdb executable; empty finds it (FindHost).
 	HostPath string
-	// LibraryPath is libchdb.so; empty finds it (FindLibrary).
+	// LibraryPath is libchdb.so; empty finds it (FindLibrary). Unused
+	// with EngineBinary.
 	LibraryPath string
+	// EngineBinary is an official clickhouse executable (a path, or a
+	// name looked up on PATH) to run the server from, `clickhouse local`
+	// as custody-chdb's child, instead of libchdb; empty uses libchdb.
+	EngineBinary string
 	// Stderr receives the host's diagnostics; nil appends them to
 	// Dir/engine.log.
 	Stderr io.Writer
@@ -44,13 +49,15 @@ type ServerOptions struct {
 }
 
 // Server is a running private ClickHouse server: custody-chdb running
-// clickhouse-local from libchdb on a loopback port, for one store. The
-// process that started it owns the store (an exclusive lock on Dir/LOCK,
-// naming its pid) and the server ends with it.
+// clickhouse-local (from libchdb, or an official clickhouse binary) on a
+// loopback port, for one store. The process that started it owns the
+// store (an exclusive lock on Dir/LOCK, naming its pid) and the server
+// ends with it.
 type Server struct {
 	dir     string
 	addr    string
 	version string
+	engine  string // what runs clickhouse-local, for messages
 	creds   Credentials
 	cmd     *exec.Cmd
 	in      *os.File
@@ -67,9 +74,15 @@ type Server struct {
 // StartServer takes the store's lock, starts custody-chdb in server mode
 // and waits until the server accepts connections.
 func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
-	lib, err := FindLibrary(opts.LibraryPath)
+	var lib string
+	binary, err := FindEngineBinary(opts.EngineBinary)
 	if err != nil {
 		return nil, err
+	}
+	if binary == "" {
+		if lib, err = FindLibrary(opts.LibraryPath); err != nil {
+			return nil, err
+		}
 	}
 	hostPath, err := FindHost(opts.HostPath)
 	if err != nil {
@@ -97,7 +110,7 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	}
 	var s *Server
 	for attempt := 0; ; attempt++ {
-		s, err = startHost(ctx, dir, hostPath, lib, opts)
+		s, err = startHost(ctx, dir, hostPath, lib, binary, opts)
 		// A port found free can be taken before the engine binds it:
 		// try once more with another (a port given is the only one).
 		if err == nil || attempt > 0 || opts.Port != 0 || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
@@ -112,8 +125,11 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	return s, nil
 }
 
-func startHost(ctx context.Context, dir, hostPath, lib string, opts ServerOptions) (*Server, error) {
-	s := &Server{dir: dir, done: make(chan struct{})}
+func startHost(ctx context.Context, dir, hostPath, lib, binary string, opts ServerOptions) (*Server, error) {
+	s := &Server{dir: dir, engine: "libchdb " + lib, done: make(chan struct{})}
+	if binary != "" {
+		s.engine = binary + " local"
+	}
 	stderr := opts.Stderr
 	if stderr == nil {
 		f, err := os.OpenFile(filepath.Join(dir, "engine.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -135,8 +151,15 @@ func startHost(ctx context.Context, dir, hostPath, lib string, opts ServerOption
 		s.closeLog()
 		return nil, fmt.Errorf("engine stdout: %w", err)
 	}
-	cmd := exec.Command(hostPath, "--store", dir)
-	cmd.Env = append(os.Environ(), "CHDB_LIB_PATH="+lib)
+	args := []string{"--store", dir}
+	env := os.Environ()
+	if binary != "" {
+		args = append(args, "--clickhouse-binary", binary)
+	} else {
+		env = append(env, "CHDB_LIB_PATH="+lib)
+	}
+	cmd := exec.Command(hostPath, args...)
+	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, stderr
 	// The engine must not outlive its owner: if custody is killed, so is
 	// the engine, exactly as an in-process engine would be.
@@ -261,7 +284,7 @@ func (s *Server) Gone() error {
 	if closing {
 		return engine.ErrClosed
 	}
-	return fmt.Errorf("%w: custody-chdb (pid %d) serving %s ended: %s (see %s)", engine.ErrEngineGone, s.cmd.Process.Pid, s.dir, s.exitStatus(), s.logPath())
+	return fmt.Errorf("%w: custody-chdb (pid %d, engine %s) serving %s ended: %s (see %s)", engine.ErrEngineGone, s.cmd.Process.Pid, s.engine, s.dir, s.exitStatus(), s.logPath())
 }
 
 // exitStatus describes how the host ended; only after done is closed.

@@ -3,9 +3,11 @@ package chdb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,17 +47,36 @@ func count(t *testing.T, conn ch.Conn, query string) uint64 {
 	return n
 }
 
+// engines are the two ways a private server runs: clickhouse-local from
+// libchdb inside custody-chdb, and `clickhouse local` from a clickhouse
+// binary as its child (here chdbtest's stand-in: the binary's command line
+// over libchdb's clickhouse-local, as no official binary can be installed
+// on the test machines; an official one with CUSTODY_ENGINE_BINARY).
+func engines(t *testing.T) []struct{ name, binary string } {
+	return []struct{ name, binary string }{
+		{"libchdb", ""},
+		{"clickhouse binary", chdbtest.ClickHouseBinary(t)},
+	}
+}
+
 // TestServerAccess starts a private server and checks who can do what:
 // the admin everything, an account its grants only, and a client without
-// a password nothing, not even stopping the listener.
+// a password nothing, not even stopping the listener; on both engines.
 func TestServerAccess(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) { testServerAccess(t, e.binary) })
+	}
+}
+
+func testServerAccess(t *testing.T, binary string) {
 	ctx := context.Background()
 	access := chdb.Access{
 		Roles:    []chdb.Role{{Name: "t_reader", Grants: []string{"SELECT ON d.*"}}},
 		Accounts: []chdb.Account{{Name: "reader", Roles: []string{"t_reader"}}, {Name: "nobody"}},
 	}
 	dir := t.TempDir()
-	s := chdbtest.ServerIn(t, dir, access)
+	s := chdbtest.ServerFrom(t, dir, access, binary)
 	if !strings.HasPrefix(s.Addr(), "127.0.0.1:") || s.Version() == "" {
 		t.Fatalf("server at %q version %q", s.Addr(), s.Version())
 	}
@@ -143,7 +164,8 @@ func TestServerAccess(t *testing.T) {
 	if err != nil || ep.Addr != s.Addr() || ep.HostPID != s.PID() {
 		t.Fatalf("endpoint %+v, %v; want %s pid %d", ep, err, s.Addr(), s.PID())
 	}
-	if _, err := chdb.StartServer(ctx, chdb.ServerOptions{Dir: dir, HostPath: chdbtest.HostPath(t)}); err == nil {
+	checkEngineProcess(t, dir, ep, binary)
+	if _, err := chdb.StartServer(ctx, chdb.ServerOptions{Dir: dir, HostPath: chdbtest.HostPath(t), EngineBinary: binary}); err == nil {
 		t.Fatal("a second server started on the same store")
 	} else if want := (&chdb.InUseError{Dir: dir, PID: os.Getpid()}).Error(); err.Error() != want {
 		t.Fatalf("second server: %v, want %q", err, want)
@@ -156,7 +178,7 @@ func TestServerAccess(t *testing.T) {
 	if _, err := chdb.ReadEndpoint(dir); !errors.Is(err, chdb.ErrNotRunning) {
 		t.Fatalf("endpoint after stop: %v", err)
 	}
-	s2 := chdbtest.ServerIn(t, dir, chdb.Access{})
+	s2 := chdbtest.ServerFrom(t, dir, chdb.Access{}, binary)
 	if n := count(t, admin(t, s2), "SELECT count() FROM d.t"); n != 10 {
 		t.Fatalf("after restart: %d rows, want 10", n)
 	}
@@ -182,6 +204,56 @@ func TestServerDeath(t *testing.T) {
 	err := s.Gone()
 	if !errors.Is(err, engine.ErrEngineGone) || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("Gone() = %v, want ErrEngineGone saying it was killed", err)
+	}
+}
+
+// TestBinaryEngineDeath: with a clickhouse binary, the engine is a process
+// of its own. Killed, the host notices and ends, and so the launcher;
+// the host killed, the engine ends with it.
+func TestBinaryEngineDeath(t *testing.T) {
+	chdbtest.RequireLibrary(t)
+	binary := chdbtest.ClickHouseBinary(t)
+	for _, victim := range []string{"engine", "host"} {
+		t.Run(victim, func(t *testing.T) {
+			dir := t.TempDir()
+			s := chdbtest.ServerFrom(t, dir, chdb.Access{}, binary)
+			ep, err := chdb.ReadEndpoint(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ep.EnginePID == 0 || ep.EnginePID == ep.HostPID {
+				t.Fatalf("endpoint %+v: want the engine in a process of its own", ep)
+			}
+			pid := ep.EnginePID
+			if victim == "host" {
+				pid = ep.HostPID
+			}
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-s.Done():
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the launcher did not notice the %s's death", victim)
+			}
+			err = s.Gone()
+			if !errors.Is(err, engine.ErrEngineGone) || !strings.Contains(err.Error(), binary+" local") {
+				t.Fatalf("Gone() = %v, want ErrEngineGone naming the engine %s local", err, binary)
+			}
+			if victim == "host" && !strings.Contains(err.Error(), "killed") {
+				t.Fatalf("Gone() = %v, want it to say the host was killed", err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for !gone(ep.EnginePID) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the engine (pid %d) outlived its host", ep.EnginePID)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := chdb.ReadEndpoint(dir); !errors.Is(err, chdb.ErrNotRunning) {
+				t.Fatalf("endpoint of a dead engine: %v", err)
+			}
+		})
 	}
 }
 
@@ -239,4 +311,100 @@ func TestValidateClusters(t *testing.T) {
 			t.Errorf("%s: the error names the secret: %v", c.name, err)
 		}
 	}
+}
+
+// checkEngineProcess checks the process running the engine: with a binary,
+// `BINARY local --path=… --config-file=…` as the host's child; with
+// libchdb, the host itself. No password of the run is on either's command
+// line or in its environment (what ps and /proc show other users).
+func checkEngineProcess(t *testing.T, dir string, ep chdb.Endpoint, binary string) {
+	t.Helper()
+	argv := procStrings(t, ep.EnginePID, "cmdline")
+	if binary == "" {
+		if ep.EnginePID != ep.HostPID {
+			t.Fatalf("libchdb engine runs in pid %d, not in the host %d", ep.EnginePID, ep.HostPID)
+		}
+	} else {
+		if ep.EnginePID == ep.HostPID || ep.EnginePID == 0 {
+			t.Fatalf("binary engine pid %d, host pid %d: want a child process", ep.EnginePID, ep.HostPID)
+		}
+		if ppid := procPPID(t, ep.EnginePID); ppid != ep.HostPID {
+			t.Fatalf("engine's parent is %d, want the host %d", ppid, ep.HostPID)
+		}
+		cfg := filepath.Join(dir, chdb.EngineDir, "config.xml")
+		want := []string{binary, "local", "--path=" + filepath.Join(dir, "clickhouse"), "--config-file=" + cfg}
+		if len(argv) < len(want) || !slices.Equal(argv[:len(want)], want) {
+			t.Fatalf("engine command line %q, want it to start %q", argv, want)
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ep.EnginePID)); err != nil || exe != binary {
+			t.Fatalf("engine runs %q (%v), want %s", exe, err, binary)
+		}
+	}
+	creds, err := chdb.ReadCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{ep.HostPID, ep.EnginePID} {
+		for _, f := range []string{"cmdline", "environ"} {
+			got := strings.Join(procStrings(t, pid, f), "\n")
+			for user, pw := range creds.Passwords {
+				if strings.Contains(got, pw) {
+					t.Errorf("pid %d's %s holds %s's password", pid, f, user)
+				}
+			}
+		}
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, chdb.EngineDir, "config.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for user, pw := range creds.Passwords {
+		if strings.Contains(string(cfg), pw) {
+			t.Errorf("config.xml holds %s's password", user)
+		}
+	}
+}
+
+// procStrings reads /proc/pid/name's NUL-separated strings.
+func procStrings(t *testing.T, pid int, name string) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+// procPPID is pid's parent, from /proc/pid/stat.
+func procPPID(t *testing.T, pid int) int {
+	t.Helper()
+	state, ppid := procState(pid)
+	if state == 0 {
+		t.Fatalf("no process %d", pid)
+	}
+	return ppid
+}
+
+// procState is pid's state letter and parent (0 when there is no such
+// process).
+func procState(pid int) (byte, int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	// pid (comm) state ppid …; comm may hold spaces and parentheses.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	var state byte
+	var ppid int
+	if _, err := fmt.Sscanf(rest, "%c %d", &state, &ppid); err != nil {
+		return 0, 0
+	}
+	return state, ppid
+}
+
+// gone reports whether pid has ended (no process, or a zombie nobody has
+// reaped yet).
+func gone(pid int) bool {
+	state, _ := procState(pid)
+	return state == 0 || state == 'Z' || state == 'X'
 }

@@ -28,11 +28,20 @@ type ServerOptions struct {
 	// Dir is the store directory; the engine's data lives in Dir/clickhouse
 	// and its generated config in Dir/engine.
 	Dir string
-	// Library is libchdb.so.
+	// Library is libchdb.so, whose clickhouse-local runs in this process;
+	// unused when Binary is set.
 	Library string
+	// Binary is an official clickhouse executable: when set, the engine
+	// is `Binary local ARGS` in a child process (same arguments, config
+	// and statements) instead of libchdb's clickhouse-local in this one.
+	Binary string
 	// StartTimeout bounds the wait for the listener; 0 means two minutes
 	// (a big store loads its parts first).
 	StartTimeout time.Duration
+	// Diagnostics receives one line once the server accepts connections,
+	// saying where it listens and which engine serves (in the store's
+	// engine.log, what ran it when); nil writes none.
+	Diagnostics io.Writer
 	// Terminal is the master side of the terminal the engine has on its
 	// standard input (see Stdio); nil runs it without one, where a failed
 	// login ends the process. Listen closes it to end the engine.
@@ -49,7 +58,8 @@ var serveStatements = []string{
 }
 
 // Listen runs a private ClickHouse server for one store: clickhouse-local
-// from libchdb with a generated config, listening on a free loopback port.
+// (from libchdb, or an official clickhouse binary: ServerOptions.Binary)
+// with a generated config, listening on a free loopback port.
 // It reads a chdb.HostSpec line from in, answers one chdb.HostReady line on
 // out once the server accepts connections, and stops the server when in
 // is closed. A server that stops by itself ends Listen with an error.
@@ -117,43 +127,43 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 		return fail(fmt.Errorf("write engine config: %w", err))
 	}
 
-	lib, err := loadLibrary(opts.Library)
+	if opts.Terminal != nil {
+		defer opts.Terminal.Close()
+	}
+	eng, err := startEngine(opts, localArgs(dir, configPath, opts.Terminal != nil))
 	if err != nil {
 		return fail(err)
 	}
-	args := []string{
-		"clickhouse",
-		"--path=" + filepath.Join(dir, "clickhouse"),
-		"--config-file=" + configPath,
-	}
-	if opts.Terminal != nil {
-		defer opts.Terminal.Close()
-		args = append(args, "--interactive", "--progress=off", "--disable_suggestion", "--history_file="+os.DevNull)
-	}
-	args = append(args, "--multiquery", "--query="+strings.Join(serveStatements, "; "))
-	stopped := make(chan error, 1)
-	go func() {
-		_, err := lib.run(args)
-		stopped <- err
-	}()
+	// When Listen returns the engine has stopped; one left running (a
+	// failed start or stop) is killed rather than left serving the store.
+	defer eng.kill()
+	stopped := eng.stopped
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	timeout := opts.StartTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
-	conn, version, err := waitListening(addr, passwords[chdb.AdminUser], stopped, timeout)
+	version, err := waitListening(addr, passwords[chdb.AdminUser], stopped, timeout)
 	if err != nil {
 		return fail(err)
 	}
-	if err := chdb.WriteJSONAtomic(endpointPath, chdb.NewEndpoint(addr, version, os.Getpid()), 0o600); err != nil {
-		conn.Close()
+	ep := chdb.NewEndpoint(addr, version, os.Getpid())
+	ep.EnginePID = eng.pid
+	if err := chdb.WriteJSONAtomic(endpointPath, ep, 0o600); err != nil {
 		return fail(fmt.Errorf("write engine endpoint: %w", err))
 	}
 	defer os.Remove(endpointPath)
 	if err := ready(chdb.HostReady{Addr: addr, ServerVersion: version}); err != nil {
-		conn.Close()
 		return err
+	}
+	if opts.Diagnostics != nil {
+		by := "libchdb " + opts.Library
+		if opts.Binary != "" {
+			by = opts.Binary + " local"
+		}
+		fmt.Fprintf(opts.Diagnostics, "%s custody-chdb (pid %d): ClickHouse %s serving %s on %s, run by %s (pid %d)\n",
+			time.Now().UTC().Format(time.RFC3339), os.Getpid(), version, dir, addr, by, eng.pid)
 	}
 
 	inClosed := make(chan struct{})
@@ -163,7 +173,6 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 	}()
 	select {
 	case err := <-stopped:
-		conn.Close()
 		if err == nil {
 			err = errors.New("serving statement returned")
 		}
@@ -174,9 +183,15 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 	// Cancel the serving statement (the one query of the user with no
 	// name, clickhouse-local's own session); with no terminal to read more
 	// from, clickhouse-local then shuts down as after any query, flushing
-	// and closing its tables.
+	// and closing its tables. The connection is a new one: the server
+	// closes connections idle for longer than idle_connection_timeout (an
+	// hour), so one kept from the start would be gone after a long run.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	conn, err := ch.Dial(ctx, ch.Options{Address: addr, User: chdb.AdminUser, Password: passwords[chdb.AdminUser], ClientName: "custody-chdb"})
+	if err != nil {
+		return fmt.Errorf("stop engine server: connect: %w", err)
+	}
 	kill := conn.Do(ctx, ch.Query{
 		Body:   "KILL QUERY WHERE user = '' AND query = " + chdb.QuoteString(serveStatements[len(serveStatements)-1]) + " ASYNC",
 		Result: (&proto.Results{}).Auto(),
@@ -205,9 +220,9 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 }
 
 // waitListening dials addr as the admin until the server answers, the
-// serving statement fails, or timeout passes; it returns the connection
-// and the server's version.
-func waitListening(addr, password string, stopped <-chan error, timeout time.Duration) (*ch.Client, string, error) {
+// serving statement fails, or timeout passes; it returns the server's
+// version.
+func waitListening(addr, password string, stopped <-chan error, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
@@ -215,7 +230,7 @@ func waitListening(addr, password string, stopped <-chan error, timeout time.Dur
 			if err == nil {
 				err = errors.New("serving statement returned")
 			}
-			return nil, "", fmt.Errorf("start engine server: %w", err)
+			return "", fmt.Errorf("start engine server: %w", err)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -224,19 +239,19 @@ func waitListening(addr, password string, stopped <-chan error, timeout time.Dur
 			var v proto.ColStr
 			err = conn.Do(ctx, ch.Query{Body: "SELECT version()", Result: proto.Results{{Name: "version()", Data: &v}}})
 			cancel()
+			conn.Close()
 			if err != nil {
-				conn.Close()
-				return nil, "", fmt.Errorf("start engine server: query version: %w", err)
+				return "", fmt.Errorf("start engine server: query version: %w", err)
 			}
 			version := ""
 			if v.Rows() > 0 {
 				version = v.Row(0)
 			}
-			return conn, version, nil
+			return version, nil
 		}
 		cancel()
 		if time.Now().After(deadline) {
-			return nil, "", fmt.Errorf("start engine server: nothing listens on %s after %s: %w", addr, timeout, err)
+			return "", fmt.Errorf("start engine server: nothing listens on %s after %s: %w", addr, timeout, err)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
