@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/queries/querytest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
@@ -19,14 +20,17 @@ import (
 // Log Analytics, each case's query gives the rows a single delivery
 // gives, with the three paths listed; and the trail keeps every copy,
 // each chain complete and verifiable.
-func TestDeliveriesCountOnce(t *testing.T) {
+func TestDeliveriesCountOnce(t *testing.T) { storetest.Run(t, testDeliveriesCountOnce) }
+
+func testDeliveriesCountOnce(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
 	cat, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	three, stats := querytest.OpenDeliveries(t, querytest.DeliveryEventHubs, querytest.DeliveryArchive, querytest.DeliveryLogAnalytics)
-	one, single := querytest.OpenDeliveries(t, querytest.DeliveryArchive)
+	three, stats := querytest.OpenDeliveriesOn(t, b, querytest.DeliveryEventHubs, querytest.DeliveryArchive, querytest.DeliveryLogAnalytics)
+	one, single := querytest.OpenDeliveriesOn(t, b, querytest.DeliveryArchive)
+	threeReader, oneReader := querytest.Reader(t, three.Eng, three.Server), querytest.Reader(t, one.Eng, one.Server)
 
 	// Every copy is stored, in chains that verify.
 	if want := 3 * single.Total(); stats.Total() != want || single.Total() != 5 {
@@ -54,8 +58,8 @@ func TestDeliveriesCountOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := runCSV(ctx, t, three.Eng, q, c)
-			want := runCSV(ctx, t, one.Eng, q, c)
+			got := runCSV(ctx, t, threeReader, q, c)
+			want := runCSV(ctx, t, oneReader, q, c)
 			if len(got) < 2 {
 				t.Fatalf("%s returned no rows", c.query)
 			}

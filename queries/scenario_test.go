@@ -150,11 +150,12 @@ func loadScenario(ctx context.Context, t testing.TB, st *storage.Store) ingestSt
 	return stats
 }
 
-// openScenario returns a store holding the scenario and its verifier.
-func openScenario(t *testing.T) (*storage.Store, note.Verifier, string) {
+// openScenario returns a store on backend b holding the scenario and
+// its verifier, and the fixture.
+func openScenario(t *testing.T, b storetest.Backend) (*storage.Store, note.Verifier, string, *storetest.Fixture) {
 	t.Helper()
 	ctx := context.Background()
-	f := storetest.New(t, "scenario-test")
+	f := storetest.NewOn(t, "scenario-test", b)
 	st, verifier := f.Store, f.Verifier
 	stats := loadScenario(ctx, t, st)
 	if stats.stored != scenarioEvents || stats.quarantined != 0 {
@@ -163,7 +164,7 @@ func openScenario(t *testing.T) (*storage.Store, note.Verifier, string) {
 	if want := map[string]int{normalize.DropSystemRead: scenarioSystemReads}; !maps.Equal(stats.dropped, want) {
 		t.Errorf("dropped by policy %v, want %v", stats.dropped, want)
 	}
-	return st, verifier, f.CheckpointDir
+	return st, verifier, f.CheckpointDir, f
 }
 
 // scenarioCase is one query a responder runs and the rows it must give,
@@ -309,9 +310,12 @@ func scenarioCases() []scenarioCase {
 
 // TestIncidentScenario loads the scenario into a signed store, verifies
 // the trail, and checks each query's answer. One store serves every case:
-// loading it is most of the test's time.
-func TestIncidentScenario(t *testing.T) {
-	st, verifier, cpDir := openScenario(t)
+// loading it is most of the test's time. On a server the queries run as
+// the reader role's account, as `custody query` does.
+func TestIncidentScenario(t *testing.T) { storetest.Run(t, testIncidentScenario) }
+
+func testIncidentScenario(t *testing.T, b storetest.Backend) {
+	st, verifier, cpDir, f := openScenario(t, b)
 	ctx := context.Background()
 
 	rep, err := st.Verify(ctx, storage.VerifyOptions{Verifier: verifier, CheckpointDir: cpDir})
@@ -320,6 +324,11 @@ func TestIncidentScenario(t *testing.T) {
 	}
 	if !rep.OK() || rep.Rows != scenarioEvents {
 		t.Fatalf("verify: ok=%v rows=%d (want %d), findings %v", rep.OK(), rep.Rows, scenarioEvents, rep.Findings)
+	}
+	if f.Server != nil {
+		if st, err = storage.Open(ctx, storetest.Connect(t, f.Server, storage.UserInvestigator), storage.Options{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	cat, err := queries.Load()

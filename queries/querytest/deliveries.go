@@ -85,8 +85,14 @@ func (s DeliveryStats) Total() int {
 // DeliveryArchive, DeliveryLogAnalytics, DeliveryConflict; none means all.
 func OpenDeliveries(t testing.TB, paths ...string) (*storetest.Fixture, DeliveryStats) {
 	t.Helper()
+	return OpenDeliveriesOn(t, storetest.Embedded, paths...)
+}
+
+// OpenDeliveriesOn is OpenDeliveries on backend b.
+func OpenDeliveriesOn(t testing.TB, b storetest.Backend, paths ...string) (*storetest.Fixture, DeliveryStats) {
+	t.Helper()
 	ctx := context.Background()
-	f := storetest.New(t, "querytest-deliveries")
+	f := storetest.NewOn(t, "querytest-deliveries", b)
 	n, err := normalize.New(normalize.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,6 @@
-// Package querytest seeds embedded stores for tests of the query
-// catalogue and the commands built on it: the events table from the
+// Package querytest seeds stores for tests of the query catalogue and the
+// commands built on it, on either backend of internal/storetest (the
+// embedded store or a ClickHouse server): the events table from the
 // storage migration, filled with the normalized records of
 // queries/testdata/seed (a small incident mixed with ordinary traffic).
 package querytest
@@ -15,9 +16,10 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/chdb"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -213,8 +215,17 @@ func SeedEvents(ctx context.Context, t testing.TB) map[string][]event.Event {
 // chain per seed file. It is closed when the test ends.
 func OpenSeeded(t testing.TB) engine.Engine {
 	t.Helper()
+	eng, _ := OpenSeededOn(t, storetest.Embedded)
+	return eng
+}
+
+// OpenSeededOn is OpenSeeded on backend b: an engine with every privilege
+// and, on storetest.Server, the server (Reader connects to it as the
+// reader role).
+func OpenSeededOn(t testing.TB, b storetest.Backend) (engine.Engine, *chdb.Server) {
+	t.Helper()
 	ctx := context.Background()
-	eng := chdbtest.Open(t, "")
+	eng, srv := storetest.Engine(t, b)
 	CreateSchema(ctx, t, eng)
 	evs := SeedEvents(ctx, t)
 	for _, f := range seedFiles() {
@@ -222,5 +233,17 @@ func OpenSeeded(t testing.TB) engine.Engine {
 			t.Fatal(err)
 		}
 	}
-	return eng
+	return eng, srv
+}
+
+// Reader is what `custody query` reads a store through: on a server
+// (srv not nil), a connection as the reader role's account
+// (storage.UserInvestigator), closed when the test ends; on the embedded
+// store, eng.
+func Reader(t testing.TB, eng engine.Engine, srv *chdb.Server) engine.Engine {
+	t.Helper()
+	if srv == nil {
+		return eng
+	}
+	return storetest.Connect(t, srv, storage.UserInvestigator)
 }
