@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/bundle"
+	"github.com/custody-audit/custody/bundle/export"
 	"github.com/custody-audit/custody/storage"
 )
 
@@ -83,7 +84,7 @@ func BenchmarkBundle(b *testing.B) {
 			cpu := startCPU()
 			for i := 0; i < b.N; i++ {
 				dir := filepath.Join(b.TempDir(), "bundle")
-				res, err := bundle.Export(context.Background(), bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
+				res, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
 					Format: format, From: from, To: to, Dir: dir})
 				if err != nil {
 					b.Fatal(err)
@@ -102,7 +103,7 @@ func BenchmarkBundle(b *testing.B) {
 	for _, format := range bundle.Formats() {
 		b.Run("verify/"+format, func(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "bundle")
-			if _, err := bundle.Export(context.Background(), bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
+			if _, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
 				Format: format, From: from, To: to, Dir: dir}); err != nil {
 				b.Fatal(err)
 			}

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // colKind is how a column's value is written in the text formats.
@@ -36,7 +36,7 @@ type column struct {
 	name string
 	kind colKind
 	// str points at the field of a kString column.
-	str func(*storage.Row) *string
+	str func(*trail.Row) *string
 }
 
 // b64Column names, in the text formats, the string columns that were
@@ -48,60 +48,60 @@ const b64Column = "b64"
 // always UTC.
 const timeLayout = "2006-01-02T15:04:05.000000Z"
 
-func strCol(name string, f func(*storage.Row) *string) column {
+func strCol(name string, f func(*trail.Row) *string) column {
 	return column{name: name, kind: kString, str: f}
 }
 
 // columns lists every stored field of an event row.
 var columns = []column{
-	strCol("chain", func(r *storage.Row) *string { return &r.Chain }),
+	strCol("chain", func(r *trail.Row) *string { return &r.Chain }),
 	{name: "seq", kind: kSeq},
 	{name: "source_offset", kind: kInt64},
-	strCol("event_id", func(r *storage.Row) *string { return &r.Event.ID }),
+	strCol("event_id", func(r *trail.Row) *string { return &r.Event.ID }),
 	{name: "event_time", kind: kTime},
 	{name: "received_time", kind: kTime},
-	strCol("service", func(r *storage.Row) *string { return (*string)(&r.Event.Service) }),
-	strCol("category", func(r *storage.Row) *string { return &r.Event.Category }),
-	strCol("source_kind", func(r *storage.Row) *string { return &r.Event.SourceKind }),
-	strCol("source_format", func(r *storage.Row) *string { return &r.Event.SourceFormat }),
-	strCol("source_position", func(r *storage.Row) *string { return &r.Event.SourcePosition }),
-	strCol("tenant_id", func(r *storage.Row) *string { return &r.Event.TenantID }),
-	strCol("subscription_id", func(r *storage.Row) *string { return &r.Event.SubscriptionID }),
-	strCol("resource_group", func(r *storage.Row) *string { return &r.Event.ResourceGroup }),
-	strCol("provider", func(r *storage.Row) *string { return &r.Event.Provider }),
-	strCol("resource_type", func(r *storage.Row) *string { return &r.Event.ResourceType }),
-	strCol("resource_name", func(r *storage.Row) *string { return &r.Event.ResourceName }),
-	strCol("resource_id", func(r *storage.Row) *string { return &r.Event.ResourceID }),
-	strCol("actor_name", func(r *storage.Row) *string { return &r.Event.Actor.Name }),
-	strCol("actor_object_id", func(r *storage.Row) *string { return &r.Event.Actor.ObjectID }),
-	strCol("actor_type", func(r *storage.Row) *string { return (*string)(&r.Event.Actor.Type) }),
-	strCol("actor_app_id", func(r *storage.Row) *string { return &r.Event.Actor.AppID }),
+	strCol("service", func(r *trail.Row) *string { return (*string)(&r.Event.Service) }),
+	strCol("category", func(r *trail.Row) *string { return &r.Event.Category }),
+	strCol("source_kind", func(r *trail.Row) *string { return &r.Event.SourceKind }),
+	strCol("source_format", func(r *trail.Row) *string { return &r.Event.SourceFormat }),
+	strCol("source_position", func(r *trail.Row) *string { return &r.Event.SourcePosition }),
+	strCol("tenant_id", func(r *trail.Row) *string { return &r.Event.TenantID }),
+	strCol("subscription_id", func(r *trail.Row) *string { return &r.Event.SubscriptionID }),
+	strCol("resource_group", func(r *trail.Row) *string { return &r.Event.ResourceGroup }),
+	strCol("provider", func(r *trail.Row) *string { return &r.Event.Provider }),
+	strCol("resource_type", func(r *trail.Row) *string { return &r.Event.ResourceType }),
+	strCol("resource_name", func(r *trail.Row) *string { return &r.Event.ResourceName }),
+	strCol("resource_id", func(r *trail.Row) *string { return &r.Event.ResourceID }),
+	strCol("actor_name", func(r *trail.Row) *string { return &r.Event.Actor.Name }),
+	strCol("actor_object_id", func(r *trail.Row) *string { return &r.Event.Actor.ObjectID }),
+	strCol("actor_type", func(r *trail.Row) *string { return (*string)(&r.Event.Actor.Type) }),
+	strCol("actor_app_id", func(r *trail.Row) *string { return &r.Event.Actor.AppID }),
 	{name: "actor_groups", kind: kList},
-	strCol("impersonated_by", func(r *storage.Row) *string { return &r.Event.Actor.ImpersonatedBy }),
+	strCol("impersonated_by", func(r *trail.Row) *string { return &r.Event.Actor.ImpersonatedBy }),
 	{name: "source_ip", kind: kIP},
-	strCol("user_agent", func(r *storage.Row) *string { return &r.Event.UserAgent }),
-	strCol("action", func(r *storage.Row) *string { return &r.Event.Action }),
-	strCol("action_class", func(r *storage.Row) *string { return (*string)(&r.Event.ActionClass) }),
-	strCol("target_api_group", func(r *storage.Row) *string { return &r.Event.Target.APIGroup }),
-	strCol("target_resource", func(r *storage.Row) *string { return &r.Event.Target.Resource }),
-	strCol("target_subresource", func(r *storage.Row) *string { return &r.Event.Target.Subresource }),
-	strCol("target_namespace", func(r *storage.Row) *string { return &r.Event.Target.Namespace }),
-	strCol("target_name", func(r *storage.Row) *string { return &r.Event.Target.Name }),
-	strCol("target_repository", func(r *storage.Row) *string { return &r.Event.Target.Repository }),
-	strCol("target_tag", func(r *storage.Row) *string { return &r.Event.Target.Tag }),
-	strCol("target_digest", func(r *storage.Row) *string { return &r.Event.Target.Digest }),
-	strCol("target_container_group", func(r *storage.Row) *string { return &r.Event.Target.ContainerGroup }),
-	strCol("target_container", func(r *storage.Row) *string { return &r.Event.Target.Container }),
-	strCol("target_image", func(r *storage.Row) *string { return &r.Event.Target.Image }),
-	strCol("outcome", func(r *storage.Row) *string { return (*string)(&r.Event.Outcome) }),
+	strCol("user_agent", func(r *trail.Row) *string { return &r.Event.UserAgent }),
+	strCol("action", func(r *trail.Row) *string { return &r.Event.Action }),
+	strCol("action_class", func(r *trail.Row) *string { return (*string)(&r.Event.ActionClass) }),
+	strCol("target_api_group", func(r *trail.Row) *string { return &r.Event.Target.APIGroup }),
+	strCol("target_resource", func(r *trail.Row) *string { return &r.Event.Target.Resource }),
+	strCol("target_subresource", func(r *trail.Row) *string { return &r.Event.Target.Subresource }),
+	strCol("target_namespace", func(r *trail.Row) *string { return &r.Event.Target.Namespace }),
+	strCol("target_name", func(r *trail.Row) *string { return &r.Event.Target.Name }),
+	strCol("target_repository", func(r *trail.Row) *string { return &r.Event.Target.Repository }),
+	strCol("target_tag", func(r *trail.Row) *string { return &r.Event.Target.Tag }),
+	strCol("target_digest", func(r *trail.Row) *string { return &r.Event.Target.Digest }),
+	strCol("target_container_group", func(r *trail.Row) *string { return &r.Event.Target.ContainerGroup }),
+	strCol("target_container", func(r *trail.Row) *string { return &r.Event.Target.Container }),
+	strCol("target_image", func(r *trail.Row) *string { return &r.Event.Target.Image }),
+	strCol("outcome", func(r *trail.Row) *string { return (*string)(&r.Event.Outcome) }),
 	{name: "status_code", kind: kInt32},
-	strCol("reason", func(r *storage.Row) *string { return &r.Event.Reason }),
-	strCol("correlation_id", func(r *storage.Row) *string { return &r.Event.CorrelationID }),
-	strCol("request_id", func(r *storage.Row) *string { return &r.Event.RequestID }),
+	strCol("reason", func(r *trail.Row) *string { return &r.Event.Reason }),
+	strCol("correlation_id", func(r *trail.Row) *string { return &r.Event.CorrelationID }),
+	strCol("request_id", func(r *trail.Row) *string { return &r.Event.RequestID }),
 	{name: "tags", kind: kList},
 	{name: "attributes", kind: kMap},
 	{name: "raw", kind: kBytes},
-	strCol("raw_format", func(r *storage.Row) *string { return &r.Event.RawFormat }),
+	strCol("raw_format", func(r *trail.Row) *string { return &r.Event.RawFormat }),
 	{name: "prev_hash", kind: kHash},
 	{name: "hash", kind: kHash},
 }
@@ -119,7 +119,7 @@ func columnIndex() map[string]int {
 // that a row read back from a bundle and the row it was written from
 // derive the same OCSF document. The event hash does not distinguish
 // them.
-func normalizeRow(r *storage.Row) {
+func normalizeRow(r *trail.Row) {
 	if r.Event.Actor.Groups == nil {
 		r.Event.Actor.Groups = []string{}
 	}
@@ -165,8 +165,8 @@ func parseIP(s string) (netip.Addr, error) {
 	return a, nil
 }
 
-func parseHash(s string) (storage.Hash, error) {
-	var h storage.Hash
+func parseHash(s string) (trail.Hash, error) {
+	var h trail.Hash
 	if len(s) != 64 {
 		return h, fmt.Errorf("hash %q is not 64 hex digits", s)
 	}
@@ -193,7 +193,7 @@ func parseInt(s string, bits int) (int64, error) {
 }
 
 // applyB64 decodes the string columns a row lists as base64-encoded.
-func applyB64(r *storage.Row, names []string, index map[string]int) error {
+func applyB64(r *trail.Row, names []string, index map[string]int) error {
 	for _, n := range names {
 		i, ok := index[n]
 		if !ok || columns[i].kind != kString {

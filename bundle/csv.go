@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // csvHeader is the header record: the columns, then b64.
@@ -50,7 +50,7 @@ type csvEncoder struct {
 }
 
 // appendLine appends r as one CSV record with its line end.
-func (ce *csvEncoder) appendLine(dst []byte, r *storage.Row) []byte {
+func (ce *csvEncoder) appendLine(dst []byte, r *trail.Row) []byte {
 	ce.b64 = ce.b64[:0]
 	for i := range columns {
 		c := &columns[i]
@@ -156,11 +156,11 @@ func csvNeedsQuotes(field string) bool {
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // decodeCSVRow parses one CSV record (without the header) into r.
-func decodeCSVRow(rec []string, r *storage.Row, index map[string]int) error {
+func decodeCSVRow(rec []string, r *trail.Row, index map[string]int) error {
 	if len(rec) != len(columns)+1 {
 		return fmt.Errorf("%d fields, want %d", len(rec), len(columns)+1)
 	}
-	*r = storage.Row{}
+	*r = trail.Row{}
 	e := &r.Event
 	var err error
 	for i := range columns {

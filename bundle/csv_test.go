@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // TestCSVLineMatchesEncodingCSV checks that a CSV line is what
 // encoding/csv writes for its fields, and that it reads back as the row.
 func TestCSVLineMatchesEncodingCSV(t *testing.T) {
-	rows := []storage.Row{
+	rows := []trail.Row{
 		{Chain: "aks/0", Seq: 1, Event: event.Event{ID: " leading space", Time: time.Unix(0, 0).UTC(), ReceivedTime: time.Unix(1, 5000).UTC(),
 			Actor: event.Actor{Name: "a,b", Groups: []string{`q"uote`, "x"}}, Reason: "line\nbreak", UserAgent: `\.`,
 			Tags: []string{}, Attributes: map[string]string{"k": "v,w", "\"": "\n"}, Raw: []byte{0, 0xff}, SourceIP: netip.MustParseAddr("2001:db8::1")}},
@@ -39,7 +39,7 @@ func TestCSVLineMatchesEncodingCSV(t *testing.T) {
 		if !bytes.Equal(line, want.Bytes()) {
 			t.Errorf("row %d:\ngot  %q\nwant %q", i, line, want.Bytes())
 		}
-		var back storage.Row
+		var back trail.Row
 		if err := decodeCSVRow(rec, &back, columnIndex()); err != nil {
 			t.Fatalf("row %d: %v", i, err)
 		}

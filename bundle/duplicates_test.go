@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/bundle"
+	"github.com/custody-audit/custody/bundle/export"
 	"github.com/custody-audit/custody/queries/querytest"
 )
 
@@ -31,7 +32,7 @@ func TestExportMarksDuplicates(t *testing.T) {
 	export1 := func(t *testing.T, format string) string {
 		t.Helper()
 		dir := filepath.Join(t.TempDir(), "bundle")
-		_, err := bundle.Export(context.Background(), bundle.Options{Engine: fx.Eng, From: from, To: from.Add(24 * time.Hour),
+		_, err := export.Export(context.Background(), export.Options{Engine: fx.Eng, From: from, To: from.Add(24 * time.Hour),
 			Format: format, Dir: dir, Signer: fx.Signer, Verifier: fx.Verifier, Actor: "auditor@test"})
 		if err != nil {
 			t.Fatalf("export: %v", err)

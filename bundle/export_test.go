@@ -17,11 +17,13 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/bundle"
+	"github.com/custody-audit/custody/bundle/export"
 	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // t0 is the time of event 0; event i happens i minutes later.
@@ -142,14 +144,14 @@ func window(from, to int) (time.Time, time.Time) {
 	return t0.Add(time.Duration(from) * time.Minute), t0.Add(time.Duration(to) * time.Minute)
 }
 
-func (f *fixture) export(t *testing.T, o bundle.Options) string {
+func (f *fixture) export(t *testing.T, o export.Options) string {
 	t.Helper()
 	if o.Dir == "" {
 		o.Dir = filepath.Join(t.TempDir(), "bundle")
 	}
 	o.Engine, o.Signer, o.Verifier, o.Actor = f.eng, f.signer, f.verifier, "auditor@test"
 	o.Now = func() time.Time { return time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) }
-	if _, err := bundle.Export(context.Background(), o); err != nil {
+	if _, err := export.Export(context.Background(), o); err != nil {
 		t.Fatalf("export: %v", err)
 	}
 	return o.Dir
@@ -194,21 +196,21 @@ func TestExportVerify(t *testing.T) {
 	t.Run("clean bundles verify", func(t *testing.T) {
 		cases := []struct {
 			name   string
-			opts   bundle.Options
+			opts   export.Options
 			rows   uint64
 			chains map[string][]bundle.Run // first/last only
 		}{
-			{"jsonl window", bundle.Options{Format: bundle.FormatJSONL, From: from, To: to}, 21 + 8,
+			{"jsonl window", export.Options{Format: bundle.FormatJSONL, From: from, To: to}, 21 + 8,
 				map[string][]bundle.Run{"acr/0": {{First: 1, Last: 8}}, "aks/0": {{First: 6, Last: 26}}}},
-			{"csv window", bundle.Options{Format: bundle.FormatCSV, From: from, To: to}, 29, nil},
-			{"parquet window", bundle.Options{Format: bundle.FormatParquet, From: from, To: to}, 29, nil},
-			{"ocsf window", bundle.Options{Format: bundle.FormatOCSF, From: from, To: to}, 29, nil},
-			{"one chain from a stored compact range", bundle.Options{Format: bundle.FormatJSONL, From: late0, To: late1, Chain: "aks/0"}, 15,
+			{"csv window", export.Options{Format: bundle.FormatCSV, From: from, To: to}, 29, nil},
+			{"parquet window", export.Options{Format: bundle.FormatParquet, From: from, To: to}, 29, nil},
+			{"ocsf window", export.Options{Format: bundle.FormatOCSF, From: from, To: to}, 29, nil},
+			{"one chain from a stored compact range", export.Options{Format: bundle.FormatJSONL, From: late0, To: late1, Chain: "aks/0"}, 15,
 				map[string][]bundle.Run{"aks/0": {{First: 16, Last: 30}}}},
-			{"query selects scattered events", bundle.Options{Format: bundle.FormatJSONL, From: all0, To: all1, Query: aksExec}, 10,
+			{"query selects scattered events", export.Options{Format: bundle.FormatJSONL, From: all0, To: all1, Query: aksExec}, 10,
 				map[string][]bundle.Run{"aks/0": {{First: 1, Last: 1}, {First: 4, Last: 4}, {First: 7, Last: 7}, {First: 10, Last: 10}, {First: 13, Last: 13},
 					{First: 16, Last: 16}, {First: 19, Last: 19}, {First: 22, Last: 22}, {First: 25, Last: 25}, {First: 28, Last: 28}}}},
-			{"query in parquet", bundle.Options{Format: bundle.FormatParquet, From: all0, To: all1, Query: aksExec}, 10, nil},
+			{"query in parquet", export.Options{Format: bundle.FormatParquet, From: all0, To: all1, Query: aksExec}, 10, nil},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -247,7 +249,7 @@ func TestExportVerify(t *testing.T) {
 	})
 
 	t.Run("manifest records the selection and the covering checkpoint", func(t *testing.T) {
-		dir := f.export(t, bundle.Options{Format: bundle.FormatJSONL, From: all0, To: all1, Query: aksExec, QueryArgs: map[string]string{}})
+		dir := f.export(t, export.Options{Format: bundle.FormatJSONL, From: all0, To: all1, Query: aksExec, QueryArgs: map[string]string{}})
 		m := readManifest(t, dir)
 		if m.Selection.Query != "aks-exec" || m.Selection.From != "2026-11-27T10:00:00.000000Z" || m.CreatedBy != "auditor@test" || m.CreatedAt != "2026-12-01T00:00:00Z" {
 			t.Errorf("selection = %+v, created %s by %s", m.Selection, m.CreatedAt, m.CreatedBy)
@@ -267,9 +269,9 @@ func TestExportVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = bundle.Export(context.Background(), bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: "jsonl",
+		_, err = export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: "jsonl",
 			From: all0, To: all1, Query: q, Dir: filepath.Join(t.TempDir(), "b")})
-		if !errors.Is(err, bundle.ErrNoEventID) {
+		if !errors.Is(err, export.ErrNoEventID) {
 			t.Fatalf("err = %v, want ErrNoEventID", err)
 		}
 	})
@@ -282,21 +284,21 @@ func TestExportVerify(t *testing.T) {
 		otherSigner, _ := keyPair(t, "custody-test")
 		cases := []struct {
 			name string
-			mod  func(*bundle.Options)
+			mod  func(*export.Options)
 			want string
 		}{
-			{"format", func(o *bundle.Options) { o.Format = "xml" }, `format "xml" (want jsonl, csv, parquet, ocsf)`},
-			{"window", func(o *bundle.Options) { o.From, o.To = o.To, o.From }, "is not before"},
-			{"no window", func(o *bundle.Options) { o.From = time.Time{} }, "--from and --to are required"},
-			{"foreign key", func(o *bundle.Options) { o.Signer = otherSigner }, "is not the pair of the verification key"},
-			{"not empty", func(o *bundle.Options) { o.Dir = nonEmpty }, "output directory is not empty"},
-			{"database", func(o *bundle.Options) { o.Database = "x; DROP" }, "must be a plain identifier"},
+			{"format", func(o *export.Options) { o.Format = "xml" }, `format "xml" (want jsonl, csv, parquet, ocsf)`},
+			{"window", func(o *export.Options) { o.From, o.To = o.To, o.From }, "is not before"},
+			{"no window", func(o *export.Options) { o.From = time.Time{} }, "--from and --to are required"},
+			{"foreign key", func(o *export.Options) { o.Signer = otherSigner }, "is not the pair of the verification key"},
+			{"not empty", func(o *export.Options) { o.Dir = nonEmpty }, "output directory is not empty"},
+			{"database", func(o *export.Options) { o.Database = "x; DROP" }, "must be a plain identifier"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				o := bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: "jsonl", From: from, To: to, Dir: filepath.Join(t.TempDir(), "b")}
+				o := export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: "jsonl", From: from, To: to, Dir: filepath.Join(t.TempDir(), "b")}
 				tc.mod(&o)
-				_, err := bundle.Export(context.Background(), o)
+				_, err := export.Export(context.Background(), o)
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("err = %v, want %q", err, tc.want)
 				}
@@ -307,9 +309,9 @@ func TestExportVerify(t *testing.T) {
 	t.Run("tampering is detected", func(t *testing.T) {
 		bundles := map[string]string{}
 		for _, format := range bundle.Formats() {
-			bundles[format] = f.export(t, bundle.Options{Format: format, From: from, To: to})
+			bundles[format] = f.export(t, export.Options{Format: format, From: from, To: to})
 		}
-		replacement := f.export(t, bundle.Options{Format: bundle.FormatParquet, From: late0, To: late1, Chain: "aks/0"})
+		replacement := f.export(t, export.Options{Format: bundle.FormatParquet, From: late0, To: late1, Chain: "aks/0"})
 		// Lines of events.jsonl: acr/0 seq 1..8 on lines 1..8, then aks/0
 		// seq 6..26 on lines 9..29.
 		cases := []struct {
@@ -496,10 +498,11 @@ func TestExportSpills(t *testing.T) {
 	from, to := window(0, 60)
 	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
-			o := bundle.Options{Format: format, From: from, To: to}
+			o := export.Options{Format: format, From: from, To: to}
 			inMemory := readManifest(t, f.export(t, o))
 			// a few rows a run, the last ones left in memory
-			spilledDir := f.export(t, bundle.WithRowBuffer(o, 2000))
+			o.RowBuffer = 2000
+			spilledDir := f.export(t, o)
 			spilled := readManifest(t, spilledDir)
 			if spilled.Rows != 38 || spilled.Files[0].SHA256 != inMemory.Files[0].SHA256 {
 				t.Errorf("spilled export wrote %d rows, sha256 %s; in memory %d rows, %s",
@@ -590,12 +593,12 @@ func rehashLine(t *testing.T, dir string, n int) {
 		old := m["hash"].(string)
 		l = strings.Replace(l, `"actor_name":"alice@contoso.com"`, `"actor_name":"mallory@contoso.com"`, 1)
 		r := rowFromJSON(t, l)
-		h := storage.EventHash(&r)
+		h := trail.EventHash(&r)
 		return strings.Replace(l, old, hex.EncodeToString(h[:]), 1)
 	})
 }
 
-func rowFromJSON(t *testing.T, line string) storage.Row {
+func rowFromJSON(t *testing.T, line string) trail.Row {
 	t.Helper()
 	r, err := bundle.DecodeJSONRow([]byte(line))
 	if err != nil {
@@ -617,7 +620,7 @@ func TestExportRefusesAlteredStore(t *testing.T) {
 	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "bundle")
-			_, err := bundle.Export(ctx, bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
+			_, err := export.Export(ctx, export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
 			if !errors.Is(err, bundle.ErrStore) || !strings.Contains(err.Error(), "chain aks/0 seq 12 no longer matches its hash") {
 				t.Fatalf("export of an altered store: %v", err)
 			}
@@ -640,7 +643,7 @@ func TestExportNeedsCheckpoints(t *testing.T) {
 	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "bundle")
-			_, err := bundle.Export(ctx, bundle.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
+			_, err := export.Export(ctx, export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
 			if err == nil || !strings.Contains(err.Error(), "prove chain acr/0: no signed checkpoint covers seq 8") {
 				t.Fatalf("export of unattested rows: %v", err)
 			}

@@ -13,7 +13,7 @@ import (
 	gojson "github.com/goccy/go-json"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // jsonEncoder writes rows as JSON objects with the columns in table
@@ -24,7 +24,7 @@ type jsonEncoder struct {
 }
 
 // appendRow appends r as one JSON object (no newline).
-func (e *jsonEncoder) appendRow(dst []byte, r *storage.Row) []byte {
+func (e *jsonEncoder) appendRow(dst []byte, r *trail.Row) []byte {
 	e.b64 = e.b64[:0]
 	dst = append(dst, '{')
 	for i := range columns {
@@ -124,7 +124,7 @@ func (e *jsonEncoder) appendMap(dst []byte, m map[string]string) []byte {
 
 // listsValid reports whether every list element, map key and map value of
 // r is valid UTF-8 (JSON and CSV carry them as JSON text).
-func listsValid(r *storage.Row) error {
+func listsValid(r *trail.Row) error {
 	for _, s := range r.Event.Actor.Groups {
 		if !utf8.ValidString(s) {
 			return fmt.Errorf("actor_groups holds bytes that are not UTF-8")
@@ -260,7 +260,7 @@ type jsonRecord struct {
 
 // decodeJSONRow parses one JSON object into r. Unknown fields are refused:
 // a bundle carries exactly the spec's columns.
-func decodeJSONRow(line []byte, r *storage.Row, index map[string]int) error {
+func decodeJSONRow(line []byte, r *trail.Row, index map[string]int) error {
 	var j jsonRecord
 	if err := strictJSON(line, &j); err != nil {
 		return err
@@ -289,7 +289,7 @@ func strictJSON(line []byte, j *jsonRecord) error {
 // reported, so that every edited line is located even when the row's
 // hash still verifies.
 type lineDecoder struct {
-	hasher storage.Hasher // reused across the lines this decoder checks
+	hasher trail.Hasher // reused across the lines this decoder checks
 	enc    jsonEncoder
 	buf    []byte
 	line   []byte // an OCSF line derived from a row
@@ -300,7 +300,7 @@ type lineDecoder struct {
 // canonical encoding.
 var errNotCanonical = fmt.Errorf("the line is not the canonical encoding of its row (reformatted, reordered or with extra content)")
 
-func (d *lineDecoder) decode(line []byte, r *storage.Row) error {
+func (d *lineDecoder) decode(line []byte, r *trail.Row) error {
 	var j jsonRecord
 	if err := gojson.Unmarshal(line, &j); err != nil {
 		if serr := strictJSON(line, &j); serr != nil {
@@ -321,8 +321,8 @@ func (d *lineDecoder) decode(line []byte, r *storage.Row) error {
 	return errNotCanonical
 }
 
-func (j *jsonRecord) toRow(r *storage.Row, index map[string]int) error {
-	*r = storage.Row{Chain: j.Chain, Seq: j.Seq, Offset: j.SourceOffset}
+func (j *jsonRecord) toRow(r *trail.Row, index map[string]int) error {
+	*r = trail.Row{Chain: j.Chain, Seq: j.Seq, Offset: j.SourceOffset}
 	e := &r.Event
 	e.ID = j.EventID
 	var err error

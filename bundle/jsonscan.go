@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // Verifying a jsonl bundle is mostly decoding its lines, and nearly every
@@ -338,7 +338,7 @@ func canonicalIP(buf *[]byte, v string) (netip.Addr, bool) {
 }
 
 // hexHash decodes 64 lower-case hex digits into h.
-func hexHash(h *storage.Hash, x []byte) bool {
+func hexHash(h *trail.Hash, x []byte) bool {
 	if len(x) != 2*len(h) {
 		return false
 	}
@@ -372,21 +372,21 @@ func b64(dst []byte, src []byte) ([]byte, bool) {
 
 // scan decodes line into r when line is the canonical encoding of r. The
 // row is valid until the next scan.
-func (s *strictScanner) scan(line []byte, r *storage.Row) bool {
+func (s *strictScanner) scan(line []byte, r *trail.Row) bool {
 	n, ok := s.scanObject(line, r)
 	return ok && n == len(line)
 }
 
 // scanObject is scan for the object at the start of line, which may go
 // on after it; it returns the object's length.
-func (s *strictScanner) scanObject(line []byte, r *storage.Row) (int, bool) {
+func (s *strictScanner) scanObject(line []byte, r *trail.Row) (int, bool) {
 	ok := s.object(line, r)
 	return s.p, ok
 }
 
-func (s *strictScanner) object(line []byte, r *storage.Row) bool {
+func (s *strictScanner) object(line []byte, r *trail.Row) bool {
 	*s = strictScanner{b: line, arena: s.arena[:0], raw: s.raw, lists: s.lists, attrs: s.attrs, ip: s.ip, index: s.index, html: s.html}
-	*r = storage.Row{}
+	*r = trail.Row{}
 	e := &r.Event
 	if !s.lit("{") {
 		return false

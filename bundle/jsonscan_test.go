@@ -9,15 +9,15 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // scanRows are rows with every form a jsonl value takes: escapes of
 // every kind, text that is not UTF-8 (base64), empty and missing lists,
 // maps and raw bytes, both address families and none.
-func scanRows() []storage.Row {
+func scanRows() []trail.Row {
 	ts := time.Date(2026, 11, 27, 10, 11, 12, 123456000, time.UTC)
-	full := storage.Row{Chain: "aks/0", Seq: 18446744073709551615, Offset: -5, PrevHash: storage.Hash{1, 2}, Hash: storage.Hash{0xff, 0xfe}}
+	full := trail.Row{Chain: "aks/0", Seq: 18446744073709551615, Offset: -5, PrevHash: trail.Hash{1, 2}, Hash: trail.Hash{0xff, 0xfe}}
 	full.Event = event.Event{
 		ID: "id-\"quoted\"\\back\\slash", Time: ts, ReceivedTime: ts.Add(time.Second),
 		Service: event.ServiceAKS, Category: "tab\there", SourcePosition: "nl\nx cr\rx \x00 \x01 \x1f \x7f",
@@ -31,14 +31,14 @@ func scanRows() []storage.Row {
 		Attributes: map[string]string{"k": "v", "tab\tkey": "line\nbreak", "": ""},
 		Raw:        []byte("{\"x\":\"\x00\xff\"}\n"), RawFormat: "json",
 	}
-	empty := storage.Row{Chain: "c", Seq: 1}
+	empty := trail.Row{Chain: "c", Seq: 1}
 	empty.Event.Time, empty.Event.ReceivedTime = time.Unix(0, 0).UTC(), time.Unix(0, 0).UTC()
 	lists := empty
 	lists.Event.Actor.Groups, lists.Event.Tags, lists.Event.Attributes, lists.Event.Raw = []string{}, []string{}, map[string]string{}, []byte{}
 	lists.Event.SourceIP = netip.MustParseAddr("203.0.113.7")
 	bad := full
 	bad.Event.Action, bad.Event.Outcome = "\xc3", "ok\xff" // two base64 columns
-	return []storage.Row{full, empty, lists, bad}
+	return []trail.Row{full, empty, lists, bad}
 }
 
 // TestExportLinesRead checks that every line export writes is read to
@@ -50,7 +50,7 @@ func TestExportLinesRead(t *testing.T) {
 	var enc jsonEncoder
 	for i, r := range scanRows() {
 		line := enc.appendRow(nil, &r)
-		var want storage.Row
+		var want trail.Row
 		if err := decodeJSONRow(line, &want, index); err != nil {
 			t.Fatalf("row %d: strict decode: %v", i, err)
 		}
@@ -60,16 +60,16 @@ func TestExportLinesRead(t *testing.T) {
 				in = appendHTMLEscaped(nil, line)
 			}
 			s := strictScanner{index: index, html: html}
-			var got storage.Row
+			var got trail.Row
 			if !s.scan(in, &got) {
 				t.Fatalf("row %d (html %v): refused an export line: %s", i, html, in)
 			}
-			if storage.EventHash(&got) != storage.EventHash(&want) || !bytes.Equal(enc.appendRow(nil, &got), line) {
+			if trail.EventHash(&got) != trail.EventHash(&want) || !bytes.Equal(enc.appendRow(nil, &got), line) {
 				t.Errorf("row %d (html %v):\nscanned %+v\nstrict  %+v", i, html, got, want)
 			}
 		}
 		d := lineDecoder{index: index}
-		var got storage.Row
+		var got trail.Row
 		if err := d.decode(line, &got); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("row %d: decode %v\ngot  %+v\nwant %+v", i, err, got, want)
 		}
@@ -120,7 +120,7 @@ func TestStrictScannerRefuses(t *testing.T) {
 				edited = bytes.Replace(edited, []byte(`"b64":["user_agent"]`), []byte(`"b64":["user_agent","action","outcome"]`), 1)
 			}
 			s := strictScanner{index: index}
-			var got storage.Row
+			var got trail.Row
 			if s.scan(edited, &got) {
 				t.Errorf("accepted: %s", edited)
 			}
@@ -142,7 +142,7 @@ func FuzzCanonicalScanner(f *testing.F) {
 	index := columnIndex()
 	f.Fuzz(func(t *testing.T, line []byte, html bool) {
 		s := strictScanner{index: index, html: html}
-		var r storage.Row
+		var r trail.Row
 		if !s.scan(line, &r) {
 			return
 		}
@@ -157,11 +157,11 @@ func FuzzCanonicalScanner(f *testing.F) {
 			return
 		}
 		d := lineDecoder{index: index}
-		var g storage.Row
+		var g trail.Row
 		if err := d.decode(line, &g); err != nil {
 			t.Fatalf("the general decoder refuses an accepted line: %v", err)
 		}
-		if storage.EventHash(&g) != storage.EventHash(&r) {
+		if trail.EventHash(&g) != trail.EventHash(&r) {
 			t.Fatalf("the general decoder reads another row:\nstrict  %+v\ngeneral %+v", r, g)
 		}
 	})

@@ -65,7 +65,7 @@ type Manifest struct {
 	Format  string `json:"format"`  // BundleFormat
 	Version int    `json:"version"` // BundleVersion
 	// EventEncoding is the event hash version of every row
-	// (storage.EventEncodingVersion).
+	// (trail.EventEncodingVersion).
 	EventEncoding int    `json:"event_encoding"`
 	CreatedAt     string `json:"created_at"` // RFC 3339, UTC
 	CreatedBy     string `json:"created_by"` // the actor, as in the custody log

@@ -9,7 +9,7 @@ import (
 
 	gojson "github.com/goccy/go-json"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // An OCSF line is the OCSF document derived from a row, as encoding/json
@@ -25,7 +25,7 @@ type ocsfRecord []byte
 
 // appendOCSFLine appends the OCSF line of r, whose jsonl object is
 // record.
-func appendOCSFLine(dst []byte, r *storage.Row, record []byte) ([]byte, error) {
+func appendOCSFLine(dst []byte, r *trail.Row, record []byte) ([]byte, error) {
 	doc := ocsfDocument(r)
 	um, ok := doc["unmapped"].(map[string]any)
 	if !ok {
@@ -139,7 +139,7 @@ func appendHTMLEscaped(dst, b []byte) []byte {
 // finding than those of the row itself, and the full comparison of its
 // fields with the derived ones can be skipped. Any other line is left to
 // that comparison.
-func (d *lineChecker) canonicalOCSF(line []byte, r *storage.Row) bool {
+func (d *lineChecker) canonicalOCSF(line []byte, r *trail.Row) bool {
 	if d.exportedOCSF(line, r) {
 		return true
 	}
@@ -173,7 +173,7 @@ func (d *lineChecker) canonicalOCSF(line []byte, r *storage.Row) bool {
 
 // decodeRecord reads a jsonl record with the general decoder, without
 // checking that it is canonical.
-func decodeRecord(rec []byte, r *storage.Row, index map[string]int) bool {
+func decodeRecord(rec []byte, r *trail.Row, index map[string]int) bool {
 	var j jsonRecord
 	return gojson.Unmarshal(rec, &j) == nil && j.toRow(r, index) == nil
 }

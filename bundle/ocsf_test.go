@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // marshalOCSFLine is the reference: the OCSF line as json.Marshal writes
 // it, which appendOCSFLine must reproduce byte for byte.
-func marshalOCSFLine(t *testing.T, r *storage.Row, record []byte) []byte {
+func marshalOCSFLine(t *testing.T, r *trail.Row, record []byte) []byte {
 	t.Helper()
 	doc := ocsfDocument(r)
 	um, ok := doc["unmapped"].(map[string]any)
@@ -47,7 +47,7 @@ func TestOCSFLineMatchesEncodingJSON(t *testing.T) {
 	bare := event.Event{Time: time.Unix(0, 0).UTC(), ReceivedTime: time.Unix(0, 0).UTC()}
 	for name, e := range map[string]event.Event{"exec": base, "login": login, "acr": acr, "bare": bare} {
 		t.Run(name, func(t *testing.T) {
-			r := storage.Row{Chain: "aks/0", Seq: 3, Event: e}
+			r := trail.Row{Chain: "aks/0", Seq: 3, Event: e}
 			var enc jsonEncoder
 			record := enc.appendRow(nil, &r)
 			want := marshalOCSFLine(t, &r, record)

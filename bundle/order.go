@@ -13,7 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // A bundle lists rows ordered by chain, then sequence number, but the
@@ -80,7 +80,7 @@ func newRowSorter(limit int) *rowSorter {
 }
 
 // add stores a copy of r.
-func (s *rowSorter) add(r *storage.Row) error {
+func (s *rowSorter) add(r *trail.Row) error {
 	id, ok := s.chains[r.Chain]
 	if !ok {
 		id = uint32(len(s.names))
@@ -248,12 +248,12 @@ func (rd *rowReader) read(i int, dst []byte) ([]byte, error) {
 
 // hashes returns the prev_hash and hash of the i-th row in order without
 // decoding the rest of it.
-func (s *rowSorter) hashes(i int) (prev, hash storage.Hash, err error) {
+func (s *rowSorter) hashes(i int) (prev, hash trail.Hash, err error) {
 	ref := s.refs[i]
 	if ref.n < hashesEnd {
 		return prev, hash, errBadRow
 	}
-	var b [2 * len(storage.Hash{})]byte
+	var b [2 * len(trail.Hash{})]byte
 	if ref.file {
 		if _, err := s.tmp.ReadAt(b[:], ref.off+hashesAt); err != nil {
 			return prev, hash, fmt.Errorf("read temporary file: %w", err)
@@ -277,7 +277,7 @@ func (s *rowSorter) close() {
 
 // encodeRow appends r in a private binary form (uvarint-prefixed strings,
 // fixed-width numbers) that decodeRow reads back field for field.
-func encodeRow(dst []byte, r *storage.Row) []byte {
+func encodeRow(dst []byte, r *trail.Row) []byte {
 	e := &r.Event
 	t := &e.Target
 	str := func(s string) {
@@ -346,11 +346,11 @@ const (
 
 // decodeRow reads a row written by encodeRow. The row's strings and raw
 // bytes are views of b, which must not change while the row is in use.
-func decodeRow(b []byte, r *storage.Row) error {
+func decodeRow(b []byte, r *trail.Row) error {
 	if len(b) < hashesEnd+1 {
 		return errBadRow
 	}
-	*r = storage.Row{}
+	*r = trail.Row{}
 	e := &r.Event
 	t := &e.Target
 	r.Seq = binary.LittleEndian.Uint64(b)

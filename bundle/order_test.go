@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // TestRowCodecRoundTrip checks that a buffered row comes back exactly,
 // nil and empty lists, maps and raw bytes included.
 func TestRowCodecRoundTrip(t *testing.T) {
-	full := storage.Row{Chain: "aks/0", Seq: 7, Offset: -3, PrevHash: storage.Hash{1, 2}, Hash: storage.Hash{31: 9},
+	full := trail.Row{Chain: "aks/0", Seq: 7, Offset: -3, PrevHash: trail.Hash{1, 2}, Hash: trail.Hash{31: 9},
 		Event: event.Event{ID: "id\x00\xff", Time: time.Date(2299, 12, 31, 23, 59, 59, 999999000, time.UTC),
 			ReceivedTime: time.Date(1900, 1, 1, 0, 0, 0, 1000, time.UTC), Service: event.ServiceAKS, Category: "c",
 			SourceKind: "k", SourceFormat: "f", SourcePosition: "p", TenantID: "t", SubscriptionID: "s", ResourceGroup: "rg",
@@ -24,14 +24,14 @@ func TestRowCodecRoundTrip(t *testing.T) {
 				Tag: "tag", Digest: "d", ContainerGroup: "cg", Container: "c", Image: "img"},
 			Outcome: event.OutcomeFailure, StatusCode: -1, Reason: "why", CorrelationID: "cid", RequestID: "rid",
 			Tags: []string{"x"}, Attributes: map[string]string{"k": "v", "": ""}, Raw: []byte{0, 1, 2}, RawFormat: "json"}}
-	empty := storage.Row{Chain: "c", Seq: 1, Event: event.Event{Time: time.Unix(0, 0).UTC(), ReceivedTime: time.Unix(0, 0).UTC(),
+	empty := trail.Row{Chain: "c", Seq: 1, Event: event.Event{Time: time.Unix(0, 0).UTC(), ReceivedTime: time.Unix(0, 0).UTC(),
 		SourceIP: netip.MustParseAddr("203.0.113.7"), Actor: event.Actor{Groups: []string{}}, Tags: []string{},
 		Attributes: map[string]string{}, Raw: []byte{}}}
-	zero := storage.Row{}
-	for name, r := range map[string]storage.Row{"full": full, "empty": empty, "zero": zero} {
+	zero := trail.Row{}
+	for name, r := range map[string]trail.Row{"full": full, "empty": empty, "zero": zero} {
 		t.Run(name, func(t *testing.T) {
 			b := encodeRow(nil, &r)
-			var got storage.Row
+			var got trail.Row
 			if err := decodeRow(b, &got); err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +60,7 @@ func TestRowSorterOrders(t *testing.T) {
 	for _, limit := range []int{1 << 20, 0, 300, 700} {
 		s := newRowSorter(limit)
 		for _, x := range in {
-			r := storage.Row{Chain: x.chain, Seq: x.seq, Event: event.Event{Raw: make([]byte, 100)}}
+			r := trail.Row{Chain: x.chain, Seq: x.seq, Event: event.Event{Raw: make([]byte, 100)}}
 			if err := s.add(&r); err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestRowSorterKeepsDuplicates(t *testing.T) {
 	for _, limit := range []int{1 << 20, 0, 500} {
 		s := newRowSorter(limit)
 		for i, id := range ids {
-			r := storage.Row{Chain: "a", Seq: seqs[i], Event: event.Event{ID: id, Raw: make([]byte, 100)}}
+			r := trail.Row{Chain: "a", Seq: seqs[i], Event: event.Event{ID: id, Raw: make([]byte, 100)}}
 			if err := s.add(&r); err != nil {
 				t.Fatal(err)
 			}
@@ -105,19 +105,19 @@ func TestRowSorterKeepsDuplicates(t *testing.T) {
 }
 
 // sortedRows sorts s and reads its rows back in order.
-func sortedRows(t *testing.T, s *rowSorter) []storage.Row {
+func sortedRows(t *testing.T, s *rowSorter) []trail.Row {
 	t.Helper()
 	if err := s.sort(); err != nil {
 		t.Fatal(err)
 	}
-	var rows []storage.Row
+	var rows []trail.Row
 	rd := s.reader()
 	for i := range s.refs {
 		b, err := rd.read(i, make([]byte, s.refs[i].n))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r storage.Row
+		var r trail.Row
 		if err := decodeRow(b, &r); err != nil {
 			t.Fatal(err)
 		}

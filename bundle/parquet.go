@@ -8,7 +8,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // parquetRecord is a row as the Parquet format carries it: strings as
@@ -68,7 +68,7 @@ type parquetRecord struct {
 	Hash                 [32]byte          `parquet:"hash"`
 }
 
-func toParquet(r *storage.Row, p *parquetRecord) {
+func toParquet(r *trail.Row, p *parquetRecord) {
 	e := &r.Event
 	t := &e.Target
 	*p = parquetRecord{
@@ -88,8 +88,8 @@ func toParquet(r *storage.Row, p *parquetRecord) {
 	}
 }
 
-func (p *parquetRecord) toRow(r *storage.Row) error {
-	*r = storage.Row{Chain: p.Chain, Seq: p.Seq, Offset: p.SourceOffset, PrevHash: p.PrevHash, Hash: p.Hash}
+func (p *parquetRecord) toRow(r *trail.Row) error {
+	*r = trail.Row{Chain: p.Chain, Seq: p.Seq, Offset: p.SourceOffset, PrevHash: p.PrevHash, Hash: p.Hash}
 	e := &r.Event
 	e.ID = p.EventID
 	e.Time, e.ReceivedTime = time.UnixMicro(p.EventTime).UTC(), time.UnixMicro(p.ReceivedTime).UTC()
@@ -132,7 +132,7 @@ func newParquetWriter(w io.Writer) *parquetWriter {
 	}
 }
 
-func (pw *parquetWriter) write(r *storage.Row) error {
+func (pw *parquetWriter) write(r *trail.Row) error {
 	pw.buf = append(pw.buf, parquetRecord{})
 	toParquet(r, &pw.buf[len(pw.buf)-1])
 	if len(pw.buf) == cap(pw.buf) {

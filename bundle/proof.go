@@ -7,7 +7,7 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // A range proof binds a chain's exported rows to a signed checkpoint of
@@ -73,11 +73,11 @@ func newProofBuilder(runs []Run, size, start uint64, hashes [][]byte) (*proofBui
 func (b *proofBuilder) next() uint64 { return b.full.End() + 1 }
 
 // add feeds the hash of row seq, which must be b.next().
-func (b *proofBuilder) add(seq uint64, h storage.Hash) error {
+func (b *proofBuilder) add(seq uint64, h trail.Hash) error {
 	if seq != b.next() {
 		return fmt.Errorf("chain has no row %d (found %d next): run custody verify", b.next(), seq)
 	}
-	leaf := storage.LeafHash(h)
+	leaf := trail.LeafHash(h)
 	if err := b.full.Append(leaf[:], nil); err != nil {
 		return fmt.Errorf("append Merkle leaf: %w", err)
 	}
@@ -103,7 +103,7 @@ func (b *proofBuilder) add(seq uint64, h storage.Hash) error {
 }
 
 // finish closes the last gap and checks the root against the checkpoint's.
-func (b *proofBuilder) finish(root storage.Hash) ([][]string, error) {
+func (b *proofBuilder) finish(root trail.Hash) ([][]string, error) {
 	if b.full.End() != b.size || b.ri != len(b.runs) || b.gap == nil {
 		return nil, fmt.Errorf("chain read up to %d of %d rows", b.full.End(), b.size)
 	}
@@ -173,11 +173,11 @@ func gapRange(c *Chain, i int) (*compact.Range, string) {
 
 // add feeds the leaf of the next exported row, which is the row the
 // manifest lists next; the caller breaks the checker otherwise.
-func (p *proofChecker) add(seq uint64, h storage.Hash) {
+func (p *proofChecker) add(seq uint64, h trail.Hash) {
 	if p.broken != "" {
 		return
 	}
-	leaf := storage.LeafHash(h)
+	leaf := trail.LeafHash(h)
 	if p.rng.End() != seq-1 {
 		p.broken = fmt.Sprintf("row %d arrived where leaf %d was due", seq, p.rng.End())
 		return

@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // FindingKind classifies what bundle verification found. Every kind fails
@@ -166,8 +166,8 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
-	if m.EventEncoding != storage.EventEncodingVersion {
-		rep.add(Finding{Kind: KindManifest, File: ManifestFile, Detail: fmt.Sprintf("event encoding version %d is not supported (this verifier knows version %d)", m.EventEncoding, storage.EventEncodingVersion)})
+	if m.EventEncoding != trail.EventEncodingVersion {
+		rep.add(Finding{Kind: KindManifest, File: ManifestFile, Detail: fmt.Sprintf("event encoding version %d is not supported (this verifier knows version %d)", m.EventEncoding, trail.EventEncodingVersion)})
 		rep.Elapsed = time.Since(start)
 		return rep, nil
 	}
@@ -231,13 +231,13 @@ const whyMissing = "rows are missing"
 type chainState struct {
 	c     *Chain
 	proof *proofChecker
-	root  *storage.Hash // signed root; nil when the checkpoint does not verify
-	ri    int           // run holding next
-	next  uint64        // next expected sequence number; 0 once every run is complete
+	root  *trail.Hash // signed root; nil when the checkpoint does not verify
+	ri    int         // run holding next
+	next  uint64      // next expected sequence number; 0 once every run is complete
 	// missing are sequence ranges skipped so far, [first, last].
 	missing  [][2]uint64
 	lastSeq  uint64
-	lastHash storage.Hash
+	lastHash trail.Hash
 	lastLine uint64
 	lastFile string
 }
@@ -296,7 +296,7 @@ func (v *bundleVerifier) checkManifest() {
 		}
 		chainRows += c.Rows
 		st := v.chains[c.Chain]
-		cp, err := storage.OpenCheckpoint([]byte(c.Checkpoint), v.key)
+		cp, err := trail.OpenCheckpoint([]byte(c.Checkpoint), v.key)
 		switch {
 		case err != nil:
 			v.rep.add(Finding{Kind: KindBadSignature, File: ManifestFile, Chain: c.Chain, Detail: "checkpoint: " + err.Error()})
@@ -538,13 +538,13 @@ func (v *bundleVerifier) readLines(r io.Reader, h hash.Hash, progress func(int64
 type rowKey struct {
 	Chain    string
 	Seq      uint64
-	PrevHash storage.Hash
-	Hash     storage.Hash
+	PrevHash trail.Hash
+	Hash     trail.Hash
 	// EventID is a copy, never a view of a reused buffer.
 	EventID string
 }
 
-func keyOf(r *storage.Row) *rowKey {
+func keyOf(r *trail.Row) *rowKey {
 	return &rowKey{Chain: r.Chain, Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, EventID: strings.Clone(r.Event.ID)}
 }
 
@@ -552,10 +552,10 @@ func keyOf(r *storage.Row) *rowKey {
 type lineResult struct {
 	n         uint64
 	key       rowKey
-	computed  storage.Hash // EventHash of the row
-	malformed error        // the line cannot be read as a row
-	noncanon  error        // the line decodes, but is not the row's canonical encoding
-	ocsfDiff  []string     // OCSF fields that differ from the derived ones
+	computed  trail.Hash // EventHash of the row
+	malformed error      // the line cannot be read as a row
+	noncanon  error      // the line decodes, but is not the row's canonical encoding
+	ocsfDiff  []string   // OCSF fields that differ from the derived ones
 	// fallback: the record is not one the fast reader reads as the
 	// general one would; the general reader takes over from it.
 	fallback bool
@@ -591,7 +591,7 @@ func decodeLine(d *lineChecker, format string, n uint64, line []byte, res *lineR
 		d.setKey(res, r)
 		return
 	}
-	*r = storage.Row{}
+	*r = trail.Row{}
 	got, rec, err := splitOCSF(line)
 	if err != nil {
 		res.malformed = err
@@ -718,11 +718,11 @@ func (v *bundleVerifier) readCSVRecords(cr *csv.Reader, n uint64) (uint64, error
 		}
 	}
 	newDecode := func() func(uint64, csvRecord, *lineResult) {
-		var hasher storage.Hasher
+		var hasher trail.Hasher
 		return func(n uint64, rec csvRecord, res *lineResult) {
 			*res = lineResult{n: n, malformed: rec.err}
 			if res.malformed == nil {
-				var r storage.Row
+				var r trail.Row
 				if res.malformed = decodeCSVRow(rec.fields, &r, v.index); res.malformed == nil {
 					res.computed = hasher.Hash(&r)
 					res.key = *keyOf(&r)
@@ -749,7 +749,7 @@ func (v *bundleVerifier) malformed(n uint64, err error) {
 
 // row checks one decoded row: its hash, its place in the manifest's runs,
 // its link to the previous row, and feeds the chain's range proof.
-func (v *bundleVerifier) row(n uint64, r *rowKey, computed storage.Hash) {
+func (v *bundleVerifier) row(n uint64, r *rowKey, computed trail.Hash) {
 	v.dups.add(r.Chain, r.Seq, r.EventID)
 	at := Finding{File: v.file, Line: n, Chain: r.Chain, Seq: r.Seq}
 	report := func(kind FindingKind, format string, args ...any) {

@@ -13,7 +13,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // Verifying a CSV data file: nearly every record is what export wrote,
@@ -151,11 +151,11 @@ func csvParseError(cr *csv.Reader) error {
 // csvChecker parses and decodes the records of a CSV file for one
 // worker, reusing its scratch space from record to record.
 type csvChecker struct {
-	hasher storage.Hasher
+	hasher trail.Hasher
 	json   strictScanner // lists and maps, JSON text
 	fields []string
 	arena  []byte // fields with doubled quotes
-	row    storage.Row
+	row    trail.Row
 	chain  string
 	index  map[string]int
 }
@@ -246,12 +246,12 @@ func (d *csvChecker) split(rec []byte) bool {
 // decodeRow decodes d.fields into r as decodeCSVRow does, reading the
 // forms export writes in place; a field in any other form, and any
 // error, is left to decodeCSVRow.
-func (d *csvChecker) decodeRow(r *storage.Row) error {
+func (d *csvChecker) decodeRow(r *trail.Row) error {
 	rec := d.fields
 	if len(rec) != len(columns)+1 {
 		return d.slow(r)
 	}
-	*r = storage.Row{}
+	*r = trail.Row{}
 	e := &r.Event
 	d.json.arena = d.json.arena[:0]
 	var err error
@@ -322,7 +322,7 @@ func (d *csvChecker) decodeRow(r *storage.Row) error {
 
 // slow decodes d.fields with decodeCSVRow, on copies: its row and error
 // may keep them.
-func (d *csvChecker) slow(r *storage.Row) error {
+func (d *csvChecker) slow(r *trail.Row) error {
 	rec := make([]string, len(d.fields))
 	for i, f := range d.fields {
 		rec[i] = strings.Clone(f)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/normalize"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // Checking an OCSF line's derived fields means deriving them again from
@@ -56,7 +56,7 @@ func (w *ocsfWriter) key(dst []byte, key string) []byte {
 
 // appendLine appends the line; false when r's attributes take the record
 // key (appendOCSFLine refuses such a row).
-func (w *ocsfWriter) appendLine(dst []byte, r *storage.Row) ([]byte, bool) {
+func (w *ocsfWriter) appendLine(dst []byte, r *trail.Row) ([]byte, bool) {
 	e := &r.Event
 	login := e.ActionClass == event.ClassLogin
 	act, actName := ocsfAuthActivityLogon, "Logon"
@@ -496,7 +496,7 @@ func appendHTMLSafe(dst []byte, s string) []byte {
 // A line export writes has the key once (quotes inside strings are
 // escaped, and attributes may not take the key), so any occurrence will
 // do: the search starts a little before where the last line had it.
-func (d *lineChecker) exportedOCSF(line []byte, r *storage.Row) bool {
+func (d *lineChecker) exportedOCSF(line []byte, r *trail.Row) bool {
 	key := []byte(ocsfRecordKeyJSON)
 	from := min(max(d.recordAt-512, 0), len(line))
 	k := bytes.Index(line[from:], key)

@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // randomOCSFRow draws a row that takes normalize.OCSF down one of its
 // paths: every action class, outcome, actor type and service, each
 // optional field empty or not, attributes that replace custody fields,
 // and text that JSON escapes or that is not UTF-8.
-func randomOCSFRow(seed uint64) storage.Row {
+func randomOCSFRow(seed uint64) trail.Row {
 	rnd := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	pick := func(opts ...string) string { return opts[rnd.IntN(len(opts))] }
 	text := func() string {
@@ -28,7 +28,7 @@ func randomOCSFRow(seed uint64) storage.Row {
 		}
 		return l
 	}
-	r := storage.Row{Chain: "c", Seq: rnd.Uint64N(1000) + 1}
+	r := trail.Row{Chain: "c", Seq: rnd.Uint64N(1000) + 1}
 	e := &r.Event
 	e.ID, e.Category, e.SourceKind, e.SourceFormat, e.SourcePosition = text(), text(), text(), text(), text()
 	if rnd.IntN(4) > 0 {
@@ -87,7 +87,7 @@ func TestOCSFWriterMatchesNormalize(t *testing.T) {
 	}
 }
 
-func checkOCSFWriter(t *testing.T, w *ocsfWriter, i int, r storage.Row) {
+func checkOCSFWriter(t *testing.T, w *ocsfWriter, i int, r trail.Row) {
 	t.Helper()
 	want, err := appendOCSFLine(nil, &r, nil)
 	got, ok := w.appendLine(nil, &r)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // Verifying a Parquet data file: its rows are read in segments of a row
@@ -120,10 +120,10 @@ func parquetLeaves() []parquetLeaf {
 
 // parquetChecker reads, decodes and hashes segments for one worker.
 type parquetChecker struct {
-	hasher storage.Hasher
+	hasher trail.Hasher
 	leaves []parquetLeaf
 	rows   []parquet.Row
-	row    storage.Row
+	row    trail.Row
 	chain  string
 	groups []string
 	tags   []string
@@ -187,8 +187,8 @@ func (d *parquetChecker) read(p *parquetPart) {
 
 // decode reads a row of the bundle schema into r as parquetRecord.toRow
 // does. r views the row's values, which the next read reuses.
-func (d *parquetChecker) decode(row parquet.Row, r *storage.Row) error {
-	*r = storage.Row{}
+func (d *parquetChecker) decode(row parquet.Row, r *trail.Row) error {
+	*r = trail.Row{}
 	e := &r.Event
 	d.groups, d.tags, d.keys, d.vals = d.groups[:0], d.tags[:0], d.keys[:0], d.vals[:0]
 	var ip string

@@ -13,7 +13,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // TestParquetRowsMatchGenericReader checks that readParquetRows, which
@@ -24,12 +24,12 @@ func TestParquetRowsMatchGenericReader(t *testing.T) {
 	// one chain of valid rows, so that only what is wrong is reported
 	rows := textRows()
 	var recs []parquetRecord
-	var prev storage.Hash
+	var prev trail.Hash
 	for i := range 2*parquetSegment + 300 {
 		r := rows[i%len(rows)]
 		r.Chain, r.Seq, r.PrevHash = "c", uint64(i+1), prev
 		r.Event.ID = fmt.Sprintf("ev-%d", i)
-		r.Hash = storage.EventHash(&r)
+		r.Hash = trail.EventHash(&r)
 		prev = r.Hash
 		var p parquetRecord
 		toParquet(&r, &p)
@@ -66,12 +66,12 @@ func TestParquetRowsMatchGenericReader(t *testing.T) {
 		} else {
 			err = readParquet(f, int64(buf.Len()), func(n uint64, p *parquetRecord) error {
 				out.Rows = n
-				var r storage.Row
+				var r trail.Row
 				if err := p.toRow(&r); err != nil {
 					v.malformed(n, err)
 					return nil
 				}
-				v.row(n, keyOf(&r), storage.EventHash(&r))
+				v.row(n, keyOf(&r), trail.EventHash(&r))
 				return nil
 			})
 		}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // Reading a text data file for verification: the file is read in large
@@ -202,7 +202,7 @@ type lineChecker struct {
 	ocsf   ocsfWriter
 	// recordAt is where the last OCSF line had its record key.
 	recordAt int
-	row      storage.Row
+	row      trail.Row
 	chain    string // the chain of the last row, owned (rows view the chunk)
 }
 
@@ -216,7 +216,7 @@ func newLineChecker(index map[string]int) *lineChecker {
 
 // setKey sets res's key from r, which views memory the next line reuses:
 // the chain name is copied once per change of chain.
-func (d *lineChecker) setKey(res *lineResult, r *storage.Row) {
+func (d *lineChecker) setKey(res *lineResult, r *trail.Row) {
 	if r.Chain != d.chain {
 		d.chain = strings.Clone(r.Chain)
 	}

@@ -12,17 +12,17 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // textRows are rows for the text-format reader tests: scanRows, and rows
 // whose CSV form has quoted fields spanning lines and leading spaces.
-func textRows() []storage.Row {
+func textRows() []trail.Row {
 	base := scanRows()
 	multi := base[2]
 	multi.Event.Category, multi.Event.ResourceName, multi.Event.Action = "two\nlines", " leading space", `say "hi", then go`
 	base = append(base, multi)
-	var rows []storage.Row
+	var rows []trail.Row
 	for i := range 24 {
 		r := base[i%len(base)]
 		r.Seq = uint64(i + 1)
@@ -98,7 +98,7 @@ func generalLines(v *bundleVerifier, f *os.File, h hash.Hash) (uint64, int64, er
 		}
 		n++
 		res := lineResult{n: n}
-		var r storage.Row
+		var r trail.Row
 		switch err := d.decode(line, &r); {
 		case len(line) == 0:
 			res.malformed = errors.New("empty line")
@@ -106,7 +106,7 @@ func generalLines(v *bundleVerifier, f *os.File, h hash.Hash) (uint64, int64, er
 			res.noncanon = err
 			fallthrough
 		case err == nil:
-			res.computed, res.key = storage.EventHash(&r), *keyOf(&r)
+			res.computed, res.key = trail.EventHash(&r), *keyOf(&r)
 		default:
 			res.malformed = err
 		}
@@ -227,7 +227,7 @@ func TestCanonicalOCSFMatchesFullCompare(t *testing.T) {
 			{`}`, `} `},
 		} {
 			edited := bytes.Replace(line, []byte(c.from), []byte(c.to), 1)
-			var got, full storage.Row
+			var got, full trail.Row
 			ok := d.canonicalOCSF(edited, &got)
 			want := false
 			if rec, found := ocsfRecordIn(edited); found && decodeRecord(rec, &full, d.index) {
@@ -237,7 +237,7 @@ func TestCanonicalOCSFMatchesFullCompare(t *testing.T) {
 			if c.from == "" && !ok {
 				t.Errorf("row %d: the exported line is not accepted", i)
 			}
-			if ok != want || ok && storage.EventHash(&got) != storage.EventHash(&full) {
+			if ok != want || ok && trail.EventHash(&got) != trail.EventHash(&full) {
 				t.Errorf("row %d, %q → %q: canonicalOCSF %v, full comparison %v", i, c.from, c.to, ok, want)
 			}
 		}
@@ -259,7 +259,7 @@ func FuzzCanonicalOCSF(f *testing.F) {
 	index := columnIndex()
 	f.Fuzz(func(t *testing.T, line []byte) {
 		d := newLineChecker(index)
-		var got, full storage.Row
+		var got, full trail.Row
 		ok := d.canonicalOCSF(line, &got)
 		want := false
 		if rec, found := ocsfRecordIn(line); found {
@@ -268,7 +268,7 @@ func FuzzCanonicalOCSF(f *testing.F) {
 				want = err == nil && bytes.Equal(derived, line)
 			}
 		}
-		if ok != want || ok && storage.EventHash(&got) != storage.EventHash(&full) {
+		if ok != want || ok && trail.EventHash(&got) != trail.EventHash(&full) {
 			t.Fatalf("canonicalOCSF %v, full comparison %v: %s", ok, want, line)
 		}
 	})

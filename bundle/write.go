@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // Once the rows are read and ordered, the engine is free and the machine's
@@ -71,7 +71,7 @@ func (s *rowSorter) chainRuns() ([]*Chain, error) {
 }
 
 // proveAll computes every chain's range proof.
-func proveAll(ctx context.Context, opts Options, chains []*Chain) error {
+func proveAll(ctx context.Context, opts WriteOptions, chains []*Chain) error {
 	for _, c := range chains {
 		if err := prove(ctx, opts, c); err != nil {
 			return fmt.Errorf("prove chain %s: %w", c.Chain, err)
@@ -80,15 +80,67 @@ func proveAll(ctx context.Context, opts Options, chains []*Chain) error {
 	return nil
 }
 
+// prove picks the first signed checkpoint covering the chain's last
+// exported row and computes the range proof against it.
+func prove(ctx context.Context, opts WriteOptions, c *Chain) error {
+	lastSeq := c.Runs[len(c.Runs)-1].Last
+	size, root, msg, found, err := opts.Source.CheckpointCovering(ctx, c.Chain, lastSeq)
+	if err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	if !found {
+		return fmt.Errorf("no signed checkpoint covers seq %d yet (rows after the newest checkpoint are unattested): export an earlier window or let the collector sign its next batch", lastSeq)
+	}
+	cp, err := trail.OpenCheckpoint([]byte(msg), opts.Verifier)
+	if err != nil {
+		return fmt.Errorf("%w: checkpoint at size %d: %w", ErrStore, size, err)
+	}
+	if cp.Chain != c.Chain || cp.Size != size || cp.Root != root {
+		return fmt.Errorf("%w: stored checkpoint columns (size %d) differ from its signed note", ErrStore, size)
+	}
+	c.Checkpoint, c.TreeSize, c.Root = msg, size, hex.EncodeToString(root[:])
+
+	// Start from the newest stored compact range at or before the first
+	// exported row, then read the hashes up to the checkpoint.
+	start, hashes, err := opts.Source.CompactRange(ctx, c.Chain, c.Runs[0].First-1)
+	if err != nil {
+		return fmt.Errorf("read compact range: %w", err)
+	}
+	b, err := newProofBuilder(c.Runs, size, start, hashes)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	var feedErr error
+	err = opts.Source.Hashes(ctx, c.Chain, start, size, func(seq uint64, h trail.Hash) error {
+		if err := b.add(seq, h); err != nil {
+			feedErr = err
+			return err
+		}
+		return nil
+	})
+	if feedErr != nil {
+		return fmt.Errorf("%w: %w", ErrStore, feedErr)
+	}
+	if err != nil {
+		return fmt.Errorf("read chain hashes: %w", err)
+	}
+	gaps, err := b.finish(root)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	c.Gaps = gaps
+	return nil
+}
+
 // lineEncoder encodes a row as one line of a text format, line end
 // included.
 type lineEncoder interface {
-	appendLine(dst []byte, r *storage.Row) ([]byte, error)
+	appendLine(dst []byte, r *trail.Row) ([]byte, error)
 }
 
 type jsonlLines struct{ enc jsonEncoder }
 
-func (j *jsonlLines) appendLine(dst []byte, r *storage.Row) ([]byte, error) {
+func (j *jsonlLines) appendLine(dst []byte, r *trail.Row) ([]byte, error) {
 	return append(j.enc.appendRow(dst, r), '\n'), nil
 }
 
@@ -97,7 +149,7 @@ type ocsfLines struct {
 	record []byte
 }
 
-func (o *ocsfLines) appendLine(dst []byte, r *storage.Row) ([]byte, error) {
+func (o *ocsfLines) appendLine(dst []byte, r *trail.Row) ([]byte, error) {
 	o.record = o.enc.appendRow(o.record[:0], r)
 	dst, err := appendOCSFLine(dst, r, o.record)
 	if err != nil {
@@ -108,7 +160,7 @@ func (o *ocsfLines) appendLine(dst []byte, r *storage.Row) ([]byte, error) {
 
 type csvLines struct{ enc csvEncoder }
 
-func (c *csvLines) appendLine(dst []byte, r *storage.Row) ([]byte, error) {
+func (c *csvLines) appendLine(dst []byte, r *trail.Row) ([]byte, error) {
 	return c.enc.appendLine(dst, r), nil
 }
 
@@ -133,7 +185,7 @@ type writeBatch struct {
 	src     [][]byte
 	spilled []byte
 	out     []byte
-	rows    []storage.Row
+	rows    []trail.Row
 	ids     []string // the rows' event ids, copied
 	err     error
 }
@@ -179,7 +231,7 @@ func (b *writeBatch) load(rd *rowReader, s *rowSorter, free chan []byte) error {
 
 // checkRow refuses a row that no longer matches its hash, and, for the
 // text formats, one whose lists or maps a text format cannot carry.
-func checkRow(h *storage.Hasher, r *storage.Row, text bool) error {
+func checkRow(h *trail.Hasher, r *trail.Row, text bool) error {
 	if got := h.Hash(r); got != r.Hash {
 		return fmt.Errorf("%w: chain %s seq %d no longer matches its hash: run custody verify", ErrStore, r.Chain, r.Seq)
 	}
@@ -216,15 +268,15 @@ func writeOrdered(ctx context.Context, s *rowSorter, format string, w io.Writer,
 		}
 	}, func() func(*writeBatch) {
 		enc := newLineEncoder(format)
-		var h storage.Hasher
-		var r storage.Row
+		var h trail.Hasher
+		var r trail.Row
 		return func(b *writeBatch) {
 			select {
 			case b.out = <-free:
 			default:
 			}
 			if pw != nil {
-				b.rows = make([]storage.Row, 0, b.to-b.from)
+				b.rows = make([]trail.Row, 0, b.to-b.from)
 			}
 			for _, src := range b.src {
 				if b.err != nil || stop.Load() {

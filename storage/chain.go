@@ -1,210 +1,50 @@
 package storage
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"hash"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/custody-audit/custody/storage/trail"
 )
+
+// The trail's hashed formats live in storage/trail, pure code an offline
+// verifier can use without the store; these are its names as the store's
+// users know them.
 
 // Hash is a SHA-256 digest.
-type Hash = [32]byte
+type Hash = trail.Hash
 
-// Constants of the event hash encoding; storage/docs/format/event-v1.md is
-// the spec they mirror.
-const (
-	// eventHashPrefix separates event hashes from Merkle leaf (0x00) and
-	// node (0x01) hashes: no preimage of one kind is a preimage of another.
-	eventHashPrefix = 0x45 // 'E'
-	// EventEncodingVersion is the version byte following the prefix. A
-	// change to the field list or their encoding is a new version.
-	EventEncodingVersion = 1
-)
+// EventEncodingVersion is the event hash's version byte (see
+// storage/docs/format/event-v1.md).
+const EventEncodingVersion = trail.EventEncodingVersion
 
 // Row is one stored event with its chain position.
-type Row struct {
-	Chain    string
-	Seq      uint64 // 1-based position in Chain
-	Offset   int64  // source offset the event was read at
-	Event    event.Event
-	PrevHash Hash // Hash of row Seq-1; zero for Seq 1
-	Hash     Hash // EventHash of this row
-}
+type Row = trail.Row
 
-// hashEncoder reuses its buffers and digest across rows.
-type hashEncoder struct {
-	buf  []byte
-	keys []string
-	d    hash.Hash // SHA-256, nil until first used
-	sum  []byte
-}
+// Hasher computes row hashes with one reused buffer (trail.Hasher).
+type Hasher = trail.Hasher
 
-func (h *hashEncoder) str(s string) {
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(s)))
-	h.buf = append(h.buf, s...)
-}
+// EventHash computes a row's hash (trail.EventHash).
+func EventHash(r *Row) Hash { return trail.EventHash(r) }
 
-func (h *hashEncoder) i64(v int64) { h.buf = binary.BigEndian.AppendUint64(h.buf, uint64(v)) }
+// LeafHash is the RFC 6962 Merkle leaf of a row (trail.LeafHash).
+func LeafHash(h Hash) Hash { return trail.LeafHash(h) }
 
-func (h *hashEncoder) time(t time.Time) {
-	if t.IsZero() {
-		h.i64(0)
-		return
-	}
-	h.i64(t.UnixMicro())
-}
+// hashEncoder is the hasher the append path and the verifier keep per
+// goroutine.
+type hashEncoder struct{ h trail.Hasher }
 
-func (h *hashEncoder) list(l []string) {
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(l)))
-	for _, s := range l {
-		h.str(s)
-	}
-}
+// EventHash computes r's hash.
+func (h *hashEncoder) EventHash(r *Row) Hash { return h.h.Hash(r) }
 
-func (h *hashEncoder) dict(m map[string]string) {
-	h.keys = h.keys[:0]
-	for k := range m {
-		h.keys = append(h.keys, k)
-	}
-	slices.Sort(h.keys)
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(h.keys)))
-	for _, k := range h.keys {
-		h.str(k)
-		h.str(m[k])
-	}
-}
-
-// ipText is the stored form of an address: canonical text, "" if unknown.
-func ipText(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
-// EventHash computes the hash of a row from every stored field, in column
-// order (see storage/docs/format/event-v1.md):
-//
-//	SHA-256(0x45 || 0x01 || prev_hash || chain || seq || offset || fields... || raw)
-//
-// Times count as microseconds since the epoch (what DateTime64(6) keeps),
-// integers as 8 bytes big-endian, strings as uvarint length then bytes,
-// lists as a uvarint count then strings, maps as a count then key/value
-// pairs sorted by key.
-func (h *hashEncoder) EventHash(r *Row) Hash {
-	return h.hash(r.Chain, r.Seq, r.Offset, &r.PrevHash, &r.Event, r.Event.Time, r.Event.ReceivedTime, ipText(r.Event.SourceIP))
-}
-
-// hash is EventHash over a row's parts: the append path hashes the
-// caller's event in place, with its canonical times and address text
-// computed once for both the hash and the insert.
+// hash is EventHash over a row's parts (trail.Hasher.HashParts).
 func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip string) Hash {
-	h.buf = append(h.buf[:0], eventHashPrefix, EventEncodingVersion)
-	h.buf = append(h.buf, prev[:]...)
-	h.str(chain)
-	h.i64(int64(seq))
-	h.i64(offset)
-	h.str(e.ID)
-	h.time(evTime)
-	h.time(received)
-	h.str(string(e.Service))
-	h.str(e.Category)
-	h.str(e.SourceKind)
-	h.str(e.SourceFormat)
-	h.str(e.SourcePosition)
-	h.str(e.TenantID)
-	h.str(e.SubscriptionID)
-	h.str(e.ResourceGroup)
-	h.str(e.Provider)
-	h.str(e.ResourceType)
-	h.str(e.ResourceName)
-	h.str(e.ResourceID)
-	h.str(e.Actor.Name)
-	h.str(e.Actor.ObjectID)
-	h.str(string(e.Actor.Type))
-	h.str(e.Actor.AppID)
-	h.list(e.Actor.Groups)
-	h.str(e.Actor.ImpersonatedBy)
-	h.str(ip)
-	h.str(e.UserAgent)
-	h.str(e.Action)
-	h.str(string(e.ActionClass))
-	t := &e.Target
-	h.str(t.APIGroup)
-	h.str(t.Resource)
-	h.str(t.Subresource)
-	h.str(t.Namespace)
-	h.str(t.Name)
-	h.str(t.Repository)
-	h.str(t.Tag)
-	h.str(t.Digest)
-	h.str(t.ContainerGroup)
-	h.str(t.Container)
-	h.str(t.Image)
-	h.str(string(e.Outcome))
-	h.i64(int64(e.StatusCode))
-	h.str(e.Reason)
-	h.str(e.CorrelationID)
-	h.str(e.RequestID)
-	h.list(e.Tags)
-	h.dict(e.Attributes)
-	// The raw record, the biggest field, goes to the digest from where it
-	// is instead of being copied into buf first: the same bytes in the
-	// same order, so the same hash.
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(e.Raw)))
-	if h.d == nil {
-		h.d = sha256.New()
-	} else {
-		h.d.Reset()
-	}
-	h.d.Write(h.buf)
-	h.d.Write(e.Raw)
-	h.buf = h.buf[:0]
-	h.str(e.RawFormat)
-	h.d.Write(h.buf)
-	h.sum = h.d.Sum(h.sum[:0])
-	return Hash(h.sum)
+	return h.h.HashParts(chain, seq, offset, prev, e, evTime, received, ip)
 }
 
-// EventHash computes a row's hash; see hashEncoder.EventHash. For many
-// rows use a Hasher, which reuses its buffer.
-func EventHash(r *Row) Hash {
-	var h hashEncoder
-	return h.EventHash(r)
-}
+// ipText is the stored form of an address (trail.IPText).
+func ipText(a netip.Addr) string { return trail.IPText(a) }
 
-// Hasher computes row hashes with one reused buffer. Not safe for
-// concurrent use; give each goroutine its own.
-type Hasher struct{ enc hashEncoder }
-
-// Hash computes r's hash (see EventHash).
-func (h *Hasher) Hash(r *Row) Hash { return h.enc.EventHash(r) }
-
-// LeafHash is the RFC 6962 Merkle leaf of a row: SHA-256(0x00 || hash),
-// computed on the stack (rfc6962's hasher allocates a digest per call).
-func LeafHash(h Hash) Hash {
-	var b [1 + sha256.Size]byte
-	b[0] = rfc6962.RFC6962LeafHashPrefix
-	copy(b[1:], h[:])
-	return sha256.Sum256(b[:])
-}
-
-// hashChildren is the RFC 6962 interior node SHA-256(0x01 || left ||
-// right), rfc6962.DefaultHasher.HashChildren without a digest allocated
-// per call; the Merkle ranges of the append path use it.
-func hashChildren(left, right []byte) []byte {
-	if len(left) != sha256.Size || len(right) != sha256.Size {
-		return rfc6962.DefaultHasher.HashChildren(left, right)
-	}
-	var b [1 + 2*sha256.Size]byte
-	b[0] = rfc6962.RFC6962NodeHashPrefix
-	copy(b[1:], left)
-	copy(b[1+sha256.Size:], right)
-	sum := sha256.Sum256(b[:])
-	return sum[:]
-}
+// hashChildren is the RFC 6962 interior node (trail.HashChildren).
+func hashChildren(left, right []byte) []byte { return trail.HashChildren(left, right) }

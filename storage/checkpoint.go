@@ -16,20 +16,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/storage/engine"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
-// Checkpoint is a signed tree head of one chain: the RFC 6962 Merkle root
-// over the chain's first Size leaves. Its text is the transparency-dev
-// checkpoint body (origin, size, base64 root; see
-// storage/docs/format/checkpoint.md) signed as a Go signed note.
-type Checkpoint struct {
-	Chain string
-	Size  uint64
-	Root  Hash
-	// Note is the signed note text as stored and written to the
-	// checkpoint directory.
-	Note []byte
-}
+// Checkpoint is a signed tree head of one chain (see trail.Checkpoint).
+type Checkpoint = trail.Checkpoint
 
 // GenerateKey makes an Ed25519 signing key pair in the signed-note
 // encoding: skey starts with PRIVATE+KEY+name, vkey is name+hash+key.
@@ -81,34 +72,16 @@ func signCheckpoint(signer note.Signer, chain string, size uint64, root Hash) ([
 	return msg, nil
 }
 
-// checkpointOrigin names a chain in a checkpoint. Chains are one line of
-// printable text already; the prefix marks whose log it is.
-func checkpointOrigin(chain string) string { return "custody/" + chain }
+// checkpointOrigin names a chain in a checkpoint (trail.CheckpointOrigin).
+func checkpointOrigin(chain string) string { return trail.CheckpointOrigin(chain) }
 
 // ErrBadSignature means a checkpoint's signature does not verify.
-var ErrBadSignature = errors.New("checkpoint signature does not verify")
+var ErrBadSignature = trail.ErrBadSignature
 
-// OpenCheckpoint verifies a signed checkpoint note and parses it.
+// OpenCheckpoint verifies a signed checkpoint note and parses it (see
+// trail.OpenCheckpoint).
 func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
-	n, err := note.Open(msg, note.VerifierList(v))
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
-	}
-	var cp log.Checkpoint
-	rest, err := cp.Unmarshal([]byte(n.Text))
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("parse checkpoint: %w", err)
-	}
-	_ = rest // extension lines are allowed and ignored
-	if !strings.HasPrefix(cp.Origin, "custody/") {
-		return Checkpoint{}, fmt.Errorf("checkpoint origin %q is not a custody chain", cp.Origin)
-	}
-	if len(cp.Hash) != 32 {
-		return Checkpoint{}, fmt.Errorf("checkpoint root of %d bytes", len(cp.Hash))
-	}
-	out := Checkpoint{Chain: strings.TrimPrefix(cp.Origin, "custody/"), Size: cp.Size, Note: msg}
-	copy(out.Root[:], cp.Hash)
-	return out, nil
+	return trail.OpenCheckpoint(msg, v)
 }
 
 // checkpointFile is where a chain's latest checkpoint lives in the

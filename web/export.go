@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/custody-audit/custody/bundle"
+	"github.com/custody-audit/custody/bundle/export"
 	"github.com/custody-audit/custody/storage"
 )
 
@@ -65,7 +66,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "bundle")
 	ctx := r.Context()
-	res, err := bundle.Export(ctx, bundle.Options{
+	res, err := export.Export(ctx, export.Options{
 		Engine: s.eng, Database: s.db, From: from, To: to, Chain: req.Chain, Format: req.Format, Dir: dir,
 		Signer: s.opts.Signer, Verifier: s.opts.Verifier, Actor: "custody serve",
 	})

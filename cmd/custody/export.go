@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/custody-audit/custody/bundle"
+	"github.com/custody-audit/custody/bundle/export"
 	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/storage"
 )
@@ -161,7 +162,7 @@ func (o exportOptions) selection() (exportSelection, error) {
 // runExport writes the bundle and records the export, successful or not,
 // in the custody log.
 func runExport(ctx context.Context, st *storage.Store, signer note.Signer, verifier note.Verifier, o exportOptions, sel exportSelection) error {
-	eo := bundle.Options{
+	eo := export.Options{
 		Engine: st.Engine(), Database: st.Database(), From: sel.from, To: sel.to, Chain: o.Chain,
 		Query: sel.query, QueryArgs: sel.args, Format: o.Format, Dir: o.Out,
 		Signer: signer, Verifier: verifier, Actor: actorName(),
@@ -176,7 +177,7 @@ func runExport(ctx context.Context, st *storage.Store, signer note.Signer, verif
 			_ = bar.Set64(int64(done))
 		}
 	}
-	res, err := bundle.Export(ctx, eo)
+	res, err := export.Export(ctx, eo)
 	if bar != nil {
 		_ = bar.Finish()
 	}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/bundle"
+	"github.com/custody-audit/custody/bundle/export"
 	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
@@ -677,7 +678,7 @@ func bundles(ctx context.Context, eng engine.Engine, key, other Key) ([]*Bundle,
 		}
 		defer os.RemoveAll(dir)
 		bdir := filepath.Join(dir, "bundle")
-		res, err := bundle.Export(ctx, bundle.Options{Engine: eng, From: t0.Add(time.Minute), To: t0.Add(5 * time.Minute),
+		res, err := export.Export(ctx, export.Options{Engine: eng, From: t0.Add(time.Minute), To: t0.Add(5 * time.Minute),
 			Format: format, Dir: bdir, Signer: signer, Verifier: verifier, Actor: "vectors", Now: now})
 		if err != nil {
 			return nil, fmt.Errorf("export %s vector: %w", format, err)

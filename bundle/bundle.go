@@ -25,7 +25,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -33,26 +32,48 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custody-audit/custody/normalize"
-	"github.com/custody-audit/custody/queries"
-	"github.com/custody-audit/custody/storage"
-	"github.com/custody-audit/custody/storage/engine"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
-// Options configure an export.
-type Options struct {
-	// Engine is the store's engine; Database the database holding the
-	// trail (empty means queries.DefaultDatabase).
-	Engine   engine.Engine
-	Database string
-	// From (inclusive) and To (exclusive) bound event_time. Required.
-	From, To time.Time
-	// Chain limits the export to one chain; empty exports all.
-	Chain string
-	// Query, when set, exports only the events whose event_id the
-	// catalogue query returns over [From, To), run with QueryArgs. The
-	// query must return an event_id column.
-	Query     *queries.Query
-	QueryArgs map[string]string
+// Source is the store as Write reads it. Package bundle/export implements
+// it over a store's engine; this package imports no store, so that the
+// verifier an auditor runs depends on none.
+type Source interface {
+	// Count returns how many rows Rows gives. Write asks only when it
+	// reports progress.
+	Count(ctx context.Context) (uint64, error)
+	// Rows calls fn with each selected row, in any order. fn keeps a
+	// shallow copy: the source must not reuse a row's strings or slices
+	// after fn returns.
+	Rows(ctx context.Context, fn func(r *trail.Row) error) error
+	// CheckpointCovering returns the first stored checkpoint of chain
+	// whose tree size is at least seq, as stored: its size and root
+	// columns and its signed note. found is false when there is none.
+	CheckpointCovering(ctx context.Context, chain string, seq uint64) (size uint64, root trail.Hash, note string, found bool, err error)
+	// CompactRange returns the newest stored compact range of chain at a
+	// tree size of at most seq: the size and the range's hashes; size 0
+	// and no hashes when there is none.
+	CompactRange(ctx context.Context, chain string, seq uint64) (size uint64, hashes [][]byte, err error)
+	// Hashes calls fn with the sequence number and stored hash of every
+	// row of chain in (after, upto], in sequence order.
+	Hashes(ctx context.Context, chain string, after, upto uint64, fn func(seq uint64, h trail.Hash) error) error
+}
+
+// WriteOptions configure Write.
+type WriteOptions struct {
+	// Source gives the selected rows and the chains' checkpoints and
+	// hashes; Store names it in the manifest.
+	Source Source
+	Store  StoreInfo
+	// From (inclusive) and To (exclusive) bound event_time, Chain names
+	// the one chain exported (empty: all); Query, QueryParams and
+	// QueryBound record the catalogue query that chose the events, if
+	// any. The source applies the selection; the manifest records it.
+	From, To    time.Time
+	Chain       string
+	Query       string
+	QueryParams map[string]string
+	QueryBound  map[string]string
 	// Format is one of Formats().
 	Format string
 	// Dir receives the bundle. It is created, and must be empty if it
@@ -70,11 +91,10 @@ type Options struct {
 	Now func() time.Time
 	// Progress, when set, is called as rows are written.
 	Progress func(done, total uint64)
-
-	// rowBuffer is how many bytes of rows are held in memory before
-	// they spill to a temporary file; 0 means rowBufferBytes. Tests set
-	// it to make small exports spill.
-	rowBuffer int
+	// RowBuffer is how many bytes of rows are held in memory before they
+	// spill to a temporary file; 0 means 64 MiB. Tests set it small to
+	// make small exports spill.
+	RowBuffer int
 }
 
 // Result is what an export wrote.
@@ -84,20 +104,17 @@ type Result struct {
 	Elapsed  time.Duration
 }
 
-// Errors of Export.
+// Errors of Write.
 var (
 	ErrBadOptions = errors.New("bad export options")
 	ErrNotEmpty   = errors.New("output directory is not empty")
-	ErrNoEventID  = errors.New("query returns no event_id column")
 	ErrStore      = errors.New("the store fails its own checks")
 )
 
-var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-func (o *Options) check() error {
+func (o *WriteOptions) check() error {
 	switch {
-	case o.Engine == nil:
-		return fmt.Errorf("%w: no engine", ErrBadOptions)
+	case o.Source == nil:
+		return fmt.Errorf("%w: no source of rows", ErrBadOptions)
 	case o.Signer == nil:
 		return fmt.Errorf("%w: a signing key is required to sign the manifest", ErrBadOptions)
 	case o.Verifier == nil:
@@ -113,21 +130,16 @@ func (o *Options) check() error {
 		return fmt.Errorf("%w: format %q (want %s)", ErrBadOptions, o.Format, strings.Join(Formats(), ", "))
 	case o.Dir == "":
 		return fmt.Errorf("%w: no output directory", ErrBadOptions)
-	case o.Database != "" && !identifier.MatchString(o.Database):
-		return fmt.Errorf("%w: database name %q must be a plain identifier", ErrBadOptions, o.Database)
 	}
 	return nil
 }
 
-// Export writes a bundle of the selected events to opts.Dir. Nothing is
-// left in Dir when it fails.
-func Export(ctx context.Context, opts Options) (res *Result, err error) {
+// Write writes a bundle of the source's rows to opts.Dir. Nothing is left
+// in Dir when it fails.
+func Write(ctx context.Context, opts WriteOptions) (res *Result, err error) {
 	start := time.Now()
 	if err := opts.check(); err != nil {
 		return nil, err
-	}
-	if opts.Database == "" {
-		opts.Database = queries.DefaultDatabase
 	}
 	now := time.Now
 	if opts.Now != nil {
@@ -144,32 +156,21 @@ func Export(ctx context.Context, opts Options) (res *Result, err error) {
 	}()
 
 	m := &Manifest{
-		Format: BundleFormat, Version: BundleVersion, EventEncoding: storage.EventEncodingVersion,
+		Format: BundleFormat, Version: BundleVersion, EventEncoding: trail.EventEncodingVersion,
 		CreatedAt: now().UTC().Format(time.RFC3339Nano), CreatedBy: opts.Actor,
-		Key:       keyID(opts.Signer.Name(), opts.Signer.KeyHash()),
-		Store:     StoreInfo{Engine: opts.Engine.Kind(), Database: opts.Database},
-		Selection: Selection{From: formatTime(opts.From), To: formatTime(opts.To), Chain: opts.Chain},
-		Data:      opts.Format,
+		Key:   keyID(opts.Signer.Name(), opts.Signer.KeyHash()),
+		Store: opts.Store,
+		Selection: Selection{From: formatTime(opts.From), To: formatTime(opts.To), Chain: opts.Chain,
+			Query: opts.Query, Params: opts.QueryParams, Bound: opts.QueryBound},
+		Data: opts.Format,
 	}
-	filter := engine.Params{"from": queries.FormatTime(opts.From), "to": queries.FormatTime(opts.To), "chain": opts.Chain}
-	where := "event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)} AND ({chain:String} = '' OR chain = {chain:String})"
-	if opts.Query != nil {
-		ids, bound, err := queryEventIDs(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		m.Selection.Query, m.Selection.Params, m.Selection.Bound = opts.Query.Name, opts.QueryArgs, bound
-		filter["ids"] = arrayText(ids)
-		where += " AND has({ids:Array(String)}, event_id)"
-	}
-
 	var total uint64
 	if opts.Progress != nil {
-		if total, err = count(ctx, opts, where, filter); err != nil {
-			return nil, err
+		if total, err = opts.Source.Count(ctx); err != nil {
+			return nil, fmt.Errorf("count events: %w", err)
 		}
 	}
-	chains, file, dups, err := writeData(ctx, opts, where, filter, total)
+	chains, file, dups, err := writeData(ctx, opts, total)
 	if err != nil {
 		return nil, err
 	}
@@ -253,86 +254,6 @@ func writeFileSync(path string, b []byte) error {
 	return nil
 }
 
-// queryEventIDs runs the catalogue query and returns the event ids it
-// found (sorted, unique) and the parameters it was bound with.
-func queryEventIDs(ctx context.Context, opts Options) ([]string, map[string]string, error) {
-	params, err := opts.Query.Bind(opts.QueryArgs, opts.From, opts.To)
-	if err != nil {
-		return nil, nil, err
-	}
-	rows, err := queries.Runner{Engine: opts.Engine, Database: opts.Database}.RunBound(ctx, opts.Query, params)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	col := -1
-	for i, c := range rows.Columns() {
-		if c.Name == "event_id" {
-			col = i
-		}
-	}
-	if col < 0 {
-		return nil, nil, fmt.Errorf("%w: %s answers with aggregates, not events; export the window instead, or a query listing events", ErrNoEventID, opts.Query.Name)
-	}
-	seen := map[string]bool{}
-	var ids []string
-	for rows.Next() {
-		id := rows.Values()[col]
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("query %s: %w", opts.Query.Name, err)
-	}
-	slices.Sort(ids)
-	bound := make(map[string]string, len(params))
-	for k, v := range params {
-		bound[k] = v
-	}
-	return ids, bound, nil
-}
-
-// arrayText renders an Array(String) parameter value.
-func arrayText(items []string) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, it := range items {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\'')
-		for j := 0; j < len(it); j++ {
-			if it[j] == '\'' || it[j] == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(it[j])
-		}
-		b.WriteByte('\'')
-	}
-	b.WriteByte(']')
-	return b.String()
-}
-
-func count(ctx context.Context, opts Options, where string, p engine.Params) (uint64, error) {
-	rows, err := opts.Engine.Query(ctx, "SELECT count() FROM "+opts.Database+".events WHERE "+where, p)
-	if err != nil {
-		return 0, fmt.Errorf("count events: %w", err)
-	}
-	defer rows.Close()
-	var n uint64
-	for rows.Next() {
-		if err := rows.Scan(&n); err != nil {
-			return 0, fmt.Errorf("count events: %w", err)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("count events: %w", err)
-	}
-	return n, nil
-}
-
 // countingWriter hashes and counts what passes through it.
 type countingWriter struct {
 	w io.Writer
@@ -349,7 +270,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // writeData writes the data file and returns the chains it holds, with
 // their runs, the file's description and its repeated event ids.
-func writeData(ctx context.Context, opts Options, where string, p engine.Params, total uint64) (chains []*Chain, fi FileInfo, dups *duplicateTracker, err error) {
+func writeData(ctx context.Context, opts WriteOptions, total uint64) (chains []*Chain, fi FileInfo, dups *duplicateTracker, err error) {
 	name := dataFileName(opts.Format)
 	f, err := os.OpenFile(filepath.Join(opts.Dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
@@ -372,7 +293,7 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 		pw = newParquetWriter(cw)
 	}
 
-	sorted, err := readRows(ctx, opts, where, p, total)
+	sorted, err := readRows(ctx, opts, total)
 	if err != nil {
 		return nil, fi, nil, err
 	}
@@ -381,7 +302,7 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 	if err != nil {
 		return nil, fi, nil, err
 	}
-	// The proofs need the engine and the rows' order only: they are
+	// The proofs need the source and the rows' order only: they are
 	// computed while the file is written. Either failing stops the other.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -426,26 +347,21 @@ func writeData(ctx context.Context, opts Options, where string, p engine.Params,
 	return chains, FileInfo{Name: name, SHA256: hex.EncodeToString(cw.h.Sum(nil)), Bytes: cw.n, Rows: uint64(n)}, dups, nil
 }
 
-// readRows reads the selected rows in storage order (see order.go) and
-// returns them ready to be taken in chain and sequence order. Their
+// readRows reads the selected rows from the source and returns them
+// ready to be taken in chain and sequence order (see order.go). Their
 // hashes are checked as they are written (writeOrdered).
-func readRows(ctx context.Context, opts Options, where string, p engine.Params, total uint64) (*rowSorter, error) {
-	rows, err := opts.Engine.Query(ctx, "SELECT "+storage.EventColumnList()+" FROM "+opts.Database+".events WHERE "+where, p)
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	defer rows.Close()
+func readRows(ctx context.Context, opts WriteOptions, total uint64) (*rowSorter, error) {
 	limit := rowBufferBytes
-	if opts.rowBuffer > 0 {
-		limit = opts.rowBuffer
+	if opts.RowBuffer > 0 {
+		limit = opts.RowBuffer
 	}
 	s := newRowSorter(limit)
-	// Rows are scanned here and buffered by a second goroutine, a batch
-	// at a time, so that the two overlap.
-	scanned := make(chan []storage.Row, 1)
-	recycled := make(chan []storage.Row, 2)
-	recycled <- make([]storage.Row, 0, readBatchRows)
-	recycled <- make([]storage.Row, 0, readBatchRows)
+	// Rows are read here and buffered by a second goroutine, a batch at
+	// a time, so that the two overlap.
+	scanned := make(chan []trail.Row, 1)
+	recycled := make(chan []trail.Row, 2)
+	recycled <- make([]trail.Row, 0, readBatchRows)
+	recycled <- make([]trail.Row, 0, readBatchRows)
 	added := make(chan error, 1)
 	go func() {
 		var err error
@@ -463,11 +379,8 @@ func readRows(ctx context.Context, opts Options, where string, p engine.Params, 
 		defer close(scanned)
 		batch := <-recycled
 		var n uint64
-		for rows.Next() {
-			batch = append(batch, storage.Row{})
-			if err := storage.ScanRow(rows, &batch[len(batch)-1]); err != nil {
-				return fmt.Errorf("read events: %w", err)
-			}
+		err := opts.Source.Rows(ctx, func(r *trail.Row) error {
+			batch = append(batch, *r)
 			if len(batch) == cap(batch) {
 				scanned <- batch
 				batch = <-recycled
@@ -476,12 +389,10 @@ func readRows(ctx context.Context, opts Options, where string, p engine.Params, 
 			if opts.Progress != nil && n%4096 == 0 {
 				opts.Progress(n/2, max(n, total))
 			}
-		}
+			return nil
+		})
 		scanned <- batch
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read events: %w", err)
-		}
-		if err := rows.Close(); err != nil {
+		if err != nil {
 			return fmt.Errorf("read events: %w", err)
 		}
 		return nil
@@ -509,91 +420,8 @@ const ocsfRecordKey = "custody_record"
 
 // ocsfDocument is the OCSF event derived from r (normalize.OCSF over the
 // row's event with empty lists and maps in one form).
-func ocsfDocument(r *storage.Row) map[string]any {
+func ocsfDocument(r *trail.Row) map[string]any {
 	c := *r
 	normalizeRow(&c)
 	return normalize.OCSF(c.Event)
-}
-
-// prove picks the first signed checkpoint covering the chain's last
-// exported row and computes the range proof against it.
-func prove(ctx context.Context, opts Options, c *Chain) error {
-	lastSeq := c.Runs[len(c.Runs)-1].Last
-	db := opts.Database
-	var (
-		size  uint64
-		root  storage.Hash
-		msg   string
-		found bool
-	)
-	err := engine.Each(ctx, opts.Engine, "SELECT tree_size, root_hash, note FROM "+db+".checkpoints WHERE chain = {chain:String} AND tree_size >= {seq:UInt64} ORDER BY tree_size LIMIT 1",
-		engine.Params{"chain": c.Chain, "seq": fmt.Sprint(lastSeq)}, func(r engine.Rows) error {
-			found = true
-			return r.Scan(&size, &root, &msg)
-		})
-	if err != nil {
-		return fmt.Errorf("read checkpoint: %w", err)
-	}
-	if !found {
-		return fmt.Errorf("no signed checkpoint covers seq %d yet (rows after the newest checkpoint are unattested): export an earlier window or let the collector sign its next batch", lastSeq)
-	}
-	cp, err := storage.OpenCheckpoint([]byte(msg), opts.Verifier)
-	if err != nil {
-		return fmt.Errorf("%w: checkpoint at size %d: %w", ErrStore, size, err)
-	}
-	if cp.Chain != c.Chain || cp.Size != size || cp.Root != root {
-		return fmt.Errorf("%w: stored checkpoint columns (size %d) differ from its signed note", ErrStore, size)
-	}
-	c.Checkpoint, c.TreeSize, c.Root = msg, size, hex.EncodeToString(root[:])
-
-	// Start from the newest stored compact range at or before the first
-	// exported row, then read the hashes up to the checkpoint.
-	first := c.Runs[0].First - 1
-	var start uint64
-	var hashes [][]byte
-	err = engine.Each(ctx, opts.Engine, "SELECT tree_size, compact_range FROM "+db+".checkpoints WHERE chain = {chain:String} AND tree_size <= {seq:UInt64} ORDER BY tree_size DESC LIMIT 1",
-		engine.Params{"chain": c.Chain, "seq": fmt.Sprint(first)}, func(r engine.Rows) error {
-			var hs []string
-			if err := r.Scan(&start, &hs); err != nil {
-				return err
-			}
-			hashes = make([][]byte, len(hs))
-			for i, h := range hs {
-				hashes[i] = []byte(h)
-			}
-			return nil
-		})
-	if err != nil {
-		return fmt.Errorf("read compact range: %w", err)
-	}
-	b, err := newProofBuilder(c.Runs, size, start, hashes)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrStore, err)
-	}
-	var feedErr error
-	err = engine.Each(ctx, opts.Engine, "SELECT seq, hash FROM "+db+".events WHERE chain = {chain:String} AND seq > {after:UInt64} AND seq <= {size:UInt64} ORDER BY seq",
-		engine.Params{"chain": c.Chain, "after": fmt.Sprint(start), "size": fmt.Sprint(size)}, func(r engine.Rows) error {
-			var seq uint64
-			var h storage.Hash
-			if err := r.Scan(&seq, &h); err != nil {
-				return err
-			}
-			if err := b.add(seq, h); err != nil {
-				feedErr = err
-				return err
-			}
-			return nil
-		})
-	if feedErr != nil {
-		return fmt.Errorf("%w: %w", ErrStore, feedErr)
-	}
-	if err != nil {
-		return fmt.Errorf("read chain hashes: %w", err)
-	}
-	gaps, err := b.finish(root)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrStore, err)
-	}
-	c.Gaps = gaps
-	return nil
 }
