@@ -112,6 +112,41 @@ func TestSecondDelivery(t *testing.T) {
 		}
 	})
 
+	// A timeline with more events than it draws: the first marks, each
+	// event once, and the total counts events, not copies.
+	t.Run("a truncated timeline counts once", func(t *testing.T) {
+		one.srv.marks, two.srv.marks = 7, 7
+		defer func() { one.srv.marks, two.srv.marks = maxMarks, maxMarks }()
+		for _, path := range []string{"/api/timeline?resource=payments-aks&" + day, "/api/timeline?resource=payments-aks"} {
+			var a, b struct {
+				Events    []eventSummary `json:"events"`
+				Total     int            `json:"total"`
+				Truncated bool           `json:"truncated"`
+				From, To  string
+			}
+			decode(t, one.get(t, path), &a)
+			decode(t, two.get(t, path), &b)
+			if len(a.Events) != 7 || !a.Truncated || a.Total <= 7 {
+				t.Fatalf("%s: %d marks of %d (truncated %v): the case tests nothing", path, len(a.Events), a.Total, a.Truncated)
+			}
+			if len(b.Events) != len(a.Events) || b.Total != a.Total || !b.Truncated || b.From != a.From || b.To != a.To {
+				t.Errorf("%s: %d marks of %d (%s-%s) with a second delivery, want %d of %d (%s-%s)", path, len(b.Events), b.Total, b.From, b.To, len(a.Events), a.Total, a.From, a.To)
+			}
+			doubled := 0
+			for i := range min(len(a.Events), len(b.Events)) {
+				if key(a.Events[i]) != key(b.Events[i]) {
+					t.Errorf("%s mark %d: %s, want %s", path, i, key(b.Events[i]), key(a.Events[i]))
+				}
+				if b.Events[i].DeliveredVia == "archive,eventhubs" {
+					doubled++
+				}
+			}
+			if doubled == 0 {
+				t.Errorf("%s: no mark was delivered twice: the case tests nothing", path)
+			}
+		}
+	})
+
 	t.Run("the event page lists every copy with its proof", func(t *testing.T) {
 		got, _ := pages(two, "/api/search?"+day+"&limit=500&class=exec")
 		var ev eventSummary

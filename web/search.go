@@ -287,27 +287,6 @@ func copiesSQL(db string, branches []string) string {
 		strings.Join(parts, " UNION ALL ") + ") GROUP BY event_id"
 }
 
-// eventsSQL selects one summary row per event (event id) from the events
-// matching every branch, ordered by order, at most {limit:UInt32} rows,
-// with after (if not empty) a condition on the collapsed rows. The copies
-// of one event (the same id delivered by several paths) collapse into the
-// copy in the first chain (then the lowest seq), with every copy's path
-// in via: queries.FirstCopy, the idiom of the canned queries. It sorts
-// all the matching rows; the timeline uses it over one subject's events.
-// The search reads a page's worth instead (candidatesSQL, copiesSQL).
-func eventsSQL(db string, branches []string, after, order string) string {
-	parts := make([]string, len(branches))
-	for i, b := range branches {
-		parts[i] = "SELECT " + summaryColumns + ", event_id, chain, seq, delivery FROM " + db + ".events WHERE " + b
-	}
-	collapsed := "SELECT " + summaryNames + ", " + queries.DeliveredVia + " AS via FROM (" + strings.Join(parts, " UNION ALL ") + ") " +
-		queries.CopiesWindow + " " + queries.FirstCopy
-	if after != "" {
-		after = " WHERE " + after
-	}
-	return "SELECT * FROM (" + collapsed + ")" + after + " ORDER BY " + order + " LIMIT {limit:UInt32}"
-}
-
 // countSQL counts the distinct events matching every branch and the
 // newest one's time.
 func countSQL(db string, branches []string) string {
@@ -442,7 +421,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 		after = &c
 	}
 	start := time.Now()
-	events, err := s.search(r.Context(), f, after, asc, limit+1)
+	events, err := s.search(r.Context(), f, after, asc, limit+1, firstChunk)
 	if err != nil {
 		return err
 	}
@@ -467,19 +446,27 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 const overFetch = 2
 
 // search returns up to n events of f after the cursor, in the search
-// order, reading the window in chunks from the end it starts at.
+// order, reading the window in chunks from the end it starts at (the
+// first one chunk long, each next one twice as long as the one before).
 //
 // An event delivered through several paths is stored as several copies;
-// it is shown once, as the copy that stands for it among the copies in
-// f's window (queries' FirstCopy rule: the first chain, then the lowest
-// seq), with every copy's path. Each chunk reads candidate rows in the
-// search order with an ordered LIMIT (so the engine stops at a page's
-// worth of rows), then looks up the copies of just those events by id,
-// and keeps a candidate only if it is the copy that stands for its
-// event. The kept rows are in order and the cursor is on the last kept
-// row's sort key, so across pages each event appears once, at its
-// standing copy's position, and none is skipped.
-func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, n int) ([]eventSummary, error) {
+// it is shown once, as the copy that stands for it (queries' FirstCopy
+// rule: the first chain, then the lowest seq), with its copies' paths.
+// Each chunk reads candidate rows in the search order with an ordered
+// LIMIT (so the engine stops at a page's worth of rows), then looks up
+// the copies of just those events by id among the rows of f in the
+// candidates' own time span, and keeps a candidate only if it is the
+// copy that stands for its event there. Copies of one event carry the
+// same time (the normalizer takes it from the record, whichever path
+// delivered it), so the decision for a row never depends on where a
+// page starts or ends: the kept rows are in order, the cursor is on the
+// last kept row's sort key, and across pages each event appears once, at
+// its standing copy's position, and none is skipped. (Copies a path
+// stored with another time collapse when one read holds both; otherwise
+// each is shown at its own time.) Looking the copies up in the span the
+// candidates came from, rather than in f's whole window, is what keeps a
+// page's cost that of a page.
+func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, n int, firstChunk time.Duration) ([]eventSummary, error) {
 	lo, hi := f.from, f.to
 	if after != nil {
 		// The cursor's time bounds the window (and prunes by the sort
@@ -564,8 +551,9 @@ func (s *Server) candidates(ctx context.Context, f filter, pos *cursor, asc bool
 }
 
 // standing keeps the candidates that stand for their event among the
-// copies matching f (its whole window, so that every page decides alike),
-// in their order, each with its event's delivery paths.
+// copies matching f in the candidates' time span (which holds every
+// copy at a candidate's time, so that every page decides alike), in
+// their order, each with those copies' delivery paths.
 func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary) ([]eventSummary, error) {
 	type first struct {
 		chain string
@@ -578,6 +566,11 @@ func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary) (
 			ids = append(ids, c.ID)
 		}
 	}
+	lo, hi := cands[0].t, cands[0].t
+	for _, c := range cands[1:] {
+		lo, hi = minTime(lo, c.t), maxTime(hi, c.t)
+	}
+	f.from, f.to = lo, hi.Add(time.Microsecond)
 	p := engine.Params{"ids": stringArray(ids)}
 	firsts := make(map[string]first, len(ids))
 	err := engine.Each(ctx, s.eng, copiesSQL(s.db, f.where(p)), p, func(rows engine.Rows) error {
@@ -596,7 +589,7 @@ func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary) (
 	for _, c := range cands {
 		fc, ok := firsts[c.ID]
 		if !ok {
-			return nil, fmt.Errorf("search: event %q has no copy in the window it was read from", trimForError(c.ID))
+			return nil, fmt.Errorf("search: event %q has no copy in the span it was read from", trimForError(c.ID))
 		}
 		if fc.chain == c.Chain && fc.seq == c.Seq {
 			c.DeliveredVia = fc.via

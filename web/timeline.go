@@ -65,23 +65,20 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 	} else if f.from, f.to, err = parseWindow(q.Get("from"), q.Get("to"), s.now(), defaultWindow); err != nil {
 		return err
 	}
-	p := engine.Params{}
-	where := f.where(p)
-	p["limit"] = strconv.Itoa(maxMarks)
-	var marks []eventSummary
-	err = engine.Each(ctx, s.eng, eventsSQL(s.db, where, "", searchOrder(true)), p, func(rows engine.Rows) error {
-		e, err := scanSummary(rows)
-		if err == nil {
-			marks = append(marks, e)
-		}
-		return err
-	})
+	// The marks are the subject's first events, oldest first, read as the
+	// search reads a page (candidates by the sort key, their copies
+	// collapsed), in one chunk: one more than drawn says whether the
+	// window holds more, and only then are they counted.
+	marks, err := s.search(ctx, f, nil, true, s.marks+1, f.to.Sub(f.from))
 	if err != nil {
 		return fmt.Errorf("timeline: %w", err)
 	}
 	total := uint64(len(marks))
-	if len(marks) == maxMarks {
+	if len(marks) > s.marks {
+		marks = marks[:s.marks]
 		var hi time.Time
+		p := engine.Params{}
+		where := f.where(p)
 		err := engine.Each(ctx, s.eng, countSQL(s.db, where), p, func(r engine.Rows) error { return r.Scan(&total, &hi) })
 		if err != nil {
 			return fmt.Errorf("timeline count: %w", err)
@@ -95,7 +92,7 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 			f.from = f.to.Add(-defaultWindow)
 		} else {
 			lo, hi := marks[0].t, marks[len(marks)-1].t
-			if len(marks) == maxMarks {
+			if total > uint64(len(marks)) {
 				hi = f.to
 			}
 			pad := max(hi.Sub(lo)/20, time.Minute)

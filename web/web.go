@@ -113,6 +113,7 @@ type Server struct {
 	mux     *http.ServeMux
 	verify  *verifyJobs
 	exports sync.Mutex // one export at a time: each reads the whole selection
+	marks   int        // a timeline's most marks: maxMarks, fewer in tests
 }
 
 // New returns a server over opts.Store.
@@ -127,7 +128,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	s := &Server{opts: opts, eng: readOnly{opts.Store.Engine()}, db: opts.Store.Database(), cat: cat, log: opts.Logger, now: opts.Now}
+	s := &Server{opts: opts, eng: readOnly{opts.Store.Engine()}, db: opts.Store.Database(), cat: cat, log: opts.Logger, now: opts.Now, marks: maxMarks}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
