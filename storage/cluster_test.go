@@ -89,7 +89,7 @@ func TestTwoShards(t *testing.T) {
 	}
 	for _, f := range []*storetest.Fixture{cl, emb} {
 		for _, second := range []bool{false, true} {
-			st, err := storage.Open(ctx, writer(f), storage.Options{Signer: f.Signer, CheckpointDir: f.CheckpointDir, Actor: "two-shards", Schema: f.Schema})
+			st, err := storage.Open(ctx, writer(f), storage.Options{Signer: f.Signer, CheckpointDir: f.CheckpointDir, Actor: "two-shards", Schema: f.Schema, DialShard: f.DialShard})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,13 +149,31 @@ func TestTwoShards(t *testing.T) {
 		}
 	}
 
-	// Verify: clean.
+	// Verify: clean, with every server's parts checked (CHECK TABLE on
+	// each shard's local tables: a Distributed table has no parts).
 	rep, err := cl.Store.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK() || rep.Rows != uint64(total) || rep.Chains != len(names) {
 		t.Fatalf("clean cluster: ok=%v rows=%d (want %d) chains=%d findings=%v", rep.OK(), rep.Rows, total, rep.Chains, rep.Findings)
+	}
+	for _, f := range rep.Findings {
+		if f.Kind == storage.KindPartCheckSkipped {
+			t.Errorf("the part check did not run on the cluster: %s", f.Detail)
+		}
+	}
+	// A store that cannot reach the servers says the check was skipped.
+	blind, err := storage.Open(ctx, cl.Eng, storage.Options{Schema: cl.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = blind.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || kinds(rep) != "part_check_skipped" {
+		t.Errorf("verify without DialShard: ok=%v %v, want only part_check_skipped", rep.OK(), rep.Findings)
 	}
 
 	// Canned queries, as the investigator (the reader role: no remote(),
@@ -199,6 +217,41 @@ func TestTwoShards(t *testing.T) {
 	}
 	if rep.OK() || !hasFinding(rep, storage.KindModified, victim, 2) {
 		t.Fatalf("a row changed on shard 2 (%s seq 2) went unseen: %v", victim, rep.Findings)
+	}
+
+	// Flip a byte in a part file on shard 2: the part check there finds
+	// it, and verify leaves the part out (through the Distributed table,
+	// by shard and part name) instead of stopping on the engine's
+	// checksum error.
+	var part, path string
+	q := "SELECT name, path FROM system.parts WHERE active AND database = 'custody' AND table = 'events_local' AND name IN (SELECT _part FROM custody.events_local WHERE chain = {c:String}) ORDER BY name LIMIT 1"
+	if err := engine.Each(ctx, admin2, q, engine.Params{"c": victim}, func(r engine.Rows) error { return r.Scan(&part, &path) }); err != nil || path == "" {
+		t.Fatalf("find a part of %s on shard 2: %q %v", victim, path, err)
+	}
+	file := filepath.Join(path, "data.bin")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(file, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = cl.Store.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
+	if err != nil {
+		t.Fatalf("verify stopped on a corrupt part on shard 2: %v", err)
+	}
+	var corrupt []storage.Finding
+	for _, f := range rep.Findings {
+		if f.Kind == storage.KindCorruptPart {
+			corrupt = append(corrupt, f)
+		}
+		if f.Chain != victim && f.Kind != storage.KindNoExternalCheckpoint && f.Chain != "" {
+			t.Errorf("finding about an intact chain: %v", f)
+		}
+	}
+	if len(corrupt) != 1 || corrupt[0].Part != part || corrupt[0].Chain != victim || !strings.Contains(corrupt[0].Detail, "on shard 2") {
+		t.Fatalf("want one corrupt_part finding for %s on shard 2 (chain %s), got %v", part, victim, rep.Findings)
 	}
 }
 

@@ -160,7 +160,7 @@ func (s *Store) readPurges(ctx context.Context, chain string, skip badParts) ([]
 
 // Purges returns every purge record, by chain and sequence.
 func (s *Store) Purges(ctx context.Context) ([]PurgeRecord, error) {
-	return s.readPurges(ctx, "", nil)
+	return s.readPurges(ctx, "", badParts{})
 }
 
 // checkPurge verifies one purge record: its signature, that its columns
@@ -323,7 +323,7 @@ func (s *Store) purgeQuarantinePartition(ctx context.Context, qp QuarantinePlan)
 // record: a new chain. A chain whose newest checkpoint lies beyond the
 // newest purge lost rows outside Custody and is refused.
 func (s *Store) resumeAfterPurge(ctx context.Context, chain string, h *chainHead) (*compact.Range, error) {
-	recs, err := s.readPurges(ctx, chain, nil)
+	recs, err := s.readPurges(ctx, chain, badParts{})
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}

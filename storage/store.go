@@ -59,6 +59,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// DialShard connects to one server of the store's cluster (Schema.
+	// Cluster), at host and port as system.clusters names it, with the
+	// store's own account: verify checks every server's parts there (a
+	// Distributed table has none). Nil on a cluster skips that check with
+	// a warning; unused on one server.
+	DialShard func(ctx context.Context, host string, port int) (engine.Engine, error)
 }
 
 // Store is an open audit trail. Append is safe for concurrent use; batches

@@ -7,6 +7,9 @@ package storetest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strconv"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -77,6 +80,9 @@ type Fixture struct {
 	Servers []*chdb.Server
 	// Schema is what the store was created with (Schema(Backend)).
 	Schema storage.SchemaOptions
+	// DialShard reaches the Shards backend's servers as the admin (for
+	// storage.Options.DialShard); nil on the others.
+	DialShard func(ctx context.Context, host string, port int) (engine.Engine, error)
 }
 
 // New opens a fresh store on the embedded backend; actor names the test
@@ -102,6 +108,7 @@ func NewOn(t testing.TB, actor string, b Backend) *Fixture {
 			}
 		}
 		f.Eng = ConnectCluster(t, f.Server, chdb.AdminUser)
+		f.DialShard = DialShard(f.Servers, chdb.AdminUser)
 	} else {
 		f.Eng, f.Server = Engine(t, b)
 		if _, err := storage.Migrate(ctx, f.Eng, f.Schema, actor); err != nil {
@@ -109,7 +116,7 @@ func NewOn(t testing.TB, actor string, b Backend) *Fixture {
 		}
 	}
 	f.Signer, f.Verifier = Keys(t, actor)
-	st, err := storage.Open(ctx, f.Eng, storage.Options{Signer: f.Signer, CheckpointDir: f.CheckpointDir, Actor: actor, Schema: f.Schema})
+	st, err := storage.Open(ctx, f.Eng, storage.Options{Signer: f.Signer, CheckpointDir: f.CheckpointDir, Actor: actor, Schema: f.Schema, DialShard: f.DialShard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +162,26 @@ func ConnectCluster(t testing.TB, s *chdb.Server, user string) engine.Engine {
 	}
 	t.Cleanup(func() { _ = eng.Close(context.Background()) })
 	return eng
+}
+
+// DialShard connects to whichever of servers listens on host:port as user
+// (each server has its own password for the account), for
+// storage.Options.DialShard. The store closes the engines it opens.
+func DialShard(servers []*chdb.Server, user string) func(ctx context.Context, host string, port int) (engine.Engine, error) {
+	return func(ctx context.Context, host string, port int) (engine.Engine, error) {
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		for _, s := range servers {
+			if s.Addr() != addr {
+				continue
+			}
+			pw, ok := s.Password(user)
+			if !ok {
+				return nil, fmt.Errorf("server %s has no account %s", addr, user)
+			}
+			return clickhouse.Open(ctx, clickhouse.Options{Addr: addr, User: user, Password: pw})
+		}
+		return nil, fmt.Errorf("no server of the cluster listens on %s", addr)
+	}
 }
 
 // Access is the store's access policy for a test server: the roles of
