@@ -112,6 +112,37 @@ func TestSecondDelivery(t *testing.T) {
 		}
 	})
 
+	// Gaps count rows per bucket, then events only where that decides:
+	// AKS holds 34 events from 12:15 to 16:50 (68 rows with the second
+	// delivery), fewer than a service needs to be called silent, and 100
+	// or more from 08:00 to 18:00; both windows hold its 67 quiet minutes
+	// after 14:37.
+	t.Run("a sparse service stays sparse when delivered twice", func(t *testing.T) {
+		for _, c := range []struct {
+			window string
+			silent bool
+		}{
+			{"from=2025-06-12T12:15:00Z&to=2025-06-12T16:50:00Z", false},
+			{"from=2025-06-12T08:00:00Z&to=2025-06-12T18:00:00Z", true},
+		} {
+			for _, f := range []*fixture{one, two} {
+				var res struct {
+					Gaps []gap `json:"gaps"`
+				}
+				decode(t, f.get(t, "/api/gaps?"+c.window), &res)
+				silent := false
+				for _, g := range res.Gaps {
+					if g.Kind == "silent" && g.Service == "aks" {
+						silent = silent || g.From <= "2025-06-12T14:45" && g.To >= "2025-06-12T15:40"
+					}
+				}
+				if silent != c.silent {
+					t.Errorf("%s (second delivery %v): aks silent after 14:37 %v, want %v: %+v", c.window, f == two, silent, c.silent, res.Gaps)
+				}
+			}
+		}
+	})
+
 	// A timeline with more events than it draws: the first marks, each
 	// event once, and the total counts events, not copies.
 	t.Run("a truncated timeline counts once", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -147,8 +148,12 @@ func (s *Server) gaps(r *http.Request, from, to time.Time) ([]gap, error) {
 	}
 	p := engine.Params{"from": queries.FormatTime(from), "to": queries.FormatTime(to),
 		"from_us": strconv.FormatInt(from.UnixMicro(), 10), "bucket_us": strconv.FormatInt(bucket.Microseconds(), 10)}
+	// Rows (copies) per service and bucket: a bucket is empty of events
+	// exactly when it holds no row, so counting rows finds the same
+	// silent runs as counting events, reading event_time and the sort
+	// key's service only (event ids are read below, for a few rows).
 	counts := map[string][]uint64{}
-	err := engine.Each(ctx, s.eng, `SELECT toString(service), intDiv(toUnixTimestamp64Micro(event_time) - {from_us:Int64}, {bucket_us:Int64}) AS b, uniqExact(event_id)
+	err := engine.Each(ctx, s.eng, `SELECT toString(service), intDiv(toUnixTimestamp64Micro(event_time) - {from_us:Int64}, {bucket_us:Int64}) AS b, count()
 FROM `+s.db+`.events WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)} GROUP BY service, b`, p, func(r engine.Rows) error {
 		var svc string
 		var b int64
@@ -172,6 +177,15 @@ FROM `+s.db+`.events WHERE event_time >= {from:DateTime64(6)} AND event_time < {
 		var sum uint64
 		for _, n := range c {
 			sum += n
+		}
+		if sum < silentMinCount {
+			continue
+		}
+		// A sparse service is one with fewer than silentMinCount events
+		// (distinct ids per bucket, summed); rows count copies too, so
+		// count events, stopping at silentMinCount.
+		if sum, err = s.eventsAtLeast(ctx, svc, p, silentMinCount); err != nil {
+			return nil, err
 		}
 		if sum < silentMinCount {
 			continue
@@ -246,6 +260,25 @@ WHERE range_to >= {from:DateTime64(6)} AND range_from < {to:DateTime64(6)} ORDER
 		return nil, fmt.Errorf("timeline purges: %w", err)
 	}
 	return out, nil
+}
+
+// eventsAtLeast counts the distinct (bucket, event id) pairs of service
+// svc in the gaps window p, up to n: the engine stops reading once it has
+// n of them.
+func (s *Server) eventsAtLeast(ctx context.Context, svc string, p engine.Params, n int) (uint64, error) {
+	q := engine.Params{"service": svc, "n": strconv.Itoa(n)}
+	for k, v := range p {
+		q[k] = v
+	}
+	var got uint64
+	err := engine.Each(ctx, s.eng, `SELECT count() FROM (SELECT DISTINCT intDiv(toUnixTimestamp64Micro(event_time) - {from_us:Int64}, {bucket_us:Int64}) AS b, event_id
+FROM `+s.db+`.events WHERE service = {service:String} AND event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)} LIMIT {n:UInt32})`, q, func(r engine.Rows) error {
+		return r.Scan(&got)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("timeline gaps: counting %s events: %w", svc, err)
+	}
+	return got, nil
 }
 
 // monitoredService is the lane whose evidence a diagnostic setting
