@@ -51,8 +51,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ehbroker
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalScanner$$' -fuzztime $(FUZZTIME) ./bundle
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalOCSF$$' -fuzztime $(FUZZTIME) ./bundle
-	$(GO) test -run '^$$' -fuzz '^FuzzOCSFWriter$$' -fuzztime $(FUZZTIME) ./bundle
-	$(GO) test -run '^$$' -fuzz '^FuzzHTMLSafe$$' -fuzztime $(FUZZTIME) ./bundle
+	$(GO) test -run '^$$' -fuzz '^FuzzOCSFLine$$' -fuzztime $(FUZZTIME) ./bundle
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $(FUZZTIME) ./normalize
 
 # The README's benchmark table; each line is one row.
 bench: libchdb build

@@ -31,7 +31,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage/trail"
 )
 
@@ -418,10 +417,3 @@ func half(n int) uint64 { return uint64(n) / 2 }
 // ocsfRecordKey is where an OCSF line keeps the custody row.
 const ocsfRecordKey = "custody_record"
 
-// ocsfDocument is the OCSF event derived from r (normalize.OCSF over the
-// row's event with empty lists and maps in one form).
-func ocsfDocument(r *trail.Row) map[string]any {
-	c := *r
-	normalizeRow(&c)
-	return normalize.OCSF(c.Event)
-}

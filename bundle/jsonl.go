@@ -13,6 +13,7 @@ import (
 	gojson "github.com/goccy/go-json"
 
 	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage/trail"
 )
 
@@ -146,61 +147,11 @@ func listsValid(r *trail.Row) error {
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s (valid UTF-8) as a JSON string, as export-v1
-// writes it: control characters, quote and backslash are escaped, and
-// U+2028/U+2029 too, so a line is also a valid JavaScript string.
-func appendJSONString(dst []byte, s string) []byte { return appendJSONText(dst, s, false) }
-
-// appendJSONText appends s as a JSON string. Quote, backslash, control
-// characters (\n \r \t by name, the rest as \u00XX) and U+2028/U+2029 are
-// always escaped. asEncodingJSON writes exactly what encoding/json writes
-// (what OCSF lines are checked against): \b and \f by name, <, > and &
-// escaped, invalid UTF-8 replaced by U+FFFD. Without it, the export-v1
-// form: none of those (its strings are valid UTF-8 already).
-func appendJSONText(dst []byte, s string, asEncodingJSON bool) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && (!asEncodingJSON || c != '<' && c != '>' && c != '&') {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch {
-			case c == '\\' || c == '"':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c == '\b' && asEncodingJSON:
-				dst = append(dst, '\\', 'b')
-			case c == '\f' && asEncodingJSON:
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1 && asEncodingJSON:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			start = i + size
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			start = i + size
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+// writes it (normalize.EscapeBundle): control characters, quote and
+// backslash are escaped, and U+2028/U+2029 too, so a line is also a valid
+// JavaScript string.
+func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	return normalize.AppendJSONString(dst, s, normalize.EscapeBundle)
 }
 
 // jsonRecord is a row as the JSON formats carry it.

@@ -2,127 +2,63 @@ package bundle
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"slices"
-	"strconv"
 
 	gojson "github.com/goccy/go-json"
 
+	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage/trail"
 )
 
-// An OCSF line is the OCSF document derived from a row, as encoding/json
-// writes it (keys sorted, HTML characters escaped), with the row's jsonl
-// object under unmapped.custody_record. Going through json.Marshal cost
-// most of an OCSF export and verification (reflection over nested maps,
-// and validating and compacting the record again); appendOCSFValue writes
-// the same bytes directly for the value types normalize.OCSF produces and
-// defers to encoding/json for any other.
+// An OCSF line is the row's OCSF event as normalize.OCSFWriter writes it
+// (what `custody normalize --ocsf` prints; json.Marshal's bytes for the
+// document as a tree of maps), with the row's jsonl object under
+// unmapped.custody_record, HTML characters escaped as json.Marshal
+// escapes a json.RawMessage. Export, the verifier's quick path and its
+// field-by-field comparison all derive lines through appendOCSFLine.
 
-// ocsfRecord is the row's jsonl object, already compact JSON.
-type ocsfRecord []byte
-
-// appendOCSFLine appends the OCSF line of r, whose jsonl object is
-// record.
-func appendOCSFLine(dst []byte, r *trail.Row, record []byte) ([]byte, error) {
-	doc := ocsfDocument(r)
-	um, ok := doc["unmapped"].(map[string]any)
-	if !ok {
-		um = map[string]any{}
-		doc["unmapped"] = um
+// appendOCSFLine appends the OCSF line of r, whose jsonl object is record
+// (compact JSON as jsonEncoder writes it; empty writes the record key
+// with no value, for comparing the rest of a line). Empty lists are
+// written [] whether nil or not, so that a row read back from a bundle
+// derives the line of the row it was written from.
+func appendOCSFLine(w *normalize.OCSFWriter, scratch *[]byte, dst []byte, r *trail.Row, record []byte) ([]byte, error) {
+	e := listsNotNil(&r.Event)
+	if bytes.ContainsAny(record, "<>&") {
+		*scratch = appendHTMLEscaped((*scratch)[:0], record)
+		record = *scratch
 	}
-	if _, taken := um[ocsfRecordKey]; taken {
+	dst, err := w.Append(dst, e, ocsfRecordKey, record)
+	if err != nil {
 		return nil, fmt.Errorf("chain %s seq %d: attribute %q collides with the OCSF record key", r.Chain, r.Seq, ocsfRecordKey)
 	}
-	um[ocsfRecordKey] = ocsfRecord(record)
-	return appendOCSFValue(dst, doc)
+	return dst, nil
 }
 
-// appendOCSFValue appends v as json.Marshal would.
-func appendOCSFValue(dst []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case nil:
-		return append(dst, "null"...), nil
-	case string:
-		return appendHTMLSafeString(dst, v), nil
-	case bool:
-		return strconv.AppendBool(dst, v), nil
-	case int:
-		return strconv.AppendInt(dst, int64(v), 10), nil
-	case int32:
-		return strconv.AppendInt(dst, int64(v), 10), nil
-	case int64:
-		return strconv.AppendInt(dst, v, 10), nil
-	case uint64:
-		return strconv.AppendUint(dst, v, 10), nil
-	case ocsfRecord:
-		return appendHTMLEscaped(dst, v), nil
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		dst = append(dst, '{')
-		var err error
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendHTMLSafeString(dst, k)
-			dst = append(dst, ':')
-			if dst, err = appendOCSFValue(dst, v[k]); err != nil {
-				return nil, err
-			}
-		}
-		return append(dst, '}'), nil
-	case []string:
-		if v == nil {
-			return append(dst, "null"...), nil
-		}
-		dst = append(dst, '[')
-		for i, s := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendHTMLSafeString(dst, s)
-		}
-		return append(dst, ']'), nil
-	case []map[string]any:
-		if v == nil {
-			return append(dst, "null"...), nil
-		}
-		dst = append(dst, '[')
-		var err error
-		for i, m := range v {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			if dst, err = appendOCSFValue(dst, m); err != nil {
-				return nil, err
-			}
-		}
-		return append(dst, ']'), nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode OCSF event: %w", err)
-	}
-	return append(dst, b...), nil
+// appendOCSFEvent appends the OCSF event of r with no record member, as
+// appendOCSFLine writes the rest of the line.
+func appendOCSFEvent(w *normalize.OCSFWriter, dst []byte, r *trail.Row) []byte {
+	dst, _ = w.Append(dst, listsNotNil(&r.Event), "", nil)
+	return dst
 }
 
-// appendHTMLSafeString appends s as encoding/json writes a string.
-func appendHTMLSafeString(dst []byte, s string) []byte { return appendJSONText(dst, s, true) }
+// listsNotNil returns e, or a copy of e with an empty list for nil tags
+// (the only list the OCSF event writes as null when nil).
+func listsNotNil(e *event.Event) *event.Event {
+	if e.Tags != nil {
+		return e
+	}
+	c := *e
+	c.Tags = []string{}
+	return &c
+}
 
 // appendHTMLEscaped appends compact JSON b with <, > and & escaped, as
 // json.Marshal writes a json.RawMessage holding compact JSON whose strings
 // already escape U+2028 and U+2029 (what jsonEncoder writes). Those three
 // bytes only occur inside strings in JSON text.
 func appendHTMLEscaped(dst, b []byte) []byte {
-	if bytes.IndexByte(b, '<') < 0 && bytes.IndexByte(b, '>') < 0 && bytes.IndexByte(b, '&') < 0 {
-		return append(dst, b...)
-	}
 	for {
 		i := bytes.IndexAny(b, "<>&")
 		if i < 0 {
@@ -150,7 +86,7 @@ func (d *lineChecker) canonicalOCSF(line []byte, r *trail.Row) bool {
 	if d.html.scan(rec, r) {
 		// rec is what export writes for r, so only the rest of the line
 		// is left to compare with the line derived from r.
-		want, err := appendOCSFLine(d.line[:0], r, nil)
+		want, err := appendOCSFLine(&d.ocsf, &d.record, d.line[:0], r, nil)
 		if err != nil {
 			return false
 		}
@@ -163,7 +99,7 @@ func (d *lineChecker) canonicalOCSF(line []byte, r *trail.Row) bool {
 		return false
 	}
 	d.buf = d.enc.appendRow(d.buf[:0], r)
-	want, err := appendOCSFLine(d.line[:0], r, d.buf)
+	want, err := appendOCSFLine(&d.ocsf, &d.record, d.line[:0], r, d.buf)
 	if err != nil {
 		return false
 	}

@@ -603,16 +603,13 @@ func decodeLine(d *lineChecker, format string, n uint64, line []byte, res *lineR
 	}
 	res.computed = d.hasher.Hash(r)
 	d.setKey(res, r)
-	want, err := json.Marshal(ocsfDocument(r))
-	if err == nil {
-		var wantDoc map[string]json.RawMessage
-		if wantDoc, _, err = splitOCSF(want); err == nil {
-			res.ocsfDiff = diffKeys(got, wantDoc)
-		}
-	}
+	d.line = appendOCSFEvent(&d.ocsf, d.line[:0], r)
+	wantDoc, _, err := splitOCSF(d.line)
 	if err != nil {
 		res.noncanon = fmt.Errorf("derive OCSF: %w", err)
+		return
 	}
+	res.ocsfDiff = diffKeys(got, wantDoc)
 }
 
 // apply checks a decoded line against the bundle, in file order.

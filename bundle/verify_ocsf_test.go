@@ -74,45 +74,42 @@ func randomOCSFRow(seed uint64) trail.Row {
 	return r
 }
 
-// TestOCSFWriterMatchesNormalize checks that ocsfWriter writes the bytes
-// appendOCSFLine writes from normalize.OCSF's document.
-func TestOCSFWriterMatchesNormalize(t *testing.T) {
-	var w ocsfWriter
+// TestOCSFLineRandomRows checks appendOCSFLine against its reference
+// (marshalOCSFLine) over rows that take every path of the OCSF event.
+func TestOCSFLineRandomRows(t *testing.T) {
 	rows := textRows()
 	for seed := range uint64(3000) {
 		rows = append(rows, randomOCSFRow(seed))
 	}
+	var enc jsonEncoder
 	for i, r := range rows {
-		checkOCSFWriter(t, &w, i, r)
+		checkOCSFLine(t, i, r, enc.appendRow(nil, &r))
 	}
 }
 
-func checkOCSFWriter(t *testing.T, w *ocsfWriter, i int, r trail.Row) {
+func checkOCSFLine(t *testing.T, i int, r trail.Row, record []byte) {
 	t.Helper()
-	want, err := appendOCSFLine(nil, &r, nil)
-	got, ok := w.appendLine(nil, &r)
-	if ok != (err == nil) || ok && !bytes.Equal(got, want) {
-		t.Fatalf("row %d (%+v): ocsfWriter (%v)\n%s\nappendOCSFLine (%v)\n%s", i, r.Event, ok, got, err, want)
+	got, err := ocsfLine(&r, record)
+	if _, taken := r.Event.Attributes[ocsfRecordKey]; taken {
+		if err == nil {
+			t.Fatalf("row %d: an attribute takes the record key, and the line was written", i)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("row %d: %v", i, err)
+	}
+	if want := marshalOCSFLine(t, &r, record); !bytes.Equal(got, want) {
+		t.Fatalf("row %d (%+v):\n%s\nwant (encoding/json)\n%s", i, r.Event, got, want)
 	}
 }
 
-// FuzzOCSFWriter is TestOCSFWriterMatchesNormalize over random rows.
-func FuzzOCSFWriter(f *testing.F) {
+// FuzzOCSFLine is TestOCSFLineRandomRows over random rows.
+func FuzzOCSFLine(f *testing.F) {
 	f.Add(uint64(1))
 	f.Fuzz(func(t *testing.T, seed uint64) {
-		var w ocsfWriter
-		checkOCSFWriter(t, &w, 0, randomOCSFRow(seed))
-	})
-}
-
-// FuzzHTMLSafe holds appendHTMLSafe to appendHTMLSafeString.
-func FuzzHTMLSafe(f *testing.F) {
-	for _, s := range []string{"", "plain", "x<y>&z \"q\" \\ \n\r\t\b\f\x00\x1f\x7f", "ü € \u2028 \u2029 𝄞 \xff\xfe \xe2\x80"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := appendHTMLSafe(nil, s), appendHTMLSafeString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("%q: got %s, want %s", s, got, want)
-		}
+		var enc jsonEncoder
+		r := randomOCSFRow(seed)
+		checkOCSFLine(t, 0, r, enc.appendRow(nil, &r))
 	})
 }

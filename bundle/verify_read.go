@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage/trail"
 )
 
@@ -199,7 +200,8 @@ type lineChecker struct {
 	lineDecoder
 	strict strictScanner // jsonl lines
 	html   strictScanner // records embedded in OCSF lines
-	ocsf   ocsfWriter
+	ocsf   normalize.OCSFWriter
+	record []byte // a record with HTML characters escaped
 	// recordAt is where the last OCSF line had its record key.
 	recordAt int
 	row      trail.Row

@@ -213,7 +213,7 @@ func TestCanonicalOCSFMatchesFullCompare(t *testing.T) {
 	var enc jsonEncoder
 	d := newLineChecker(columnIndex())
 	for i, r := range textRows() {
-		line, err := appendOCSFLine(nil, &r, enc.appendRow(nil, &r))
+		line, err := ocsfLine(&r, enc.appendRow(nil, &r))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +231,7 @@ func TestCanonicalOCSFMatchesFullCompare(t *testing.T) {
 			ok := d.canonicalOCSF(edited, &got)
 			want := false
 			if rec, found := ocsfRecordIn(edited); found && decodeRecord(rec, &full, d.index) {
-				derived, err := appendOCSFLine(nil, &full, enc.appendRow(nil, &full))
+				derived, err := ocsfLine(&full, enc.appendRow(nil, &full))
 				want = err == nil && bytes.Equal(derived, edited)
 			}
 			if c.from == "" && !ok {
@@ -250,7 +250,7 @@ func TestCanonicalOCSFMatchesFullCompare(t *testing.T) {
 func FuzzCanonicalOCSF(f *testing.F) {
 	var enc jsonEncoder
 	for _, r := range textRows()[:5] {
-		line, err := appendOCSFLine(nil, &r, enc.appendRow(nil, &r))
+		line, err := ocsfLine(&r, enc.appendRow(nil, &r))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func FuzzCanonicalOCSF(f *testing.F) {
 		want := false
 		if rec, found := ocsfRecordIn(line); found {
 			if decodeRecord(rec, &full, index) {
-				derived, err := appendOCSFLine(nil, &full, enc.appendRow(nil, &full))
+				derived, err := ocsfLine(&full, enc.appendRow(nil, &full))
 				want = err == nil && bytes.Equal(derived, line)
 			}
 		}

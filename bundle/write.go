@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/custody-audit/custody/normalize"
 	"github.com/custody-audit/custody/storage/trail"
 )
 
@@ -145,13 +146,15 @@ func (j *jsonlLines) appendLine(dst []byte, r *trail.Row) ([]byte, error) {
 }
 
 type ocsfLines struct {
-	enc    jsonEncoder
-	record []byte
+	enc     jsonEncoder
+	ocsf    normalize.OCSFWriter
+	record  []byte
+	escaped []byte
 }
 
 func (o *ocsfLines) appendLine(dst []byte, r *trail.Row) ([]byte, error) {
 	o.record = o.enc.appendRow(o.record[:0], r)
-	dst, err := appendOCSFLine(dst, r, o.record)
+	dst, err := appendOCSFLine(&o.ocsf, &o.escaped, dst, r, o.record)
 	if err != nil {
 		return nil, err
 	}

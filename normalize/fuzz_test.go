@@ -66,7 +66,13 @@ func FuzzProcess(f *testing.F) {
 			if err != nil || !json.Valid(j) {
 				t.Fatalf("event JSON: %v", err)
 			}
-			_ = normalize.OCSF(e)
+			want, err := normalize.MarshalOCSFReference(e)
+			if err != nil {
+				t.Fatalf("OCSF reference: %v", err)
+			}
+			if got := normalize.AppendOCSF(nil, &e); !bytes.Equal(got, want) {
+				t.Fatalf("AppendOCSF\n%s\nwant (json.Marshal of the OCSF maps)\n%s", got, want)
+			}
 		}
 		for _, q := range res.Quarantined {
 			if q.Reason == "" {

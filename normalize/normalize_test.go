@@ -2,6 +2,7 @@ package normalize_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -237,24 +238,34 @@ func TestConcurrentUse(t *testing.T) {
 func TestOCSF(t *testing.T) {
 	n := newDefault(t)
 	acr := process(t, n, normalize.Input{Body: readTestdata(t, "eventhubs/acr-events-documented.json")})
-	login := normalize.OCSF(acr.Events[0])
-	if login["class_uid"] != normalize.OCSFClassAuthentication || login["type_uid"] != 300201 || login["status_id"] != 1 {
+	login := ocsfDoc(t, acr.Events[0])
+	if login["class_uid"] != float64(normalize.OCSFClassAuthentication) || login["type_uid"] != float64(300201) || login["status_id"] != float64(1) {
 		t.Errorf("ACR login: class %v type %v status %v", login["class_uid"], login["type_uid"], login["status_id"])
 	}
-	push := normalize.OCSF(acr.Events[2])
-	if push["class_uid"] != normalize.OCSFClassAPIActivity || push["activity_name"] != "Update" {
+	push := ocsfDoc(t, acr.Events[2])
+	if push["class_uid"] != float64(normalize.OCSFClassAPIActivity) || push["activity_name"] != "Update" {
 		t.Errorf("ACR push: class %v activity %v", push["class_uid"], push["activity_name"])
 	}
 	aks := process(t, n, normalize.Input{Body: readTestdata(t, "eventhubs/aks-admin-mix-documented.json")})
 	for _, e := range aks.Events {
-		o := normalize.OCSF(e)
+		o := ocsfDoc(t, e)
 		if o["metadata"].(map[string]any)["uid"] != e.ID || o["raw_data"] != string(e.Raw) {
 			t.Errorf("OCSF lost the id or raw data of %s", e.ID)
 		}
-		if e.Action == "k8s:clusterrolebindings:create" && (o["activity_id"] != 1 || o["status_id"] != 1) {
+		if e.Action == "k8s:clusterrolebindings:create" && (o["activity_id"] != float64(1) || o["status_id"] != float64(1)) {
 			t.Errorf("clusterrolebinding create: activity %v status %v", o["activity_id"], o["status_id"])
 		}
 	}
+}
+
+// ocsfDoc is e's OCSF event read back as a tree of maps.
+func ocsfDoc(t *testing.T, e event.Event) map[string]any {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(normalize.AppendOCSF(nil, &e), &doc); err != nil {
+		t.Fatalf("OCSF of %s is not JSON: %v", e.ID, err)
+	}
+	return doc
 }
 
 // sharedSamples returns the shared sample directory (../shared/samples

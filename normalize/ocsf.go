@@ -1,6 +1,9 @@
 package normalize
 
 import (
+	"errors"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/custody-audit/custody/event"
@@ -32,12 +35,161 @@ const (
 	ocsfLogonTypeNetwork    = 3
 )
 
-// OCSF maps e to an OCSF event: Authentication (3002) for login-class
-// events (ACR logins, AKS guard), API Activity (6003) for everything else.
-// The original record is carried in raw_data; Custody-specific fields
-// without an OCSF home are kept under unmapped.
-func OCSF(e event.Event) map[string]any {
-	ms := e.Time.UnixMilli()
+// An OCSF event is Authentication (3002) for login-class events (ACR
+// logins, AKS guard) and API Activity (6003) for everything else. The
+// original record is carried in raw_data; Custody-specific fields without
+// an OCSF home are kept under unmapped, where an attribute of the same
+// name replaces a Custody field. The JSON is what json.Marshal writes for
+// the document as a tree of maps (keys sorted, HTML characters escaped,
+// a nil list as null): MarshalOCSFReference in the tests, held to
+// AppendOCSF by the golden and fuzz tests. AppendOCSF writes it directly,
+// in key order: `custody normalize --ocsf` and the export bundle's ocsf
+// format (writing and verifying) share it.
+
+// ErrOCSFRecordKey means an event's attributes take the key an OCSF
+// record member was asked under.
+var ErrOCSFRecordKey = errors.New("an attribute takes the OCSF record key")
+
+// AppendOCSF appends e as an OCSF event (one JSON object, no newline).
+func AppendOCSF(dst []byte, e *event.Event) []byte {
+	var w OCSFWriter
+	dst, _ = w.Append(dst, e, "", nil)
+	return dst
+}
+
+// OCSFWriter writes OCSF events reusing its scratch space. The zero value
+// is ready; not safe for concurrent use.
+type OCSFWriter struct {
+	keys    []string
+	scratch []byte
+}
+
+// Append appends e as an OCSF event. With recordKey set, unmapped also
+// holds recordKey with record as its value, written as it is (compact
+// JSON as json.Marshal would write it; empty leaves the member's value
+// out, for a caller comparing the rest of a line); an attribute named
+// recordKey is then ErrOCSFRecordKey.
+func (w *OCSFWriter) Append(dst []byte, e *event.Event, recordKey string, record []byte) ([]byte, error) {
+	login := e.ActionClass == event.ClassLogin
+	act, actName := ocsfAuthActivityLogon, "Logon"
+	if !login {
+		act, actName = ocsfAPIActivity(e.ActionClass, e.Action)
+	}
+	dst = append(dst, '{')
+	dst = ocsfNum(dst, "activity_id", int64(act))
+	dst = append(dst, ',')
+	dst = ocsfStr(dst, "activity_name", actName)
+	dst = append(dst, ',')
+	dst = ocsfKey(dst, "actor")
+	dst = append(dst, '{')
+	if e.Actor.AppID != "" {
+		dst = ocsfStr(dst, "app_uid", e.Actor.AppID)
+		dst = append(dst, ',')
+	}
+	if e.Actor.ImpersonatedBy != "" {
+		dst = ocsfStr(dst, "invoked_by", e.Actor.ImpersonatedBy)
+		dst = append(dst, ',')
+	}
+	dst = ocsfKey(dst, "user")
+	dst = ocsfUser(dst, e)
+	dst = append(dst, '}', ',')
+	if !login {
+		dst = ocsfKey(dst, "api")
+		dst = append(dst, '{')
+		dst = ocsfStr(dst, "operation", e.Action)
+		dst = append(dst, ',')
+		if e.RequestID != "" {
+			dst = ocsfKey(dst, "request")
+			dst = append(dst, '{')
+			dst = ocsfStr(dst, "uid", e.RequestID)
+			dst = append(dst, '}', ',')
+		}
+		dst = ocsfKey(dst, "service")
+		dst = append(dst, '{')
+		dst = ocsfStr(dst, "name", string(e.Service))
+		dst = append(dst, '}', '}', ',')
+	}
+	if login {
+		dst = ocsfStr(dst, "category_name", "Identity & Access Management")
+		dst = append(dst, ',')
+		dst = ocsfNum(dst, "category_uid", ocsfCategoryIAM)
+		dst = append(dst, ',')
+		dst = ocsfStr(dst, "class_name", "Authentication")
+		dst = append(dst, ',')
+		dst = ocsfNum(dst, "class_uid", OCSFClassAuthentication)
+	} else {
+		dst = ocsfStr(dst, "category_name", "Application Activity")
+		dst = append(dst, ',')
+		dst = ocsfNum(dst, "category_uid", ocsfCategoryApplication)
+		dst = append(dst, ',')
+		dst = ocsfStr(dst, "class_name", "API Activity")
+		dst = append(dst, ',')
+		dst = ocsfNum(dst, "class_uid", OCSFClassAPIActivity)
+	}
+	dst = append(dst, ',')
+	dst = ocsfKey(dst, "cloud")
+	dst = append(dst, '{')
+	if e.SubscriptionID != "" {
+		dst = ocsfKey(dst, "account")
+		dst = append(dst, '{')
+		dst = ocsfStr(dst, "type", "Azure Subscription")
+		dst = append(dst, ',')
+		dst = ocsfStr(dst, "uid", e.SubscriptionID)
+		dst = append(dst, '}', ',')
+	}
+	if e.TenantID != "" {
+		dst = ocsfKey(dst, "org")
+		dst = append(dst, '{')
+		dst = ocsfStr(dst, "uid", e.TenantID)
+		dst = append(dst, '}', ',')
+	}
+	dst = ocsfStr(dst, "provider", "Azure")
+	dst = append(dst, '}', ',')
+	if login {
+		dst = ocsfKey(dst, "dst_endpoint")
+		dst = append(dst, '{')
+		dst = ocsfStr(dst, "name", e.ResourceName)
+		dst = append(dst, ',')
+		dst = ocsfStr(dst, "uid", e.ResourceID)
+		dst = append(dst, '}', ',')
+	}
+	if e.UserAgent != "" {
+		dst = ocsfKey(dst, "http_request")
+		dst = append(dst, '{')
+		dst = ocsfStr(dst, "user_agent", e.UserAgent)
+		dst = append(dst, '}', ',')
+	}
+	if login {
+		dst = ocsfKey(dst, "is_mfa")
+		dst = append(dst, "false,"...)
+		dst = ocsfNum(dst, "logon_type_id", ocsfLogonTypeNetwork)
+		dst = append(dst, ',')
+	}
+	dst = ocsfStr(dst, "message", e.Action)
+	dst = append(dst, ',')
+	dst = ocsfMetadata(dst, e)
+	dst = append(dst, ',')
+	dst = ocsfKey(dst, "raw_data")
+	dst = AppendJSONString(dst, e.Raw, EscapeHTML)
+	dst = append(dst, ',')
+	if !login {
+		dst = w.resources(dst, e)
+		dst = append(dst, ',')
+	}
+	severity := ocsfSeverityInformation
+	if len(e.Tags) > 0 {
+		severity = ocsfSeverityMedium
+	}
+	dst = ocsfNum(dst, "severity_id", int64(severity))
+	dst = append(dst, ',')
+	dst = ocsfKey(dst, "src_endpoint")
+	dst = append(dst, '{')
+	if e.SourceIP.IsValid() {
+		dst = ocsfKey(dst, "ip")
+		w.scratch = e.SourceIP.AppendTo(w.scratch[:0])
+		dst = AppendJSONString(dst, w.scratch, EscapeHTML)
+	}
+	dst = append(dst, '}', ',')
 	status, statusName := ocsfStatusUnknown, "Unknown"
 	switch e.Outcome {
 	case event.OutcomeSuccess:
@@ -45,167 +197,234 @@ func OCSF(e event.Event) map[string]any {
 	case event.OutcomeFailure:
 		status, statusName = ocsfStatusFailure, "Failure"
 	}
-	severity := ocsfSeverityInformation
-	if len(e.Tags) > 0 {
-		severity = ocsfSeverityMedium
-	}
-	user := map[string]any{"type_id": ocsfUserType(e.Actor.Type), "type": string(e.Actor.Type)}
-	if e.Actor.Name != "" {
-		user["name"] = e.Actor.Name
-	}
-	if e.Actor.ObjectID != "" {
-		user["uid"] = e.Actor.ObjectID
-	}
-	if len(e.Actor.Groups) > 0 {
-		groups := make([]map[string]any, len(e.Actor.Groups))
-		for i, g := range e.Actor.Groups {
-			groups[i] = map[string]any{"name": g}
-		}
-		user["groups"] = groups
-	}
-	actor := map[string]any{"user": user}
-	if e.Actor.AppID != "" {
-		actor["app_uid"] = e.Actor.AppID
-	}
-	if e.Actor.ImpersonatedBy != "" {
-		actor["invoked_by"] = e.Actor.ImpersonatedBy
-	}
-	src := map[string]any{}
-	if e.SourceIP.IsValid() {
-		src["ip"] = e.SourceIP.String()
-	}
-	metadata := map[string]any{
-		"version":      OCSFVersion,
-		"uid":          e.ID,
-		"product":      map[string]any{"name": ocsfProductName(e.Service), "vendor_name": ocsfProductVendor},
-		"log_name":     e.Category,
-		"log_provider": e.SourceKind,
-		"labels":       e.Tags,
-	}
-	if e.CorrelationID != "" {
-		metadata["correlation_uid"] = e.CorrelationID
-	}
-	if !e.ReceivedTime.IsZero() {
-		metadata["processed_time"] = e.ReceivedTime.UnixMilli()
-	}
-	cloud := map[string]any{"provider": "Azure"}
-	if e.TenantID != "" {
-		cloud["org"] = map[string]any{"uid": e.TenantID}
-	}
-	if e.SubscriptionID != "" {
-		cloud["account"] = map[string]any{"uid": e.SubscriptionID, "type": "Azure Subscription"}
-	}
-	unmapped := map[string]any{
-		"custody_action":       e.Action,
-		"custody_action_class": string(e.ActionClass),
-		"source_format":        e.SourceFormat,
-		"source_position":      e.SourcePosition,
-	}
-	for k, v := range e.Attributes {
-		unmapped[k] = v
-	}
-	out := map[string]any{
-		"time":         ms,
-		"severity_id":  severity,
-		"status_id":    status,
-		"status":       statusName,
-		"message":      e.Action,
-		"metadata":     metadata,
-		"cloud":        cloud,
-		"actor":        actor,
-		"src_endpoint": src,
-		"raw_data":     string(e.Raw),
-		"unmapped":     unmapped,
-	}
+	dst = ocsfStr(dst, "status", statusName)
+	dst = append(dst, ',')
 	if e.StatusCode != 0 {
-		out["status_code"] = itoa(int(e.StatusCode))
+		dst = ocsfKey(dst, "status_code")
+		w.scratch = strconv.AppendInt(w.scratch[:0], int64(e.StatusCode), 10)
+		dst = AppendJSONString(dst, w.scratch, EscapeHTML)
+		dst = append(dst, ',')
 	}
 	if e.Reason != "" {
-		out["status_detail"] = e.Reason
+		dst = ocsfStr(dst, "status_detail", e.Reason)
+		dst = append(dst, ',')
 	}
-	if e.ActionClass == event.ClassLogin {
-		out["class_uid"] = OCSFClassAuthentication
-		out["class_name"] = "Authentication"
-		out["category_uid"] = ocsfCategoryIAM
-		out["category_name"] = "Identity & Access Management"
-		out["activity_id"] = ocsfAuthActivityLogon
-		out["activity_name"] = "Logon"
-		out["type_uid"] = OCSFClassAuthentication*100 + ocsfAuthActivityLogon
-		out["user"] = user
-		out["logon_type_id"] = ocsfLogonTypeNetwork
-		out["is_mfa"] = false
-		out["dst_endpoint"] = map[string]any{"name": e.ResourceName, "uid": e.ResourceID}
-		if e.UserAgent != "" {
-			out["http_request"] = map[string]any{"user_agent": e.UserAgent}
-		}
-		return out
+	dst = ocsfNum(dst, "status_id", int64(status))
+	dst = append(dst, ',')
+	dst = ocsfNum(dst, "time", e.Time.UnixMilli())
+	dst = append(dst, ',')
+	dst = ocsfNum(dst, "type_uid", int64(ocsfClass(login)*100+act))
+	dst = append(dst, ',')
+	dst, err := w.unmapped(dst, e, recordKey, record)
+	if err != nil {
+		return nil, err
 	}
-	act, actName := ocsfAPIActivity(e.ActionClass, e.Action)
-	out["class_uid"] = OCSFClassAPIActivity
-	out["class_name"] = "API Activity"
-	out["category_uid"] = ocsfCategoryApplication
-	out["category_name"] = "Application Activity"
-	out["activity_id"] = act
-	out["activity_name"] = actName
-	out["type_uid"] = OCSFClassAPIActivity*100 + act
-	api := map[string]any{"operation": e.Action, "service": map[string]any{"name": string(e.Service)}}
-	if e.RequestID != "" {
-		api["request"] = map[string]any{"uid": e.RequestID}
+	if login {
+		dst = append(dst, ',')
+		dst = ocsfKey(dst, "user")
+		dst = ocsfUser(dst, e)
 	}
-	out["api"] = api
-	if e.UserAgent != "" {
-		out["http_request"] = map[string]any{"user_agent": e.UserAgent}
-	}
-	res := []map[string]any{}
-	if e.ResourceID != "" {
-		res = append(res, map[string]any{"uid": e.ResourceID, "name": e.ResourceName, "type": strings.TrimPrefix(e.Provider+"/"+e.ResourceType, "/")})
-	}
-	if t := e.Target; t.Resource != "" || t.Repository != "" || t.ContainerGroup != "" {
-		r := map[string]any{}
-		switch {
-		case t.Resource != "":
-			r["type"] = strings.TrimPrefix(t.APIGroup+"/"+t.Resource, "/")
-			r["name"] = t.Name
-			if t.Namespace != "" {
-				r["namespace"] = t.Namespace
-			}
-		case t.Repository != "":
-			r["type"] = "container_repository"
-			r["name"] = t.Repository
-			r["version"] = firstNonEmpty(t.Tag, t.Digest)
-		default:
-			r["type"] = "container_group"
-			r["name"] = t.ContainerGroup
-		}
-		if t.Image != "" {
-			r["data"] = map[string]any{"image": t.Image}
-		}
-		res = append(res, r)
-	}
-	out["resources"] = res
-	return out
+	return append(dst, '}'), nil
 }
 
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
+func ocsfClass(login bool) int {
+	if login {
+		return OCSFClassAuthentication
 	}
-	neg := n < 0
-	if neg {
-		n = -n
+	return OCSFClassAPIActivity
+}
+
+func ocsfStr(dst []byte, key, v string) []byte {
+	return AppendJSONString(ocsfKey(dst, key), v, EscapeHTML)
+}
+
+func ocsfNum(dst []byte, key string, v int64) []byte {
+	return strconv.AppendInt(ocsfKey(dst, key), v, 10)
+}
+
+func ocsfKey(dst []byte, key string) []byte {
+	return append(AppendJSONString(dst, key, EscapeHTML), ':')
+}
+
+// ocsfUser writes the actor's user object.
+func ocsfUser(dst []byte, e *event.Event) []byte {
+	a := &e.Actor
+	dst = append(dst, '{')
+	if len(a.Groups) > 0 {
+		dst = ocsfKey(dst, "groups")
+		dst = append(dst, '[')
+		for i, g := range a.Groups {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '{')
+			dst = ocsfStr(dst, "name", g)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']', ',')
 	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
+	if a.Name != "" {
+		dst = ocsfStr(dst, "name", a.Name)
+		dst = append(dst, ',')
 	}
-	if neg {
-		i--
-		b[i] = '-'
+	dst = ocsfStr(dst, "type", string(a.Type))
+	dst = append(dst, ',')
+	dst = ocsfNum(dst, "type_id", int64(ocsfUserType(a.Type)))
+	if a.ObjectID != "" {
+		dst = append(dst, ',')
+		dst = ocsfStr(dst, "uid", a.ObjectID)
 	}
-	return string(b[i:])
+	return append(dst, '}')
+}
+
+func ocsfMetadata(dst []byte, e *event.Event) []byte {
+	dst = ocsfKey(dst, "metadata")
+	dst = append(dst, '{')
+	if e.CorrelationID != "" {
+		dst = ocsfStr(dst, "correlation_uid", e.CorrelationID)
+		dst = append(dst, ',')
+	}
+	dst = ocsfKey(dst, "labels")
+	if e.Tags == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '[')
+		for i, t := range e.Tags {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendJSONString(dst, t, EscapeHTML)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, ',')
+	dst = ocsfStr(dst, "log_name", e.Category)
+	dst = append(dst, ',')
+	dst = ocsfStr(dst, "log_provider", e.SourceKind)
+	dst = append(dst, ',')
+	if !e.ReceivedTime.IsZero() {
+		dst = ocsfNum(dst, "processed_time", e.ReceivedTime.UnixMilli())
+		dst = append(dst, ',')
+	}
+	dst = ocsfKey(dst, "product")
+	dst = append(dst, '{')
+	dst = ocsfStr(dst, "name", ocsfProductName(e.Service))
+	dst = append(dst, ',')
+	dst = ocsfStr(dst, "vendor_name", ocsfProductVendor)
+	dst = append(dst, '}', ',')
+	dst = ocsfStr(dst, "uid", e.ID)
+	dst = append(dst, ',')
+	dst = ocsfStr(dst, "version", OCSFVersion)
+	return append(dst, '}')
+}
+
+// resources writes the resource and the target (API Activity).
+func (w *OCSFWriter) resources(dst []byte, e *event.Event) []byte {
+	dst = ocsfKey(dst, "resources")
+	dst = append(dst, '[')
+	if e.ResourceID != "" {
+		dst = append(dst, '{')
+		dst = ocsfStr(dst, "name", e.ResourceName)
+		dst = append(dst, ',')
+		dst = ocsfKey(dst, "type")
+		dst = w.joinedType(dst, e.Provider, e.ResourceType)
+		dst = append(dst, ',')
+		dst = ocsfStr(dst, "uid", e.ResourceID)
+		dst = append(dst, '}')
+	}
+	if t := &e.Target; t.Resource != "" || t.Repository != "" || t.ContainerGroup != "" {
+		if e.ResourceID != "" {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '{')
+		if t.Image != "" {
+			dst = ocsfKey(dst, "data")
+			dst = append(dst, '{')
+			dst = ocsfStr(dst, "image", t.Image)
+			dst = append(dst, '}', ',')
+		}
+		switch {
+		case t.Resource != "":
+			dst = ocsfStr(dst, "name", t.Name)
+			dst = append(dst, ',')
+			if t.Namespace != "" {
+				dst = ocsfStr(dst, "namespace", t.Namespace)
+				dst = append(dst, ',')
+			}
+			dst = ocsfKey(dst, "type")
+			dst = w.joinedType(dst, t.APIGroup, t.Resource)
+		case t.Repository != "":
+			dst = ocsfStr(dst, "name", t.Repository)
+			dst = append(dst, ',')
+			dst = ocsfStr(dst, "type", "container_repository")
+			dst = append(dst, ',')
+			dst = ocsfStr(dst, "version", firstNonEmpty(t.Tag, t.Digest))
+		default:
+			dst = ocsfStr(dst, "name", t.ContainerGroup)
+			dst = append(dst, ',')
+			dst = ocsfStr(dst, "type", "container_group")
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+// joinedType writes strings.TrimPrefix(a+"/"+b, "/") as a JSON string.
+func (w *OCSFWriter) joinedType(dst []byte, a, b string) []byte {
+	w.scratch = append(append(append(w.scratch[:0], a...), '/'), b...)
+	if w.scratch[0] == '/' {
+		return AppendJSONString(dst, w.scratch[1:], EscapeHTML)
+	}
+	return AppendJSONString(dst, w.scratch, EscapeHTML)
+}
+
+// unmapped writes the custody fields and the attributes (which replace a
+// custody field of the same name), with the record member when recordKey
+// is set.
+func (w *OCSFWriter) unmapped(dst []byte, e *event.Event, recordKey string, record []byte) ([]byte, error) {
+	fixed := [...]struct{ k, v string }{
+		{"custody_action", e.Action},
+		{"custody_action_class", string(e.ActionClass)},
+		{"source_format", e.SourceFormat},
+		{"source_position", e.SourcePosition},
+	}
+	w.keys = w.keys[:0]
+	for k := range e.Attributes {
+		if recordKey != "" && k == recordKey {
+			return nil, ErrOCSFRecordKey
+		}
+		w.keys = append(w.keys, k)
+	}
+	if recordKey != "" {
+		w.keys = append(w.keys, recordKey)
+	}
+	slices.Sort(w.keys)
+	dst = ocsfKey(dst, "unmapped")
+	dst = append(dst, '{')
+	i, j := 0, 0
+	for n := 0; i < len(fixed) || j < len(w.keys); n++ {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		switch {
+		case j == len(w.keys) || i < len(fixed) && fixed[i].k < w.keys[j]:
+			dst = ocsfStr(dst, fixed[i].k, fixed[i].v)
+			i++
+		case recordKey != "" && w.keys[j] == recordKey:
+			if i < len(fixed) && fixed[i].k == recordKey {
+				i++ // the record replaces the custody field
+			}
+			dst = append(ocsfKey(dst, recordKey), record...)
+			j++
+		default:
+			if i < len(fixed) && fixed[i].k == w.keys[j] {
+				i++ // the attribute replaces the custody field
+			}
+			dst = ocsfStr(dst, w.keys[j], e.Attributes[w.keys[j]])
+			j++
+		}
+	}
+	return append(dst, '}'), nil
 }
 
 func ocsfProductName(s event.Service) string {

@@ -101,7 +101,7 @@ func referenceOutput(t testing.TB, c streamCase) streamOutput {
 	for _, e := range res.Events {
 		var line []byte
 		if c.ocsf {
-			line, err = json.Marshal(normalize.OCSF(e))
+			line, err = normalize.MarshalOCSFReference(e)
 		} else {
 			line, err = normalize.MarshalEventJSONReference(e)
 		}
@@ -290,11 +290,7 @@ func streamedOutput(t testing.TB, c streamCase, readSize int) streamOutput {
 		func(res *normalize.Result) error {
 			for i := range res.Events {
 				if c.ocsf {
-					b, err := json.Marshal(normalize.OCSF(res.Events[i]))
-					if err != nil {
-						return err
-					}
-					line = append(line[:0], b...)
+					line = normalize.AppendOCSF(line[:0], &res.Events[i])
 				} else {
 					line = normalize.AppendEventJSON(line[:0], &res.Events[i])
 				}

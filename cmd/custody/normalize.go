@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -156,11 +155,7 @@ func runNormalize(ctx context.Context, o normalizeOptions) error {
 	write := func(res *normalize.Result) error {
 		for i := range res.Events {
 			if o.OCSF {
-				b, err := json.Marshal(normalize.OCSF(res.Events[i]))
-				if err != nil {
-					return fmt.Errorf("encode OCSF event %s: %w", res.Events[i].ID, err)
-				}
-				line = append(append(line[:0], b...), '\n')
+				line = append(normalize.AppendOCSF(line[:0], &res.Events[i]), '\n')
 			} else {
 				line = append(normalize.AppendEventJSON(line[:0], &res.Events[i]), '\n')
 			}

@@ -1,0 +1,63 @@
+package normalize_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/custody-audit/custody/normalize"
+)
+
+// encodingJSON is s as encoding/json writes a string, with or without
+// HTML escaping.
+func encodingJSON(t *testing.T, s string, html bool) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(html)
+	if err := enc.Encode(s); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// FuzzAppendJSONString holds the one JSON string escaper to encoding/json
+// in each form, for strings and byte slices alike: EscapeNoHTML and
+// EscapeHTML are encoding/json's two forms; EscapeBundle is encoding/json
+// without HTML escaping with \b and \f written \u0008 and \u000c, over
+// UTF-8 text (the only text the bundle puts in its strings; other bytes
+// are copied).
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", "x<y>&z \"q\" \\ \n\r\t\b\f\x00\x1f\x7f", "ü € \u2028 \u2029 𝄞 \xff\xfe \xe2\x80", "abcdefgh<ijklmnop&qrstuvw>xyz01234567", "12345678\x01"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		check := func(esc normalize.JSONEscape, want []byte) {
+			t.Helper()
+			if got := normalize.AppendJSONString([]byte("prefix"), s, esc); !bytes.Equal(got, append([]byte("prefix"), want...)) {
+				t.Fatalf("%q form %d: got %s, want %s", s, esc, got[6:], want)
+			}
+			if got := normalize.AppendJSONString(nil, []byte(s), esc); !bytes.Equal(got, want) {
+				t.Fatalf("%q form %d as bytes: got %s, want %s", s, esc, got, want)
+			}
+		}
+		check(normalize.EscapeNoHTML, encodingJSON(t, s, false))
+		check(normalize.EscapeHTML, encodingJSON(t, s, true))
+		if utf8.ValidString(s) {
+			want := []byte{'"'}
+			for _, r := range s {
+				switch r {
+				case '\b':
+					want = append(want, `\u0008`...)
+				case '\f':
+					want = append(want, `\u000c`...)
+				default:
+					q := encodingJSON(t, string(r), false)
+					want = append(want, q[1:len(q)-1]...)
+				}
+			}
+			want = append(want, '"')
+			check(normalize.EscapeBundle, want)
+		}
+	})
+}
