@@ -115,7 +115,7 @@ func BenchmarkReadRows(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		rows, err := f.eng.Query(ctx, "SELECT "+storage.EventColumnList()+" FROM custody.events", nil)
+		rows, err := f.eng.QueryBlocks(ctx, "SELECT "+storage.EventColumnList()+" FROM custody.events", nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -451,6 +451,12 @@ func (s *Store) queryEach(ctx context.Context, query string, p engine.Params, fn
 	return engine.Each(ctx, s.eng, query, p, fn)
 }
 
+// blocksEach is queryEach for results of many rows: it reads them as
+// columnar blocks (engine.EachBlock).
+func (s *Store) blocksEach(ctx context.Context, query string, p engine.Params, fn func(engine.Rows) error) error {
+	return engine.EachBlock(ctx, s.eng, query, p, fn)
+}
+
 // Append stores one batch of one stream; see AppendMany.
 func (s *Store) Append(ctx context.Context, b Batch) (AppendResult, error) {
 	res, err := s.AppendMany(ctx, []Batch{b})

@@ -972,7 +972,7 @@ func (s *Store) verifyChains(ctx context.Context, names []string, windows []walk
 	}
 	if !opts.Independent {
 		p := engine.Params{}
-		err = s.queryEach(ctx, contentSQL(s.db, opts, p, noCache), p, func(r engine.Rows) error {
+		err = s.blocksEach(ctx, contentSQL(s.db, opts, p, noCache), p, func(r engine.Rows) error {
 			if err := r.Scan(dest...); err != nil {
 				return err
 			}
@@ -987,7 +987,7 @@ func (s *Store) verifyChains(ctx context.Context, names []string, windows []walk
 			break
 		}
 		windowParams(p, w)
-		err = s.queryEach(ctx, q, p, func(r engine.Rows) error {
+		err = s.blocksEach(ctx, q, p, func(r engine.Rows) error {
 			if err := r.Scan(dest...); err != nil {
 				return err
 			}
@@ -1204,7 +1204,7 @@ func (s *Store) verifyContentInGo(ctx context.Context, opts VerifyOptions, out *
 	var n, batch uint64
 	var enc hashEncoder
 	var row Row
-	err := s.queryEach(ctx, q, p, func(r engine.Rows) error {
+	err := s.blocksEach(ctx, q, p, func(r engine.Rows) error {
 		row = Row{}
 		if err := ScanRow(r, &row); err != nil {
 			return err

@@ -190,7 +190,7 @@ func (s *source) Count(ctx context.Context) (uint64, error) {
 }
 
 func (s *source) Rows(ctx context.Context, fn func(r *trail.Row) error) error {
-	rows, err := s.eng.Query(ctx, "SELECT "+storage.EventColumnList()+" FROM "+s.db+".events WHERE "+s.where, s.params)
+	rows, err := s.eng.QueryBlocks(ctx, "SELECT "+storage.EventColumnList()+" FROM "+s.db+".events WHERE "+s.where, s.params)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -60,7 +61,9 @@ func (r *Rows) Scan(dest ...any) error {
 		for i, d := range dest {
 			r.types[i] = types[i].DatabaseTypeName()
 			st := types[i].ScanType()
-			if dt := reflect.TypeOf(d); dt == nil || dt.Kind() != reflect.Pointer || dt.Elem() != st {
+			// DateTime64 always goes through convert, which undoes
+			// clickhouse-go's overflow after 2262 (see exactTime).
+			if dt := reflect.TypeOf(d); dt == nil || dt.Kind() != reflect.Pointer || dt.Elem() != st || isDateTime64(r.types[i]) {
 				r.plan[i] = reflect.New(st)
 			}
 		}
@@ -110,7 +113,7 @@ func convert(src reflect.Value, dest any, dbType string) error {
 			*d = strconv.FormatBool(src.Bool())
 		default:
 			if t, ok := src.Interface().(time.Time); ok {
-				*d = formatTime(t, dbType)
+				*d = formatTime(exactTime(t, dbType), dbType)
 				return nil
 			}
 			*d = fmt.Sprint(src.Interface())
@@ -158,7 +161,7 @@ func convert(src reflect.Value, dest any, dbType string) error {
 		if !ok {
 			return fmt.Errorf("%s into *time.Time", src.Type())
 		}
-		*d = t
+		*d = exactTime(t, dbType)
 		return nil
 	}
 	dv := reflect.ValueOf(dest)
@@ -226,4 +229,32 @@ func formatTime(t time.Time, dbType string) string {
 		return t.Format("2006-01-02")
 	}
 	return t.Format("2006-01-02 15:04:05")
+}
+
+func isDateTime64(dbType string) bool {
+	return strings.HasPrefix(dbType, "DateTime64(") || strings.HasPrefix(dbType, "Nullable(DateTime64(")
+}
+
+// minDateTime64Nanos is DateTime64's lower bound, 1900-01-01 00:00:00
+// UTC, in nanoseconds since the Unix epoch.
+const minDateTime64Nanos = -2208988800 * int64(time.Second)
+
+// exactTime undoes clickhouse-go's conversion of a DateTime64 value t of
+// type dbType where it overflowed. clickhouse-go (through ch-go's
+// DateTime64.Time) multiplies the stored ticks into nanoseconds in an
+// int64, which wraps after 2262-04-11 23:47:16.854775807 UTC. DateTime64
+// holds 1900-01-01 to 2299-12-31, so the true nanoseconds are in
+// [minDateTime64Nanos, 2^64+minDateTime64Nanos): a wrapped value lands
+// below minDateTime64Nanos, and read as an unsigned 64-bit number it is
+// the true one. The columnar reader (QueryBlocks) reads the raw ticks
+// instead and needs none of this.
+func exactTime(t time.Time, dbType string) time.Time {
+	if !isDateTime64(dbType) {
+		return t
+	}
+	if t.Unix() >= minDateTime64Nanos/int64(time.Second) {
+		return t
+	}
+	u := uint64(t.Unix()*int64(time.Second) + int64(t.Nanosecond()))
+	return time.Unix(int64(u/uint64(time.Second)), int64(u%uint64(time.Second))).In(t.Location())
 }

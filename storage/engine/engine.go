@@ -49,6 +49,14 @@ type Engine interface {
 	Exec(ctx context.Context, query string, params Params) error
 	// Query runs a SELECT and streams its rows.
 	Query(ctx context.Context, query string, params Params) (Rows, error)
+	// QueryBlocks runs a SELECT like Query, for results of many rows
+	// (full event rows, a chain's walk): the rows are read as the
+	// server's columnar blocks, decoded column by column into buffers
+	// reused from block to block, and scanned without reflection. It
+	// reads a narrower set of column types than Query (strings, integers,
+	// floats, times, Array(String), Map(String, String)); strings scanned
+	// from it may share memory with the rest of their block's column.
+	QueryBlocks(ctx context.Context, query string, params Params) (Rows, error)
 	// PrepareBatch starts a bulk insert into table.
 	PrepareBatch(ctx context.Context, table string, columns []Column) (Batch, error)
 	// Kind names the engine ("chdb", "clickhouse") for status output.
@@ -101,6 +109,19 @@ func Each(ctx context.Context, eng Engine, query string, params Params, fn func(
 	if err != nil {
 		return err
 	}
+	return each(rows, fn)
+}
+
+// EachBlock is Each through QueryBlocks: for results of many rows.
+func EachBlock(ctx context.Context, eng Engine, query string, params Params, fn func(Rows) error) error {
+	rows, err := eng.QueryBlocks(ctx, query, params)
+	if err != nil {
+		return err
+	}
+	return each(rows, fn)
+}
+
+func each(rows Rows, fn func(Rows) error) error {
 	for rows.Next() {
 		if err := fn(rows); err != nil {
 			rows.Close()
