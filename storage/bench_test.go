@@ -97,6 +97,7 @@ func BenchmarkVerify(b *testing.B) {
 	const total = 200000
 	f := seededStore(b, total)
 	ctx := context.Background()
+	goCPU, engineCPU := chdbtest.CPUTimes()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		rep, err := f.store.Verify(ctx, storage.VerifyOptions{Verifier: f.verifier, CheckpointDir: f.cpDir})
@@ -104,7 +105,12 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatalf("verify: %v %+v", err, rep)
 		}
 	}
-	b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "events/s")
+	b.StopTimer()
+	goCPU2, engineCPU2 := chdbtest.CPUTimes()
+	n := float64(b.N * total)
+	b.ReportMetric(n/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64((goCPU2-goCPU).Microseconds())/n, "go-cpu-µs/event")
+	b.ReportMetric(float64((engineCPU2-engineCPU).Microseconds())/n, "engine-cpu-µs/event")
 }
 
 // BenchmarkReadRows measures reading full event rows back (what verify and
@@ -113,6 +119,7 @@ func BenchmarkReadRows(b *testing.B) {
 	const total = 100000
 	f := seededStore(b, total)
 	ctx := context.Background()
+	goCPU, engineCPU := chdbtest.CPUTimes()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		rows, err := f.eng.QueryBlocks(ctx, "SELECT "+storage.EventColumnList()+" FROM custody.events", nil)
@@ -132,5 +139,10 @@ func BenchmarkReadRows(b *testing.B) {
 			b.Fatalf("read %d rows", n)
 		}
 	}
-	b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "rows/s")
+	b.StopTimer()
+	goCPU2, engineCPU2 := chdbtest.CPUTimes()
+	n := float64(b.N * total)
+	b.ReportMetric(n/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64((goCPU2-goCPU).Microseconds())/n, "go-cpu-µs/row")
+	b.ReportMetric(float64((engineCPU2-engineCPU).Microseconds())/n, "engine-cpu-µs/row")
 }
