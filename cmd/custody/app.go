@@ -258,6 +258,17 @@ func openStore(ctx context.Context, cmd *cli.Command, mode accessMode) (*storage
 	return openStoreAs(ctx, cmd, mode, modeUser[mode])
 }
 
+// storeOpener is a command option's lazy store: the store opened from the
+// global flags in mode, as user (empty: the mode's account), when the run
+// function needs it, so run functions take their options whole and tests
+// hand them any store.
+func storeOpener(cmd *cli.Command, mode accessMode, user string) func(context.Context) (*storage.Store, error) {
+	if user == "" {
+		user = modeUser[mode]
+	}
+	return func(ctx context.Context) (*storage.Store, error) { return openStoreAs(ctx, cmd, mode, user) }
+}
+
 // openStoreAs is openStore connected as user.
 func openStoreAs(ctx context.Context, cmd *cli.Command, mode accessMode, user string) (*storage.Store, error) {
 	if mode == appending {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,46 +31,74 @@ func appendCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch", Value: 5000, Usage: "lines per batch"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			if cmd.NArg() == 0 {
-				return usageError{fmt.Errorf("append needs at least one file")}
-			}
-			in, err := openIngest(ctx, cmd)
+			return runAppend(ctx, appendOptions{
+				Files: cmd.Args().Slice(), Format: cmd.String("format"), Stream: cmd.String("stream"), Batch: int(cmd.Int("batch")),
+				Stdout: cmd.Root().Writer, Logger: logger(cmd),
+				Open: func(ctx context.Context) (*ingestion, error) { return openIngest(ctx, cmd) },
+			})
+		},
+	}
+}
+
+// appendOptions is what `custody append` appends, and how.
+type appendOptions struct {
+	// Files are appended in order, one line per message.
+	Files []string
+	// Format is the lines' format (normalize's format names, or auto).
+	Format string
+	// Stream is the chain of every file; empty means file/<absolute path>
+	// of each.
+	Stream string
+	// Batch is the lines per batch (at least 1).
+	Batch  int
+	Stdout io.Writer
+	Logger *slog.Logger
+	// Open opens the store to append, with its positions; not called
+	// when there is nothing to append.
+	Open func(ctx context.Context) (*ingestion, error)
+}
+
+// runAppend runs each file through the collector's pipeline into its
+// chain, after the lines the store already holds, and reports the counts.
+func runAppend(ctx context.Context, o appendOptions) error {
+	if len(o.Files) == 0 {
+		return usageError{fmt.Errorf("append needs at least one file")}
+	}
+	in, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	var total ingest.Stats
+	for _, path := range o.Files {
+		stream := o.Stream
+		if stream == "" {
+			abs, err := filepath.Abs(path)
 			if err != nil {
 				return err
 			}
-			defer in.close()
-			var total ingest.Stats
-			for _, path := range cmd.Args().Slice() {
-				stream := cmd.String("stream")
-				if stream == "" {
-					abs, err := filepath.Abs(path)
-					if err != nil {
-						return err
-					}
-					stream = "file" + abs
-				}
-				src := &lineSource{path: path, stream: stream, format: cmd.String("format"), batch: int(cmd.Int("batch")), after: in.positions[stream]}
-				pc := ingest.DefaultPipelineConfig()
-				pc.Name, pc.SourceKind = "append", "file"
-				pc.Permanent = func(error) bool { return true }
-				p, err := ingest.NewPipeline(src, in.norm, in.sink, pc, nil, logger(cmd))
-				if err != nil {
-					return err
-				}
-				err = p.Run(ctx)
-				_ = src.Close(context.Background())
-				if err != nil {
-					return err
-				}
-				s := p.Stats()
-				total.Stored += s.Stored
-				total.Skipped += s.Skipped
-				total.Quarantined += s.Quarantined
-			}
-			fmt.Fprintf(cmd.Root().Writer, "appended %d events (%d already stored, %d quarantined)\n", total.Stored, total.Skipped, total.Quarantined)
-			return nil
-		},
+			stream = "file" + abs
+		}
+		src := &lineSource{path: path, stream: stream, format: o.Format, batch: o.Batch, after: in.positions[stream]}
+		pc := ingest.DefaultPipelineConfig()
+		pc.Name, pc.SourceKind = "append", "file"
+		pc.Permanent = func(error) bool { return true }
+		p, err := ingest.NewPipeline(src, in.norm, in.sink, pc, nil, o.Logger)
+		if err != nil {
+			return err
+		}
+		err = p.Run(ctx)
+		_ = src.Close(context.Background())
+		if err != nil {
+			return err
+		}
+		s := p.Stats()
+		total.Stored += s.Stored
+		total.Skipped += s.Skipped
+		total.Quarantined += s.Quarantined
 	}
+	fmt.Fprintf(o.Stdout, "appended %d events (%d already stored, %d quarantined)\n", total.Stored, total.Skipped, total.Quarantined)
+	return nil
 }
 
 // lineSource reads a file one line per message; the offset is the line

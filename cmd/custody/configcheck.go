@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"reflect"
@@ -34,13 +35,39 @@ config, 2 if not.
    store: embedded, /var/lib/custody/store
    sources: eventhubs (contoso-audit.servicebus.windows.net/container-audit, workload-identity)
    metrics: :9464`,
-			Action: checkConfig,
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				return runConfigCheck(ctx, configCheckOptions{
+					Path: cmd.String(flagConfig), LogLevel: cmd.String(flagLogLevel), MaxRecord: cmd.String(flagMaxRecord),
+					Servers: cmd.String(flagClickHouse) != "", DSNFromEnv: os.Getenv("CUSTODY_CLICKHOUSE") != "",
+					Database: cmd.String(flagDatabase), Store: cmd.String(flagStore), EngineBinary: cmd.String(flagEngineBinary),
+					Stdout: cmd.Root().Writer,
+				})
+			},
 		}},
 	}
 }
 
-func checkConfig(_ context.Context, cmd *cli.Command) error {
-	path := cmd.String(flagConfig)
+// configCheckOptions is the config `custody config check` checks: the
+// file, and the global settings as flags, variables and the file left
+// them.
+type configCheckOptions struct {
+	// Path is the config file (--config); required.
+	Path string
+	// LogLevel and MaxRecord are the global settings' values to check.
+	LogLevel, MaxRecord string
+	// Servers is true when a ClickHouse DSN is set; DSNFromEnv when it
+	// came from CUSTODY_CLICKHOUSE (the DSN itself is never printed).
+	Servers, DSNFromEnv bool
+	// Database, Store and EngineBinary are reported as the commands will
+	// use them.
+	Database, Store, EngineBinary string
+	Stdout                        io.Writer
+}
+
+// runConfigCheck loads the config as `custody run` does and reports what
+// the collector would run, without connecting to anything.
+func runConfigCheck(_ context.Context, o configCheckOptions) error {
+	path := o.Path
 	if path == "" {
 		return usageError{errors.New("config check needs --config FILE")}
 	}
@@ -49,31 +76,31 @@ func checkConfig(_ context.Context, cmd *cli.Command) error {
 		return usageError{err}
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(cmd.String(flagLogLevel))); err != nil {
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
 		return usageError{fmt.Errorf("config %s: log_level: %w", path, err)}
 	}
-	if _, err := maxRecordBytes(cmd); err != nil {
-		return usageError{fmt.Errorf("config %s: %w", path, err)}
+	if _, err := parseBytes(o.MaxRecord); err != nil {
+		return usageError{fmt.Errorf("config %s: --%s: %w", path, flagMaxRecord, err)}
 	}
 	unknown, err := unknownTopLevelKeys(path)
 	if err != nil {
 		return usageError{err}
 	}
-	w := cmd.Root().Writer
+	w := o.Stdout
 	fmt.Fprintf(w, "config %s: OK\n", path)
-	if cmd.String(flagClickHouse) != "" {
+	if o.Servers {
 		// The DSN may hold a password: say only where it came from.
 		from := "the config file"
-		if os.Getenv("CUSTODY_CLICKHOUSE") != "" {
+		if o.DSNFromEnv {
 			from = "CUSTODY_CLICKHOUSE"
 		}
-		fmt.Fprintf(w, "store: ClickHouse servers (DSN from %s), database %s\n", from, cmd.String(flagDatabase))
+		fmt.Fprintf(w, "store: ClickHouse servers (DSN from %s), database %s\n", from, o.Database)
 	} else {
 		engine := ""
-		if b := cmd.String(flagEngineBinary); b != "" {
-			engine = " (engine: " + b + " local)"
+		if o.EngineBinary != "" {
+			engine = " (engine: " + o.EngineBinary + " local)"
 		}
-		fmt.Fprintf(w, "store: embedded, %s%s\n", cmd.String(flagStore), engine)
+		fmt.Fprintf(w, "store: embedded, %s%s\n", o.Store, engine)
 	}
 	var sources []string
 	if c := rc.EventHubs; c != nil {

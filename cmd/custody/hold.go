@@ -46,20 +46,8 @@ range. Every change is recorded in the custody log.
 					if err != nil {
 						return err
 					}
-					st, err := openStoreAs(ctx, cmd, readWrite, storage.UserPurger)
-					if err != nil {
-						return err
-					}
-					defer st.Engine().Close(context.Background())
-					h, err = st.AddHold(ctx, h)
-					if err != nil {
-						return err
-					}
-					if cmd.String("format") == "json" {
-						return json.NewEncoder(cmd.Root().Writer).Encode(h)
-					}
-					fmt.Fprintf(cmd.Root().Writer, "%s placed: %s (%s)\n", h.ID, h.Subject(), h.Reason)
-					return nil
+					return runHoldAdd(ctx, holdAddOptions{Hold: h, JSON: cmd.String("format") == "json", Stdout: cmd.Root().Writer,
+						Open: storeOpener(cmd, readWrite, storage.UserPurger)})
 				},
 			},
 			{
@@ -71,12 +59,8 @@ range. Every change is recorded in the custody log.
 					&cli.StringFlag{Name: "format", Value: "table", Usage: "{table|json}"},
 				},
 				Action: func(ctx context.Context, cmd *cli.Command) error {
-					st, err := openStore(ctx, cmd, readOnly)
-					if err != nil {
-						return err
-					}
-					defer st.Engine().Close(context.Background())
-					return runHoldList(ctx, st, cmd.Bool("all"), cmd.String("format"), cmd.Root().Writer)
+					return runHoldList(ctx, holdListOptions{All: cmd.Bool("all"), JSON: cmd.String("format") == "json", Stdout: cmd.Root().Writer,
+						Open: storeOpener(cmd, readOnly, "")})
 				},
 			},
 			{
@@ -91,24 +75,67 @@ range. Every change is recorded in the custody log.
 					if cmd.NArg() != 1 {
 						return usageError{fmt.Errorf("hold release needs one hold id")}
 					}
-					if cmd.String("reason") == "" {
-						return usageError{fmt.Errorf("hold release needs --reason")}
-					}
-					st, err := openStoreAs(ctx, cmd, readWrite, storage.UserPurger)
-					if err != nil {
-						return err
-					}
-					defer st.Engine().Close(context.Background())
-					h, err := st.ReleaseHold(ctx, cmd.Args().First(), cmd.String("reason"))
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(cmd.Root().Writer, "%s released: %s (%s)\n", h.ID, h.Subject(), h.ReleaseReason)
-					return nil
+					return runHoldRelease(ctx, holdReleaseOptions{ID: cmd.Args().First(), Reason: cmd.String("reason"), Stdout: cmd.Root().Writer,
+						Open: storeOpener(cmd, readWrite, storage.UserPurger)})
 				},
 			},
 		},
 	}
+}
+
+// holdAddOptions is the hold `custody hold add` places.
+type holdAddOptions struct {
+	Hold storage.Hold
+	// JSON writes the placed hold as JSON.
+	JSON   bool
+	Stdout io.Writer
+	// Open opens the store as an account that may change holds.
+	Open func(ctx context.Context) (*storage.Store, error)
+}
+
+// runHoldAdd places the hold and says so.
+func runHoldAdd(ctx context.Context, o holdAddOptions) error {
+	st, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	h, err := st.AddHold(ctx, o.Hold)
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		return json.NewEncoder(o.Stdout).Encode(h)
+	}
+	fmt.Fprintf(o.Stdout, "%s placed: %s (%s)\n", h.ID, h.Subject(), h.Reason)
+	return nil
+}
+
+// holdReleaseOptions is the hold `custody hold release` ends, and why.
+type holdReleaseOptions struct {
+	ID, Reason string
+	Stdout     io.Writer
+	// Open opens the store as an account that may change holds; not
+	// called without a reason.
+	Open func(ctx context.Context) (*storage.Store, error)
+}
+
+// runHoldRelease releases the hold and says so.
+func runHoldRelease(ctx context.Context, o holdReleaseOptions) error {
+	if o.Reason == "" {
+		return usageError{fmt.Errorf("hold release needs --reason")}
+	}
+	st, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	h, err := st.ReleaseHold(ctx, o.ID, o.Reason)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Stdout, "%s released: %s (%s)\n", h.ID, h.Subject(), h.ReleaseReason)
+	return nil
 }
 
 // holdFromFlags builds the hold `hold add` asks for: exactly one of
@@ -148,21 +175,38 @@ func holdFromFlags(cmd *cli.Command) (storage.Hold, error) {
 	return h, nil
 }
 
-func runHoldList(ctx context.Context, st *storage.Store, all bool, format string, w io.Writer) error {
+// holdListOptions is what `custody hold list` shows.
+type holdListOptions struct {
+	// All includes released holds.
+	All bool
+	// JSON writes a JSON array instead of the table.
+	JSON   bool
+	Stdout io.Writer
+	// Open opens the store to read.
+	Open func(ctx context.Context) (*storage.Store, error)
+}
+
+// runHoldList lists the active holds, or all of them.
+func runHoldList(ctx context.Context, o holdListOptions) error {
+	st, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
 	holds, err := st.Holds(ctx)
 	if err != nil {
 		return err
 	}
 	shown := []storage.Hold{}
 	for _, h := range holds {
-		if all || h.Active() {
+		if o.All || h.Active() {
 			shown = append(shown, h)
 		}
 	}
-	if format == "json" {
-		return json.NewEncoder(w).Encode(shown)
+	if o.JSON {
+		return json.NewEncoder(o.Stdout).Encode(shown)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(o.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tHOLDS\tREASON\tPLACED\tBY")
 	for _, h := range shown {
 		status := "active"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -26,30 +27,49 @@ auditors; keep the signing key only where the collector runs.
 			&cli.BoolFlag{Name: "force", Usage: "overwrite existing key files"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			skeyPath, vkeyPath := cmd.String(flagSigningKey), cmd.String(flagVerifyKey)
-			if !cmd.Bool("force") {
-				for _, p := range []string{skeyPath, vkeyPath} {
-					if _, err := os.Stat(p); err == nil {
-						return fmt.Errorf("%s exists; refusing to replace a signing key (use --force)", p)
-					} else if !errors.Is(err, os.ErrNotExist) {
-						return err
-					}
-				}
-			}
-			skey, vkey, err := storage.GenerateKey(cmd.String("name"))
-			if err != nil {
-				return err
-			}
-			if err := writeKeyFile(skeyPath, skey, 0o600); err != nil {
-				return fmt.Errorf("write signing key: %w", err)
-			}
-			if err := writeKeyFile(vkeyPath, vkey, 0o644); err != nil {
-				return fmt.Errorf("write verification key: %w", err)
-			}
-			fmt.Fprintf(cmd.Root().Writer, "signing key:      %s (keep private)\nverification key: %s\n%s\n", skeyPath, vkeyPath, vkey)
-			return nil
+			return runKeygen(ctx, keygenOptions{
+				SigningKey: cmd.String(flagSigningKey), VerifyKey: cmd.String(flagVerifyKey),
+				Name: cmd.String("name"), Force: cmd.Bool("force"), Stdout: cmd.Root().Writer,
+			})
 		},
 	}
+}
+
+// keygenOptions is the key pair `custody keygen` writes.
+type keygenOptions struct {
+	// SigningKey and VerifyKey are the files written (0600 and 0644).
+	SigningKey, VerifyKey string
+	// Name is the key name shown in signatures.
+	Name string
+	// Force replaces existing key files.
+	Force  bool
+	Stdout io.Writer
+}
+
+// runKeygen writes a new Ed25519 key pair, refusing to replace a key
+// unless forced, and prints the verification key.
+func runKeygen(_ context.Context, o keygenOptions) error {
+	if !o.Force {
+		for _, p := range []string{o.SigningKey, o.VerifyKey} {
+			if _, err := os.Stat(p); err == nil {
+				return fmt.Errorf("%s exists; refusing to replace a signing key (use --force)", p)
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	skey, vkey, err := storage.GenerateKey(o.Name)
+	if err != nil {
+		return err
+	}
+	if err := writeKeyFile(o.SigningKey, skey, 0o600); err != nil {
+		return fmt.Errorf("write signing key: %w", err)
+	}
+	if err := writeKeyFile(o.VerifyKey, vkey, 0o644); err != nil {
+		return fmt.Errorf("write verification key: %w", err)
+	}
+	fmt.Fprintf(o.Stdout, "signing key:      %s (keep private)\nverification key: %s\n%s\n", o.SigningKey, o.VerifyKey, vkey)
+	return nil
 }
 
 // writeKeyFile writes key to a new file in path's directory with exactly

@@ -62,12 +62,8 @@ retention.yaml (or the retention: section of --config):
 					if err != nil {
 						return err
 					}
-					st, err := openStore(ctx, cmd, readOnly)
-					if err != nil {
-						return err
-					}
-					defer st.Engine().Close(context.Background())
-					return runRetentionPlan(ctx, st, opts, cmd.Root().Writer)
+					opts.Open = storeOpener(cmd, readOnly, "")
+					return runRetentionPlan(ctx, opts)
 				},
 			},
 			{
@@ -88,16 +84,9 @@ refusal is logged; nothing within retention can be removed.
 					if err != nil {
 						return err
 					}
-					verifier, err := storage.LoadVerifier(cmd.String(flagVerifyKey))
-					if err != nil {
-						return err
-					}
-					st, err := openStoreAs(ctx, cmd, appending, storage.UserPurger)
-					if err != nil {
-						return err
-					}
-					defer st.Engine().Close(context.Background())
-					return runRetentionApply(ctx, st, opts, storage.ApplyRetentionOptions{Verifier: verifier, Partitions: cmd.StringSlice("partition")}, cmd.Root().Writer)
+					opts.Open = storeOpener(cmd, appending, storage.UserPurger)
+					return runRetentionApply(ctx, retentionApplyOptions{retentionOptions: opts,
+						VerifyKey: cmd.String(flagVerifyKey), Partitions: cmd.StringSlice("partition")})
 				},
 			},
 		},
@@ -108,12 +97,27 @@ refusal is logged; nothing within retention can be removed.
 type retentionOptions struct {
 	Policy storage.RetentionConfig
 	Format string // text or json
+	Stdout io.Writer
+	// Open opens the store: to read for plan, as the retention account
+	// for apply.
+	Open func(ctx context.Context) (*storage.Store, error)
+}
+
+// retentionApplyOptions are the settings of `custody retention apply`.
+type retentionApplyOptions struct {
+	retentionOptions
+	// VerifyKey is the verification key file: each chain is verified
+	// before anything is purged from it.
+	VerifyKey string
+	// Partitions limits the purge to these months (YYYYMM); empty means
+	// every month the plan removes.
+	Partitions []string
 }
 
 // retentionOptionsFrom reads the policy (--policy, else the --config
 // file's retention section, else the defaults) and applies the flags.
 func retentionOptionsFrom(cmd *cli.Command) (retentionOptions, error) {
-	opts := retentionOptions{Policy: storage.DefaultRetentionConfig(), Format: cmd.String("format")}
+	opts := retentionOptions{Policy: storage.DefaultRetentionConfig(), Format: cmd.String("format"), Stdout: cmd.Root().Writer}
 	if opts.Format != "text" && opts.Format != "json" {
 		return opts, usageError{fmt.Errorf("--format %q: want text or json", opts.Format)}
 	}
@@ -142,7 +146,14 @@ func retentionOptionsFrom(cmd *cli.Command) (retentionOptions, error) {
 	return opts, nil
 }
 
-func runRetentionPlan(ctx context.Context, st *storage.Store, opts retentionOptions, w io.Writer) error {
+// runRetentionPlan shows what a purge would remove now, and why.
+func runRetentionPlan(ctx context.Context, opts retentionOptions) error {
+	st, err := opts.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	w := opts.Stdout
 	plan, err := st.PlanRetention(ctx, opts.Policy)
 	if err != nil {
 		return err
@@ -225,8 +236,20 @@ func formatCounts(m map[string]uint64) string {
 	return strings.Join(parts, ", ")
 }
 
-func runRetentionApply(ctx context.Context, st *storage.Store, opts retentionOptions, apply storage.ApplyRetentionOptions, w io.Writer) error {
-	res, err := st.ApplyRetention(ctx, opts.Policy, apply)
+// runRetentionApply purges what the plan removes (of Partitions, when
+// given), recording each purge, and reports it.
+func runRetentionApply(ctx context.Context, opts retentionApplyOptions) error {
+	verifier, err := storage.LoadVerifier(opts.VerifyKey)
+	if err != nil {
+		return err
+	}
+	st, err := opts.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	w := opts.Stdout
+	res, err := st.ApplyRetention(ctx, opts.Policy, storage.ApplyRetentionOptions{Verifier: verifier, Partitions: opts.Partitions})
 	if err != nil {
 		return err
 	}

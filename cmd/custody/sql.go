@@ -39,25 +39,47 @@ that, so an admin's DSN cannot make it a write path.
    $ echo "SELECT * FROM custody.custody_log" | custody sql - --format csv`,
 		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Value: "table", Usage: "{table|tsv|csv}"}},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			q := strings.Join(cmd.Args().Slice(), " ")
-			if q == "-" {
-				b, err := io.ReadAll(os.Stdin)
-				if err != nil {
-					return fmt.Errorf("read query: %w", err)
-				}
-				q = string(b)
-			}
-			if strings.TrimSpace(q) == "" {
-				return usageError{fmt.Errorf("sql needs a query")}
-			}
-			st, err := openStore(ctx, cmd, readOnly)
-			if err != nil {
-				return err
-			}
-			defer st.Engine().Close(context.Background())
-			return runSQL(ctx, st.Engine(), schemaOptions(cmd), q, cmd.String("format"), cmd.Root().Writer)
+			return runSQL(ctx, sqlOptions{
+				Query: strings.Join(cmd.Args().Slice(), " "), Stdin: os.Stdin, Format: cmd.String("format"),
+				Schema: schemaOptions(cmd), Stdout: cmd.Root().Writer, Open: storeOpener(cmd, readOnly, ""),
+			})
 		},
 	}
+}
+
+// sqlOptions is the statement `custody sql` runs and where it writes.
+type sqlOptions struct {
+	// Query is the statement; "-" reads it from Stdin.
+	Query string
+	Stdin io.Reader
+	// Format is table, tsv or csv.
+	Format string
+	// Schema names the trail's database.
+	Schema storage.SchemaOptions
+	Stdout io.Writer
+	// Open opens the store as the reader; not called without a query.
+	Open func(ctx context.Context) (*storage.Store, error)
+}
+
+// runSQL reads the statement and runs it as the reader (execSQL).
+func runSQL(ctx context.Context, o sqlOptions) error {
+	q := o.Query
+	if q == "-" {
+		b, err := io.ReadAll(o.Stdin)
+		if err != nil {
+			return fmt.Errorf("read query: %w", err)
+		}
+		q = string(b)
+	}
+	if strings.TrimSpace(q) == "" {
+		return usageError{fmt.Errorf("sql needs a query")}
+	}
+	st, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	return execSQL(ctx, st.Engine(), o.Schema, q, o.Format, o.Stdout)
 }
 
 // errRefused is returned for a statement or a user custody sql refuses.
@@ -67,9 +89,9 @@ var errRefused = errors.New("custody sql refused")
 // keyword of ClickHouse's own canonical form of the query.
 var sqlStatementKinds = map[string]bool{"SELECT": true, "WITH": true, "SHOW": true, "DESCRIBE": true, "EXISTS": true, "EXPLAIN": true}
 
-// runSQL checks the connected user and the statement, runs it and writes
+// execSQL checks the connected user and the statement, runs it and writes
 // its rows to out in format.
-func runSQL(ctx context.Context, eng engine.Engine, opts storage.SchemaOptions, q, format string, out io.Writer) error {
+func execSQL(ctx context.Context, eng engine.Engine, opts storage.SchemaOptions, q, format string, out io.Writer) error {
 	if err := checkReader(ctx, eng, opts); err != nil {
 		return err
 	}

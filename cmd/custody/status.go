@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,80 +36,103 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return usageError{fmt.Errorf("status: --deliveries-window: %w", err)}
 			}
-			st, err := openStore(ctx, cmd, readOnly)
-			if err != nil {
-				return err
-			}
-			defer st.Engine().Close(context.Background())
-			db := st.Database()
-			type chainStatus struct {
-				Chain          string `json:"chain"`
-				Events         uint64 `json:"events"`
-				LastSeq        uint64 `json:"last_seq"`
-				LastEvent      string `json:"last_event_time"`
-				CheckpointSize uint64 `json:"checkpoint_size"`
-				CheckpointAt   string `json:"checkpoint_at"`
-				Quarantined    uint64 `json:"quarantined"`
-			}
-			var chains []chainStatus
-			rows, err := st.Engine().Query(ctx, `SELECT e.chain, e.n, e.last_seq, toString(e.last_time), ifNull(c.size, 0), ifNull(toString(c.at), ''), ifNull(q.n, 0)
+			return runStatus(ctx, statusOptions{
+				Window: window, JSON: cmd.String("format") == "json",
+				Stdout: cmd.Root().Writer, Open: storeOpener(cmd, readOnly, ""),
+			})
+		},
+	}
+}
+
+// statusOptions is what `custody status` shows and where.
+type statusOptions struct {
+	// Window is the deliveries line's window, ending at the newest stored
+	// event.
+	Window time.Duration
+	// JSON writes one JSON document instead of the table.
+	JSON   bool
+	Stdout io.Writer
+	// Open opens the store to read.
+	Open func(ctx context.Context) (*storage.Store, error)
+}
+
+// chainStatus is one chain's line of custody status.
+type chainStatus struct {
+	Chain          string `json:"chain"`
+	Events         uint64 `json:"events"`
+	LastSeq        uint64 `json:"last_seq"`
+	LastEvent      string `json:"last_event_time"`
+	CheckpointSize uint64 `json:"checkpoint_size"`
+	CheckpointAt   string `json:"checkpoint_at"`
+	Quarantined    uint64 `json:"quarantined"`
+}
+
+// runStatus reads each chain's head, the store's size, the deliveries
+// over the window and the last verify, and writes them.
+func runStatus(ctx context.Context, o statusOptions) error {
+	st, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	db := st.Database()
+	var chains []chainStatus
+	rows, err := st.Engine().Query(ctx, `SELECT e.chain, e.n, e.last_seq, toString(e.last_time), ifNull(c.size, 0), ifNull(toString(c.at), ''), ifNull(q.n, 0)
 FROM (SELECT toString(chain) AS chain, count() AS n, max(seq) AS last_seq, max(event_time) AS last_time FROM `+db+`.events GROUP BY chain) AS e
 LEFT JOIN (SELECT toString(chain) AS chain, max(tree_size) AS size, max(created_at) AS at FROM `+db+`.checkpoints GROUP BY chain) AS c ON c.chain = e.chain
 LEFT JOIN (SELECT toString(chain) AS chain, count() AS n FROM `+db+`.quarantine GROUP BY chain) AS q ON q.chain = e.chain
 ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
-			if err != nil {
-				return fmt.Errorf("read chain heads: %w", err)
-			}
-			for rows.Next() {
-				var c chainStatus
-				if err := rows.Scan(&c.Chain, &c.Events, &c.LastSeq, &c.LastEvent, &c.CheckpointSize, &c.CheckpointAt, &c.Quarantined); err != nil {
-					rows.Close()
-					return err
-				}
-				chains = append(chains, c)
-			}
-			if err := rows.Close(); err != nil {
-				return err
-			}
-			var bytesOnDisk, total uint64
-			if err := scanOne(ctx, st.Engine(), "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = {db:String}", engine.Params{"db": db}, &bytesOnDisk, &total); err != nil {
-				return fmt.Errorf("read store size: %w", err)
-			}
-			// One event can be stored once per path that delivered it.
-			// over the window ending just after the newest stored event
-			var newest string
-			if err := scanOne(ctx, st.Engine(), "SELECT toString(max(event_time) + toIntervalMicrosecond(1)) FROM "+db+".events", nil, &newest); err != nil {
-				return fmt.Errorf("count deliveries: %w", err)
-			}
-			to, err := queries.ParseTime(strings.Replace(newest, " ", "T", 1) + "Z")
-			if err != nil {
-				return fmt.Errorf("count deliveries: newest event time %q: %w", newest, err)
-			}
-			d := deliveries{From: to.Add(-window).Format(time.RFC3339Nano), To: to.Format(time.RFC3339Nano)}
-			p := engine.Params{"from": queries.FormatTime(to.Add(-window)), "to": queries.FormatTime(to)}
-			if err := scanOne(ctx, st.Engine(), queries.DeliverySummarySQL(db), p, &d.Rows, &d.Events, &d.Repeated, &d.Conflicting); err != nil {
-				return fmt.Errorf("count deliveries: %w", err)
-			}
-			lastVerify, err := st.LastVerify(ctx)
-			if err != nil {
-				return err
-			}
-			w := cmd.Root().Writer
-			if cmd.String("format") == "json" {
-				return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk,
-					"deliveries": d, "chains": chains, "last_verify": lastVerify})
-			}
-			fmt.Fprintf(w, "engine %s, database %s, %s on disk\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk))
-			fmt.Fprintf(w, "%s\n", d)
-			fmt.Fprintf(w, "%s\n\n", lastVerifyLine(lastVerify))
-			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "CHAIN\tEVENTS\tLAST SEQ\tLAST EVENT\tCHECKPOINT\tCHECKPOINT AT\tQUARANTINED")
-			for _, c := range chains {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\n", c.Chain, c.Events, c.LastSeq, c.LastEvent, c.CheckpointSize, c.CheckpointAt, c.Quarantined)
-			}
-			return tw.Flush()
-		},
+	if err != nil {
+		return fmt.Errorf("read chain heads: %w", err)
 	}
+	for rows.Next() {
+		var c chainStatus
+		if err := rows.Scan(&c.Chain, &c.Events, &c.LastSeq, &c.LastEvent, &c.CheckpointSize, &c.CheckpointAt, &c.Quarantined); err != nil {
+			rows.Close()
+			return err
+		}
+		chains = append(chains, c)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	var bytesOnDisk, total uint64
+	if err := scanOne(ctx, st.Engine(), "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = {db:String}", engine.Params{"db": db}, &bytesOnDisk, &total); err != nil {
+		return fmt.Errorf("read store size: %w", err)
+	}
+	// One event can be stored once per path that delivered it.
+	// over the window ending just after the newest stored event
+	var newest string
+	if err := scanOne(ctx, st.Engine(), "SELECT toString(max(event_time) + toIntervalMicrosecond(1)) FROM "+db+".events", nil, &newest); err != nil {
+		return fmt.Errorf("count deliveries: %w", err)
+	}
+	to, err := queries.ParseTime(strings.Replace(newest, " ", "T", 1) + "Z")
+	if err != nil {
+		return fmt.Errorf("count deliveries: newest event time %q: %w", newest, err)
+	}
+	d := deliveries{From: to.Add(-o.Window).Format(time.RFC3339Nano), To: to.Format(time.RFC3339Nano)}
+	p := engine.Params{"from": queries.FormatTime(to.Add(-o.Window)), "to": queries.FormatTime(to)}
+	if err := scanOne(ctx, st.Engine(), queries.DeliverySummarySQL(db), p, &d.Rows, &d.Events, &d.Repeated, &d.Conflicting); err != nil {
+		return fmt.Errorf("count deliveries: %w", err)
+	}
+	lastVerify, err := st.LastVerify(ctx)
+	if err != nil {
+		return err
+	}
+	w := o.Stdout
+	if o.JSON {
+		return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk,
+			"deliveries": d, "chains": chains, "last_verify": lastVerify})
+	}
+	fmt.Fprintf(w, "engine %s, database %s, %s on disk\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk))
+	fmt.Fprintf(w, "%s\n", d)
+	fmt.Fprintf(w, "%s\n\n", lastVerifyLine(lastVerify))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHAIN\tEVENTS\tLAST SEQ\tLAST EVENT\tCHECKPOINT\tCHECKPOINT AT\tQUARANTINED")
+	for _, c := range chains {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\n", c.Chain, c.Events, c.LastSeq, c.LastEvent, c.CheckpointSize, c.CheckpointAt, c.Quarantined)
+	}
+	return tw.Flush()
 }
 
 // deliveries summarizes events stored more than once (one event

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/storage"
+	"github.com/custody-audit/custody/storage/chdb"
 )
 
 // TestStatusCountsDeliveries stores the same five records through two
@@ -75,8 +78,23 @@ func TestStatusCountsDeliveries(t *testing.T) {
 	if out := run("status"); !strings.Contains(out, "\n"+line2) {
 		t.Errorf("status does not say %q:\n%s", line2, out)
 	}
-	// The last half hour holds only the Activity Log record.
-	if err := json.Unmarshal([]byte(run("status", "--format", "json", "--deliveries-window", "30m")), &got); err != nil {
+	// The last half hour holds only the Activity Log record: runStatus
+	// called directly, on a store opened here.
+	var out bytes.Buffer
+	opened := false
+	err = runStatus(context.Background(), statusOptions{Window: 30 * time.Minute, JSON: true, Stdout: &out,
+		Open: func(ctx context.Context) (*storage.Store, error) {
+			opened = true
+			eng, err := chdb.Open(ctx, chdb.Options{Dir: store, HostPath: chdbtest.HostPath(t), ReadOnly: true})
+			if err != nil {
+				return nil, err
+			}
+			return storage.Open(ctx, eng, storage.Options{})
+		}})
+	if err != nil || !opened {
+		t.Fatalf("runStatus: %v (store opened: %v)", err, opened)
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.Deliveries.Events != 1 || got.Deliveries.Repeated != 1 || got.Deliveries.Conflicting != 0 {

@@ -53,7 +53,7 @@ of the kept one (RFC 6962 consistency proof, in --format json).
 			if err != nil {
 				return err
 			}
-			return runVerify(ctx, cmd, opts)
+			return runVerify(ctx, opts)
 		},
 	}
 }
@@ -70,6 +70,19 @@ type verifyOptions struct {
 	JSON bool
 	// From and To as given, for the record.
 	FromText, ToText string
+	// VerifyKey is the checkpoint verification key file.
+	VerifyKey string
+	// ConfigPath is the config file whose checkpoint_publish section
+	// names the container for Published.
+	ConfigPath string
+	// StoreDir is the embedded store, checked writable first (verify
+	// records its run); empty on ClickHouse servers.
+	StoreDir string
+	Stdout   io.Writer
+	// ProgressTo receives a progress bar; nil shows none.
+	ProgressTo io.Writer
+	// Open opens the store as an account that may record the run.
+	Open func(ctx context.Context) (*storage.Store, error)
 }
 
 func verifyOptionsFrom(cmd *cli.Command) (verifyOptions, error) {
@@ -94,18 +107,28 @@ func verifyOptionsFrom(cmd *cli.Command) (verifyOptions, error) {
 	o.Independent = cmd.Bool("independent")
 	o.Since = cmd.StringSlice("since")
 	o.Published = cmd.Bool("published")
+	o.VerifyKey = cmd.String(flagVerifyKey)
+	o.ConfigPath = cmd.String(flagConfig)
+	if cmd.String(flagClickHouse) == "" {
+		o.StoreDir = cmd.String(flagStore)
+	}
+	o.Stdout = cmd.Root().Writer
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		o.ProgressTo = os.Stderr
+	}
+	o.Open = storeOpener(cmd, readWrite, "")
 	return o, nil
 }
 
 // runVerify verifies the store and records the outcome.
-func runVerify(ctx context.Context, cmd *cli.Command, o verifyOptions) error {
-	verifier, err := storage.LoadVerifier(cmd.String(flagVerifyKey))
+func runVerify(ctx context.Context, o verifyOptions) error {
+	verifier, err := storage.LoadVerifier(o.VerifyKey)
 	if err != nil {
 		return err
 	}
 	o.Verifier = verifier
 	if o.Published {
-		ext, err := readPublished(ctx, cmd.String(flagConfig), o.Chain)
+		ext, err := readPublished(ctx, o.ConfigPath, o.Chain)
 		if err != nil {
 			return err
 		}
@@ -121,19 +144,19 @@ func runVerify(ctx context.Context, cmd *cli.Command, o verifyOptions) error {
 		}
 		o.External = append(o.External, ext...)
 	}
-	if cmd.String(flagClickHouse) == "" {
-		if err := storeWritable(cmd.String(flagStore)); err != nil {
+	if o.StoreDir != "" {
+		if err := storeWritable(o.StoreDir); err != nil {
 			return err
 		}
 	}
-	st, err := openStore(ctx, cmd, readWrite)
+	st, err := o.Open(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Engine().Close(context.Background())
 	var bar *progressbar.ProgressBar
-	if term.IsTerminal(int(os.Stderr.Fd())) {
-		bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("verifying"), progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+	if o.ProgressTo != nil {
+		bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(o.ProgressTo), progressbar.OptionSetDescription("verifying"), progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
 		o.Progress = func(done, total uint64) {
 			bar.ChangeMax64(int64(total))
 			_ = bar.Set64(int64(done))
@@ -147,7 +170,7 @@ func runVerify(ctx context.Context, cmd *cli.Command, o verifyOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := writeVerifyReport(cmd.Root().Writer, rep, o.JSON); err != nil {
+	if err := writeVerifyReport(o.Stdout, rep, o.JSON); err != nil {
 		return err
 	}
 	if err := st.RecordVerify(ctx, storage.NewVerifyRun(started, "cli", o.VerifyOptions, rep)); err != nil {
