@@ -102,9 +102,9 @@ func benchServer(b *testing.B) (*Server, engine.Engine, uint64) {
 // BenchmarkPage measures what the page asks of the server, through the
 // whole handler (validation, the engine, JSON): searches and timelines on
 // the generated store, and prints a Markdown table of p50 and p95 and,
-// per request, the engine's queries and the rows and bytes they read
-// (the engine's own counters: unlike the times, these do not depend on
-// the load on the machine).
+// per request, the engine's CPU time, queries, and the rows and bytes
+// they read (the engine's own counters: unlike the times, these hardly
+// depend on the load on the machine).
 //
 //	CUSTODY_BENCH_EVENTS=10000000 CUSTODY_BENCH_DIR=/var/tmp/custody-bench go test ./web -run '^$' -bench Page -benchtime 20x -timeout 60m
 func BenchmarkPage(b *testing.B) {
@@ -153,13 +153,14 @@ func BenchmarkPage(b *testing.B) {
 		times  []time.Duration
 		// per request, from system.query_log
 		queries, rows, bytes float64
+		cpu                  time.Duration // the engine's, per request
 	}
 	var stats []*stat
 	for _, c := range cases {
 		st := &stat{name: c.name}
 		stats = append(stats, st)
 		b.Run(c.name, func(b *testing.B) {
-			q0, r0, b0 := engineReads(b, eng)
+			q0, r0, b0, c0 := engineReads(b, eng)
 			for b.Loop() {
 				start := time.Now()
 				out := get(b, c.path)
@@ -170,38 +171,41 @@ func BenchmarkPage(b *testing.B) {
 				}
 				st.events = len(ev)
 			}
-			q1, r1, b1 := engineReads(b, eng)
+			q1, r1, b1, c1 := engineReads(b, eng)
 			if n := float64(len(st.times)); n > 0 {
 				// The second engineReads call is a SELECT too.
 				st.queries, st.rows, st.bytes = float64(q1-q0-1)/n, float64(r1-r0)/n, float64(b1-b0)/n
+				st.cpu = time.Duration(float64(c1-c0)/n) * time.Microsecond
 			}
 		})
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%d events over %s.\n\n| request | events (gaps) returned | p50 | p95 | queries | rows read | bytes read |\n|---|---:|---:|---:|---:|---:|---:|\n", total, benchSpan)
+	fmt.Fprintf(&sb, "\n%d events over %s.\n\n| request | events (gaps) returned | p50 | p95 | engine CPU | queries | rows read | bytes read |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", total, benchSpan)
 	for _, st := range stats {
 		if len(st.times) == 0 {
 			continue // left out by -bench
 		}
 		slices.Sort(st.times)
-		fmt.Fprintf(&sb, "| %s | %d | %s | %s | %.0f | %s | %s |\n", st.name, st.events, msOf(pct(st.times, 50)), msOf(pct(st.times, 95)),
-			st.queries, humanCount(st.rows), humanBytes(st.bytes))
+		fmt.Fprintf(&sb, "| %s | %d | %s | %s | %s | %.0f | %s | %s |\n", st.name, st.events, msOf(pct(st.times, 50)), msOf(pct(st.times, 95)),
+			msOf(st.cpu), st.queries, humanCount(st.rows), humanBytes(st.bytes))
 	}
 	fmt.Print(sb.String())
 }
 
 // engineReads returns the engine's counts of SELECT queries and of the
-// rows and bytes they read from tables since it started (system.events:
-// SelectQuery, SelectedRows, SelectedBytes; the embedded engine keeps no
-// system.query_log). The benchmark's engine is the store's admin.
-func engineReads(b *testing.B, eng engine.Engine) (queries, rows, bytes uint64) {
+// rows and bytes they read from tables since it started, and the CPU time
+// of its query threads (system.events: SelectQuery, SelectedRows,
+// SelectedBytes, UserTimeMicroseconds + SystemTimeMicroseconds; the
+// embedded engine keeps no system.query_log). The benchmark's engine is the store's admin.
+func engineReads(b *testing.B, eng engine.Engine) (queries, rows, bytes, cpuUS uint64) {
 	b.Helper()
-	err := engine.Each(context.Background(), eng, `SELECT sumIf(value, event = 'SelectQuery'), sumIf(value, event = 'SelectedRows'), sumIf(value, event = 'SelectedBytes')
-FROM system.events WHERE event IN ('SelectQuery', 'SelectedRows', 'SelectedBytes')`, nil, func(r engine.Rows) error { return r.Scan(&queries, &rows, &bytes) })
+	err := engine.Each(context.Background(), eng, `SELECT sumIf(value, event = 'SelectQuery'), sumIf(value, event = 'SelectedRows'), sumIf(value, event = 'SelectedBytes'),
+	sumIf(value, event IN ('UserTimeMicroseconds', 'SystemTimeMicroseconds'))
+FROM system.events WHERE event IN ('SelectQuery', 'SelectedRows', 'SelectedBytes', 'UserTimeMicroseconds', 'SystemTimeMicroseconds')`, nil, func(r engine.Rows) error { return r.Scan(&queries, &rows, &bytes, &cpuUS) })
 	if err != nil {
 		b.Fatalf("read the engine's counters: %v", err)
 	}
-	return queries, rows, bytes
+	return queries, rows, bytes, cpuUS
 }
 
 func humanCount(v float64) string {

@@ -257,12 +257,13 @@ func (f filter) where(p engine.Params) []string {
 	}
 }
 
-// candidatesSQL selects the summary columns, the event id and the copy's
-// sort key of the rows (copies) matching every branch, ordered by order,
+// candidatesSQL selects the summary columns (the event id and the copy's
+// sort key among them) and the delivery path of the rows (copies)
+// matching every branch, ordered by order,
 // at most {limit:UInt32} rows. Each branch stops at {limit} on the sort
 // key, so a page reads a page's worth of rows, not the window's.
 func candidatesSQL(db string, branches []string, order string) string {
-	cols := summaryColumns
+	cols := summaryColumns + ", delivery AS dv"
 	if len(branches) == 1 {
 		return "SELECT " + cols + " FROM " + db + ".events WHERE " + branches[0] + " ORDER BY " + order + " LIMIT {limit:UInt32}"
 	}
@@ -273,18 +274,14 @@ func candidatesSQL(db string, branches []string, order string) string {
 	return "SELECT * FROM (" + strings.Join(parts, " UNION ALL ") + ") ORDER BY " + order + " LIMIT {limit:UInt32}"
 }
 
-// copiesSQL finds, for each of the events {ids:Array(String)}, the copy
-// that stands for it among the rows matching every branch (the copy in
-// the first chain, then the lowest seq: queries' FirstCopy rule) and the
-// paths of all its copies (queries.DeliveredVia's list). The event id's
-// bloom filter finds the copies.
+// copiesSQL selects the copies (event id, chain, seq, delivery path) of
+// the events {ids:Array(String)} among the rows matching every branch.
 func copiesSQL(db string, branches []string) string {
 	parts := make([]string, len(branches))
 	for i, b := range branches {
-		parts[i] = "SELECT event_id, toString(chain) AS c, seq AS s, delivery FROM " + db + ".events WHERE " + b + " AND event_id IN {ids:Array(String)}"
+		parts[i] = "SELECT event_id, toString(chain), seq, delivery FROM " + db + ".events WHERE " + b + " AND event_id IN {ids:Array(String)}"
 	}
-	return "SELECT event_id, argMin(c, (c, s)), argMin(s, (c, s)), arrayStringConcat(arraySort(groupUniqArray(delivery)), ',') FROM (" +
-		strings.Join(parts, " UNION ALL ") + ") GROUP BY event_id"
+	return strings.Join(parts, " UNION ALL ")
 }
 
 // countSQL counts the distinct events matching every branch and the
@@ -321,6 +318,7 @@ type eventSummary struct {
 	// loganalytics, archive): one row stands for every stored copy.
 	DeliveredVia string `json:"delivered_via"`
 	t            time.Time
+	delivery     string // this copy's path (a candidate's)
 }
 
 // summaryColumns are an eventSummary's columns; the aliases are what
@@ -501,7 +499,17 @@ func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, 
 			if len(cands) == 0 {
 				break
 			}
-			kept, err := s.standing(ctx, f, cands)
+			// The candidates are every row of f between pos and the last
+			// candidate, except at those two times, where rows beyond
+			// pos or beyond the LIMIT may hold more copies.
+			var edges []time.Time
+			if pos != nil {
+				edges = append(edges, pos.t)
+			}
+			if last := cands[len(cands)-1].t; len(cands) == limit && (pos == nil || !last.Equal(pos.t)) {
+				edges = append(edges, last)
+			}
+			kept, err := s.standing(ctx, f, cands, edges)
 			if err != nil {
 				return nil, err
 			}
@@ -537,7 +545,7 @@ func (s *Server) candidates(ctx context.Context, f filter, pos *cursor, asc bool
 	var out []eventSummary
 	err := engine.Each(ctx, s.eng, candidatesSQL(s.db, branches, searchOrder(asc)), p, func(rows engine.Rows) error {
 		var e eventSummary
-		if err := rows.Scan(&e.Chain, &e.Seq, &e.ID, &e.t, &e.Service, &e.Actor, &e.Action, &e.Class, &e.Outcome, &e.Resource, &e.SourceIP, &e.Tags); err != nil {
+		if err := rows.Scan(&e.Chain, &e.Seq, &e.ID, &e.t, &e.Service, &e.Actor, &e.Action, &e.Class, &e.Outcome, &e.Resource, &e.SourceIP, &e.Tags, &e.delivery); err != nil {
 			return err
 		}
 		e.Time = formatEventTime(e.t)
@@ -550,49 +558,65 @@ func (s *Server) candidates(ctx context.Context, f filter, pos *cursor, asc bool
 	return out, nil
 }
 
-// standing keeps the candidates that stand for their event among the
-// copies matching f in the candidates' time span (which holds every
-// copy at a candidate's time, so that every page decides alike), in
-// their order, each with those copies' delivery paths.
-func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary) ([]eventSummary, error) {
-	type first struct {
-		chain string
-		seq   uint64
-		via   string
+// standing keeps the candidates that stand for their event among its
+// copies matching f at the candidates' times, in their order, each with
+// those copies' delivery paths. The candidates hold every row of f at
+// their times but at the edges (the times of the cursor the read started
+// from and of the last candidate, when the LIMIT cut it short): only the
+// events seen there are looked up, at those times, which holds every
+// copy at an edge's time, so that every page decides alike.
+func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary, edges []time.Time) ([]eventSummary, error) {
+	type copyOf struct {
+		chain    string
+		seq      uint64
+		delivery string
 	}
-	ids := make([]string, 0, len(cands))
+	copies := map[string][]copyOf{}
+	var lookup []string
 	for _, c := range cands {
-		if !slices.Contains(ids, c.ID) {
-			ids = append(ids, c.ID)
+		copies[c.ID] = append(copies[c.ID], copyOf{c.Chain, c.Seq, c.delivery})
+		if slices.ContainsFunc(edges, c.t.Equal) && !slices.Contains(lookup, c.ID) {
+			lookup = append(lookup, c.ID)
 		}
 	}
-	lo, hi := cands[0].t, cands[0].t
-	for _, c := range cands[1:] {
-		lo, hi = minTime(lo, c.t), maxTime(hi, c.t)
-	}
-	f.from, f.to = lo, hi.Add(time.Microsecond)
-	p := engine.Params{"ids": stringArray(ids)}
-	firsts := make(map[string]first, len(ids))
-	err := engine.Each(ctx, s.eng, copiesSQL(s.db, f.where(p)), p, func(rows engine.Rows) error {
-		var id string
-		var c first
-		if err := rows.Scan(&id, &c.chain, &c.seq, &c.via); err != nil {
-			return err
+	for i, at := range edges {
+		if slices.ContainsFunc(edges[:i], at.Equal) || !slices.ContainsFunc(cands, func(c eventSummary) bool { return c.t.Equal(at) }) {
+			continue
 		}
-		firsts[id] = c
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("search: finding the copies of %d events: %w", len(ids), err)
+		ef := f
+		ef.from, ef.to = at, at.Add(time.Microsecond)
+		p := engine.Params{"ids": stringArray(lookup)}
+		err := engine.Each(ctx, s.eng, copiesSQL(s.db, ef.where(p)), p, func(rows engine.Rows) error {
+			var id string
+			var c copyOf
+			if err := rows.Scan(&id, &c.chain, &c.seq, &c.delivery); err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(copies[id], func(o copyOf) bool { return o.chain == c.chain && o.seq == c.seq }) {
+				copies[id] = append(copies[id], c)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("search: finding the copies of %d events at %s: %w", len(lookup), formatEventTime(at), err)
+		}
 	}
 	var out []eventSummary
 	for _, c := range cands {
-		fc, ok := firsts[c.ID]
-		if !ok {
-			return nil, fmt.Errorf("search: event %q has no copy in the span it was read from", trimForError(c.ID))
+		cs := copies[c.ID]
+		first := cs[0]
+		var via []string
+		for _, o := range cs {
+			if o.chain < first.chain || (o.chain == first.chain && o.seq < first.seq) {
+				first = o
+			}
+			if !slices.Contains(via, o.delivery) {
+				via = append(via, o.delivery)
+			}
 		}
-		if fc.chain == c.Chain && fc.seq == c.Seq {
-			c.DeliveredVia = fc.via
+		if first.chain == c.Chain && first.seq == c.Seq {
+			slices.Sort(via)
+			c.DeliveredVia = strings.Join(via, ",")
 			out = append(out, c)
 		}
 	}
