@@ -13,11 +13,13 @@ import (
 
 	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/bundle/export"
+	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/queries/querytest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/clickhouse"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -149,9 +151,15 @@ func TestTwoShards(t *testing.T) {
 		}
 	}
 
-	// Verify: clean, with every server's parts checked (CHECK TABLE on
-	// each shard's local tables: a Distributed table has no parts).
-	rep, err := cl.Store.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
+	// Verify as the collector's account, as `custody verify` does: clean,
+	// with every server's parts checked (CHECK TABLE on each shard's local
+	// tables: a Distributed table has no parts).
+	verifier, err := storage.Open(ctx, storetest.ConnectCluster(t, cl.Server, storage.UserCollector),
+		storage.Options{Schema: cl.Schema, CheckpointDir: cl.CheckpointDir, DialShard: storetest.DialShard(cl.Servers, storage.UserCollector)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verifier.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +184,18 @@ func TestTwoShards(t *testing.T) {
 		t.Errorf("verify without DialShard: ok=%v %v, want only part_check_skipped", rep.OK(), rep.Findings)
 	}
 
-	// Canned queries, as the investigator (the reader role: no remote(),
-	// no temporary tables): every case script's query gives the cluster
+	// Canned queries, as the investigator with readonly=2, as `custody
+	// query` runs them (the reader role: no remote(), no temporary
+	// tables; on the other shard the reader's own role applies): every case script's query gives the cluster
 	// the same rows as the embedded store. Copies of one event live in
 	// chains on different shards, so the catalogue's IN subqueries must
 	// see the whole cluster (distributed_product_mode).
-	caseQueries(t, storetest.ConnectCluster(t, cl.Server, "custody_investigator"), emb.Eng)
+	reader, err := clickhouse.Open(ctx, clickhouse.Options{DSN: chdbtest.DSN(t, cl.Server, storage.UserInvestigator), Cluster: storetest.ClusterName, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close(ctx)
+	caseQueries(t, reader, emb.Eng)
 
 	// Export and verify-export.
 	from, to := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -211,7 +225,7 @@ func TestTwoShards(t *testing.T) {
 	if err := admin2.Exec(ctx, "ALTER TABLE custody.events_local UPDATE source_ip = '198.51.100.66' WHERE chain = {c:String} AND seq = 2 SETTINGS mutations_sync = 2", engine.Params{"c": victim}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = cl.Store.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
+	rep, err = verifier.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +251,7 @@ func TestTwoShards(t *testing.T) {
 	if err := os.WriteFile(file, b, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = cl.Store.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
+	rep, err = verifier.Verify(ctx, storage.VerifyOptions{Verifier: cl.Verifier, CheckpointDir: cl.CheckpointDir})
 	if err != nil {
 		t.Fatalf("verify stopped on a corrupt part on shard 2: %v", err)
 	}

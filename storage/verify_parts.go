@@ -141,7 +141,7 @@ func (s *Store) checkClusterParts(ctx context.Context, add func(Finding)) (badPa
 		return skip("a Distributed table has no parts to check, and this store has no way to connect to the cluster's servers (Options.DialShard)")
 	}
 	var replicas []clusterReplica
-	err := s.queryEach(ctx, "SELECT shard_num, replica_num, host_address, port FROM system.clusters WHERE cluster = {c:String} ORDER BY shard_num, replica_num",
+	err := s.queryEach(ctx, "SELECT shard_num, replica_num, host_name, port FROM system.clusters WHERE cluster = {c:String} ORDER BY shard_num, replica_num",
 		engine.Params{"c": c}, func(r engine.Rows) error {
 			var x clusterReplica
 			if err := r.Scan(&x.shard, &x.replica, &x.host, &x.port); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -281,6 +282,13 @@ func openStoreAs(ctx context.Context, cmd *cli.Command, mode accessMode, user st
 		return nil, err
 	}
 	opts := storage.Options{Schema: schemaOptions(cmd), CheckpointDir: cmd.String(flagCheckpointDir), Logger: logger(cmd), Actor: actorName()}
+	if dsn := cmd.String(flagClickHouse); dsn != "" && opts.Schema.Cluster != "" {
+		// verify checks the parts of every server of the cluster: the
+		// same account, TLS and settings, at each server's address.
+		opts.DialShard = func(ctx context.Context, host string, port int) (engine.Engine, error) {
+			return clickhouse.Open(ctx, clickhouse.Options{DSN: dsn, Host: net.JoinHostPort(host, strconv.Itoa(port)), ReadOnly: mode == readOnly})
+		}
+	}
 	if mode == appending {
 		signer, err := storage.LoadSigner(cmd.String(flagSigningKey))
 		if err != nil {

@@ -146,7 +146,8 @@ func DSN(t testing.TB, s *chdb.Server, user string) string {
 
 // Shards starts n private servers (n > 0) that form the cluster name, one
 // shard of one replica each, with access's roles and accounts on every
-// one, and stops them when the test ends. Each server's remote_servers
+// one (each account with the same password on all), and stops them when
+// the test ends. Each server's remote_servers
 // names all n on their loopback ports with one inter-server secret, so a
 // Distributed table on any of them spreads over all; shard i+1 is the
 // server at index i.
@@ -159,6 +160,12 @@ func Shards(t testing.TB, name string, n int, access chdb.Access) []*chdb.Server
 		ports[i] = freePort(t)
 		c.Shards = append(c.Shards, chdb.Shard{Replicas: []chdb.Replica{{Host: "127.0.0.1", Port: ports[i]}}})
 	}
+	// One password per account on every server, as a cluster's servers
+	// share their accounts.
+	passwords := map[string]string{chdb.AdminUser: newSecret(t)}
+	for _, a := range access.Accounts {
+		passwords[a.Name] = newSecret(t)
+	}
 	host := HostPath(t)
 	servers := make([]*chdb.Server, n)
 	errs := make([]error, n)
@@ -169,7 +176,7 @@ func Shards(t testing.TB, name string, n int, access chdb.Access) []*chdb.Server
 			defer wg.Done()
 			servers[i], errs[i] = chdb.StartServer(context.Background(), chdb.ServerOptions{
 				Dir: t.TempDir(), Access: access, HostPath: host, Stderr: os.Stderr,
-				Port: ports[i], Clusters: []chdb.Cluster{c},
+				Port: ports[i], Clusters: []chdb.Cluster{c}, Passwords: passwords,
 			})
 		}(i)
 	}

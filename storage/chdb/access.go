@@ -216,6 +216,28 @@ type HostSpec struct {
 	Port int `json:"port,omitempty"`
 	// Clusters are written into the server's remote_servers.
 	Clusters []Cluster `json:"clusters,omitempty"`
+	// Passwords, by account, replace the generated ones (see
+	// ServerOptions.Passwords).
+	Passwords map[string]string `json:"passwords,omitempty"`
+}
+
+// ValidatePasswords checks passwords given for a server's accounts: each
+// names an account of access (or AdminUser) and is at least 16
+// characters. No error names a password.
+func ValidatePasswords(access Access, passwords map[string]string) error {
+	known := map[string]bool{AdminUser: true}
+	for _, a := range access.Accounts {
+		known[a.Name] = true
+	}
+	for user, pw := range passwords {
+		if !known[user] {
+			return fmt.Errorf("password given for %q, which is no account of the server", user)
+		}
+		if len(pw) < 16 {
+			return fmt.Errorf("the password given for %s is shorter than 16 characters", user)
+		}
+	}
+	return nil
 }
 
 // Cluster is one entry of a server's remote_servers: a named set of

@@ -46,6 +46,13 @@ type ServerOptions struct {
 	// Clusters are the server's remote_servers: the clusters its
 	// Distributed tables spread over (see Cluster); none by default.
 	Clusters []Cluster
+	// Passwords, by account (AdminUser or one of Access's), are used
+	// instead of passwords generated at start, so that the servers of a
+	// cluster share their accounts as a cluster's servers do (verify
+	// connects to each with the same account). They reach the host on
+	// its stdin and are kept like generated ones (SHA-256 in users.xml,
+	// credentials.json 0600). Nil generates every password.
+	Passwords map[string]string
 }
 
 // Server is a running private ClickHouse server: custody-chdb running
@@ -96,6 +103,9 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	}
 	if err := ValidateClusters(opts.Clusters); err != nil {
 		return nil, fmt.Errorf("embedded server clusters: %w", err)
+	}
+	if err := ValidatePasswords(opts.Access, opts.Passwords); err != nil {
+		return nil, fmt.Errorf("embedded server passwords: %w", err)
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -182,7 +192,7 @@ func startHost(ctx context.Context, dir, hostPath, lib, binary string, opts Serv
 		close(s.done)
 	}()
 
-	spec, _ := json.Marshal(HostSpec{Access: opts.Access, Port: opts.Port, Clusters: opts.Clusters})
+	spec, _ := json.Marshal(HostSpec{Access: opts.Access, Port: opts.Port, Clusters: opts.Clusters, Passwords: opts.Passwords})
 	if _, err := inW.Write(append(spec, '\n')); err != nil {
 		s.kill()
 		outR.Close()

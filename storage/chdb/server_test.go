@@ -408,3 +408,25 @@ func gone(pid int) bool {
 	state, _ := procState(pid)
 	return state == 0 || state == 'Z' || state == 'X'
 }
+
+// TestValidatePasswords refuses passwords for unknown accounts and short
+// ones, without naming them.
+func TestValidatePasswords(t *testing.T) {
+	access := chdb.Access{Accounts: []chdb.Account{{Name: "reader"}}}
+	long := "0123456789abcdef-long"
+	if err := chdb.ValidatePasswords(access, map[string]string{"reader": long, chdb.AdminUser: long}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []map[string]string{{"nobody": long}, {"reader": "short-secret"}} {
+		err := chdb.ValidatePasswords(access, pw)
+		if err == nil {
+			t.Errorf("%v accepted", pw)
+			continue
+		}
+		for _, p := range pw {
+			if strings.Contains(err.Error(), p) {
+				t.Errorf("the error names the password: %v", err)
+			}
+		}
+	}
+}

@@ -363,6 +363,9 @@ func (b *Batch) Send(ctx context.Context, dedupToken string) error {
 	var settings []ch.Setting
 	if b.e.opts.Cluster != "" {
 		settings = append(settings, ch.SettingInt("insert_distributed_sync", 1))
+		if b.e.rolesLocal { // as for queries, see Engine.settings
+			settings = append(settings, ch.SettingInt("push_external_roles_in_interserver_queries", 0))
+		}
 	}
 	if dedupToken != "" {
 		settings = append(settings,

@@ -38,6 +38,9 @@ type Options struct {
 	// (several hosts are tried in order; secure=true enables TLS). It is
 	// never part of an error: it may hold a password.
 	DSN string
+	// Host, when set with DSN, replaces the DSN's hosts: one server of a
+	// cluster (host:port), reached with the DSN's user, TLS and settings.
+	Host string
 	// Addr, User and Password reach a server without a DSN (the embedded
 	// store's private server); used when DSN is empty.
 	Addr     string
@@ -71,6 +74,10 @@ type Engine struct {
 	insert *chpool.Pool
 	opts   Options
 
+	// rolesLocal: the cluster's servers know
+	// push_external_roles_in_interserver_queries (see settings).
+	rolesLocal bool
+
 	freeMu sync.Mutex
 	free   map[string][]*block // column buffers by table, for the next batch
 }
@@ -82,6 +89,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		var err error
 		if o, err = chgo.ParseDSN(opts.DSN); err != nil {
 			return nil, fmt.Errorf("parse ClickHouse DSN: invalid DSN (%s)", redactErr(err, opts))
+		}
+		if opts.Host != "" {
+			o.Addr = []string{opts.Host}
 		}
 	} else {
 		if opts.Addr == "" {
@@ -105,7 +115,23 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		conn.Close()
 		return nil, fmt.Errorf("connect to ClickHouse %s for inserts: %s", strings.Join(o.Addr, ","), redactErr(err, opts))
 	}
-	return &Engine{conn: conn, insert: pool, opts: opts}, nil
+	e := &Engine{conn: conn, insert: pool, opts: opts}
+	if opts.Cluster != "" {
+		n, err := e.knowsSetting(ctx, "push_external_roles_in_interserver_queries")
+		if err != nil {
+			e.Close(ctx)
+			return nil, fmt.Errorf("read ClickHouse settings: %w", err)
+		}
+		e.rolesLocal = n
+	}
+	return e, nil
+}
+
+// knowsSetting says whether the server has a setting of this name.
+func (e *Engine) knowsSetting(ctx context.Context, name string) (bool, error) {
+	var n uint64
+	err := engine.Each(ctx, e, "SELECT count() FROM system.settings WHERE name = {name:String}", engine.Params{"name": name}, func(r engine.Rows) error { return r.Scan(&n) })
+	return n > 0, err
 }
 
 // dialInsertPool opens ch-go connections to the first of o's hosts that
@@ -203,6 +229,16 @@ func (e *Engine) settings(extra chgo.Settings) chgo.Settings {
 		// event live in different chains, so on different shards, and a
 		// shard-local subquery would miss them.
 		s["distributed_product_mode"] = "global"
+		// On the other shards a query runs as the user who sent it (the
+		// inter-server secret) with that user's own default roles, as
+		// before ClickHouse 26 began pushing the sender's active roles
+		// instead: pushed roles are lost there when the query is
+		// read-only (readonly=2, every investigator's query), and the
+		// reader was refused SELECT on the shards' tables. Custody's
+		// accounts each hold one role, their default.
+		if e.rolesLocal {
+			s["push_external_roles_in_interserver_queries"] = 0
+		}
 	}
 	for k, v := range extra {
 		s[k] = v

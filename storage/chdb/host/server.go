@@ -91,6 +91,9 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 	if err := chdb.ValidateClusters(spec.Clusters); err != nil {
 		return fail(fmt.Errorf("server clusters: %w", err))
 	}
+	if err := chdb.ValidatePasswords(spec.Access, spec.Passwords); err != nil {
+		return fail(fmt.Errorf("server passwords: %w", err))
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return fail(fmt.Errorf("resolve store directory: %w", err))
@@ -108,6 +111,9 @@ func Listen(opts ServerOptions, in io.Reader, out io.Writer) error {
 	passwords := map[string]string{chdb.AdminUser: newPassword()}
 	for _, a := range spec.Access.Accounts {
 		passwords[a.Name] = newPassword()
+	}
+	for user, pw := range spec.Passwords {
+		passwords[user] = pw
 	}
 	usersPath := filepath.Join(engDir, "users.xml")
 	if err := chdb.WriteFileAtomic(usersPath, usersXML(spec.Access, passwords), 0o600); err != nil {
