@@ -40,15 +40,29 @@ SELECT
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
-  -- The first {limit} events, found on the two columns that order them,
-  -- so that only their copies are collapsed.
+  -- The first {limit} events, found on the columns that order them (the
+  -- sort key's day first, so the engine reads the first days only), so
+  -- that only their copies are collapsed: the copies at their times (a
+  -- copy carries its event's time, whichever path delivered it), read up
+  -- to the last of them rather than over the whole window.
+  AND event_time <= (
+      SELECT max(event_time) FROM (
+          SELECT event_time
+          FROM {db:Identifier}.events
+          WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+            AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
+          ORDER BY toStartOfDay(event_time), event_time, event_id
+          LIMIT 1 BY event_id
+          LIMIT {limit:UInt32}
+      )
+  )
   AND event_id IN
   (
       SELECT event_id
       FROM {db:Identifier}.events
       WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
         AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
-      ORDER BY event_time, event_id
+      ORDER BY toStartOfDay(event_time), event_time, event_id
       LIMIT 1 BY event_id
       LIMIT {limit:UInt32}
   )
