@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
 )
@@ -22,15 +27,17 @@ func TestEngineBinary(t *testing.T) {
 	binary := chdbtest.ClickHouseBinary(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
-	run := func(engineBinary string, args ...string) (string, error) {
-		t.Helper()
+	runCtx := func(ctx context.Context, engineBinary string, args ...string) (string, error) {
 		var out bytes.Buffer
 		app := newApp()
 		app.Writer, app.ErrWriter = &out, &out
-		err := app.Run(context.Background(), append([]string{"custody", "--store", store, "--engine-binary", engineBinary,
+		err := app.Run(ctx, append([]string{"custody", "--store", store, "--engine-binary", engineBinary,
 			"--signing-key", filepath.Join(dir, "k"), "--verify-key", filepath.Join(dir, "k.pub"),
 			"--checkpoint-dir", filepath.Join(dir, "checkpoints")}, args...))
 		return out.String(), err
+	}
+	run := func(engineBinary string, args ...string) (string, error) {
+		return runCtx(context.Background(), engineBinary, args...)
 	}
 	must := func(args ...string) string {
 		t.Helper()
@@ -57,14 +64,54 @@ func TestEngineBinary(t *testing.T) {
 	}
 	must("verify")
 
+	// custody serve (runServe) answers over the same store until stopped.
+	port := freeLoopbackPort(t)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		out, err := runCtx(ctx, binary, "serve", "--listen", "127.0.0.1:"+port)
+		if err != nil {
+			err = fmt.Errorf("%w\n%s", err, out)
+		}
+		served <- err
+	}()
+	var integrity string
+	for deadline := time.Now().Add(time.Minute); integrity == ""; {
+		select {
+		case err := <-served:
+			t.Fatalf("serve ended before answering: %v", err)
+		default:
+		}
+		if resp, err := http.Get("http://127.0.0.1:" + port + "/api/integrity"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("/api/integrity: %s\n%s", resp.Status, b)
+			}
+			integrity = string(b)
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve did not answer: %v", err)
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(integrity, `"archive/PT1H.json"`) {
+		t.Errorf("/api/integrity does not show the chain:\n%s", integrity)
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Fatalf("serve, stopped: %v", err)
+	}
+
 	// Every start of the engine is in the store's engine.log, with what
-	// ran it: here the binary, four times (init, append, status, verify).
+	// ran it: here the binary, five times (init, append, status, verify,
+	// serve).
 	log, err := os.ReadFile(filepath.Join(store, "engine.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(log), "run by "+binary+" local (pid "); n != 4 {
-		t.Fatalf("engine.log names %s local %d times, want 4:\n%s", binary, n, log)
+	if n := strings.Count(string(log), "run by "+binary+" local (pid "); n != 5 {
+		t.Fatalf("engine.log names %s local %d times, want 5:\n%s", binary, n, log)
 	}
 	if strings.Contains(string(log), "run by libchdb") {
 		t.Fatalf("engine.log says libchdb ran the engine:\n%s", log)
@@ -74,4 +121,16 @@ func TestEngineBinary(t *testing.T) {
 	if out, err := run(missing, "status"); err == nil || !strings.Contains(err.Error(), "clickhouse binary for the embedded engine") {
 		t.Fatalf("status with a missing engine binary: %v\n%s", err, out)
 	}
+}
+
+// freeLoopbackPort returns a loopback TCP port nothing listens on now.
+func freeLoopbackPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
 	"github.com/custody-audit/custody/storage/witness"
+	"github.com/custody-audit/custody/web"
 )
 
 // runCommand is the long-lived collector: every configured source feeds
@@ -74,7 +75,14 @@ custody.yaml:
 			if cmd.IsSet("metrics-addr") {
 				rc.MetricsAddr = cmd.String("metrics-addr")
 			}
-			return runCollector(ctx, cmd, rc)
+			o := runOptions{Config: rc, VerifyKey: cmd.String(flagVerifyKey), CheckpointDir: cmd.String(flagCheckpointDir), Logger: logger(cmd),
+				Open: func(ctx context.Context) (*ingestion, error) { return openIngest(ctx, cmd) }}
+			if addr := cmd.String("web"); addr != "" {
+				o.Web = func(ctx context.Context, st *storage.Store, collector web.Collector) (func() error, error) {
+					return listenWeb(ctx, cmd, st, addr, collector)
+				}
+			}
+			return runCollector(ctx, o)
 		},
 	}
 }
@@ -215,8 +223,29 @@ type namedSource struct {
 	src        ingest.Source
 }
 
-func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
-	log := logger(cmd)
+// runOptions is what `custody run` collects, into which store.
+type runOptions struct {
+	// Config is the collector's config file, flags applied.
+	Config runConfig
+	// VerifyKey is the verification key file, for the periodic verify.
+	VerifyKey string
+	// CheckpointDir is where the periodic verify reads the checkpoints
+	// kept outside the store.
+	CheckpointDir string
+	Logger        *slog.Logger
+	// Open opens the store to append, with its positions.
+	Open func(ctx context.Context) (*ingestion, error)
+	// Web, when set, opens the investigation page over the collector's
+	// store (--web) and returns the function that serves it until ctx
+	// ends.
+	Web func(ctx context.Context, st *storage.Store, collector web.Collector) (func() error, error)
+}
+
+// runCollector runs a pipeline per configured source into the store,
+// with metrics, the periodic verify, checkpoint publishing and the page,
+// until ctx ends or a pipeline or the engine fails.
+func runCollector(ctx context.Context, o runOptions) error {
+	rc, log := o.Config, o.Logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := ingest.NewMetrics(reg)
@@ -240,7 +269,7 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 		}()
 	}
 
-	in, err := openIngest(ctx, cmd)
+	in, err := o.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -255,12 +284,12 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 	}
 	var verifier *verifyLoop
 	if rc.Verify.Interval > 0 {
-		v, err := storage.LoadVerifier(cmd.String(flagVerifyKey))
+		v, err := storage.LoadVerifier(o.VerifyKey)
 		if err != nil {
 			return fmt.Errorf("periodic verification (verify.interval %s) needs the verification key: %w (or set verify.interval: 0)", rc.Verify.Interval, err)
 		}
 		verifier = &verifyLoop{store: in.store, interval: rc.Verify.Interval, metrics: vm, log: log,
-			opts: storage.VerifyOptions{Verifier: v, CheckpointDir: cmd.String(flagCheckpointDir)}}
+			opts: storage.VerifyOptions{Verifier: v, CheckpointDir: o.CheckpointDir}}
 	}
 	var publisher *publishLoop
 	if rc.Publish != nil {
@@ -321,8 +350,8 @@ func runCollector(ctx context.Context, cmd *cli.Command, rc runConfig) error {
 	// The page shares the collector's store (the embedded engine is one
 	// process per store); it reads only.
 	var webDone chan error
-	if addr := cmd.String("web"); addr != "" {
-		serve, err := listenWeb(rctx, cmd, in.store, addr, registryCollector(reg, sources, &ready))
+	if o.Web != nil {
+		serve, err := o.Web(rctx, in.store, registryCollector(reg, sources, &ready))
 		if err != nil {
 			return err
 		}

@@ -90,19 +90,35 @@ func serveCommand() *cli.Command {
 			if cmd.NArg() > 0 {
 				return usageError{fmt.Errorf("serve: unexpected argument %q", cmd.Args().First())}
 			}
-			st, err := openStore(ctx, cmd, readOnly)
-			if err != nil {
-				return err
-			}
-			defer st.Engine().Close(context.Background())
-			return serveWeb(ctx, cmd, st, cmd.String("listen"), nil)
+			addr := cmd.String("listen")
+			return runServe(ctx, serveOptions{
+				Open: storeOpener(cmd, readOnly, ""),
+				Listen: func(ctx context.Context, st *storage.Store) (func() error, error) {
+					return listenWeb(ctx, cmd, st, addr, nil)
+				},
+			})
 		},
 	}
 }
 
-// serveWeb serves the page over st on addr until ctx ends.
-func serveWeb(ctx context.Context, cmd *cli.Command, st *storage.Store, addr string, collector web.Collector) error {
-	serve, err := listenWeb(ctx, cmd, st, addr, collector)
+// serveOptions is the page `custody serve` serves, over which store.
+type serveOptions struct {
+	// Open opens the store to read.
+	Open func(ctx context.Context) (*storage.Store, error)
+	// Listen opens the page's listener over st (address, TLS and sign-in
+	// from the web flags) and returns the function that serves until ctx
+	// ends.
+	Listen func(ctx context.Context, st *storage.Store) (func() error, error)
+}
+
+// runServe serves the page over the store until ctx ends.
+func runServe(ctx context.Context, o serveOptions) error {
+	st, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	serve, err := o.Listen(ctx, st)
 	if err != nil {
 		return err
 	}
