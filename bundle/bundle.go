@@ -416,4 +416,3 @@ func half(n int) uint64 { return uint64(n) / 2 }
 
 // ocsfRecordKey is where an OCSF line keeps the custody row.
 const ocsfRecordKey = "custody_record"
-

@@ -29,6 +29,10 @@ const (
 	kHash                  // 64 lower-case hex digits
 )
 
+// isText reports whether a column's Parquet values are text: strings,
+// addresses, list elements, map keys and values.
+func (k colKind) isText() bool { return k == kString || k == kIP || k == kList || k == kMap }
+
 // column is one exported field. The list below is the events table's
 // column order, which is also the order of the fields in the event hash
 // (storage/docs/format/event-v1.md).

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/custody-audit/custody/storage/trail"
 )
@@ -89,10 +88,10 @@ func (ce *csvEncoder) appendLine(dst []byte, r *trail.Row) []byte {
 				l = r.Event.Actor.Groups
 			}
 			ce.tmp = ce.enc.appendList(ce.tmp[:0], l)
-			dst = appendCSVField(dst, unsafeString(ce.tmp))
+			dst = appendCSVField(dst, ce.tmp)
 		case kMap:
 			ce.tmp = ce.enc.appendMap(ce.tmp[:0], r.Event.Attributes)
-			dst = appendCSVField(dst, unsafeString(ce.tmp))
+			dst = appendCSVField(dst, ce.tmp)
 		case kBytes:
 			dst = base64.StdEncoding.AppendEncode(dst, r.Event.Raw)
 		case kHash:
@@ -111,19 +110,19 @@ func (ce *csvEncoder) appendLine(dst []byte, r *trail.Row) []byte {
 		}
 		ce.tmp = append(ce.tmp, n...)
 	}
-	dst = appendCSVField(dst, unsafeString(ce.tmp))
+	dst = appendCSVField(dst, ce.tmp)
 	return append(dst, '\n')
 }
 
 // appendCSVField appends one field as encoding/csv's Writer does (Comma
 // ',', UseCRLF false).
-func appendCSVField(dst []byte, field string) []byte {
+func appendCSVField[S ~string | ~[]byte](dst []byte, field S) []byte {
 	if !csvNeedsQuotes(field) {
 		return append(dst, field...)
 	}
 	dst = append(dst, '"')
 	for len(field) > 0 {
-		i := strings.IndexByte(field, '"')
+		i := indexQuote(field)
 		if i < 0 {
 			return append(append(dst, field...), '"')
 		}
@@ -134,12 +133,22 @@ func appendCSVField(dst []byte, field string) []byte {
 	return append(dst, '"')
 }
 
+// indexQuote is strings.IndexByte(field, '"') for strings and bytes.
+func indexQuote[S ~string | ~[]byte](field S) int {
+	for i := 0; i < len(field); i++ {
+		if field[i] == '"' {
+			return i
+		}
+	}
+	return -1
+}
+
 // csvNeedsQuotes is encoding/csv's fieldNeedsQuotes for Comma ','.
-func csvNeedsQuotes(field string) bool {
-	if field == "" {
+func csvNeedsQuotes[S ~string | ~[]byte](field S) bool {
+	if len(field) == 0 {
 		return false
 	}
-	if field == `\.` {
+	if len(field) == 2 && field[0] == '\\' && field[1] == '.' {
 		return true
 	}
 	for i := 0; i < len(field); i++ {
@@ -147,13 +156,9 @@ func csvNeedsQuotes(field string) bool {
 			return true
 		}
 	}
-	r1, _ := utf8.DecodeRuneInString(field)
+	r1, _ := utf8.DecodeRuneInString(string(field[:min(len(field), utf8.UTFMax)]))
 	return unicode.IsSpace(r1)
 }
-
-// unsafeString views b as a string for the duration of a call that does
-// not keep it.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // decodeCSVRow parses one CSV record (without the header) into r.
 func decodeCSVRow(rec []string, r *trail.Row, index map[string]int) error {

@@ -34,3 +34,19 @@ func TestVerifierImportsNoStore(t *testing.T) {
 		t.Errorf("go list -deps found none of the module's packages the bundle uses (got %v)", own)
 	}
 }
+
+// TestNoUnsafe holds the bundle's codecs and verifier, and the JSON and
+// OCSF encoders they share with normalize, to safe Go: decoded rows own
+// their strings (substrings of a copy of the records) instead of viewing
+// buffers that are reused.
+func TestNoUnsafe(t *testing.T) {
+	for _, pkg := range []string{"github.com/custody-audit/custody/bundle", "github.com/custody-audit/custody/bundle/export"} {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		if slices.Contains(strings.Fields(string(out)), "unsafe") {
+			t.Errorf("%s imports unsafe", pkg)
+		}
+	}
+}

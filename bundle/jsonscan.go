@@ -1,14 +1,13 @@
 package bundle
 
 import (
-	"bytes"
 	"encoding/base64"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/custody-audit/custody/storage/trail"
 )
@@ -34,12 +33,14 @@ import (
 // re-encoding to prove it canonical (FuzzCanonicalScanner holds it to
 // that); anything else is refused and goes through lineDecoder.decode.
 //
-// It reuses its scratch space: the row it fills views the line and the
-// scanner's buffers, and is valid until the next scan.
+// The line is read as a string: the row's strings are substrings of it
+// (or, for a string with escapes, a string of their own), so they stay
+// valid. Its raw bytes and lists reuse the scanner's buffers: the row is
+// valid until the next scan, which reuses them.
 type strictScanner struct {
-	b     []byte
+	b     string
 	p     int
-	arena []byte      // unescaped strings and b64 text
+	arena []byte      // an escaped string's text, b64 text
 	raw   []byte      // decoded raw
 	lists [3][]string // actor_groups, tags, b64
 	attrs map[string]string
@@ -75,7 +76,7 @@ var columnKeys = func() []string {
 }()
 
 func (s *strictScanner) lit(x string) bool {
-	if len(s.b)-s.p < len(x) || string(s.b[s.p:s.p+len(x)]) != x {
+	if len(s.b)-s.p < len(x) || s.b[s.p:s.p+len(x)] != x {
 		return false
 	}
 	s.p += len(x)
@@ -83,8 +84,8 @@ func (s *strictScanner) lit(x string) bool {
 }
 
 // str reads a string written by appendJSONString (or, in html mode,
-// then passed through appendHTMLEscaped). Without escapes the string
-// views the line.
+// then passed through appendHTMLEscaped). Without escapes the string is
+// a substring of the line; with escapes, a string of its own.
 func (s *strictScanner) str() (string, bool) {
 	b := s.b
 	if s.p >= len(b) || b[s.p] != '"' {
@@ -105,15 +106,16 @@ func (s *strictScanner) str() (string, bool) {
 		}
 		switch {
 		case c == '"':
-			var v []byte
+			var v string
 			if esc < 0 {
 				v = b[start:s.p]
 			} else {
 				s.arena = append(s.arena, b[start:s.p]...)
-				v = s.arena[esc:]
+				v = string(s.arena[esc:])
+				s.arena = s.arena[:esc]
 			}
 			s.p++
-			return unsafe.String(unsafe.SliceData(v), len(v)), true
+			return v, true
 		case c == '\\':
 			if esc < 0 {
 				esc = len(s.arena)
@@ -124,7 +126,7 @@ func (s *strictScanner) str() (string, bool) {
 			}
 			start = s.p
 		case c >= utf8.RuneSelf:
-			r, size := utf8.DecodeRune(b[s.p:])
+			r, size := utf8.DecodeRuneInString(b[s.p:])
 			if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
 				return "", false
 			}
@@ -218,8 +220,7 @@ func (s *strictScanner) digits(signed bool) (string, bool) {
 	case b[first] == '0' && (s.p-first > 1 || first > start):
 		return "", false
 	}
-	d := b[start:s.p]
-	return unsafe.String(unsafe.SliceData(d), len(d)), true
+	return b[start:s.p], true
 }
 
 // list reads an array of strings into list slot i.
@@ -297,13 +298,14 @@ func (s *strictScanner) time() (time.Time, bool) {
 
 // timeInLayout reads t when it is a valid time written in timeLayout;
 // the time is the one parseTime reads from it.
-func timeInLayout(t []byte) (time.Time, bool) {
+func timeInLayout[S ~string | ~[]byte](t S) (time.Time, bool) {
 	if len(t) != len(timeLayout) || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' || t[19] != '.' || t[26] != 'Z' {
 		return time.Time{}, false
 	}
 	num := func(i, w int) int {
 		v := 0
-		for _, c := range t[i : i+w] {
+		for j := i; j < i+w; j++ {
+			c := t[j]
 			if c < '0' || c > '9' {
 				return -1
 			}
@@ -338,7 +340,7 @@ func canonicalIP(buf *[]byte, v string) (netip.Addr, bool) {
 }
 
 // hexHash decodes 64 lower-case hex digits into h.
-func hexHash(h *trail.Hash, x []byte) bool {
+func hexHash[S ~string | ~[]byte](h *trail.Hash, x S) bool {
 	if len(x) != 2*len(h) {
 		return false
 	}
@@ -352,19 +354,25 @@ func hexHash(h *trail.Hash, x []byte) bool {
 	return true
 }
 
-// reset makes s read b, keeping the arena: the strings already read stay
-// valid.
-func (s *strictScanner) reset(b []byte) {
+// reset makes s read b, keeping its buffers: the strings already read
+// stay valid.
+func (s *strictScanner) reset(b string) {
 	s.b, s.p = b, 0
 }
 
 // b64 decodes standard padded base64 written by the encoder (no line
-// breaks, zero padding bits) into dst.
-func b64(dst []byte, src []byte) ([]byte, bool) {
-	n := base64.StdEncoding.DecodedLen(len(src))
+// breaks, zero padding bits) into dst. A string source is copied into
+// scratch first (the decoder reads bytes).
+func b64[S ~string | ~[]byte](dst []byte, scratch *[]byte, src S) ([]byte, bool) {
+	in, ok := any(src).([]byte)
+	if !ok {
+		*scratch = append((*scratch)[:0], src...)
+		in = *scratch
+	}
+	n := base64.StdEncoding.DecodedLen(len(in))
 	dst = slices.Grow(dst[:0], n)[:n]
-	k, err := base64.StdEncoding.Strict().Decode(dst, src)
-	if err != nil || base64.StdEncoding.EncodedLen(k) != len(src) {
+	k, err := base64.StdEncoding.Strict().Decode(dst, in)
+	if err != nil || base64.StdEncoding.EncodedLen(k) != len(in) {
 		return nil, false
 	}
 	return dst[:k], true
@@ -372,19 +380,19 @@ func b64(dst []byte, src []byte) ([]byte, bool) {
 
 // scan decodes line into r when line is the canonical encoding of r. The
 // row is valid until the next scan.
-func (s *strictScanner) scan(line []byte, r *trail.Row) bool {
+func (s *strictScanner) scan(line string, r *trail.Row) bool {
 	n, ok := s.scanObject(line, r)
 	return ok && n == len(line)
 }
 
 // scanObject is scan for the object at the start of line, which may go
 // on after it; it returns the object's length.
-func (s *strictScanner) scanObject(line []byte, r *trail.Row) (int, bool) {
+func (s *strictScanner) scanObject(line string, r *trail.Row) (int, bool) {
 	ok := s.object(line, r)
 	return s.p, ok
 }
 
-func (s *strictScanner) object(line []byte, r *trail.Row) bool {
+func (s *strictScanner) object(line string, r *trail.Row) bool {
 	*s = strictScanner{b: line, arena: s.arena[:0], raw: s.raw, lists: s.lists, attrs: s.attrs, ip: s.ip, index: s.index, html: s.html}
 	*r = trail.Row{}
 	e := &r.Event
@@ -475,11 +483,11 @@ func (s *strictScanner) object(line []byte, r *trail.Row) bool {
 			if !s.lit(`"`) {
 				return false
 			}
-			end := bytes.IndexByte(line[s.p:], '"')
+			end := strings.IndexByte(line[s.p:], '"')
 			if end < 0 {
 				return false
 			}
-			raw, ok := b64(s.raw, line[s.p:s.p+end])
+			raw, ok := b64(s.raw, &s.arena, line[s.p:s.p+end])
 			if !ok {
 				return false
 			}
@@ -510,14 +518,12 @@ func (s *strictScanner) object(line []byte, r *trail.Row) bool {
 			}
 			prev = i
 			p := columns[i].str(r)
-			start := len(s.arena)
-			dec, ok := b64(s.arena[start:], unsafe.Slice(unsafe.StringData(*p), len(*p)))
+			var dec []byte
+			dec, ok = b64(nil, &s.arena, *p)
 			if !ok || utf8.Valid(dec) {
 				return false
 			}
-			s.arena = append(s.arena[:start], dec...)
-			v := s.arena[start:]
-			*p = unsafe.String(unsafe.SliceData(v), len(v))
+			*p = string(dec)
 		}
 	}
 	return s.lit("}")

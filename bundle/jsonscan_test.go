@@ -61,7 +61,7 @@ func TestExportLinesRead(t *testing.T) {
 			}
 			s := strictScanner{index: index, html: html}
 			var got trail.Row
-			if !s.scan(in, &got) {
+			if !s.scan(string(in), &got) {
 				t.Fatalf("row %d (html %v): refused an export line: %s", i, html, in)
 			}
 			if trail.EventHash(&got) != trail.EventHash(&want) || !bytes.Equal(enc.appendRow(nil, &got), line) {
@@ -121,7 +121,7 @@ func TestStrictScannerRefuses(t *testing.T) {
 			}
 			s := strictScanner{index: index}
 			var got trail.Row
-			if s.scan(edited, &got) {
+			if s.scan(string(edited), &got) {
 				t.Errorf("accepted: %s", edited)
 			}
 		})
@@ -143,7 +143,7 @@ func FuzzCanonicalScanner(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte, html bool) {
 		s := strictScanner{index: index, html: html}
 		var r trail.Row
-		if !s.scan(line, &r) {
+		if !s.scan(string(line), &r) {
 			return
 		}
 		want := enc.appendRow(nil, &r)

@@ -75,15 +75,16 @@ func appendHTMLEscaped(dst, b []byte) []byte {
 // finding than those of the row itself, and the full comparison of its
 // fields with the derived ones can be skipped. Any other line is left to
 // that comparison.
-func (d *lineChecker) canonicalOCSF(line []byte, r *trail.Row) bool {
-	if d.exportedOCSF(line, r) {
+func (d *lineChecker) canonicalOCSF(line []byte, text string, r *trail.Row) bool {
+	if d.exportedOCSF(line, text, r) {
 		return true
 	}
 	rec, ok := ocsfRecordIn(line)
 	if !ok {
 		return false
 	}
-	if d.html.scan(rec, r) {
+	at := cap(line) - cap(rec) // rec's offset in line
+	if d.html.scan(text[at:at+len(rec)], r) {
 		// rec is what export writes for r, so only the rest of the line
 		// is left to compare with the line derived from r.
 		want, err := appendOCSFLine(&d.ocsf, &d.record, d.line[:0], r, nil)

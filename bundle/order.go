@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/storage/trail"
@@ -344,8 +343,9 @@ const (
 	hashesEnd = hashesAt + 64
 )
 
-// decodeRow reads a row written by encodeRow. The row's strings and raw
-// bytes are views of b, which must not change while the row is in use.
+// decodeRow reads a row written by encodeRow. The row's strings are its
+// own; its raw bytes are a view of b, which must not change while the row
+// is in use.
 func decodeRow(b []byte, r *trail.Row) error {
 	if len(b) < hashesEnd+1 {
 		return errBadRow
@@ -372,7 +372,9 @@ func decodeRow(b []byte, r *trail.Row) error {
 		}
 	}
 	p += int(ipn)
-	all := unsafe.String(unsafe.SliceData(b), len(b))
+	// The strings are substrings of one copy of the rest of the row.
+	base := p
+	all := string(b[p:])
 	bad := false
 	uv := func() uint64 {
 		v, n := binary.Uvarint(b[p:])
@@ -389,7 +391,7 @@ func decodeRow(b []byte, r *trail.Row) error {
 			bad = true
 			return ""
 		}
-		s := all[p : p+int(l)]
+		s := all[p-base : p-base+int(l)]
 		p += int(l)
 		return s
 	}

@@ -517,10 +517,10 @@ func decodeInOrder[T any](n0 uint64, read func(emit func(T)) error, newDecode fu
 // hashing it into h, and decodes and hashes its lines on every core
 // (checkRecords). It returns the lines and bytes read.
 func (v *bundleVerifier) readLines(r io.Reader, h hash.Hash, progress func(int64)) (uint64, int64, error) {
-	newDecode := func() func(uint64, []byte, *lineResult) {
+	newDecode := func() func(uint64, []byte, string, *lineResult) {
 		d := newLineChecker(v.index)
-		return func(n uint64, line []byte, res *lineResult) {
-			decodeLine(d, v.m.Data, n, bytes.TrimSuffix(line, []byte("\n")), res)
+		return func(n uint64, line []byte, text string, res *lineResult) {
+			decodeLine(d, v.m.Data, n, bytes.TrimSuffix(line, []byte("\n")), strings.TrimSuffix(text, "\n"), res)
 		}
 	}
 	n, size, err := checkRecords(r, v.chunkLen, h, progress, splitLine, newDecode, func(c *chunk, i int) bool {
@@ -561,9 +561,10 @@ type lineResult struct {
 	fallback bool
 }
 
-// decodeLine decodes and hashes one line of a jsonl or ocsf file into
-// res. It touches no verifier state, so lines decode in parallel.
-func decodeLine(d *lineChecker, format string, n uint64, line []byte, res *lineResult) {
+// decodeLine decodes and hashes one line of a jsonl or ocsf file (line,
+// and the same bytes as text) into res. It touches no verifier state, so
+// lines decode in parallel.
+func decodeLine(d *lineChecker, format string, n uint64, line []byte, text string, res *lineResult) {
 	*res = lineResult{n: n}
 	if len(line) == 0 {
 		res.malformed = errors.New("empty line")
@@ -571,7 +572,7 @@ func decodeLine(d *lineChecker, format string, n uint64, line []byte, res *lineR
 	}
 	r := &d.row
 	if format != FormatOCSF {
-		if d.strict.scan(line, r) {
+		if d.strict.scan(text, r) {
 			res.computed = d.hasher.Hash(r)
 			d.setKey(res, r)
 			return
@@ -586,7 +587,7 @@ func decodeLine(d *lineChecker, format string, n uint64, line []byte, res *lineR
 		d.setKey(res, r)
 		return
 	}
-	if d.canonicalOCSF(line, r) {
+	if d.canonicalOCSF(line, text, r) {
 		res.computed = d.hasher.Hash(r)
 		d.setKey(res, r)
 		return

@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/custody-audit/custody/storage/trail"
 )
@@ -66,14 +65,14 @@ func (v *bundleVerifier) readCSVFile(f *os.File, h *hash.Hash, progress func(int
 	restart := false   // the header is not export's: read the whole file with encoding/csv
 	var resync uint64  // the record from which encoding/csv reads, 0 if none
 	var resyncAt int64 // its offset
-	newDecode := func() func(uint64, []byte, *lineResult) {
+	newDecode := func() func(uint64, []byte, string, *lineResult) {
 		d := &csvChecker{index: v.index}
-		return func(n uint64, rec []byte, res *lineResult) {
+		return func(n uint64, rec []byte, text string, res *lineResult) {
 			if n == 1 {
-				*res = lineResult{n: 0, fallback: string(rec) != header}
+				*res = lineResult{n: 0, fallback: text != header}
 				return
 			}
-			d.decode(n-1, rec, res)
+			d.decode(n-1, rec, text, res)
 		}
 	}
 	n, size, err := checkRecords(f, v.chunkLen, *h, progress, splitCSV, newDecode, func(c *chunk, i int) bool {
@@ -154,7 +153,7 @@ type csvChecker struct {
 	hasher trail.Hasher
 	json   strictScanner // lists and maps, JSON text
 	fields []string
-	arena  []byte // fields with doubled quotes
+	arena  []byte // a field with doubled quotes, b64 text
 	row    trail.Row
 	chain  string
 	index  map[string]int
@@ -162,9 +161,9 @@ type csvChecker struct {
 
 // decode reads record n into res; res.fallback when the record is not
 // one it reads as encoding/csv would.
-func (d *csvChecker) decode(n uint64, rec []byte, res *lineResult) {
+func (d *csvChecker) decode(n uint64, rec []byte, text string, res *lineResult) {
 	*res = lineResult{n: n}
-	if !d.split(rec) {
+	if !d.split(rec, text) {
 		res.fallback = true
 		return
 	}
@@ -181,9 +180,10 @@ func (d *csvChecker) decode(n uint64, rec []byte, res *lineResult) {
 }
 
 // split parses rec, a record ending in '\n' and holding no '\r', into
-// d.fields as encoding/csv does (Comma ',', no lazy quotes). False when
-// rec is laid out otherwise.
-func (d *csvChecker) split(rec []byte) bool {
+// d.fields as encoding/csv does (Comma ',', no lazy quotes): substrings of
+// text (rec's bytes as a string), or for a field with doubled quotes a
+// string of its own. False when rec is laid out otherwise.
+func (d *csvChecker) split(rec []byte, text string) bool {
 	if len(rec) < 2 || rec[len(rec)-1] != '\n' || bytes.IndexByte(rec, '\r') >= 0 {
 		return false
 	}
@@ -211,12 +211,12 @@ func (d *csvChecker) split(rec []byte) bool {
 				}
 				break
 			}
-			f := body[start:p]
 			if esc >= 0 {
-				d.arena = append(d.arena, f...)
-				f = d.arena[esc:]
+				d.arena = append(d.arena, body[start:p]...)
+				d.fields = append(d.fields, string(d.arena[esc:]))
+			} else {
+				d.fields = append(d.fields, text[start:p])
 			}
-			d.fields = append(d.fields, unsafeString(f))
 			p++ // the closing quote
 			if p == len(body) {
 				return true
@@ -235,7 +235,7 @@ func (d *csvChecker) split(rec []byte) bool {
 		if bytes.IndexByte(f, '"') >= 0 || bytes.IndexByte(f, '\n') >= 0 {
 			return false
 		}
-		d.fields = append(d.fields, unsafeString(f))
+		d.fields = append(d.fields, text[p:end])
 		if end == len(body) {
 			return true
 		}
@@ -272,7 +272,7 @@ func (d *csvChecker) decodeRow(r *trail.Row) error {
 			e.StatusCode = int32(n)
 		case kTime:
 			var t time.Time
-			t, ok = timeInLayout(unsafe.Slice(unsafe.StringData(v), len(v)))
+			t, ok = timeInLayout(v)
 			if c.name == "received_time" {
 				e.ReceivedTime = t
 			} else {
@@ -286,7 +286,7 @@ func (d *csvChecker) decodeRow(r *trail.Row) error {
 				slot = 1
 			}
 			var l []string
-			d.json.reset(unsafe.Slice(unsafe.StringData(v), len(v)))
+			d.json.reset(v)
 			l, ok = d.json.list(slot)
 			ok = ok && d.json.p == len(v)
 			if slot == 0 {
@@ -295,11 +295,11 @@ func (d *csvChecker) decodeRow(r *trail.Row) error {
 				e.Tags = l
 			}
 		case kMap:
-			d.json.reset(unsafe.Slice(unsafe.StringData(v), len(v)))
+			d.json.reset(v)
 			e.Attributes, ok = d.json.dict()
 			ok = ok && d.json.p == len(v)
 		case kBytes:
-			e.Raw, ok = b64(d.json.raw, unsafe.Slice(unsafe.StringData(v), len(v)))
+			e.Raw, ok = b64(d.json.raw, &d.arena, v)
 			if ok {
 				d.json.raw = e.Raw
 			}
@@ -308,7 +308,7 @@ func (d *csvChecker) decodeRow(r *trail.Row) error {
 			if c.name == "prev_hash" {
 				h = &r.PrevHash
 			}
-			ok = hexHash(h, unsafe.Slice(unsafe.StringData(v), len(v)))
+			ok = hexHash(h, v)
 		}
 		if !ok || err != nil {
 			return d.slow(r)

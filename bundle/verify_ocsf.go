@@ -20,7 +20,7 @@ import (
 // A line export writes has the key once (quotes inside strings are
 // escaped, and attributes may not take the key), so any occurrence will
 // do: the search starts a little before where the last line had it.
-func (d *lineChecker) exportedOCSF(line []byte, r *trail.Row) bool {
+func (d *lineChecker) exportedOCSF(line []byte, text string, r *trail.Row) bool {
 	key := []byte(ocsfRecordKeyJSON)
 	from := min(max(d.recordAt-512, 0), len(line))
 	k := bytes.Index(line[from:], key)
@@ -31,7 +31,7 @@ func (d *lineChecker) exportedOCSF(line []byte, r *trail.Row) bool {
 	}
 	d.recordAt = k
 	start := k + len(ocsfRecordKeyJSON) - 1
-	n, ok := d.html.scanObject(line[start:], r)
+	n, ok := d.html.scanObject(text[start:], r)
 	if !ok {
 		return false
 	}

@@ -131,6 +131,7 @@ type parquetChecker struct {
 	vals   []string
 	attrs  map[string]string
 	ip     []byte
+	text   []byte // a row's text values, before they become one string
 }
 
 // read fills p.res with the rows of p, and p.err with why reading
@@ -186,11 +187,25 @@ func (d *parquetChecker) read(p *parquetPart) {
 }
 
 // decode reads a row of the bundle schema into r as parquetRecord.toRow
-// does. r views the row's values, which the next read reuses.
+// does. The row's text values are copied into one string, of which its
+// strings are substrings; its raw bytes, lists and map view the values
+// and the checker's buffers, which the next read reuses.
 func (d *parquetChecker) decode(row parquet.Row, r *trail.Row) error {
 	*r = trail.Row{}
 	e := &r.Event
 	d.groups, d.tags, d.keys, d.vals = d.groups[:0], d.tags[:0], d.keys[:0], d.vals[:0]
+	d.text = d.text[:0]
+	for _, v := range row {
+		if i := v.Column(); i >= 0 && i < len(d.leaves) && columns[d.leaves[i].col].kind.isText() {
+			d.text = append(d.text, v.ByteArray()...)
+		}
+	}
+	text, at := string(d.text), 0
+	next := func(v parquet.Value) string {
+		n := len(v.ByteArray())
+		at += n
+		return text[at-n : at]
+	}
 	var ip string
 	for _, v := range row {
 		i := v.Column()
@@ -201,7 +216,7 @@ func (d *parquetChecker) decode(row parquet.Row, r *trail.Row) error {
 		c := &columns[l.col]
 		switch c.kind {
 		case kString:
-			*c.str(r) = unsafeString(v.ByteArray())
+			*c.str(r) = next(v)
 		case kSeq:
 			r.Seq = v.Uint64()
 		case kInt64:
@@ -216,23 +231,25 @@ func (d *parquetChecker) decode(row parquet.Row, r *trail.Row) error {
 				e.Time = t
 			}
 		case kIP:
-			ip = unsafeString(v.ByteArray())
+			ip = next(v)
 		case kList:
+			s := next(v) // "" for an empty list
 			if v.DefinitionLevel() == 0 {
 				continue // an empty list
 			}
 			if c.name == "tags" {
-				d.tags = append(d.tags, unsafeString(v.ByteArray()))
+				d.tags = append(d.tags, s)
 			} else {
-				d.groups = append(d.groups, unsafeString(v.ByteArray()))
+				d.groups = append(d.groups, s)
 			}
 		case kMap:
+			s := next(v)
 			switch {
 			case v.DefinitionLevel() == 0: // an empty map
 			case l.value:
-				d.vals = append(d.vals, unsafeString(v.ByteArray()))
+				d.vals = append(d.vals, s)
 			default:
-				d.keys = append(d.keys, unsafeString(v.ByteArray()))
+				d.keys = append(d.keys, s)
 			}
 		case kBytes:
 			e.Raw = v.ByteArray()

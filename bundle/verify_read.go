@@ -17,10 +17,11 @@ import (
 // Reading a text data file for verification: the file is read in large
 // chunks, each chunk is cut into whole records and hashed (on a goroutine
 // of its own: the file's SHA-256 is one sequential stream) as it arrives,
-// and the records of a chunk are decoded on one of the workers straight
-// from the chunk (no copy per record). The chunks go back to a pool once
-// their results are checked and their bytes hashed, so a verification
-// allocates a few buffers, not one per line.
+// and the records of a chunk are decoded on one of the workers. The
+// worker copies the chunk's records into one string, and the decoded
+// rows' strings are substrings of it: one copy per chunk, no unsafe view
+// of a buffer the next chunk reuses. The chunks go back to a pool once
+// their results are checked and their bytes hashed.
 
 // chunkSize is the size a chunk is read at; a record longer than that
 // grows its chunk.
@@ -73,13 +74,14 @@ func splitLine(data []byte, atEOF bool) int {
 // checkRecords reads r to its end in chunks of chunkLen bytes, hashing every byte into h and
 // reporting each read to progress; cuts the bytes into records with
 // split; decodes the records on GOMAXPROCS workers, each with its own
-// decode function from newDecode (so it may keep scratch state), into
+// decode function from newDecode (so it may keep scratch state; it gets
+// each record as bytes and as the same text in a string), into
 // the chunk's results; and hands each result to check, in file order.
 // When check returns false no further results are handed over, but the
 // file is still read and hashed to its end. It returns how many records
 // were cut, the bytes read and the read error.
 func checkRecords(r io.Reader, chunkLen int, h hash.Hash, progress func(int64), split splitFunc,
-	newDecode func() func(n uint64, rec []byte, res *lineResult), check func(c *chunk, i int) bool) (uint64, int64, error) {
+	newDecode func() func(n uint64, rec []byte, text string, res *lineResult), check func(c *chunk, i int) bool) (uint64, int64, error) {
 	workers := max(1, runtime.GOMAXPROCS(0))
 	free := make(chan *chunk, 4*workers+4)
 	hashes := make(chan hashItem, 64)
@@ -167,9 +169,10 @@ func checkRecords(r io.Reader, chunkLen int, h hash.Hash, progress func(int64), 
 		decode := newDecode()
 		return func(c *chunk) {
 			c.res = slices.Grow(c.res[:0], len(c.ends))[:len(c.ends)]
+			text := string(c.buf[:c.ends[len(c.ends)-1]])
 			start := 0
 			for i, end := range c.ends {
-				decode(c.first+uint64(i), c.buf[start:end], &c.res[i])
+				decode(c.first+uint64(i), c.buf[start:end], text[start:end], &c.res[i])
 				start = end
 			}
 		}
@@ -216,8 +219,8 @@ func newLineChecker(index map[string]int) *lineChecker {
 	}
 }
 
-// setKey sets res's key from r, which views memory the next line reuses:
-// the chain name is copied once per change of chain.
+// setKey sets res's key from r. The chain name is kept once per change of
+// chain (the row's holds its whole chunk).
 func (d *lineChecker) setKey(res *lineResult, r *trail.Row) {
 	if r.Chain != d.chain {
 		d.chain = strings.Clone(r.Chain)

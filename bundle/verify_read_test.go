@@ -228,7 +228,7 @@ func TestCanonicalOCSFMatchesFullCompare(t *testing.T) {
 		} {
 			edited := bytes.Replace(line, []byte(c.from), []byte(c.to), 1)
 			var got, full trail.Row
-			ok := d.canonicalOCSF(edited, &got)
+			ok := d.canonicalOCSF(edited, string(edited), &got)
 			want := false
 			if rec, found := ocsfRecordIn(edited); found && decodeRecord(rec, &full, d.index) {
 				derived, err := ocsfLine(&full, enc.appendRow(nil, &full))
@@ -260,7 +260,7 @@ func FuzzCanonicalOCSF(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		d := newLineChecker(index)
 		var got, full trail.Row
-		ok := d.canonicalOCSF(line, &got)
+		ok := d.canonicalOCSF(line, string(line), &got)
 		want := false
 		if rec, found := ocsfRecordIn(line); found {
 			if decodeRecord(rec, &full, index) {

@@ -168,4 +168,3 @@ func ocsfReference(e event.Event) map[string]any {
 	out["resources"] = res
 	return out
 }
-
