@@ -13,6 +13,7 @@ import (
 
 	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/bundle/export"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 )
 
@@ -38,7 +39,7 @@ func benchStore(b *testing.B) (*fixture, int) {
 
 func benchStoreT(b testing.TB) (*fixture, int) {
 	n := benchEvents(b) / 2 * 2
-	f := newFixture(b)
+	f := newFixture(b, storetest.Embedded)
 	{
 		st, err := storage.Open(context.Background(), f.eng, storage.Options{Signer: f.signer, Actor: "bench"})
 		if err != nil {

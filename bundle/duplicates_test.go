@@ -17,6 +17,7 @@ import (
 
 	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/bundle/export"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/queries/querytest"
 )
 
@@ -26,8 +27,10 @@ import (
 // and lists the 11 repeated rows, each pointing at its first copy; verify
 // recomputes the marks and catches a tampered one; a version 1 bundle,
 // without marks, still verifies.
-func TestExportMarksDuplicates(t *testing.T) {
-	fx, stats := querytest.OpenDeliveries(t)
+func TestExportMarksDuplicates(t *testing.T) { storetest.Run(t, testExportMarksDuplicates) }
+
+func testExportMarksDuplicates(t *testing.T, b storetest.Backend) {
+	fx, stats := querytest.OpenDeliveriesOn(t, b)
 	from := time.Date(2025, 5, 6, 0, 0, 0, 0, time.UTC)
 	export1 := func(t *testing.T, format string) string {
 		t.Helper()

@@ -19,7 +19,7 @@ import (
 	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/bundle/export"
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/engine"
@@ -41,24 +41,16 @@ type fixture struct {
 	other    note.Verifier // a key the store never used
 }
 
-func newFixture(t testing.TB) *fixture {
+// newFixture seeds a store on backend b (internal/storetest).
+func newFixture(t testing.TB, b storetest.Backend) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	eng := chdbtest.Open(t, "")
-	if _, err := storage.Migrate(ctx, eng, storage.SchemaOptions{}, "test"); err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{eng: eng}
-	f.signer, f.verifier = keyPair(t, "custody-test")
+	fx := storetest.NewOn(t, "custody-test", b)
+	f := &fixture{eng: fx.Eng, signer: fx.Signer, verifier: fx.Verifier}
 	_, f.other = keyPair(t, "custody-test")
-	st, err := storage.Open(ctx, eng, storage.Options{Signer: f.signer, Actor: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for b := 0; b < 3; b++ {
-		appendEvents(t, st, "aks/0", b*10, 10, aksEvent)
+		appendEvents(t, fx.Store, "aks/0", b*10, 10, aksEvent)
 	}
-	appendEvents(t, st, "acr/0", 0, 8, acrEvent)
+	appendEvents(t, fx.Store, "acr/0", 0, 8, acrEvent)
 	return f
 }
 
@@ -179,8 +171,10 @@ func readManifest(t *testing.T, dir string) *bundle.Manifest {
 	return &m
 }
 
-func TestExportVerify(t *testing.T) {
-	f := newFixture(t)
+func TestExportVerify(t *testing.T) { storetest.Run(t, testExportVerify) }
+
+func testExportVerify(t *testing.T, b storetest.Backend) {
+	f := newFixture(t, b)
 	cat, err := queries.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -493,8 +487,10 @@ func TestExportVerify(t *testing.T) {
 // TestExportSpills checks that an export larger than its memory buffer,
 // whose rows go to a temporary file as sorted runs, writes exactly the
 // data file an export held in memory writes, in every format.
-func TestExportSpills(t *testing.T) {
-	f := newFixture(t)
+func TestExportSpills(t *testing.T) { storetest.Run(t, testExportSpills) }
+
+func testExportSpills(t *testing.T, b storetest.Backend) {
+	f := newFixture(t, b)
 	from, to := window(0, 60)
 	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
@@ -610,8 +606,10 @@ func rowFromJSON(t *testing.T, line string) trail.Row {
 // TestExportRefusesAlteredStore checks that a stored row no longer
 // matching its hash fails the export in every format, leaving nothing
 // behind.
-func TestExportRefusesAlteredStore(t *testing.T) {
-	f := newFixture(t)
+func TestExportRefusesAlteredStore(t *testing.T) { storetest.Run(t, testExportRefusesAlteredStore) }
+
+func testExportRefusesAlteredStore(t *testing.T, b storetest.Backend) {
+	f := newFixture(t, b)
 	ctx := context.Background()
 	if err := f.eng.Exec(ctx, "ALTER TABLE custody.events UPDATE reason = 'forged' WHERE chain = 'aks/0' AND seq = 12 SETTINGS mutations_sync = 2", nil); err != nil {
 		t.Fatal(err)
@@ -633,8 +631,10 @@ func TestExportRefusesAlteredStore(t *testing.T) {
 
 // TestExportNeedsCheckpoints checks that rows no signed checkpoint covers
 // fail the export (their proof cannot be made), leaving nothing behind.
-func TestExportNeedsCheckpoints(t *testing.T) {
-	f := newFixture(t)
+func TestExportNeedsCheckpoints(t *testing.T) { storetest.Run(t, testExportNeedsCheckpoints) }
+
+func testExportNeedsCheckpoints(t *testing.T, b storetest.Backend) {
+	f := newFixture(t, b)
 	ctx := context.Background()
 	if err := f.eng.Exec(ctx, "ALTER TABLE custody.checkpoints DELETE WHERE chain = 'acr/0' SETTINGS mutations_sync = 2", nil); err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ import (
 // valid until the next scan, which reuses them.
 type strictScanner struct {
 	b     string
+	bb    []byte // b's bytes when the caller has them (nil otherwise): raw is decoded from them without a copy
 	p     int
 	arena []byte      // an escaped string's text, b64 text
 	raw   []byte      // decoded raw
@@ -378,22 +379,23 @@ func b64[S ~string | ~[]byte](dst []byte, scratch *[]byte, src S) ([]byte, bool)
 	return dst[:k], true
 }
 
-// scan decodes line into r when line is the canonical encoding of r. The
-// row is valid until the next scan.
-func (s *strictScanner) scan(line string, r *trail.Row) bool {
-	n, ok := s.scanObject(line, r)
+// scan decodes line into r when line is the canonical encoding of r;
+// lineBytes, when not nil, holds the same bytes. The row is valid until
+// the next scan.
+func (s *strictScanner) scan(line string, lineBytes []byte, r *trail.Row) bool {
+	n, ok := s.scanObject(line, lineBytes, r)
 	return ok && n == len(line)
 }
 
 // scanObject is scan for the object at the start of line, which may go
 // on after it; it returns the object's length.
-func (s *strictScanner) scanObject(line string, r *trail.Row) (int, bool) {
-	ok := s.object(line, r)
+func (s *strictScanner) scanObject(line string, lineBytes []byte, r *trail.Row) (int, bool) {
+	ok := s.object(line, lineBytes, r)
 	return s.p, ok
 }
 
-func (s *strictScanner) object(line string, r *trail.Row) bool {
-	*s = strictScanner{b: line, arena: s.arena[:0], raw: s.raw, lists: s.lists, attrs: s.attrs, ip: s.ip, index: s.index, html: s.html}
+func (s *strictScanner) object(line string, lineBytes []byte, r *trail.Row) bool {
+	*s = strictScanner{b: line, bb: lineBytes, arena: s.arena[:0], raw: s.raw, lists: s.lists, attrs: s.attrs, ip: s.ip, index: s.index, html: s.html}
 	*r = trail.Row{}
 	e := &r.Event
 	if !s.lit("{") {
@@ -487,7 +489,13 @@ func (s *strictScanner) object(line string, r *trail.Row) bool {
 			if end < 0 {
 				return false
 			}
-			raw, ok := b64(s.raw, &s.arena, line[s.p:s.p+end])
+			var raw []byte
+			var ok bool
+			if s.bb != nil {
+				raw, ok = b64(s.raw, nil, s.bb[s.p:s.p+end])
+			} else {
+				raw, ok = b64(s.raw, &s.arena, line[s.p:s.p+end])
+			}
 			if !ok {
 				return false
 			}

@@ -61,7 +61,7 @@ func TestExportLinesRead(t *testing.T) {
 			}
 			s := strictScanner{index: index, html: html}
 			var got trail.Row
-			if !s.scan(string(in), &got) {
+			if !s.scan(string(in), in, &got) {
 				t.Fatalf("row %d (html %v): refused an export line: %s", i, html, in)
 			}
 			if trail.EventHash(&got) != trail.EventHash(&want) || !bytes.Equal(enc.appendRow(nil, &got), line) {
@@ -121,7 +121,7 @@ func TestStrictScannerRefuses(t *testing.T) {
 			}
 			s := strictScanner{index: index}
 			var got trail.Row
-			if s.scan(string(edited), &got) {
+			if s.scan(string(edited), nil, &got) {
 				t.Errorf("accepted: %s", edited)
 			}
 		})
@@ -142,8 +142,13 @@ func FuzzCanonicalScanner(f *testing.F) {
 	index := columnIndex()
 	f.Fuzz(func(t *testing.T, line []byte, html bool) {
 		s := strictScanner{index: index, html: html}
-		var r trail.Row
-		if !s.scan(string(line), &r) {
+		var r, fromText trail.Row
+		ok := s.scan(string(line), line, &r)
+		// the scanner reads the text alone (CSV fields) the same way
+		if okText := (&strictScanner{index: index, html: html}).scan(string(line), nil, &fromText); okText != ok || ok && trail.EventHash(&fromText) != trail.EventHash(&r) {
+			t.Fatalf("with the line's bytes %v, from its text alone %v", ok, okText)
+		}
+		if !ok {
 			return
 		}
 		want := enc.appendRow(nil, &r)

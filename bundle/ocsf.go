@@ -84,7 +84,7 @@ func (d *lineChecker) canonicalOCSF(line []byte, text string, r *trail.Row) bool
 		return false
 	}
 	at := cap(line) - cap(rec) // rec's offset in line
-	if d.html.scan(text[at:at+len(rec)], r) {
+	if d.html.scan(text[at:at+len(rec)], rec, r) {
 		// rec is what export writes for r, so only the rest of the line
 		// is left to compare with the line derived from r.
 		want, err := appendOCSFLine(&d.ocsf, &d.record, d.line[:0], r, nil)

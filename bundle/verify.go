@@ -572,7 +572,7 @@ func decodeLine(d *lineChecker, format string, n uint64, line []byte, text strin
 	}
 	r := &d.row
 	if format != FormatOCSF {
-		if d.strict.scan(text, r) {
+		if d.strict.scan(text, line, r) {
 			res.computed = d.hasher.Hash(r)
 			d.setKey(res, r)
 			return

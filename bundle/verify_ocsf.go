@@ -31,7 +31,7 @@ func (d *lineChecker) exportedOCSF(line []byte, text string, r *trail.Row) bool 
 	}
 	d.recordAt = k
 	start := k + len(ocsfRecordKeyJSON) - 1
-	n, ok := d.html.scanObject(text[start:], r)
+	n, ok := d.html.scanObject(text[start:], line[start:], r)
 	if !ok {
 		return false
 	}
