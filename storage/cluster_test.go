@@ -196,6 +196,22 @@ func TestTwoShards(t *testing.T) {
 	}
 	defer reader.Close(ctx)
 	caseQueries(t, reader, emb.Eng)
+	// The columnar reader (exports, verify) sends the same settings: a
+	// subquery over a Distributed table sees the whole cluster and the
+	// other shard keeps the reader's role.
+	rows, err := reader.QueryBlocks(ctx, "SELECT count() FROM custody.events WHERE event_id IN (SELECT event_id FROM custody.events)", nil)
+	if err != nil {
+		t.Fatalf("columnar read through the cluster as the reader: %v", err)
+	}
+	var n uint64
+	for rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rows.Close(); err != nil || n != uint64(total) {
+		t.Errorf("columnar read through the cluster: %d rows (want %d), %v", n, total, err)
+	}
 
 	// Export and verify-export.
 	from, to := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

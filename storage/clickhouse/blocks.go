@@ -43,8 +43,10 @@ func (e *Engine) QueryBlocks(ctx context.Context, query string, params engine.Pa
 		}
 		q.Parameters = append(q.Parameters, proto.Parameter{Key: k, Value: paramDump(v)})
 	}
-	if e.opts.ReadOnly {
-		q.Settings = append(q.Settings, ch.SettingInt("readonly", 2))
+	// The engine's settings, as Query sends them (readonly, and on a
+	// cluster those that make Distributed reads whole, see settings).
+	for k, v := range e.settings(nil) {
+		q.Settings = append(q.Settings, ch.Setting{Key: k, Value: fmt.Sprint(v), Important: true})
 	}
 	conn, err := e.insert.Acquire(ctx)
 	if err != nil {
