@@ -294,6 +294,18 @@ func countSQL(db string, branches []string) string {
 	return "SELECT uniqExact(event_id), max(event_time) FROM (" + strings.Join(parts, " UNION ALL ") + ")"
 }
 
+// timesSQL counts the rows matching every branch and their distinct
+// times, and the newest time: when no two rows share a time, no event has
+// two copies there (copies carry their event's time), and the rows are
+// the events, counted without reading an event id.
+func timesSQL(db string, branches []string) string {
+	parts := make([]string, len(branches))
+	for i, b := range branches {
+		parts[i] = "SELECT event_time FROM " + db + ".events WHERE " + b
+	}
+	return "SELECT count(), uniqExact(event_time), max(event_time) FROM (" + strings.Join(parts, " UNION ALL ") + ")"
+}
+
 // arrayParam renders enumeration values (plain words) as an Array(String)
 // parameter.
 func arrayParam(items []string) string {

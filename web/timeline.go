@@ -80,9 +80,18 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 		var hi time.Time
 		p := engine.Params{}
 		where := f.where(p)
-		err := engine.Each(ctx, s.eng, countSQL(s.db, where), p, func(r engine.Rows) error { return r.Scan(&total, &hi) })
+		var times uint64
+		err := engine.Each(ctx, s.eng, timesSQL(s.db, where), p, func(r engine.Rows) error { return r.Scan(&total, &times, &hi) })
 		if err != nil {
 			return fmt.Errorf("timeline count: %w", err)
+		}
+		if times != total {
+			// Rows share a time, so some may be copies of one event:
+			// count the events by id.
+			err := engine.Each(ctx, s.eng, countSQL(s.db, where), p, func(r engine.Rows) error { return r.Scan(&total, &hi) })
+			if err != nil {
+				return fmt.Errorf("timeline count: %w", err)
+			}
 		}
 		if whole {
 			f.to = hi
