@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/storage/engine"
 	"github.com/custody-audit/custody/storage/trail"
 )
 
@@ -42,6 +43,9 @@ func (h *hashEncoder) EventHash(r *Row) Hash { return h.h.Hash(r) }
 func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip string) Hash {
 	return h.h.HashParts(chain, seq, offset, prev, e, evTime, received, ip)
 }
+
+// sortedAttributes is the last hashed row's attributes sorted by key.
+func (h *hashEncoder) sortedAttributes() []engine.Pair { return h.h.SortedAttributes() }
 
 // ipText is the stored form of an address (trail.IPText).
 func ipText(a netip.Addr) string { return trail.IPText(a) }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/custody-audit/custody/storage/engine"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // ExecMigrationStatement exposes execMigrationStatement to the external
@@ -33,13 +34,17 @@ func InsertRows(ctx context.Context, eng engine.Engine, db string, rows []Row) e
 	if err != nil {
 		return err
 	}
-	var args []any
+	var (
+		args  []any
+		attrs []engine.Pair
+	)
 	for i := range rows {
 		r := &rows[i]
 		p := pendingRow{chain: &r.Chain, seq: r.Seq, offset: r.Offset, ev: &r.Event,
 			time: canonicalTime(r.Event.Time), received: canonicalTime(r.Event.ReceivedTime), ip: ipText(r.Event.SourceIP),
 			prev: r.PrevHash, hash: r.Hash}
-		if args, err = appendRow(b, &p, args); err != nil {
+		attrs = trail.SortPairs(attrs[:0], r.Event.Attributes)
+		if args, err = appendRow(b, &p, &attrs, args); err != nil {
 			_ = b.Abort()
 			return err
 		}

@@ -85,9 +85,10 @@ type Store struct {
 // sync.Pool, which the garbage collections big batches trigger would
 // empty), so steady-state appends allocate almost nothing per event.
 type appendScratch struct {
-	row  pendingRow
-	enc  hashEncoder
-	args []any // appendRow's argument list
+	row   pendingRow
+	enc   hashEncoder
+	attrs []engine.Pair // the row's attributes as hashed, for appendRow
+	args  []any         // appendRow's argument list
 }
 
 func (s *Store) getScratch() *appendScratch {
@@ -105,6 +106,7 @@ func (s *Store) getScratch() *appendScratch {
 // the caller's events so a finished batch is not kept alive.
 func (s *Store) putScratch(sc *appendScratch) {
 	sc.row = pendingRow{}
+	sc.attrs = nil
 	clear(sc.args)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -286,11 +288,12 @@ type pendingRow struct {
 }
 
 // appendRow adds r to b, passing each field by pointer (engine.Batch
-// reads it before returning) so that no value is boxed. args is the
-// caller's reused argument list (a variadic call through the interface
-// would allocate one per row); the returned list still points into r, so
-// the caller clears it once the batch is done.
-func appendRow(b engine.Batch, r *pendingRow, args []any) ([]any, error) {
+// reads it before returning) so that no value is boxed. attrs is the
+// event's attributes sorted by key, as the row's hash encoded them. args
+// is the caller's reused argument list (a variadic call through the
+// interface would allocate one per row); the returned list still points
+// into r, so the caller clears it once the batch is done.
+func appendRow(b engine.Batch, r *pendingRow, attrs *[]engine.Pair, args []any) ([]any, error) {
 	e := r.ev
 	t := &e.Target
 	args = append(args[:0], r.chain, &r.seq, &e.ID, &r.time, &r.received,
@@ -301,7 +304,7 @@ func appendRow(b engine.Batch, r *pendingRow, args []any) ([]any, error) {
 		&t.APIGroup, &t.Resource, &t.Subresource, &t.Namespace, &t.Name, &t.Repository, &t.Tag, &t.Digest,
 		&t.ContainerGroup, &t.Container, &t.Image,
 		(*string)(&e.Outcome), &e.StatusCode, &e.Reason, &e.CorrelationID, &e.RequestID,
-		&e.Tags, &e.Attributes, &e.Raw, &e.RawFormat, &r.prev, &r.hash)
+		&e.Tags, attrs, &e.Raw, &e.RawFormat, &r.prev, &r.hash)
 	return args, b.Append(args...)
 }
 
@@ -635,6 +638,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			*r = pendingRow{chain: &batches[i].Stream, seq: w.seq, offset: be.Offset, ev: e,
 				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), ip: ipText(e.SourceIP), prev: w.last}
 			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, r.ip)
+			scratch.attrs = scratch.enc.sortedAttributes()
 			leaf := LeafHash(r.hash)
 			if err := w.tree.Append(leaf[:], nil); err != nil {
 				abort()
@@ -648,7 +652,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 				firstChain, firstSeq = b.Stream, w.seq
 			}
 			var err error
-			if scratch.args, err = appendRow(eb, r, scratch.args); err != nil {
+			if scratch.args, err = appendRow(eb, r, &scratch.attrs, scratch.args); err != nil {
 				abort()
 				return nil, fmt.Errorf("append events: %w", err)
 			}

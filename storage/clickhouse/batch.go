@@ -236,7 +236,7 @@ func (c *column) takes(v any) bool {
 		return c.fixed != nil
 	case []string, *[]string:
 		return c.arr != nil
-	case map[string]string, *map[string]string:
+	case map[string]string, *map[string]string, []engine.Pair, *[]engine.Pair:
 		return c.m != nil
 	}
 	return false
@@ -297,6 +297,10 @@ func (c *column) append(v any, keys *[]string) {
 		c.appendMap(x, keys)
 	case *map[string]string:
 		c.appendMap(*x, keys)
+	case []engine.Pair:
+		c.appendPairs(x)
+	case *[]engine.Pair:
+		c.appendPairs(*x)
 	}
 }
 
@@ -323,6 +327,16 @@ func (c *column) appendMap(m map[string]string, keys *[]string) {
 	for _, k := range *keys {
 		c.m.keys.Append(k)
 		c.m.values.Append(m[k])
+	}
+	c.m.offsets = append(c.m.offsets, uint64(c.m.keys.rows))
+}
+
+// appendPairs writes a map given as its entries, which the caller sorted
+// by key (the store hashes them in that order).
+func (c *column) appendPairs(l []engine.Pair) {
+	for _, p := range l {
+		c.m.keys.Append(p.Key)
+		c.m.values.Append(p.Value)
 	}
 	c.m.offsets = append(c.m.offsets, uint64(c.m.keys.rows))
 }

@@ -86,9 +86,10 @@ type Batch interface {
 	// Append adds one row. Values: string, []byte, int64, int32, uint64,
 	// uint32, uint8, bool, time.Time (DateTime64(6)), [32]byte
 	// (FixedString(32)), []string (Array(String)), map[string]string
-	// (Map(String,String)). A pointer to any of these types is read
-	// before Append returns, so a caller with many rows can pass its
-	// fields in place instead of boxing each value into an interface.
+	// or []Pair sorted by key (Map(String,String)). A pointer to any of
+	// these types is read before Append returns, so a caller with many
+	// rows can pass its fields in place instead of boxing each value into
+	// an interface.
 	Append(values ...any) error
 	// Rows is the number of rows appended so far.
 	Rows() int
@@ -100,6 +101,13 @@ type Batch interface {
 	// Abort discards the batch.
 	Abort() error
 }
+
+// Pair is one entry of a Map(String, String) value given as a list: a
+// caller that has sorted a map's entries already (to hash them) passes the
+// list instead of the map, which would be iterated and sorted again. An
+// alias of the unnamed struct, so storage/trail's Pair (the same alias) is
+// the same type.
+type Pair = struct{ Key, Value string }
 
 // Each runs query and calls fn for every row, closing the result however
 // it ends. Most callers want this rather than Query: a Rows left open

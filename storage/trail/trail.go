@@ -12,6 +12,7 @@ import (
 	"hash"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/custody-audit/custody/event"
@@ -45,11 +46,34 @@ type Row struct {
 // Hasher computes row hashes with one reused buffer and digest. Not safe
 // for concurrent use; give each goroutine its own. The zero value is ready.
 type Hasher struct {
-	buf  []byte
-	keys []string
-	d    hash.Hash // SHA-256, nil until first used
-	sum  []byte
+	buf []byte
+	// attrs is the last row's attributes sorted by key, as hashed (see
+	// SortedAttributes).
+	attrs []Pair
+	d     hash.Hash // SHA-256, nil until first used
+	sum   []byte
 }
+
+// Pair is one attribute, a key and its value. It is an alias of the
+// unnamed struct so that storage/engine's Pair, the same alias, is the
+// same type: the store inserts the list SortedAttributes returns as is.
+type Pair = struct{ Key, Value string }
+
+// SortPairs appends m's entries to dst sorted by key (byte order), the
+// order the event hash encodes a map in.
+func SortPairs(dst []Pair, m map[string]string) []Pair {
+	for k, v := range m {
+		dst = append(dst, Pair{Key: k, Value: v})
+	}
+	slices.SortFunc(dst, func(a, b Pair) int { return strings.Compare(a.Key, b.Key) })
+	return dst
+}
+
+// SortedAttributes returns the attributes of the row hashed last, sorted
+// by key, as the hash encoded them; valid until the next hash. The append
+// path inserts them from here, so the Map column holds exactly what the
+// hash covers, without the map being walked and sorted twice.
+func (h *Hasher) SortedAttributes() []Pair { return h.attrs }
 
 func (h *Hasher) str(s string) {
 	h.buf = binary.AppendUvarint(h.buf, uint64(len(s)))
@@ -74,15 +98,11 @@ func (h *Hasher) list(l []string) {
 }
 
 func (h *Hasher) dict(m map[string]string) {
-	h.keys = h.keys[:0]
-	for k := range m {
-		h.keys = append(h.keys, k)
-	}
-	slices.Sort(h.keys)
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(h.keys)))
-	for _, k := range h.keys {
-		h.str(k)
-		h.str(m[k])
+	h.attrs = SortPairs(h.attrs[:0], m)
+	h.buf = binary.AppendUvarint(h.buf, uint64(len(h.attrs)))
+	for _, p := range h.attrs {
+		h.str(p.Key)
+		h.str(p.Value)
 	}
 }
 
