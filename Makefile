@@ -3,6 +3,10 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 export CUSTODY_CHDB_HOST := $(BIN)/custody-chdb
+# The tests' stand-in for an official clickhouse binary (the engine's
+# --engine-binary path; see internal/chdbtest/clickhouse), built once by
+# test-go.
+export CUSTODY_CLICKHOUSE_STANDIN := $(CURDIR)/.cache/bin/clickhouse
 
 .PHONY: all build demo test test-go test-kit fuzz bench libchdb azurite chromium image clean
 
@@ -28,6 +32,7 @@ demo: libchdb build
 test: libchdb azurite chromium build test-go test-kit fuzz
 
 test-go:
+	$(GO) build -o $(CUSTODY_CLICKHOUSE_STANDIN) ./internal/chdbtest/clickhouse
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 

@@ -55,12 +55,20 @@ func EngineBinary() string { return os.Getenv("CUSTODY_ENGINE_BINARY") }
 
 // ClickHouseBinary returns a `clickhouse` executable for tests of the
 // engine's binary path: CUSTODY_ENGINE_BINARY when set (an official
-// binary), otherwise internal/chdbtest/clickhouse built into the repo
-// cache, which takes the official binary's `clickhouse local ARGS` and
-// runs libchdb's clickhouse-local with them.
+// binary), otherwise internal/chdbtest/clickhouse, which takes the
+// official binary's `clickhouse local ARGS` and runs libchdb's
+// clickhouse-local with them: CUSTODY_CLICKHOUSE_STANDIN when set (make
+// test builds it once, so that test processes never write over an
+// executable another one runs), else built into the repo cache.
 func ClickHouseBinary(t testing.TB) string {
 	t.Helper()
 	if p := EngineBinary(); p != "" {
+		return p
+	}
+	if p := os.Getenv("CUSTODY_CLICKHOUSE_STANDIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("CUSTODY_CLICKHOUSE_STANDIN: %v (make test-go builds it)", err)
+		}
 		return p
 	}
 	root := RepoRoot(t)
