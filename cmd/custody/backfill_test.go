@@ -16,7 +16,7 @@ import (
 
 	"github.com/custody-audit/custody/ingest/archive"
 	"github.com/custody-audit/custody/internal/chdbtest"
-	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -64,20 +64,18 @@ func custodyCLI(t *testing.T, dir string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestBackfillStoresOnce(t *testing.T) {
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
-	dir := t.TempDir()
+func TestBackfillStoresOnce(t *testing.T) { storetest.Run(t, testBackfillStoresOnce) }
+
+func testBackfillStoresOnce(t *testing.T, b storetest.Backend) {
+	s := newCLIStore(t, b)
 	const n = 25
-	arch := filepath.Join(dir, "archive")
+	arch := filepath.Join(s.dir, "archive")
 	writePT1H(t, arch, n)
 	for _, args := range [][]string{{"keygen"}, {"init"}} {
-		if _, err := custodyCLI(t, dir, args...); err != nil {
-			t.Fatalf("%s: %v", args[0], err)
-		}
+		s.mustCLI(args...)
 	}
 
-	out, err := custodyCLI(t, dir, "backfill", "--batch", "4", arch)
+	out, err := s.cli("backfill", "--batch", "4", arch)
 	if err != nil {
 		t.Fatalf("backfill: %v", err)
 	}
@@ -86,7 +84,7 @@ func TestBackfillStoresOnce(t *testing.T) {
 		t.Errorf("first backfill printed %q, want %q", out, want)
 	}
 
-	out, err = custodyCLI(t, dir, "backfill", "--batch", "4", arch)
+	out, err = s.cli("backfill", "--batch", "4", arch)
 	if err != nil {
 		t.Fatalf("second backfill: %v", err)
 	}
@@ -95,31 +93,24 @@ func TestBackfillStoresOnce(t *testing.T) {
 	}
 
 	// The time range excludes the archive's hour: nothing is read.
-	out, err = custodyCLI(t, dir, "backfill", "--from", "2025-05-07", arch)
+	out, err = s.cli("backfill", "--from", "2025-05-07", arch)
 	if err != nil || !strings.Contains(out, "(0 messages)") {
 		t.Errorf("out-of-range backfill = %q, %v; want 0 messages", out, err)
 	}
 
-	eng, err := chdb.Open(context.Background(), chdb.Options{Dir: filepath.Join(dir, "store"), HostPath: chdbtest.HostPath(t), ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
+	qs := []string{
+		"SELECT count() FROM custody.events",
+		"SELECT uniqExact(event_id) FROM custody.events",
+		"SELECT count() FROM custody.quarantine",
+		"SELECT count() FROM custody.events WHERE source_kind='file'",
 	}
-	for q, want := range map[string]uint64{
-		"SELECT count() FROM custody.events":                          n,
-		"SELECT uniqExact(event_id) FROM custody.events":              n,
-		"SELECT count() FROM custody.quarantine":                      1,
-		"SELECT count() FROM custody.events WHERE source_kind='file'": n,
-	} {
-		got := queryCount(t, eng, q)
-		if got != want {
-			t.Errorf("%s = %d, want %d", q, got, want)
+	for i, got := range s.count(qs...) {
+		if want := []uint64{n, n, 1, n}[i]; got != want {
+			t.Errorf("%s = %d, want %d", qs[i], got, want)
 		}
 	}
-	if err := eng.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 
-	if _, err := custodyCLI(t, dir, "verify"); err != nil {
+	if _, err := s.cli("verify"); err != nil {
 		t.Errorf("verify after backfill: %v", err)
 	}
 }

@@ -9,24 +9,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custody-audit/custody/internal/chdbtest"
-	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/internal/storetest"
 )
 
 // TestExportCommands runs the real commands: backfill a store, export a
 // window and a query, verify the bundles offline, tamper with one, and
-// read the custody log.
-func TestExportCommands(t *testing.T) {
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+// read the custody log, on both backends.
+func TestExportCommands(t *testing.T) { storetest.Run(t, testExportCommands) }
+
+func testExportCommands(t *testing.T, backend storetest.Backend) {
+	s := newCLIStore(t, backend)
 	t.Setenv("CUSTODY_ACTOR", "auditor@contoso.com")
-	dir := t.TempDir()
+	dir := s.dir
 	writePT1H(t, filepath.Join(dir, "archive"), 25)
 	for _, args := range [][]string{{"keygen"}, {"init"}, {"backfill", "--batch", "10", filepath.Join(dir, "archive")}} {
-		if _, err := custodyCLI(t, dir, args...); err != nil {
-			t.Fatalf("%s: %v", args[0], err)
-		}
+		s.mustCLI(args...)
 	}
+	custodyCLI := func(_ *testing.T, _ string, args ...string) (string, error) { return s.cli(args...) }
 	pub := filepath.Join(dir, "k.pub")
 	elapsed := regexp.MustCompile(`in [0-9.]+(µs|ms|s)\n`)
 
@@ -113,10 +112,7 @@ func TestExportCommands(t *testing.T) {
 		}
 	}
 
-	eng, err := chdb.Open(context.Background(), chdb.Options{Dir: filepath.Join(dir, "store"), HostPath: chdbtest.HostPath(t), ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := s.engine()
 	defer eng.Close(context.Background())
 	for q, want := range map[string]uint64{
 		"SELECT count() FROM custody.custody_log WHERE action = 'export' AND result = 'ok' AND actor = 'auditor@contoso.com' AND detail LIKE 'from=2025-05-06T00:00:00Z to=2025-05-07T00:00:00Z chain=\"\" format=jsonl % rows=25 %'": 1,
