@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/text/width"
 
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/queries/querytest"
 	"github.com/custody-audit/custody/storage/engine"
@@ -37,8 +38,13 @@ func runCLI(t *testing.T, eng engine.Engine, args ...string) (string, string, er
 	return stdout.String(), stderr.String(), err, opened
 }
 
-func TestQueryCommand(t *testing.T) {
-	eng := querytest.OpenSeeded(t)
+// TestQueryCommand runs query and timeline on both backends (on a server
+// as the reader role's account).
+func TestQueryCommand(t *testing.T) { storetest.Run(t, testQueryCommand) }
+
+func testQueryCommand(t *testing.T, b storetest.Backend) {
+	admin, srv := querytest.OpenSeededOn(t, b)
+	eng := querytest.Reader(t, admin, srv)
 	day := []string{"--from", "2025-05-06", "--to", "2025-05-07"}
 	tests := []struct {
 		name       string

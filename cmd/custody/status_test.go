@@ -11,31 +11,19 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
-	"github.com/custody-audit/custody/storage/chdb"
 )
 
 // TestStatusCountsDeliveries stores the same five records through two
 // paths, and an altered copy of one through a third, and checks what
-// custody status says about them.
-func TestStatusCountsDeliveries(t *testing.T) {
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
-	dir := t.TempDir()
-	store := filepath.Join(dir, "store")
-	run := func(args ...string) string {
-		t.Helper()
-		var out bytes.Buffer
-		app := newApp()
-		app.Writer = &out
-		app.ErrWriter = &out
-		err := app.Run(context.Background(), append([]string{"custody", "--store", store, "--signing-key", filepath.Join(dir, "k"), "--verify-key", filepath.Join(dir, "k.pub"),
-			"--checkpoint-dir", filepath.Join(dir, "checkpoints")}, args...))
-		if err != nil {
-			t.Fatalf("custody %s: %v\n%s", strings.Join(args, " "), err, out.String())
-		}
-		return out.String()
-	}
+// custody status says about them, on both backends.
+func TestStatusCountsDeliveries(t *testing.T) { storetest.Run(t, testStatusCountsDeliveries) }
+
+func testStatusCountsDeliveries(t *testing.T, b storetest.Backend) {
+	s := newCLIStore(t, b)
+	dir := s.dir
+	run := s.mustCLI
 	fixtures := filepath.Join(chdbtest.RepoRoot(t), "queries", "testdata", "deliveries")
 	// The altered copy of the push, as one Event Hubs body on one line.
 	body, err := os.ReadFile(filepath.Join(fixtures, "conflict.eventhubs.json"))
@@ -85,11 +73,7 @@ func TestStatusCountsDeliveries(t *testing.T) {
 	err = runStatus(context.Background(), statusOptions{Window: 30 * time.Minute, JSON: true, Stdout: &out,
 		Open: func(ctx context.Context) (*storage.Store, error) {
 			opened = true
-			eng, err := chdb.Open(ctx, chdb.Options{Dir: store, HostPath: chdbtest.HostPath(t), ReadOnly: true})
-			if err != nil {
-				return nil, err
-			}
-			return storage.Open(ctx, eng, storage.Options{})
+			return storage.Open(ctx, s.engine(), storage.Options{})
 		}})
 	if err != nil || !opened {
 		t.Fatalf("runStatus: %v (store opened: %v)", err, opened)
