@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,34 +22,39 @@ import (
 
 	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/internal/ehbroker"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 // The tests in this file run `custody run` end to end: the real collector
 // (the run command, in process or as a child process) reads the Event Hubs
 // test broker through the real azeventhubs SDK, normalizes, and appends to
-// a real embedded store with integrity on; every test ends with exact
-// counts from the store and `custody verify`.
+// a real store with integrity on (the embedded store, and for some tests
+// also a ClickHouse server started apart: storetest.Run); every test ends
+// with exact counts from the store and `custody verify`.
 
 // e2eHub is the event hub the tests' broker serves.
 const e2eHub = "aks-audit"
 
-// e2eStore is a keyed, initialized embedded store under dir.
+// e2eStore is a keyed, initialized store.
 type e2eStore struct {
-	t   *testing.T
-	dir string
+	*cliStore
 }
 
+// newE2EStore is an e2eStore on the embedded store.
 func newE2EStore(t *testing.T) *e2eStore {
 	t.Helper()
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
-	s := &e2eStore{t: t, dir: t.TempDir()}
+	return newE2EStoreOn(t, storetest.Embedded)
+}
+
+// newE2EStoreOn is an e2eStore on backend b.
+func newE2EStoreOn(t *testing.T, b storetest.Backend) *e2eStore {
+	t.Helper()
+	s := &e2eStore{newCLIStore(t, b)}
 	for _, args := range [][]string{{"keygen"}, {"init"}} {
-		if _, err := custodyCLI(t, s.dir, args...); err != nil {
-			t.Fatalf("%s: %v", args[0], err)
-		}
+		s.mustCLI(args...)
 	}
 	return s
 }
@@ -146,11 +152,13 @@ type runningCollector struct {
 }
 
 // startCollector runs `custody run` in process on the store with the
-// given config body (see collectorYAML); stop ends it as SIGTERM would.
+// given config body (see collectorYAML) and the store in the config file
+// (on a server, the collector account's DSN); stop ends it as SIGTERM
+// would.
 func startCollector(t *testing.T, s *e2eStore, yaml, metricsAddr string) *runningCollector {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "custody.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(yaml+s.storeYAML(storage.UserCollector)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -158,7 +166,7 @@ func startCollector(t *testing.T, s *e2eStore, yaml, metricsAddr string) *runnin
 	go func() {
 		app := newApp()
 		app.Writer, app.ErrWriter = io.Discard, io.Discard
-		c.done <- app.Run(ctx, []string{"custody", "--config", cfg, "--store", filepath.Join(s.dir, "store"),
+		c.done <- app.Run(ctx, []string{"custody", "--config", cfg,
 			"--signing-key", filepath.Join(s.dir, "k"), "--verify-key", filepath.Join(s.dir, "k.pub"),
 			"--checkpoint-dir", filepath.Join(s.dir, "cp"), "--log-level", "warn", "run"})
 	}()
@@ -307,16 +315,13 @@ func (c *runningCollector) waitStored(t *testing.T, want map[string]int64) map[s
 	})
 }
 
-// inspect opens the store read-only, returns the results of
-// single-number queries and checks the whole trail verifies (what
-// `custody verify` does, on the same engine to save a start).
+// inspect opens the store, returns the results of single-number queries
+// and checks the whole trail verifies (what `custody verify` does, on the
+// same engine to save a start).
 func (s *e2eStore) inspect(queries ...string) []uint64 {
 	s.t.Helper()
 	ctx := context.Background()
-	eng, err := chdb.Open(ctx, chdb.Options{Dir: filepath.Join(s.dir, "store"), HostPath: chdbtest.HostPath(s.t), ReadOnly: true})
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	eng := s.engine()
 	defer eng.Close(ctx)
 	out := make([]uint64, len(queries))
 	for i, q := range queries {
@@ -356,9 +361,11 @@ func (s *e2eStore) requireExactly(want uint64, extra ...string) []uint64 {
 
 // TestRunResumesAfterRestart stops the collector mid-stream (as SIGTERM
 // does), publishes more, and restarts it: the trail ends with every event
-// exactly once.
-func TestRunResumesAfterRestart(t *testing.T) {
-	s := newE2EStore(t)
+// exactly once; on both backends.
+func TestRunResumesAfterRestart(t *testing.T) { storetest.Run(t, testRunResumesAfterRestart) }
+
+func testRunResumesAfterRestart(t *testing.T, b storetest.Backend) {
+	s := newE2EStoreOn(t, b)
 	br := startE2EBroker(t, 4)
 	const n, m, per = 400, 200, 5
 	last := publishAll(t, br, auditBodies("first", n, per, 100))
@@ -413,6 +420,16 @@ func TestRunSurvivesDroppedConnections(t *testing.T) {
 	s.requireExactly(rounds * 200 * per)
 }
 
+// enginePID is the process running the engine the collector of s writes
+// to: the custody-chdb child of this process, or the server's.
+func (s *e2eStore) enginePID(t *testing.T) int {
+	t.Helper()
+	if s.backend == storetest.Server {
+		return s.server.PID()
+	}
+	return engineHostPID(t, os.Getpid())
+}
+
 // engineHostPID finds the custody-chdb child of this process.
 func engineHostPID(t *testing.T, parent int) int {
 	t.Helper()
@@ -463,8 +480,14 @@ func childNamed(parent int, comm string) (int, error) {
 //     pipeline retries with backoff;
 //   - the engine host process is frozen with SIGSTOP, so writes hang, as
 //     with a stalled disk: nothing is read until it continues.
+//
+// On both backends (on a server, the server's process is frozen).
 func TestRunBackpressureWhenStoreUnavailable(t *testing.T) {
-	s := newE2EStore(t)
+	storetest.Run(t, testRunBackpressureWhenStoreUnavailable)
+}
+
+func testRunBackpressureWhenStoreUnavailable(t *testing.T, b storetest.Backend) {
+	s := newE2EStoreOn(t, b)
 	br := startE2EBroker(t, 4)
 	const partitions, maxBatch, per = 4, 50, 1
 	// Everything the collector may hold unacknowledged: per partition the
@@ -495,11 +518,11 @@ func TestRunBackpressureWhenStoreUnavailable(t *testing.T) {
 			admin(t, s, "ATTACH TABLE custody.events")
 		}},
 		{name: "engine host frozen", fail: func() {
-			if err := syscall.Kill(engineHostPID(t, os.Getpid()), syscall.SIGSTOP); err != nil {
+			if err := syscall.Kill(s.enginePID(t), syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
 		}, recover: func() {
-			if err := syscall.Kill(engineHostPID(t, os.Getpid()), syscall.SIGCONT); err != nil {
+			if err := syscall.Kill(s.enginePID(t), syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -555,9 +578,11 @@ func TestRunBackpressureWhenStoreUnavailable(t *testing.T) {
 
 // TestRunQuarantinesPoisonMessages publishes a body that is not JSON and a
 // body with one bad record among good ones: both bad parts are
-// quarantined with a reason and the stream goes on.
-func TestRunQuarantinesPoisonMessages(t *testing.T) {
-	s := newE2EStore(t)
+// quarantined with a reason and the stream goes on; on both backends.
+func TestRunQuarantinesPoisonMessages(t *testing.T) { storetest.Run(t, testRunQuarantinesPoisonMessages) }
+
+func testRunQuarantinesPoisonMessages(t *testing.T, b storetest.Backend) {
+	s := newE2EStoreOn(t, b)
 	br := startE2EBroker(t, 2)
 	good := auditBodies("good", 3, 2, 50)
 	mixed := []byte(`{"records":[` + auditRecord("mixed-1", 50) +
@@ -722,13 +747,19 @@ func (c *childCollector) waitStored(t testing.TB, want map[string]int64, timeout
 // TestRunNeverLogsSecrets runs the collector binary at debug level with a
 // distinctive SharedAccessKey, through connection drops and a refused
 // reconnect, stops it with SIGTERM, and checks the key is in none of its
-// output nor its metrics.
+// output nor its metrics. On a server, the collector account's password
+// (in the DSN of its config file) is searched for too, after writes that
+// failed for a while (the events table detached).
 func TestRunNeverLogsSecrets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the custody binary")
 	}
-	s := newE2EStore(t)
 	bin := buildCustody(t)
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) { testRunNeverLogsSecrets(t, b, bin) })
+}
+
+func testRunNeverLogsSecrets(t *testing.T, b storetest.Backend, bin string) {
+	s := newE2EStoreOn(t, b)
 	br := startE2EBroker(t, 2)
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
@@ -737,7 +768,7 @@ func TestRunNeverLogsSecrets(t *testing.T) {
 
 	last := publishAll(t, br, auditBodies("secret", 100, 2, 50))
 	addr := freeAddr(t)
-	c := startChildCollector(t, bin, s.dir, collectorYAML(cs, addr, 200), addr, "debug")
+	c := startChildCollector(t, bin, s.dir, collectorYAML(cs, addr, 200)+s.storeYAML(storage.UserCollector), addr, "debug")
 	c.waitStored(t, last, 60*time.Second)
 	// Errors are where secrets leak: break the connection and refuse the
 	// reconnect for a while, so reconnect failures are logged.
@@ -749,6 +780,20 @@ func TestRunNeverLogsSecrets(t *testing.T) {
 		last[p] = seq
 	}
 	c.waitStored(t, last, 60*time.Second)
+	secrets := []string{key, url64(key)}
+	stored := uint64(400)
+	if b == storetest.Server {
+		pw, _ := s.server.Password(storage.UserCollector)
+		secrets = append(secrets, pw, url.QueryEscape(pw))
+		admin(t, s, "DETACH TABLE custody.events")
+		for p, seq := range publishAll(t, br, auditBodies("secret-store", 50, 2, 50)) {
+			last[p] = seq
+		}
+		stored += 100
+		time.Sleep(1500 * time.Millisecond)
+		admin(t, s, "ATTACH TABLE custody.events")
+		c.waitStored(t, last, 60*time.Second)
+	}
 	m, err := http.Get(c.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -760,22 +805,26 @@ func TestRunNeverLogsSecrets(t *testing.T) {
 	logs := c.stderr.String()
 	// The namespace (the broker's address) is logged, so the log is the
 	// right text to search; the key next to it in the string must not be.
-	for _, want := range []string{`"msg":"collector running"`, `"level":"WARN"`, `"msg":"pipeline stopped"`, br.Addr()} {
+	wants := []string{`"msg":"collector running"`, `"level":"WARN"`, `"msg":"pipeline stopped"`, br.Addr()}
+	if b == storetest.Server {
+		wants = append(wants, `"msg":"store write failed; retrying"`)
+	}
+	for _, want := range wants {
 		if !strings.Contains(logs, want) {
 			t.Errorf("collector log lacks %s; the test did not exercise what it should:\n%s", want, logs)
 		}
 	}
 	for name, text := range map[string]string{"log": logs, "metrics": string(metrics)} {
-		for _, secret := range []string{key, url64(key)} {
+		for i, secret := range secrets {
 			if strings.Contains(text, secret) {
-				t.Errorf("the SharedAccessKey appears in the collector's %s", name)
+				t.Errorf("a secret (%d: %s) appears in the collector's %s", i, []string{"the SharedAccessKey", "the SharedAccessKey", "the store password", "the store password"}[i], name)
 			}
 		}
 	}
 	if engineLog, err := os.ReadFile(filepath.Join(s.dir, "store", "engine.log")); err == nil && bytes.Contains(engineLog, []byte(key)) {
 		t.Error("the SharedAccessKey appears in the engine log")
 	}
-	s.requireExactly(400)
+	s.requireExactly(stored)
 }
 
 // url64 is how a key looks once query-escaped.
@@ -784,14 +833,19 @@ func url64(key string) string {
 	return r.Replace(key)
 }
 
-// admin runs statement on the store the collector of s owns, as its admin,
-// through the collector's engine.
+// admin runs statement on the store the collector of s writes to, as its
+// admin: on the embedded store through the collector's engine.
 func admin(t *testing.T, s *e2eStore, statement string) {
 	t.Helper()
 	ctx := context.Background()
-	eng, err := chdb.Attach(ctx, filepath.Join(s.dir, "store"), chdb.AdminUser, false)
-	if err != nil {
-		t.Fatal(err)
+	var eng engine.Engine
+	if s.backend == storetest.Server {
+		eng = storetest.Connect(t, s.server, chdb.AdminUser)
+	} else {
+		var err error
+		if eng, err = chdb.Attach(ctx, filepath.Join(s.dir, "store"), chdb.AdminUser, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 	defer eng.Close(ctx)
 	if err := eng.Exec(ctx, statement, nil); err != nil {
