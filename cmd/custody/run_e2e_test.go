@@ -579,7 +579,9 @@ func testRunBackpressureWhenStoreUnavailable(t *testing.T, b storetest.Backend) 
 // TestRunQuarantinesPoisonMessages publishes a body that is not JSON and a
 // body with one bad record among good ones: both bad parts are
 // quarantined with a reason and the stream goes on; on both backends.
-func TestRunQuarantinesPoisonMessages(t *testing.T) { storetest.Run(t, testRunQuarantinesPoisonMessages) }
+func TestRunQuarantinesPoisonMessages(t *testing.T) {
+	storetest.Run(t, testRunQuarantinesPoisonMessages)
+}
 
 func testRunQuarantinesPoisonMessages(t *testing.T, b storetest.Backend) {
 	s := newE2EStoreOn(t, b)

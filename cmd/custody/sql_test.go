@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -11,56 +10,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/custody-audit/custody/internal/chdbtest"
 	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 	"github.com/custody-audit/custody/storage/chdb"
 )
-
-// cliBackend is where a command-line test keeps its store: the embedded
-// store (--store) or a separately started ClickHouse server (--clickhouse,
-// a private server from libchdb with the store's roles and accounts).
-type cliBackend struct {
-	name string
-	// open prepares the backend for a test keeping its files in dir and
-	// returns the global flags that reach the store as user (one of
-	// storage.Accounts, or chdb.AdminUser). The embedded store picks the
-	// user from the command, so there user only documents the call.
-	open func(t *testing.T, dir string) storeFlags
-}
-
-// storeFlags are the global flags reaching a test's store as user.
-type storeFlags func(user string) []string
-
-// cliBackends returns both backends.
-func cliBackends() []cliBackend {
-	return []cliBackend{
-		{"embedded", func(t *testing.T, dir string) storeFlags {
-			return func(string) []string { return []string{"--store", filepath.Join(dir, "store")} }
-		}},
-		{"server", func(t *testing.T, dir string) storeFlags {
-			s := chdbtest.ServerIn(t, filepath.Join(dir, "server"), storetest.Access(t, storage.SchemaOptions{}))
-			return func(user string) []string { return []string{"--clickhouse", chdbtest.DSN(t, s, user)} }
-		}},
-	}
-}
-
-// custodyAs runs the real app on the store flags reach as user, with keys
-// and checkpoints in dir.
-func custodyAs(t *testing.T, flags storeFlags, dir, user string, args ...string) (string, error) {
-	t.Helper()
-	app := newApp()
-	var out, errOut bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errOut
-	base := append([]string{"custody"}, flags(user)...)
-	base = append(base, "--signing-key", filepath.Join(dir, "k"), "--verify-key", filepath.Join(dir, "k.pub"),
-		"--checkpoint-dir", filepath.Join(dir, "cp"), "--log-level", "warn")
-	err := app.Run(context.Background(), append(base, args...))
-	if err != nil || os.Getenv("CUSTODY_TEST_STDERR") != "" {
-		t.Logf("custody %s: stderr:\n%s", strings.Join(args, " "), errOut.String())
-	}
-	return out.String(), err
-}
 
 // TestSQLIsReadOnly runs every statement the outside probe used to read
 // or write files, reach the network or disturb the engine through custody
@@ -69,121 +22,109 @@ func custodyAs(t *testing.T, flags storeFlags, dir, user string, args ...string)
 // key is never printed. On a server, custody sql also refuses to run as a
 // user holding more than the reader role.
 func TestSQLIsReadOnly(t *testing.T) {
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
-	for _, b := range cliBackends() {
-		t.Run(b.name, func(t *testing.T) {
-			dir := t.TempDir()
-			flags := b.open(t, dir)
-			writePT1H(t, filepath.Join(dir, "archive"), 5)
-			if _, err := custodyAs(t, flags, dir, chdb.AdminUser, "keygen"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := custodyAs(t, flags, dir, chdb.AdminUser, "init"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := custodyAs(t, flags, dir, storage.UserCollector, "backfill", filepath.Join(dir, "archive")); err != nil {
-				t.Fatal(err)
-			}
-			sql := func(user, q string) (string, error) {
-				return custodyAs(t, flags, dir, user, "sql", "--format", "tsv", q)
-			}
-			out, err := sql(storage.UserInvestigator, "SELECT count() FROM custody.events")
-			if err != nil || out != "count()\n5\n" {
-				t.Fatalf("read: %q %v", out, err)
-			}
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		s := newCLIStore(t, b)
+		dir := s.dir
+		writePT1H(t, filepath.Join(dir, "archive"), 5)
+		for _, args := range [][]string{{"keygen"}, {"init"}, {"backfill", filepath.Join(dir, "archive")}} {
+			s.mustCLI(args...)
+		}
+		sql := func(user, q string) (string, error) {
+			return s.cliAs(user, "sql", "--format", "tsv", q)
+		}
+		out, err := sql(storage.UserInvestigator, "SELECT count() FROM custody.events")
+		if err != nil || out != "count()\n5\n" {
+			t.Fatalf("read: %q %v", out, err)
+		}
 
-			cps, _ := filepath.Glob(filepath.Join(dir, "cp", "*"))
-			if len(cps) == 0 {
-				t.Fatal("no checkpoint file written")
-			}
-			checkpoint := cps[0]
-			before, err := os.ReadFile(checkpoint)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var accepted atomic.Int64
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					accepted.Add(1)
-					c.Close()
+		cps, _ := filepath.Glob(filepath.Join(dir, "cp", "*"))
+		if len(cps) == 0 {
+			t.Fatal("no checkpoint file written")
+		}
+		checkpoint := cps[0]
+		before, err := os.ReadFile(checkpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var accepted atomic.Int64
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
 				}
-			}()
-			peer := ln.Addr().String()
-			key := filepath.Join(dir, "k")
+				accepted.Add(1)
+				c.Close()
+			}
+		}()
+		peer := ln.Addr().String()
+		key := filepath.Join(dir, "k")
 
-			for _, q := range []string{
-				"INSERT INTO FUNCTION file('" + checkpoint + "', 'RawBLOB', 'a String') SELECT 'garbage' SETTINGS engine_file_truncate_on_insert = 1",
-				"SELECT * FROM file('" + key + "', 'LineAsString')",
-				"SELECT * FROM url('http://" + peer + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F', 'RawBLOB', headers('Metadata' = 'true'))",
-				"SELECT * FROM remote('" + peer + "', system.one)",
-				"SELECT * FROM mysql('" + peer + "', 'db', 't', 'u', 'p')",
-				"SELECT * FROM postgresql('" + peer + "', 'db', 't', 'u', 'p')",
-				"SELECT * FROM hdfs('hdfs://" + peer + "/x', 'TSV', 'a String')",
-				"SELECT * FROM s3('http://" + peer + "/bucket/x', 'TSV', 'a String')",
-				"SELECT * FROM executable('cat /etc/passwd', 'TSV', 'a String')",
-				"CREATE TEMPORARY TABLE t (a UInt8)",
-				"SYSTEM STOP MERGES",
-				"KILL QUERY WHERE 1",
-				"SELECT * FROM system.stack_trace",
-				"SELECT query FROM system.processes",
-				"INSERT INTO custody.events (chain) VALUES ('x')",
-				"ALTER TABLE custody.events DELETE WHERE 1",
-				"DROP TABLE custody.events",
-				"TRUNCATE TABLE custody.checkpoints",
-				"CREATE TABLE custody.x (a UInt8) ENGINE = Memory",
-				"SELECT 1 INTO OUTFILE '" + filepath.Join(dir, "leak.txt") + "'",
-				"SELECT 1; DROP TABLE custody.events",
-			} {
-				out, err := sql(storage.UserInvestigator, q)
-				if err == nil {
-					t.Errorf("custody sql accepted: %s\n%s", q, out)
-					continue
-				}
-				if strings.Contains(out, "PRIVATE+KEY") || strings.Contains(err.Error(), "PRIVATE+KEY") {
-					t.Errorf("%s: the signing key was printed", q)
-				}
+		for _, q := range []string{
+			"INSERT INTO FUNCTION file('" + checkpoint + "', 'RawBLOB', 'a String') SELECT 'garbage' SETTINGS engine_file_truncate_on_insert = 1",
+			"SELECT * FROM file('" + key + "', 'LineAsString')",
+			"SELECT * FROM url('http://" + peer + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F', 'RawBLOB', headers('Metadata' = 'true'))",
+			"SELECT * FROM remote('" + peer + "', system.one)",
+			"SELECT * FROM mysql('" + peer + "', 'db', 't', 'u', 'p')",
+			"SELECT * FROM postgresql('" + peer + "', 'db', 't', 'u', 'p')",
+			"SELECT * FROM hdfs('hdfs://" + peer + "/x', 'TSV', 'a String')",
+			"SELECT * FROM s3('http://" + peer + "/bucket/x', 'TSV', 'a String')",
+			"SELECT * FROM executable('cat /etc/passwd', 'TSV', 'a String')",
+			"CREATE TEMPORARY TABLE t (a UInt8)",
+			"SYSTEM STOP MERGES",
+			"KILL QUERY WHERE 1",
+			"SELECT * FROM system.stack_trace",
+			"SELECT query FROM system.processes",
+			"INSERT INTO custody.events (chain) VALUES ('x')",
+			"ALTER TABLE custody.events DELETE WHERE 1",
+			"DROP TABLE custody.events",
+			"TRUNCATE TABLE custody.checkpoints",
+			"CREATE TABLE custody.x (a UInt8) ENGINE = Memory",
+			"SELECT 1 INTO OUTFILE '" + filepath.Join(dir, "leak.txt") + "'",
+			"SELECT 1; DROP TABLE custody.events",
+		} {
+			out, err := sql(storage.UserInvestigator, q)
+			if err == nil {
+				t.Errorf("custody sql accepted: %s\n%s", q, out)
+				continue
 			}
-			after, err := os.ReadFile(checkpoint)
-			if err != nil || !bytes.Equal(before, after) {
-				t.Errorf("checkpoint file changed: %v\n%s", err, after)
+			if strings.Contains(out, "PRIVATE+KEY") || strings.Contains(err.Error(), "PRIVATE+KEY") {
+				t.Errorf("%s: the signing key was printed", q)
 			}
-			if n := accepted.Load(); n != 0 {
-				t.Errorf("the listener received %d connections", n)
-			}
-			if _, err := os.Stat(filepath.Join(dir, "leak.txt")); err == nil {
-				t.Error("INTO OUTFILE wrote a file")
-			}
+		}
+		after, err := os.ReadFile(checkpoint)
+		if err != nil || !bytes.Equal(before, after) {
+			t.Errorf("checkpoint file changed: %v\n%s", err, after)
+		}
+		if n := accepted.Load(); n != 0 {
+			t.Errorf("the listener received %d connections", n)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "leak.txt")); err == nil {
+			t.Error("INTO OUTFILE wrote a file")
+		}
 
-			if b.name == "server" {
-				// An admin's or the collector's DSN is refused before the
-				// query runs.
-				for _, user := range []string{chdb.AdminUser, storage.UserCollector} {
-					_, err := sql(user, "SELECT count() FROM custody.events")
-					if !errors.Is(err, errRefused) || !strings.Contains(err.Error(), storage.RoleReader) {
-						t.Errorf("custody sql as %s: %v, want a refusal naming %s", user, err, storage.RoleReader)
-					}
+		if b == storetest.Server {
+			// An admin's or the collector's DSN is refused before the
+			// query runs.
+			for _, user := range []string{chdb.AdminUser, storage.UserCollector} {
+				_, err := sql(user, "SELECT count() FROM custody.events")
+				if !errors.Is(err, errRefused) || !strings.Contains(err.Error(), storage.RoleReader) {
+					t.Errorf("custody sql as %s: %v, want a refusal naming %s", user, err, storage.RoleReader)
 				}
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestSQLPrintsEveryType: custody sql prints columns of every type (on
 // servers it failed on anything but String: issue 11 item 8), as
 // ClickHouse's text formats write them.
 func TestSQLPrintsEveryType(t *testing.T) {
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
 	const q = `SELECT toUInt64(18446744073709551615) AS u64, toInt32(-7) AS i32,
 		toDateTime64('2026-01-02 03:04:05.123456', 6, 'UTC') AS dt64, toDateTime('2026-01-02 03:04:05', 'UTC') AS dt, toDate('2026-01-02') AS d,
 		['a', 'b''c'] AS arr, map('a', 'b', 'k', 'v') AS m, toLowCardinality('lc') AS lc, toFixedString('ab', 2) AS fs,
@@ -191,22 +132,17 @@ func TestSQLPrintsEveryType(t *testing.T) {
 		CAST([NULL, 'x'] AS Array(Nullable(String))) AS arr_null, true AS b, 1.5 AS f`
 	const want = "u64\ti32\tdt64\tdt\td\tarr\tm\tlc\tfs\tnull_u8\tsome_u8\tarr_u64\tarr_null\tb\tf\n" +
 		"18446744073709551615\t-7\t2026-01-02 03:04:05.123456\t2026-01-02 03:04:05\t2026-01-02\t['a','b\\'c']\t{'a':'b','k':'v'}\tlc\tab\tNULL\t7\t[1,2]\t[NULL,'x']\ttrue\t1.5\n"
-	for _, b := range cliBackends() {
-		t.Run(b.name, func(t *testing.T) {
-			dir := t.TempDir()
-			flags := b.open(t, dir)
-			for _, args := range [][]string{{"keygen"}, {"init"}} {
-				if _, err := custodyAs(t, flags, dir, chdb.AdminUser, args...); err != nil {
-					t.Fatal(err)
-				}
-			}
-			out, err := custodyAs(t, flags, dir, storage.UserInvestigator, "sql", "--format", "tsv", q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if out != want {
-				t.Errorf("custody sql printed\n%s\nwant\n%s", out, want)
-			}
-		})
-	}
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		s := newCLIStore(t, b)
+		for _, args := range [][]string{{"keygen"}, {"init"}} {
+			s.mustCLI(args...)
+		}
+		out, err := s.cli("sql", "--format", "tsv", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != want {
+			t.Errorf("custody sql printed\n%s\nwant\n%s", out, want)
+		}
+	})
 }
