@@ -617,11 +617,21 @@ func testRunQuarantinesPoisonMessages(t *testing.T, b storetest.Backend) {
 
 // TestRunTwoCollectorsSplitPartitions runs two collectors at once with
 // static assignment, A on partitions 0-1 and B on 2-3. The embedded store
-// admits one process, so each has its own store (as two collector hosts
-// would): each store holds exactly its partitions, and the union is the
-// hub with no event in both.
+// admits one process, so there each has its own store (as two collector
+// hosts would): each store holds exactly its partitions, and the union is
+// the hub with no event in both. On a server both write to one store,
+// which then holds the hub exactly once, each partition's events in its
+// own chain.
 func TestRunTwoCollectorsSplitPartitions(t *testing.T) {
-	a, b := newE2EStore(t), newE2EStore(t)
+	storetest.Run(t, testRunTwoCollectorsSplitPartitions)
+}
+
+func testRunTwoCollectorsSplitPartitions(t *testing.T, backend storetest.Backend) {
+	a := newE2EStoreOn(t, backend)
+	b := a
+	if backend == storetest.Embedded {
+		b = newE2EStoreOn(t, backend)
+	}
 	br := startE2EBroker(t, 4)
 	const bodies, per = 400, 3
 	last := publishAll(t, br, auditBodies("split", bodies, per, 100))
@@ -642,6 +652,13 @@ func TestRunTwoCollectorsSplitPartitions(t *testing.T) {
 	}
 	foreign := func(parts ...string) string {
 		return fmt.Sprintf("SELECT count() FROM custody.events WHERE splitByChar('/', chain)[-1] IN ('%s')", strings.Join(parts, "', '"))
+	}
+	if backend == storetest.Server {
+		got := a.requireExactly(bodies*per, foreign("0", "1"), foreign("2", "3"))
+		if want := []uint64{perStore(a, "0", "1"), perStore(b, "2", "3")}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("events of partitions 0-1 and 2-3 = %v, want %v", got, want)
+		}
+		return
 	}
 	if n := a.requireExactly(perStore(a, "0", "1"), foreign("2", "3"))[0]; n != 0 {
 		t.Errorf("collector A stored %d events of B's partitions", n)
