@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunServesPage runs the collector with --web (runOptions.Web): the
+// page answers from the collector's own store while it collects, with the
+// collector view, and stops with it.
+func TestRunServesPage(t *testing.T) {
+	s := newE2EStore(t)
+	br := startE2EBroker(t, 1)
+	last := publishAll(t, br, auditBodies("web", 3, 2, 50))
+	metrics, page := freeAddr(t), freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "custody.yaml")
+	if err := os.WriteFile(cfg, []byte(collectorYAML(br.ConnectionString(), metrics, 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &runningCollector{metrics: "http://" + metrics, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		app := newApp()
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		c.done <- app.Run(ctx, []string{"custody", "--config", cfg, "--store", filepath.Join(s.dir, "store"),
+			"--signing-key", filepath.Join(s.dir, "k"), "--verify-key", filepath.Join(s.dir, "k.pub"),
+			"--checkpoint-dir", filepath.Join(s.dir, "cp"), "--log-level", "warn", "run", "--web", page})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-c.done
+	})
+	c.waitStored(t, last)
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + page + "/api/collector")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("/api/collector: %s\n%s", resp.Status, b)
+			}
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the collector's page did not answer: %v", err)
+		}
+	}
+	if !strings.Contains(body, `"eventhubs"`) {
+		t.Errorf("/api/collector does not show the eventhubs source:\n%s", body)
+	}
+	c.stop(t)
+	if _, err := http.Get("http://" + page + "/api/collector"); err == nil {
+		t.Error("the page still answers after the collector stopped")
+	}
+}
