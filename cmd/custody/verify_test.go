@@ -15,23 +15,24 @@ import (
 
 	"github.com/custody-audit/custody/internal/azurite"
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
 )
 
 // TestVerifySince keeps a copy of the checkpoint directory, truncates the
 // trail with its stored checkpoints behind Custody's back and removes the
 // checkpoint directory: verify alone warns that nothing outside the store
-// covers the chain, verify --since the kept copy fails.
-func TestVerifySince(t *testing.T) {
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
-	dir := t.TempDir()
+// covers the chain, verify --since the kept copy fails. On both backends.
+func TestVerifySince(t *testing.T) { storetest.Run(t, testVerifySince) }
+
+func testVerifySince(t *testing.T, b storetest.Backend) {
+	s := newCLIStore(t, b)
+	dir := s.dir
+	custodyCLI := func(_ *testing.T, _ string, args ...string) (string, error) { return s.cli(args...) }
 	arch := filepath.Join(dir, "archive")
 	writePT1H(t, arch, 25)
 	for _, args := range [][]string{{"keygen"}, {"init"}, {"backfill", "--batch", "4", arch}} {
-		if _, err := custodyCLI(t, dir, args...); err != nil {
-			t.Fatalf("%s: %v", args[0], err)
-		}
+		s.mustCLI(args...)
 	}
 	kept := filepath.Join(dir, "kept")
 	if err := os.CopyFS(kept, os.DirFS(filepath.Join(dir, "cp"))); err != nil {
@@ -64,7 +65,7 @@ func TestVerifySince(t *testing.T) {
 		t.Fatalf("verify --since before tampering: %s", out)
 	}
 
-	eng := chdbtest.Open(t, filepath.Join(dir, "store"))
+	eng := s.engine()
 	for _, q := range []string{
 		"ALTER TABLE custody.events DELETE WHERE seq > 10 SETTINGS mutations_sync = 2",
 		"ALTER TABLE custody.checkpoints DELETE WHERE tree_size > 10 SETTINGS mutations_sync = 2",
