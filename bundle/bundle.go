@@ -1,5 +1,9 @@
-// Package bundle writes auditor bundles of stored events and verifies them
-// offline, with nothing but the store's public key.
+// Package bundle is the auditor evidence bundle: its format and codecs
+// (jsonl, csv, parquet, ocsf), the writer (Write, fed by a Source), the
+// signed manifest and Merkle proofs, and the offline verifier (Verify),
+// which needs nothing but the store's public key. It imports no store and
+// no engine (TestVerifierImportsNoStore): bundle/export reads the rows,
+// checkpoints and hashes of a Custody store for Write.
 //
 // An auditor should not have to trust the system that produced the
 // evidence, nor have access to it. A bundle therefore carries every stored

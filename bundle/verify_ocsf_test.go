@@ -11,7 +11,7 @@ import (
 	"github.com/custody-audit/custody/storage/trail"
 )
 
-// randomOCSFRow draws a row that takes normalize.OCSF down one of its
+// randomOCSFRow draws a row that takes the OCSF encoder down one of its
 // paths: every action class, outcome, actor type and service, each
 // optional field empty or not, attributes that replace custody fields,
 // and text that JSON escapes or that is not UTF-8.

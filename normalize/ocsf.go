@@ -242,8 +242,19 @@ func ocsfNum(dst []byte, key string, v int64) []byte {
 	return strconv.AppendInt(ocsfKey(dst, key), v, 10)
 }
 
+// ocsfKey writes one of the document's own keys, plain ASCII letters and
+// underscores that JSON writes as they are; attribute keys, which can be
+// anything, go through ocsfAttr.
 func ocsfKey(dst []byte, key string) []byte {
-	return append(AppendJSONString(dst, key, EscapeHTML), ':')
+	dst = append(dst, '"')
+	dst = append(dst, key...)
+	return append(dst, '"', ':')
+}
+
+// ocsfAttr writes an attribute's key and value.
+func ocsfAttr(dst []byte, key, v string) []byte {
+	dst = append(AppendJSONString(dst, key, EscapeHTML), ':')
+	return AppendJSONString(dst, v, EscapeHTML)
 }
 
 // ocsfUser writes the actor's user object.
@@ -414,13 +425,14 @@ func (w *OCSFWriter) unmapped(dst []byte, e *event.Event, recordKey string, reco
 			if i < len(fixed) && fixed[i].k == recordKey {
 				i++ // the record replaces the custody field
 			}
-			dst = append(ocsfKey(dst, recordKey), record...)
+			dst = append(AppendJSONString(dst, recordKey, EscapeHTML), ':')
+			dst = append(dst, record...)
 			j++
 		default:
 			if i < len(fixed) && fixed[i].k == w.keys[j] {
 				i++ // the attribute replaces the custody field
 			}
-			dst = ocsfStr(dst, w.keys[j], e.Attributes[w.keys[j]])
+			dst = ocsfAttr(dst, w.keys[j], e.Attributes[w.keys[j]])
 			j++
 		}
 	}

@@ -3,7 +3,9 @@
 // events a catalogue query returns), and reads them, the chains'
 // checkpoints and their stored hashes through the store's engine for
 // bundle.Write. The bundle's format, its codecs and the offline verifier
-// live in package bundle, which imports no store.
+// live in package bundle, which imports no store. Its tests are package
+// bundle's black-box tests (bundle/export_test.go, duplicates_test.go),
+// which write bundles from a store on both backends and verify them.
 package export
 
 import (
