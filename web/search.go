@@ -431,7 +431,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) error {
 		after = &c
 	}
 	start := time.Now()
-	events, err := s.search(r.Context(), f, after, asc, limit+1, firstChunk)
+	events, err := s.search(r.Context(), f, after, asc, limit+1, firstChunk, overFetch)
 	if err != nil {
 		return err
 	}
@@ -476,7 +476,12 @@ const overFetch = 2
 // each is shown at its own time.) Looking the copies up in the span the
 // candidates came from, rather than in f's whole window, is what keeps a
 // page's cost that of a page.
-func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, n int, firstChunk time.Duration) ([]eventSummary, error) {
+//
+// fetch is how many candidates the first read takes per event wanted
+// (overFetch for a page; a timeline's thousands of marks take one each,
+// so that the engine reads the columns of only the rows it returns: its
+// lazy reading stops at 10,000 rows), then overFetch.
+func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, n int, firstChunk time.Duration, fetch int) ([]eventSummary, error) {
 	lo, hi := f.from, f.to
 	if after != nil {
 		// The cursor's time bounds the window (and prunes by the sort
@@ -503,7 +508,8 @@ func (s *Server) search(ctx context.Context, f filter, after *cursor, asc bool, 
 		// the page is full or the chunk has no more rows.
 		pos := after
 		for len(out) < n {
-			limit := (n - len(out)) * overFetch
+			limit := (n - len(out)) * fetch
+			fetch = overFetch
 			cands, err := s.candidates(ctx, cf, pos, asc, limit)
 			if err != nil {
 				return nil, err

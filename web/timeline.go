@@ -70,7 +70,7 @@ func (s *Server) handleTimeline(w http.ResponseWriter, r *http.Request) error {
 	// search reads a page (candidates by the sort key, their copies
 	// collapsed), in one chunk: one more than drawn says whether the
 	// window holds more, and only then are they counted.
-	marks, err := s.search(ctx, f, nil, true, s.marks+1, f.to.Sub(f.from))
+	marks, err := s.search(ctx, f, nil, true, s.marks+1, f.to.Sub(f.from), 1)
 	if err != nil {
 		return fmt.Errorf("timeline: %w", err)
 	}
