@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,38 +12,18 @@ import (
 	"time"
 
 	"github.com/custody-audit/custody/event"
-	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/internal/storetest"
 	"github.com/custody-audit/custody/storage"
-	"github.com/custody-audit/custody/storage/chdb"
 )
-
-// retentionCLI runs the real app with the store flags pointing into dir
-// and returns stdout.
-func retentionCLI(t *testing.T, dir string, args ...string) (string, error) {
-	t.Helper()
-	app := newApp()
-	var out, errOut bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errOut
-	base := []string{"custody", "--store", filepath.Join(dir, "store"), "--signing-key", filepath.Join(dir, "k"),
-		"--verify-key", filepath.Join(dir, "k.pub"), "--checkpoint-dir", filepath.Join(dir, "cp"), "--log-level", "warn"}
-	err := app.Run(context.Background(), append(base, args...))
-	var ue usageError
-	if err != nil && !errors.As(err, &ue) && !errors.Is(err, storage.ErrRetained) {
-		t.Logf("custody %s: stderr:\n%s", strings.Join(args, " "), errOut.String())
-	}
-	return out.String(), err
-}
 
 // seedRetentionStore appends, through the store API, three events per
 // month to one chain: two months long past any retention and the current
 // one. Mallory acts in the second month.
-func seedRetentionStore(t *testing.T, dir string, now time.Time) {
+func seedRetentionStore(t *testing.T, s *cliStore, now time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	eng, err := chdb.Open(ctx, chdb.Options{Dir: filepath.Join(dir, "store"), HostPath: chdbtest.HostPath(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := s.dir
+	eng := s.engine()
 	defer eng.Close(ctx)
 	signer, err := storage.LoadSigner(filepath.Join(dir, "k"))
 	if err != nil {
@@ -84,19 +63,22 @@ func seedRetentionStore(t *testing.T, dir string, now time.Time) {
 	}
 }
 
-func TestRetentionAndHoldCommands(t *testing.T) {
-	chdbtest.RequireLibrary(t)
-	t.Setenv("CUSTODY_CHDB_HOST", chdbtest.HostPath(t))
+// TestRetentionAndHoldCommands runs retention plan and apply, holds and
+// verify after purges, on both backends (on a server, apply and holds as
+// the retention account).
+func TestRetentionAndHoldCommands(t *testing.T) { storetest.Run(t, testRetentionAndHoldCommands) }
+
+func testRetentionAndHoldCommands(t *testing.T, b storetest.Backend) {
+	s := newCLIStore(t, b)
 	t.Setenv("CUSTODY_ACTOR", "records-officer")
-	dir := t.TempDir()
+	dir := s.dir
+	retentionCLI := func(_ *testing.T, _ string, args ...string) (string, error) { return s.cli(args...) }
 	for _, args := range [][]string{{"keygen"}, {"init"}} {
-		if _, err := retentionCLI(t, dir, args...); err != nil {
-			t.Fatalf("%s: %v", args[0], err)
-		}
+		s.mustCLI(args...)
 	}
 	now := time.Now().UTC()
 	current := now.Add(-3 * time.Hour).Format("200601")
-	seedRetentionStore(t, dir, now)
+	seedRetentionStore(t, s, now)
 
 	out, err := retentionCLI(t, dir, "hold", "add", "--actor", "Mallory@contoso.com", "--reason", "case 2026-114")
 	if err != nil {
