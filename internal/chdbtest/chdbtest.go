@@ -7,12 +7,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,12 +164,6 @@ func DSN(t testing.TB, s *chdb.Server, user string) string {
 func Shards(t testing.TB, name string, n int, access chdb.Access) []*chdb.Server {
 	t.Helper()
 	RequireLibrary(t)
-	ports := make([]int, n)
-	c := chdb.Cluster{Name: name, Secret: newSecret(t)}
-	for i := range ports {
-		ports[i] = freePort(t)
-		c.Shards = append(c.Shards, chdb.Shard{Replicas: []chdb.Replica{{Host: "127.0.0.1", Port: ports[i]}}})
-	}
 	// One password per account on every server, as a cluster's servers
 	// share their accounts.
 	passwords := map[string]string{chdb.AdminUser: newSecret(t)}
@@ -175,21 +171,44 @@ func Shards(t testing.TB, name string, n int, access chdb.Access) []*chdb.Server
 		passwords[a.Name] = newSecret(t)
 	}
 	host := HostPath(t)
+	for attempt := 0; ; attempt++ {
+		servers, err := startShards(t, name, n, access, passwords, host)
+		if err == nil {
+			return servers
+		}
+		// The ports are found free before the servers bind them: another
+		// process may take one meanwhile. Try once more with others.
+		if attempt > 0 || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startShards starts the servers of Shards on ports free now; on an error
+// it stops those that started.
+func startShards(t testing.TB, name string, n int, access chdb.Access, passwords map[string]string, host string) ([]*chdb.Server, error) {
+	c := chdb.Cluster{Name: name, Secret: newSecret(t)}
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+		c.Shards = append(c.Shards, chdb.Shard{Replicas: []chdb.Replica{{Host: "127.0.0.1", Port: ports[i]}}})
+	}
 	servers := make([]*chdb.Server, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range servers {
+		dir := t.TempDir()
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			servers[i], errs[i] = chdb.StartServer(context.Background(), chdb.ServerOptions{
-				Dir: t.TempDir(), Access: access, HostPath: host, Stderr: os.Stderr,
+				Dir: dir, Access: access, HostPath: host, Stderr: os.Stderr,
 				Port: ports[i], Clusters: []chdb.Cluster{c}, Passwords: passwords,
 			})
 		}(i)
 	}
 	wg.Wait()
-	t.Cleanup(func() {
+	stop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for _, s := range servers {
@@ -197,13 +216,15 @@ func Shards(t testing.TB, name string, n int, access chdb.Access) []*chdb.Server
 				_ = s.Close(ctx)
 			}
 		}
-	})
+	}
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("start shard %d of cluster %s: %v", i+1, name, err)
+			stop()
+			return nil, fmt.Errorf("start shard %d of cluster %s: %w", i+1, name, err)
 		}
 	}
-	return servers
+	t.Cleanup(stop)
+	return servers, nil
 }
 
 // freePort returns a loopback port nothing listens on now.
