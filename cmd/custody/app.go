@@ -40,7 +40,7 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagConfig, Usage: "YAML config file (daemon settings; flags and CUSTODY_* variables override it)", Sources: cli.EnvVars("CUSTODY_CONFIG")},
 		&cli.StringFlag{Name: flagStore, Value: "./custody-data", Usage: "embedded store directory (chDB)", Sources: cli.EnvVars("CUSTODY_STORE")},
-		&cli.StringFlag{Name: flagEngineBinary, Usage: "official clickhouse executable (path, or name on PATH) to run the embedded store's engine from, `clickhouse local`, instead of libchdb; default libchdb", Sources: cli.EnvVars("CUSTODY_ENGINE_BINARY")},
+		&cli.StringFlag{Name: flagEngineBinary, Usage: "official clickhouse `EXECUTABLE` (a path, or a name on PATH) to run the embedded store's engine from, as clickhouse local, instead of libchdb (the default)", Sources: cli.EnvVars("CUSTODY_ENGINE_BINARY")},
 		&cli.StringFlag{Name: flagClickHouse, Usage: "ClickHouse server DSN instead of the embedded store: clickhouse://user:pass@host1:9440,host2:9440/?secure=true", Sources: cli.EnvVars("CUSTODY_CLICKHOUSE")},
 		&cli.StringFlag{Name: flagDatabase, Value: "custody", Usage: "database holding the trail", Sources: cli.EnvVars("CUSTODY_DATABASE")},
 		&cli.StringFlag{Name: flagCluster, Usage: "ClickHouse cluster name: replicated tables behind Distributed ones (servers only)", Sources: cli.EnvVars("CUSTODY_CLUSTER")},
