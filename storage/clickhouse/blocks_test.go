@@ -3,6 +3,7 @@ package clickhouse_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,6 +61,29 @@ func TestQueryBlocks(t *testing.T) {
 			len(m) != 2 || m["k"] != "v" || string(raw) != "raw" {
 			t.Fatalf("read %d rows, last %q %q %q %x %d %d %d %d %v %v %s %s %s %s %q %q %#v %v %q",
 				n, str, lc, num, fixed, u8, u64, i32, i64, f, b, dt, dt64, dt3, dt64Old, arr, lcArr, empty, m, raw)
+		}
+	})
+
+	// Blocks are decoded into two sets of columns in turn, the next while
+	// the reader is in this one: every row must come from its own block.
+	t.Run("many blocks", func(t *testing.T) {
+		var want uint64
+		err := engine.EachBlock(ctx, eng, "SELECT number, toString(number), toLowCardinality(toString(number % 7)), [toString(number)] FROM numbers(200000) SETTINGS max_block_size = 997",
+			nil, func(r engine.Rows) error {
+				var n uint64
+				var s, lc string
+				var arr []string
+				if err := r.Scan(&n, &s, &lc, &arr); err != nil {
+					return err
+				}
+				if w := fmt.Sprint(want); n != want || s != w || lc != fmt.Sprint(want%7) || len(arr) != 1 || arr[0] != w {
+					return fmt.Errorf("row %d read as %d %q %q %q", want, n, s, lc, arr)
+				}
+				want++
+				return nil
+			})
+		if err != nil || want != 200000 {
+			t.Fatalf("read %d rows: %v", want, err)
 		}
 	})
 
