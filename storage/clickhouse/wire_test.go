@@ -6,16 +6,33 @@ import (
 	"testing"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
+	"github.com/custody-audit/custody/storage/chdb"
+	"github.com/custody-audit/custody/storage/clickhouse"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
 // TestInsertColumnsRoundTrip inserts String, Array(String) and
 // Map(String, String) rows (empty, one byte, lengths whose uvarint takes
 // two and three bytes; maps as a map and as sorted pairs) in two batches
-// through one reused set of column buffers, and reads them back.
+// through one reused set of column buffers, and reads them back: on the
+// embedded engine (blocks written uncompressed, each column's buffer as
+// is) and on a server over an LZ4-compressed connection (blocks encoded
+// into one buffer and compressed).
 func TestInsertColumnsRoundTrip(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { insertColumnsRoundTrip(t, chdbtest.Open(t, "")) })
+	t.Run("server lz4", func(t *testing.T) {
+		s := chdbtest.Server(t, chdb.Access{})
+		e, err := clickhouse.Open(context.Background(), clickhouse.Options{DSN: chdbtest.DSN(t, s, chdb.AdminUser) + "?compress=lz4"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Close(context.Background()) })
+		insertColumnsRoundTrip(t, e)
+	})
+}
+
+func insertColumnsRoundTrip(t *testing.T, e engine.Engine) {
 	ctx := context.Background()
-	e := chdbtest.Open(t, "")
 	if err := e.Exec(ctx, `CREATE TABLE t (n UInt64, s String, lc LowCardinality(String), a Array(String), m Map(String, String)) ENGINE = MergeTree ORDER BY n`, nil); err != nil {
 		t.Fatal(err)
 	}
