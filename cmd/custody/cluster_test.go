@@ -79,7 +79,7 @@ func TestCommandsOnTwoShards(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
-	for _, want := range []string{"eventhubs/ns/hub/0  10", "eventhubs/ns/hub/3  10"} {
+	for _, want := range []string{"on disk on this server of the cluster\n", "eventhubs/ns/hub/0  10", "eventhubs/ns/hub/3  10"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -100,6 +100,16 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 	if err := scanOne(ctx, st.Engine(), "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = {db:String}", engine.Params{"db": db}, &bytesOnDisk, &total); err != nil {
 		return fmt.Errorf("read store size: %w", err)
 	}
+	// On a cluster system.parts is this server's: its shard's share, the
+	// events table a Distributed one (the reader holds no remote()).
+	var distributed uint64
+	if err := scanOne(ctx, st.Engine(), "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'events' AND engine = 'Distributed'", engine.Params{"db": db}, &distributed); err != nil {
+		return fmt.Errorf("read store size: %w", err)
+	}
+	onDisk := "on disk"
+	if distributed > 0 {
+		onDisk = "on disk on this server of the cluster"
+	}
 	// One event can be stored once per path that delivered it.
 	// over the window ending just after the newest stored event
 	var newest string
@@ -121,10 +131,10 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 	}
 	w := o.Stdout
 	if o.JSON {
-		return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk,
+		return json.NewEncoder(w).Encode(map[string]any{"engine": st.Engine().Kind(), "database": db, "bytes_on_disk": bytesOnDisk, "cluster_server_only": distributed > 0,
 			"deliveries": d, "chains": chains, "last_verify": lastVerify})
 	}
-	fmt.Fprintf(w, "engine %s, database %s, %s on disk\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk))
+	fmt.Fprintf(w, "engine %s, database %s, %s %s\n", st.Engine().Kind(), db, humanBytes(bytesOnDisk), onDisk)
 	fmt.Fprintf(w, "%s\n", d)
 	fmt.Fprintf(w, "%s\n\n", lastVerifyLine(lastVerify))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
