@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,7 +63,9 @@ its path; one whose size and SHA-256 match an object stored whole before
 			if err != nil {
 				return usageError{err}
 			}
-			return runBackfill(ctx, cmd, opts)
+			opts.Logger, opts.Stdout, opts.Stderr = logger(cmd), cmd.Root().Writer, cmd.Root().ErrWriter
+			opts.Open = func(ctx context.Context) (*ingestion, error) { return openIngest(ctx, cmd) }
+			return runBackfill(ctx, opts)
 		},
 	}
 }
@@ -73,6 +76,11 @@ type backfillOptions struct {
 	Blob            *archive.BlobConfig
 	Archive         archive.Config
 	ContinueOnError bool
+	Logger          *slog.Logger
+	// Stdout receives the summary, Stderr the progress.
+	Stdout, Stderr io.Writer
+	// Open opens the store to append, with its positions.
+	Open func(ctx context.Context) (*ingestion, error)
 }
 
 func backfillOptionsFrom(cmd *cli.Command) (backfillOptions, error) {
@@ -146,8 +154,10 @@ type backfillSummary struct {
 	Duplicates []archive.Duplicate
 }
 
-func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error {
-	log := logger(cmd)
+// runBackfill loads the archives o names into the store o.Open opens and
+// prints what it did.
+func runBackfill(ctx context.Context, o backfillOptions) error {
+	log := o.Logger
 	var (
 		store archive.Store
 		kind  = "file"
@@ -171,7 +181,7 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 		return err
 	}
 
-	in, err := openIngest(ctx, cmd)
+	in, err := o.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -206,7 +216,7 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 	if err != nil {
 		return err
 	}
-	stop := archive.RenderProgress(ctx, src.Progress(), cmd.Root().ErrWriter, log, 0)
+	stop := archive.RenderProgress(ctx, src.Progress(), o.Stderr, log, 0)
 	runErr := p.Run(ctx)
 	stop()
 	doneMu.Lock()
@@ -215,7 +225,7 @@ func runBackfill(ctx context.Context, cmd *cli.Command, o backfillOptions) error
 	}
 	doneMu.Unlock()
 	sum := backfillSummary{Stats: p.Stats(), Failures: src.Failures(), Incomplete: src.Incomplete(), Duplicates: src.Duplicates()}
-	printBackfillSummary(cmd.Root().Writer, sum)
+	printBackfillSummary(o.Stdout, sum)
 	return backfillOutcome(runErr, ctx.Err() != nil, len(sum.Failures))
 }
 

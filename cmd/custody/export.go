@@ -35,6 +35,12 @@ type exportOptions struct {
 	Stderr   io.Writer
 	// Progress draws a progress bar on Stderr.
 	Progress bool
+	// SigningKey signs the manifest; VerifyKey checks the store's
+	// checkpoints (key files).
+	SigningKey, VerifyKey string
+	// Open opens the store as an account that may read the trail and
+	// record the export in the custody log.
+	Open func(ctx context.Context) (*storage.Store, error)
 }
 
 const exportUsageText = `custody export --from <time> --to <time> [--chain <chain>] [--query <name> [--param <name>=<value>]...] [--format {jsonl|csv|parquet|ocsf}] --out <dir>
@@ -73,29 +79,13 @@ func exportCommand() *cli.Command {
 			if cmd.NArg() > 0 {
 				return usageError{fmt.Errorf("export: unexpected argument %q", cmd.Args().First())}
 			}
-			opts := exportOptions{
+			return runExport(ctx, exportOptions{
 				From: cmd.String("from"), To: cmd.String("to"), Chain: cmd.String("chain"),
 				Query: cmd.String("query"), Params: cmd.StringSlice("param"), Format: cmd.String("format"), Out: cmd.String("out"),
+				SigningKey: cmd.String(flagSigningKey), VerifyKey: cmd.String(flagVerifyKey),
 				Stdout: cmd.Root().Writer, Stderr: os.Stderr, Progress: term.IsTerminal(int(os.Stderr.Fd())),
-			}
-			sel, err := opts.selection()
-			if err != nil {
-				return usageError{err}
-			}
-			signer, err := storage.LoadSigner(cmd.String(flagSigningKey))
-			if err != nil {
-				return err
-			}
-			verifier, err := storage.LoadVerifier(cmd.String(flagVerifyKey))
-			if err != nil {
-				return err
-			}
-			st, err := openStore(ctx, cmd, readWrite)
-			if err != nil {
-				return err
-			}
-			defer st.Engine().Close(context.Background())
-			return runExport(ctx, st, signer, verifier, opts, sel)
+				Open: storeOpener(cmd, readWrite, ""),
+			})
 		},
 	}
 }
@@ -159,9 +149,32 @@ func (o exportOptions) selection() (exportSelection, error) {
 	return s, nil
 }
 
-// runExport writes the bundle and records the export, successful or not,
-// in the custody log.
-func runExport(ctx context.Context, st *storage.Store, signer note.Signer, verifier note.Verifier, o exportOptions, sel exportSelection) error {
+// runExport checks the options, loads the keys, opens the store and
+// writes the bundle.
+func runExport(ctx context.Context, o exportOptions) error {
+	sel, err := o.selection()
+	if err != nil {
+		return usageError{err}
+	}
+	signer, err := storage.LoadSigner(o.SigningKey)
+	if err != nil {
+		return err
+	}
+	verifier, err := storage.LoadVerifier(o.VerifyKey)
+	if err != nil {
+		return err
+	}
+	st, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Engine().Close(context.Background())
+	return writeExport(ctx, st, signer, verifier, o, sel)
+}
+
+// writeExport writes the bundle and records the export, successful or
+// not, in the custody log.
+func writeExport(ctx context.Context, st *storage.Store, signer note.Signer, verifier note.Verifier, o exportOptions, sel exportSelection) error {
 	eo := export.Options{
 		Engine: st.Engine(), Database: st.Database(), From: sel.from, To: sel.to, Chain: o.Chain,
 		Query: sel.query, QueryArgs: sel.args, Format: o.Format, Dir: o.Out,
