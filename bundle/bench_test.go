@@ -85,8 +85,12 @@ func BenchmarkBundle(b *testing.B) {
 			cpu := startCPU()
 			for i := 0; i < b.N; i++ {
 				dir := filepath.Join(b.TempDir(), "bundle")
-				res, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
-					Format: format, From: from, To: to, Dir: dir})
+				res, err := export.Export(context.Background(), export.Options{
+					Engine: f.eng,
+					From:   from,
+					To:     to,
+					Output: bundle.Output{Signer: f.signer, Verifier: f.verifier, Format: format, Dir: dir},
+				})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -104,8 +108,12 @@ func BenchmarkBundle(b *testing.B) {
 	for _, format := range bundle.Formats() {
 		b.Run("verify/"+format, func(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "bundle")
-			if _, err := export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier,
-				Format: format, From: from, To: to, Dir: dir}); err != nil {
+			if _, err := export.Export(context.Background(), export.Options{
+				Engine: f.eng,
+				From:   from,
+				To:     to,
+				Output: bundle.Output{Signer: f.signer, Verifier: f.verifier, Format: format, Dir: dir},
+			}); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()

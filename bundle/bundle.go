@@ -77,6 +77,13 @@ type WriteOptions struct {
 	Query       string
 	QueryParams map[string]string
 	QueryBound  map[string]string
+	Output
+}
+
+// Output is how and where a bundle is written and who signs it: the
+// part of the options the store-side export (bundle/export) passes on
+// unchanged.
+type Output struct {
 	// Format is one of Formats().
 	Format string
 	// Dir receives the bundle. It is created, and must be empty if it

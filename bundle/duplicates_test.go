@@ -35,8 +35,12 @@ func testExportMarksDuplicates(t *testing.T, b storetest.Backend) {
 	export1 := func(t *testing.T, format string) string {
 		t.Helper()
 		dir := filepath.Join(t.TempDir(), "bundle")
-		_, err := export.Export(context.Background(), export.Options{Engine: fx.Eng, From: from, To: from.Add(24 * time.Hour),
-			Format: format, Dir: dir, Signer: fx.Signer, Verifier: fx.Verifier, Actor: "auditor@test"})
+		_, err := export.Export(context.Background(), export.Options{
+			Engine: fx.Eng,
+			From:   from,
+			To:     from.Add(24 * time.Hour),
+			Output: bundle.Output{Format: format, Dir: dir, Signer: fx.Signer, Verifier: fx.Verifier, Actor: "auditor@test"},
+		})
 		if err != nil {
 			t.Fatalf("export: %v", err)
 		}

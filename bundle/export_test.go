@@ -194,17 +194,17 @@ func testExportVerify(t *testing.T, b storetest.Backend) {
 			rows   uint64
 			chains map[string][]bundle.Run // first/last only
 		}{
-			{"jsonl window", export.Options{Format: bundle.FormatJSONL, From: from, To: to}, 21 + 8,
+			{"jsonl window", export.Options{From: from, To: to, Output: bundle.Output{Format: bundle.FormatJSONL}}, 21 + 8,
 				map[string][]bundle.Run{"acr/0": {{First: 1, Last: 8}}, "aks/0": {{First: 6, Last: 26}}}},
-			{"csv window", export.Options{Format: bundle.FormatCSV, From: from, To: to}, 29, nil},
-			{"parquet window", export.Options{Format: bundle.FormatParquet, From: from, To: to}, 29, nil},
-			{"ocsf window", export.Options{Format: bundle.FormatOCSF, From: from, To: to}, 29, nil},
-			{"one chain from a stored compact range", export.Options{Format: bundle.FormatJSONL, From: late0, To: late1, Chain: "aks/0"}, 15,
+			{"csv window", export.Options{From: from, To: to, Output: bundle.Output{Format: bundle.FormatCSV}}, 29, nil},
+			{"parquet window", export.Options{From: from, To: to, Output: bundle.Output{Format: bundle.FormatParquet}}, 29, nil},
+			{"ocsf window", export.Options{From: from, To: to, Output: bundle.Output{Format: bundle.FormatOCSF}}, 29, nil},
+			{"one chain from a stored compact range", export.Options{From: late0, To: late1, Chain: "aks/0", Output: bundle.Output{Format: bundle.FormatJSONL}}, 15,
 				map[string][]bundle.Run{"aks/0": {{First: 16, Last: 30}}}},
-			{"query selects scattered events", export.Options{Format: bundle.FormatJSONL, From: all0, To: all1, Query: aksExec}, 10,
+			{"query selects scattered events", export.Options{From: all0, To: all1, Query: aksExec, Output: bundle.Output{Format: bundle.FormatJSONL}}, 10,
 				map[string][]bundle.Run{"aks/0": {{First: 1, Last: 1}, {First: 4, Last: 4}, {First: 7, Last: 7}, {First: 10, Last: 10}, {First: 13, Last: 13},
 					{First: 16, Last: 16}, {First: 19, Last: 19}, {First: 22, Last: 22}, {First: 25, Last: 25}, {First: 28, Last: 28}}}},
-			{"query in parquet", export.Options{Format: bundle.FormatParquet, From: all0, To: all1, Query: aksExec}, 10, nil},
+			{"query in parquet", export.Options{From: all0, To: all1, Query: aksExec, Output: bundle.Output{Format: bundle.FormatParquet}}, 10, nil},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -243,7 +243,7 @@ func testExportVerify(t *testing.T, b storetest.Backend) {
 	})
 
 	t.Run("manifest records the selection and the covering checkpoint", func(t *testing.T) {
-		dir := f.export(t, export.Options{Format: bundle.FormatJSONL, From: all0, To: all1, Query: aksExec, QueryArgs: map[string]string{}})
+		dir := f.export(t, export.Options{From: all0, To: all1, Query: aksExec, QueryArgs: map[string]string{}, Output: bundle.Output{Format: bundle.FormatJSONL}})
 		m := readManifest(t, dir)
 		if m.Selection.Query != "aks-exec" || m.Selection.From != "2026-11-27T10:00:00.000000Z" || m.CreatedBy != "auditor@test" || m.CreatedAt != "2026-12-01T00:00:00Z" {
 			t.Errorf("selection = %+v, created %s by %s", m.Selection, m.CreatedAt, m.CreatedBy)
@@ -263,8 +263,13 @@ func testExportVerify(t *testing.T, b storetest.Backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = export.Export(context.Background(), export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: "jsonl",
-			From: all0, To: all1, Query: q, Dir: filepath.Join(t.TempDir(), "b")})
+		_, err = export.Export(context.Background(), export.Options{
+			Engine: f.eng,
+			From:   all0,
+			To:     all1,
+			Query:  q,
+			Output: bundle.Output{Signer: f.signer, Verifier: f.verifier, Format: "jsonl", Dir: filepath.Join(t.TempDir(), "b")},
+		})
 		if !errors.Is(err, export.ErrNoEventID) {
 			t.Fatalf("err = %v, want ErrNoEventID", err)
 		}
@@ -290,7 +295,7 @@ func testExportVerify(t *testing.T, b storetest.Backend) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				o := export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: "jsonl", From: from, To: to, Dir: filepath.Join(t.TempDir(), "b")}
+				o := export.Options{Engine: f.eng, From: from, To: to, Output: bundle.Output{Signer: f.signer, Verifier: f.verifier, Format: "jsonl", Dir: filepath.Join(t.TempDir(), "b")}}
 				tc.mod(&o)
 				_, err := export.Export(context.Background(), o)
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -303,9 +308,9 @@ func testExportVerify(t *testing.T, b storetest.Backend) {
 	t.Run("tampering is detected", func(t *testing.T) {
 		bundles := map[string]string{}
 		for _, format := range bundle.Formats() {
-			bundles[format] = f.export(t, export.Options{Format: format, From: from, To: to})
+			bundles[format] = f.export(t, export.Options{From: from, To: to, Output: bundle.Output{Format: format}})
 		}
-		replacement := f.export(t, export.Options{Format: bundle.FormatParquet, From: late0, To: late1, Chain: "aks/0"})
+		replacement := f.export(t, export.Options{From: late0, To: late1, Chain: "aks/0", Output: bundle.Output{Format: bundle.FormatParquet}})
 		// Lines of events.jsonl: acr/0 seq 1..8 on lines 1..8, then aks/0
 		// seq 6..26 on lines 9..29.
 		cases := []struct {
@@ -494,7 +499,7 @@ func testExportSpills(t *testing.T, b storetest.Backend) {
 	from, to := window(0, 60)
 	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
-			o := export.Options{Format: format, From: from, To: to}
+			o := export.Options{From: from, To: to, Output: bundle.Output{Format: format}}
 			inMemory := readManifest(t, f.export(t, o))
 			// a few rows a run, the last ones left in memory
 			o.RowBuffer = 2000
@@ -618,7 +623,7 @@ func testExportRefusesAlteredStore(t *testing.T, b storetest.Backend) {
 	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "bundle")
-			_, err := export.Export(ctx, export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
+			_, err := export.Export(ctx, export.Options{Engine: f.eng, From: from, To: to, Output: bundle.Output{Signer: f.signer, Verifier: f.verifier, Format: format, Dir: dir}})
 			if !errors.Is(err, bundle.ErrStore) || !strings.Contains(err.Error(), "chain aks/0 seq 12 no longer matches its hash") {
 				t.Fatalf("export of an altered store: %v", err)
 			}
@@ -643,7 +648,7 @@ func testExportNeedsCheckpoints(t *testing.T, b storetest.Backend) {
 	for _, format := range bundle.Formats() {
 		t.Run(format, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "bundle")
-			_, err := export.Export(ctx, export.Options{Engine: f.eng, Signer: f.signer, Verifier: f.verifier, Format: format, From: from, To: to, Dir: dir})
+			_, err := export.Export(ctx, export.Options{Engine: f.eng, From: from, To: to, Output: bundle.Output{Signer: f.signer, Verifier: f.verifier, Format: format, Dir: dir}})
 			if err == nil || !strings.Contains(err.Error(), "prove chain acr/0: no signed checkpoint covers seq 8") {
 				t.Fatalf("export of unattested rows: %v", err)
 			}

@@ -231,7 +231,7 @@ func TestTwoShards(t *testing.T) {
 	from, to := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, format := range []string{bundle.FormatJSONL, bundle.FormatParquet} {
 		dir := filepath.Join(t.TempDir(), "bundle")
-		if _, err := export.Export(ctx, export.Options{Engine: cl.Eng, Signer: cl.Signer, Verifier: cl.Verifier, Format: format, From: from, To: to, Dir: dir, Actor: "auditor@test"}); err != nil {
+		if _, err := export.Export(ctx, export.Options{Engine: cl.Eng, From: from, To: to, Output: bundle.Output{Signer: cl.Signer, Verifier: cl.Verifier, Format: format, Dir: dir, Actor: "auditor@test"}}); err != nil {
 			t.Fatalf("export %s from the cluster: %v", format, err)
 		}
 		vr, err := bundle.Verify(ctx, dir, bundle.VerifyOptions{Verifier: cl.Verifier})

@@ -67,8 +67,12 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 	dir := filepath.Join(tmp, "bundle")
 	ctx := r.Context()
 	res, err := export.Export(ctx, export.Options{
-		Engine: s.eng, Database: s.db, From: from, To: to, Chain: req.Chain, Format: req.Format, Dir: dir,
-		Signer: s.opts.Signer, Verifier: s.opts.Verifier, Actor: "custody serve",
+		Engine:   s.eng,
+		Database: s.db,
+		From:     from,
+		To:       to,
+		Chain:    req.Chain,
+		Output:   bundle.Output{Format: req.Format, Dir: dir, Signer: s.opts.Signer, Verifier: s.opts.Verifier, Actor: "custody serve"},
 	})
 	if err != nil {
 		if errors.Is(err, bundle.ErrBadOptions) {

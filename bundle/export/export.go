@@ -17,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/custody-audit/custody/bundle"
 	"github.com/custody-audit/custody/queries"
 	"github.com/custody-audit/custody/storage"
@@ -41,26 +39,8 @@ type Options struct {
 	// query must return an event_id column.
 	Query     *queries.Query
 	QueryArgs map[string]string
-	// Format is one of bundle.Formats().
-	Format string
-	// Dir receives the bundle. It is created, and must be empty if it
-	// exists.
-	Dir string
-	// Signer signs the manifest: the store's checkpoint signing key.
-	Signer note.Signer
-	// Verifier is the store's verification key. Checkpoints are checked
-	// with it at export, and it must be Signer's public half, so that the
-	// one key an auditor holds checks the whole bundle.
-	Verifier note.Verifier
-	// Actor is recorded as the bundle's creator.
-	Actor string
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-	// Progress, when set, is called as rows are written.
-	Progress func(done, total uint64)
-	// RowBuffer is how many bytes of rows are held in memory before they
-	// spill to a temporary file; 0 means bundle.WriteOptions' default.
-	RowBuffer int
+	// Output is the bundle's format, directory, keys and progress.
+	bundle.Output
 }
 
 // ErrNoEventID means the catalogue query returns no event_id column.
@@ -86,9 +66,7 @@ func Export(ctx context.Context, opts Options) (*bundle.Result, error) {
 		params: engine.Params{"from": queries.FormatTime(opts.From), "to": queries.FormatTime(opts.To), "chain": opts.Chain}}
 	wo := bundle.WriteOptions{
 		Source: src, Store: bundle.StoreInfo{Engine: opts.Engine.Kind(), Database: opts.Database},
-		From: opts.From, To: opts.To, Chain: opts.Chain,
-		Format: opts.Format, Dir: opts.Dir, Signer: opts.Signer, Verifier: opts.Verifier,
-		Actor: opts.Actor, Now: opts.Now, Progress: opts.Progress, RowBuffer: opts.RowBuffer,
+		From: opts.From, To: opts.To, Chain: opts.Chain, Output: opts.Output,
 	}
 	if opts.Query != nil {
 		ids, bound, err := queryEventIDs(ctx, opts)

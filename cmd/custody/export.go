@@ -176,9 +176,14 @@ func runExport(ctx context.Context, o exportOptions) error {
 // not, in the custody log.
 func writeExport(ctx context.Context, st *storage.Store, signer note.Signer, verifier note.Verifier, o exportOptions, sel exportSelection) error {
 	eo := export.Options{
-		Engine: st.Engine(), Database: st.Database(), From: sel.from, To: sel.to, Chain: o.Chain,
-		Query: sel.query, QueryArgs: sel.args, Format: o.Format, Dir: o.Out,
-		Signer: signer, Verifier: verifier, Actor: actorName(),
+		Engine:    st.Engine(),
+		Database:  st.Database(),
+		From:      sel.from,
+		To:        sel.to,
+		Chain:     o.Chain,
+		Query:     sel.query,
+		QueryArgs: sel.args,
+		Output:    bundle.Output{Format: o.Format, Dir: o.Out, Signer: signer, Verifier: verifier, Actor: actorName()},
 	}
 	var bar *progressbar.ProgressBar
 	if o.Progress {

@@ -678,8 +678,12 @@ func bundles(ctx context.Context, eng engine.Engine, key, other Key) ([]*Bundle,
 		}
 		defer os.RemoveAll(dir)
 		bdir := filepath.Join(dir, "bundle")
-		res, err := export.Export(ctx, export.Options{Engine: eng, From: t0.Add(time.Minute), To: t0.Add(5 * time.Minute),
-			Format: format, Dir: bdir, Signer: signer, Verifier: verifier, Actor: "vectors", Now: now})
+		res, err := export.Export(ctx, export.Options{
+			Engine: eng,
+			From:   t0.Add(time.Minute),
+			To:     t0.Add(5 * time.Minute),
+			Output: bundle.Output{Format: format, Dir: bdir, Signer: signer, Verifier: verifier, Actor: "vectors", Now: now},
+		})
 		if err != nil {
 			return nil, fmt.Errorf("export %s vector: %w", format, err)
 		}
