@@ -130,9 +130,6 @@ func TestParamBind(t *testing.T) {
 			t.Errorf("%s (%s) %q: got %q, %v; want %q", tt.p.Name, tt.p.describe(), tt.in, got, err, tt.want)
 		}
 	}
-	if got := arrayText([]string{`a'b`, `c\d`}); got != `['a\'b','c\\d']` {
-		t.Errorf("arrayText escapes: got %s", got)
-	}
 }
 
 func TestParseDuration(t *testing.T) {

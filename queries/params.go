@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 // Parameter kinds (Param.Kind).
@@ -69,7 +71,7 @@ func (p Param) bind(value string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return arrayText(items), nil
+		return engine.StringArray(items), nil
 	}
 	return "", fmt.Errorf("unsupported type %s", p.Type)
 }
@@ -243,27 +245,6 @@ func parseRegistry(s string) (string, error) {
 		}
 	}
 	return h, nil
-}
-
-// arrayText renders items as a ClickHouse Array(String) literal.
-func arrayText(items []string) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, it := range items {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\'')
-		for _, r := range it {
-			if r == '\'' || r == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteRune(r)
-		}
-		b.WriteByte('\'')
-	}
-	b.WriteByte(']')
-	return b.String()
 }
 
 func intBits(typ string) (int, bool) {

@@ -730,7 +730,7 @@ func (s *Store) storedIdentities(ctx context.Context, b Batch) (ids, raws map[st
 			list[i] = e.Event.ID
 		}
 		err = s.queryEach(ctx, "SELECT DISTINCT event_id FROM "+s.db+".events WHERE chain = {chain:String} AND event_id IN {ids:Array(String)}",
-			engine.Params{"chain": b.Stream, "ids": ArrayLiteral(list)}, func(r engine.Rows) error {
+			engine.Params{"chain": b.Stream, "ids": engine.StringArray(list)}, func(r engine.Rows) error {
 				var id string
 				if err := r.Scan(&id); err != nil {
 					return err
@@ -749,7 +749,7 @@ func (s *Store) storedIdentities(ctx context.Context, b Batch) (ids, raws map[st
 			list[i] = hex.EncodeToString(sum[:])
 		}
 		err = s.queryEach(ctx, "SELECT DISTINCT hex(raw_sha256) FROM "+s.db+".quarantine WHERE chain = {chain:String} AND hex(raw_sha256) IN {sums:Array(String)}",
-			engine.Params{"chain": b.Stream, "sums": ArrayLiteral(upper(list))}, func(r engine.Rows) error {
+			engine.Params{"chain": b.Stream, "sums": engine.StringArray(upper(list))}, func(r engine.Rows) error {
 				var h string
 				if err := r.Scan(&h); err != nil {
 					return err
@@ -774,38 +774,6 @@ func upper(l []string) []string {
 		out[i] = strings.ToUpper(s)
 	}
 	return out
-}
-
-// ArrayLiteral renders strings as the text of a ClickHouse Array(String)
-// parameter value: ['a','b\'c']. The result is bound as a parameter,
-// never spliced into SQL.
-func ArrayLiteral(list []string) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, v := range list {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\'')
-		for j := 0; j < len(v); j++ {
-			switch c := v[j]; c {
-			case '\'', '\\':
-				b.WriteByte('\\')
-				b.WriteByte(c)
-			case '\t':
-				b.WriteString(`\t`)
-			case '\n':
-				b.WriteString(`\n`)
-			case 0:
-				b.WriteString(`\0`)
-			default:
-				b.WriteByte(c)
-			}
-		}
-		b.WriteByte('\'')
-	}
-	b.WriteByte(']')
-	return b.String()
 }
 
 var quarantineColumns = []engine.Column{

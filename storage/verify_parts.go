@@ -55,7 +55,7 @@ func (b badParts) filter(table string, p engine.Params) string {
 		return ""
 	}
 	name := "skip_parts_" + table
-	p[name] = ArrayLiteral(parts)
+	p[name] = engine.StringArray(parts)
 	if b.sharded {
 		return "concat(toString(_shard_num), ':', _part) NOT IN {" + name + ":Array(String)}"
 	}

@@ -104,7 +104,7 @@ func (s *Store) RecordVerify(ctx context.Context, r VerifyRun) error {
 		"trigger": r.Trigger, "chain": r.Chain, "cfrom": r.ContentFrom, "cto": r.ContentTo, "result": r.Result,
 		"chains": fmt.Sprint(r.Chains), "rows": fmt.Sprint(r.Rows), "checkpoints": fmt.Sprint(r.Checkpoints),
 		"external": fmt.Sprint(r.ExternalCheckpoints), "errors": fmt.Sprint(r.Errors), "warnings": fmt.Sprint(r.Warnings),
-		"kinds": ArrayLiteral(keys), "counts": "[" + strings.Join(vals, ",") + "]",
+		"kinds": engine.StringArray(keys), "counts": "[" + strings.Join(vals, ",") + "]",
 	})
 	if err != nil {
 		return fmt.Errorf("record verify run: %w", err)

@@ -603,7 +603,7 @@ func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary, e
 		}
 		ef := f
 		ef.from, ef.to = at, at.Add(time.Microsecond)
-		p := engine.Params{"ids": stringArray(lookup)}
+		p := engine.Params{"ids": engine.StringArray(lookup)}
 		err := engine.Each(ctx, s.eng, copiesSQL(s.db, ef.where(p)), p, func(rows engine.Rows) error {
 			var id string
 			var c copyOf
@@ -639,33 +639,6 @@ func (s *Server) standing(ctx context.Context, f filter, cands []eventSummary, e
 		}
 	}
 	return out, nil
-}
-
-// stringArray renders any strings as an Array(String) parameter: quoted,
-// with quotes, backslashes and control characters escaped.
-func stringArray(items []string) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, it := range items {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\'')
-		for _, r := range it {
-			switch {
-			case r == '\'' || r == '\\':
-				b.WriteByte('\\')
-				b.WriteRune(r)
-			case r < 0x20 || r == 0x7f:
-				fmt.Fprintf(&b, "\\x%02x", r)
-			default:
-				b.WriteRune(r)
-			}
-		}
-		b.WriteByte('\'')
-	}
-	b.WriteByte(']')
-	return b.String()
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/custody-audit/custody/bundle"
@@ -74,7 +73,7 @@ func Export(ctx context.Context, opts Options) (*bundle.Result, error) {
 			return nil, err
 		}
 		wo.Query, wo.QueryParams, wo.QueryBound = opts.Query.Name, opts.QueryArgs, bound
-		src.params["ids"] = arrayText(ids)
+		src.params["ids"] = engine.StringArray(ids)
 		src.where += " AND has({ids:Array(String)}, event_id)"
 	}
 	return bundle.Write(ctx, wo)
@@ -119,27 +118,6 @@ func queryEventIDs(ctx context.Context, opts Options) ([]string, map[string]stri
 		bound[k] = v
 	}
 	return ids, bound, nil
-}
-
-// arrayText renders an Array(String) parameter value.
-func arrayText(items []string) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, it := range items {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\'')
-		for j := 0; j < len(it); j++ {
-			if it[j] == '\'' || it[j] == '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(it[j])
-		}
-		b.WriteByte('\'')
-	}
-	b.WriteByte(']')
-	return b.String()
 }
 
 // source is bundle.Source over the store's engine: the selected rows of

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/custody-audit/custody/storage/engine"
 )
 
 // The files a running embedded server keeps in its store directory, under
@@ -64,7 +66,7 @@ type Account struct {
 func (a Access) Validate() error {
 	seen := map[string]bool{AdminUser: true, "default": true}
 	for _, r := range a.Roles {
-		if !IsIdentifier(r.Name) {
+		if !engine.IsIdentifier(r.Name) {
 			return fmt.Errorf("role name %q is not an identifier", r.Name)
 		}
 		if err := checkGrants(r.Grants); err != nil {
@@ -72,7 +74,7 @@ func (a Access) Validate() error {
 		}
 	}
 	for _, u := range a.Accounts {
-		if !IsIdentifier(u.Name) {
+		if !engine.IsIdentifier(u.Name) {
 			return fmt.Errorf("account name %q is not an identifier", u.Name)
 		}
 		if seen[u.Name] {
@@ -80,7 +82,7 @@ func (a Access) Validate() error {
 		}
 		seen[u.Name] = true
 		for _, r := range u.Roles {
-			if !IsIdentifier(r) {
+			if !engine.IsIdentifier(r) {
 				return fmt.Errorf("account %s: role name %q is not an identifier", u.Name, r)
 			}
 		}
@@ -277,7 +279,7 @@ type Replica struct {
 func ValidateClusters(cs []Cluster) error {
 	seen := map[string]bool{}
 	for _, c := range cs {
-		if !IsIdentifier(c.Name) {
+		if !engine.IsIdentifier(c.Name) {
 			return fmt.Errorf("cluster name %q is not an identifier", c.Name)
 		}
 		if seen[c.Name] {

@@ -2,23 +2,6 @@ package chdb
 
 import "strings"
 
-// IsIdentifier reports whether s is a plain ClickHouse identifier, the only
-// form accepted for parameter names.
-func IsIdentifier(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // QuoteString quotes s as a ClickHouse string literal.
 func QuoteString(s string) string {
 	var b strings.Builder

@@ -94,7 +94,7 @@ type block struct {
 func newBlock(columns []engine.Column) (*block, error) {
 	b := &block{cols: make([]column, len(columns)), input: make(proto.Input, len(columns))}
 	for i, c := range columns {
-		if !isIdentifier(c.Name) {
+		if !engine.IsIdentifier(c.Name) {
 			return nil, fmt.Errorf("column name %q is not an identifier", c.Name)
 		}
 		col, err := newColumn(c)
@@ -162,7 +162,7 @@ func (e *Engine) PrepareBatch(ctx context.Context, table string, columns []engin
 	if err := e.gone(); err != nil {
 		return nil, err
 	}
-	if !isIdentifier(table) && !isQualified(table) {
+	if !engine.IsIdentifier(table) && !isQualified(table) {
 		return nil, fmt.Errorf("table name %q is not an identifier", table)
 	}
 	blk, err := e.getBlock(table, columns)
@@ -397,23 +397,7 @@ func (b *Batch) Send(ctx context.Context, dedupToken string) error {
 
 func isQualified(name string) bool {
 	db, t, ok := strings.Cut(name, ".")
-	return ok && isIdentifier(db) && isIdentifier(t)
-}
-
-// isIdentifier reports whether s is a plain SQL identifier.
-func isIdentifier(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return ok && engine.IsIdentifier(db) && engine.IsIdentifier(t)
 }
 
 // micros is t as a DateTime64(6) value. ch-go's ColDateTime64.Append goes

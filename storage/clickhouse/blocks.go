@@ -38,7 +38,7 @@ func (e *Engine) QueryBlocks(ctx context.Context, query string, params engine.Pa
 	}
 	q := ch.Query{Body: query}
 	for k, v := range params {
-		if !isIdentifier(k) {
+		if !engine.IsIdentifier(k) {
 			return nil, fmt.Errorf("query parameter name %q is not an identifier", k)
 		}
 		q.Parameters = append(q.Parameters, proto.Parameter{Key: k, Value: paramDump(v)})

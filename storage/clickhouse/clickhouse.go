@@ -253,7 +253,7 @@ func (e *Engine) ctx(ctx context.Context, params engine.Params) (context.Context
 	if len(params) > 0 {
 		p := chgo.Parameters{}
 		for k, v := range params {
-			if !isIdentifier(k) {
+			if !engine.IsIdentifier(k) {
 				return nil, fmt.Errorf("query parameter name %q is not an identifier", k)
 			}
 			p[k] = escapeParam(v)
