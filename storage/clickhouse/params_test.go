@@ -29,3 +29,35 @@ func TestParamsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestStringArrayRoundTrip binds engine.StringArray's text as an
+// Array(String) parameter on a real server and reads every element back
+// unchanged: the one renderer of the list parameters (event ids, content
+// sums, part names, query lists) escapes what the server's parser needs.
+func TestStringArrayRoundTrip(t *testing.T) {
+	s := chdbtest.Server(t, chdb.Access{})
+	ctx := context.Background()
+	eng, err := clickhouse.Open(ctx, clickhouse.Options{DSN: chdbtest.DSN(t, s, chdb.AdminUser)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	want := []string{"plain", "back\\slash", "new\nline", "tab\there", "cr\rx", "nul\x00x", "del\x7fx", "quote'x", `"dq"`, "é ü", "[',']"}
+	var got []string
+	err = engine.Each(ctx, eng, "SELECT arrayJoin({v:Array(String)})", engine.Params{"v": engine.StringArray(want)}, func(r engine.Rows) error {
+		var v string
+		if err := r.Scan(&v); err != nil {
+			return err
+		}
+		got = append(got, v)
+		return nil
+	})
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("element %d: %q came back as %q", i, want[i], got[i])
+		}
+	}
+}

@@ -1,14 +1,14 @@
 package engine
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // StringArray renders strings as the text of an Array(String) parameter
-// value: quoted, with quotes, backslashes and control characters
-// escaped. The result is bound as a server-side parameter, never spliced
-// into SQL.
+// value, ['a','b”c']: each quoted, a quote doubled, every other byte as
+// it is. The client escapes the parameter's text on its way to the
+// server (backslashes and control characters included), so the array
+// text must not escape them again: a backslash escape here would arrive
+// as two characters (TestStringArrayRoundTrip). The result is bound as a
+// server-side parameter, never spliced into SQL.
 func StringArray(items []string) string {
 	var b strings.Builder
 	b.WriteByte('[')
@@ -17,17 +17,7 @@ func StringArray(items []string) string {
 			b.WriteByte(',')
 		}
 		b.WriteByte('\'')
-		for _, r := range it {
-			switch {
-			case r == '\'' || r == '\\':
-				b.WriteByte('\\')
-				b.WriteRune(r)
-			case r < 0x20 || r == 0x7f:
-				fmt.Fprintf(&b, "\\x%02x", r)
-			default:
-				b.WriteRune(r)
-			}
-		}
+		b.WriteString(strings.ReplaceAll(it, "'", "''"))
 		b.WriteByte('\'')
 	}
 	b.WriteByte(']')

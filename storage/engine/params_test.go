@@ -8,7 +8,8 @@ func TestStringArrayEscapes(t *testing.T) {
 		want string
 	}{
 		{nil, `[]`},
-		{[]string{`a'b`, `c\d`}, `['a\'b','c\\d']`},
+		{[]string{`a'b`, `c\d`}, `['a''b','c\d']`},
+		{[]string{"tab\tnl\n", "é"}, "['tab\tnl\n','é']"},
 	} {
 		if got := StringArray(tc.in); got != tc.want {
 			t.Errorf("StringArray(%q) = %s, want %s", tc.in, got, tc.want)
