@@ -164,15 +164,6 @@ func (p Param) bindArray(value string) ([]string, error) {
 				return nil, err
 			}
 			it = h
-		default:
-			// Array values travel as ClickHouse array text. arrayText
-			// escapes quotes and backslashes correctly, but engines
-			// disagree on whether a parameter value is unescaped once
-			// more before the array is parsed, so such values are refused
-			// rather than matched differently per engine.
-			if strings.ContainsAny(it, `'\`) {
-				return nil, fmt.Errorf("list value %q contains a quote or backslash, which list parameters do not accept", it)
-			}
 		}
 		items = append(items, it)
 	}
