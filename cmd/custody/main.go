@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -27,11 +29,15 @@ func main() {
 
 // startCPUProfile writes a Go CPU profile of the whole command to path
 // (CUSTODY_CPUPROFILE, for benchmarks: `go tool pprof bin/custody PATH`);
-// empty path profiles nothing. The returned function ends the profile.
+// empty path profiles nothing. A "%p" in path is replaced by the process
+// id, so the commands a benchmark runs one after another (run, then
+// verify) each keep their own profile. The returned function ends the
+// profile.
 func startCPUProfile(path string) (func() error, error) {
 	if path == "" {
 		return func() error { return nil }, nil
 	}
+	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create CPU profile (CUSTODY_CPUPROFILE): %w", err)
