@@ -72,9 +72,9 @@ func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFo
 		CorrelationID:  r.correlationID,
 	}
 	p.resource(&e, r.resourceID)
-	t, ok := parseTime(r.time)
+	t, ok := r.parsedTime()
 	if !ok {
-		p.res.quarantine(rec, p.format, pos, "ACR record without a valid time: "+quoteShort(r.time))
+		p.res.quarantine(rec, p.format, pos, "ACR record without a valid time: "+quoteShort(r.timeText()))
 		return
 	}
 	e.Time = t
@@ -231,7 +231,7 @@ func (p *processor) guard(rec []byte, pos string, r *azRecord, msg, pod, srcForm
 		ActionClass:    event.ClassLogin,
 	}
 	p.resource(&e, r.resourceID)
-	if t, ok := parseTime(r.time); ok {
+	if t, ok := r.parsedTime(); ok {
 		e.Time = t
 	}
 	msg = strings.TrimRight(msg, "\n")
@@ -266,7 +266,7 @@ func (p *processor) nonAdmin(rec []byte, pos string, r *azRecord, msg, pod, srcF
 		ActionClass:    event.ClassOther,
 	}
 	p.resource(&e, r.resourceID)
-	if t, ok := parseTime(r.time); ok {
+	if t, ok := r.parsedTime(); ok {
 		e.Time = t
 	}
 	setAttr(&e, "message", strings.TrimRight(msg, "\n"))

@@ -171,8 +171,8 @@ func applyARMIdentity(e *event.Event, r *azRecord, sc *strCache) armIdentity {
 // Analytics form) to an outcome. Start and Accept mean the operation is
 // still running.
 func armOutcome(resultType, status string) event.Outcome {
-	s := strings.ToLower(firstNonEmpty(resultType, status))
-	switch s {
+	var buf [16]byte
+	switch string(lowerBytes(buf[:], firstNonEmpty(resultType, status))) {
 	case "success", "succeeded":
 		return event.OutcomeSuccess
 	case "failure", "failed":
@@ -183,9 +183,11 @@ func armOutcome(resultType, status string) event.Outcome {
 
 // armStatus gives the Activity Log status one spelling: the Event Hubs
 // form writes Start/Accept/Success/Failure, the REST and Log Analytics
-// forms Started/Accepted/Succeeded/Failed.
-func armStatus(s string) string {
-	switch l := strings.ToLower(s); l {
+// forms Started/Accepted/Succeeded/Failed. sc (may be nil) shares the
+// lower-cased value.
+func armStatus(s string, sc *strCache) string {
+	var buf [16]byte
+	switch string(lowerBytes(buf[:], s)) {
 	case "started":
 		return "start"
 	case "accepted":
@@ -195,7 +197,7 @@ func armStatus(s string) string {
 	case "failed":
 		return "failure"
 	default:
-		return l
+		return lowerString(s, sc)
 	}
 }
 
@@ -264,27 +266,31 @@ func (p *processor) activity(rec []byte, pos string, r *azRecord, srcFormat, raw
 		Raw:            rec,
 		RawFormat:      rawFormat,
 		TenantID:       r.tenantID,
-		SubscriptionID: strings.ToLower(r.subscriptionID),
-		ResourceGroup:  strings.ToLower(r.resourceGroup),
+		SubscriptionID: lowerString(r.subscriptionID, p.strs),
+		ResourceGroup:  lowerString(r.resourceGroup, p.strs),
 		CorrelationID:  r.correlationID,
 	}
 	p.resource(&e, r.resourceID)
 	if s := serviceOf(e.Provider); s != event.ServiceARM {
 		setAttr(&e, "resource_service", string(s))
 	}
-	t, ok := parseTime(r.time)
+	t, ok := r.parsedTime()
 	if !ok {
-		p.res.quarantine(rec, p.format, pos, "activity log record without a valid time: "+quoteShort(r.time))
+		p.res.quarantine(rec, p.format, pos, "activity log record without a valid time: "+quoteShort(r.timeText()))
 		return
 	}
 	e.Time = t
-	op := canonicalOperation(r.operationName)
+	o := p.armOp(r.operationName)
+	op := o.canon
 	if op == "" {
 		p.res.quarantine(rec, p.format, pos, "activity log record without operationName")
 		return
 	}
-	e.Action = "arm:" + op
-	e.ActionClass, e.Tags = armClass(op)
+	e.Action = o.action
+	e.ActionClass = o.class
+	if len(o.tags) > 0 {
+		e.Tags = append(make([]string, 0, len(o.tags)+1), o.tags...)
+	}
 	setIP(&e, r.callerIP)
 	var props activityProps
 	if len(r.properties) > 0 {
@@ -299,11 +305,14 @@ func (p *processor) activity(rec []byte, pos string, r *azRecord, srcFormat, raw
 	e.StatusCode = statusCodeText(props.statusCode)
 	e.Reason = firstNonEmpty(r.resultSignature, r.subStatus, r.resultDescription)
 	if e.Outcome == event.OutcomeFailure && (e.StatusCode == 403 || e.StatusCode == 401 ||
-		strings.Contains(strings.ToLower(r.resultSignature+r.subStatus+props.statusMessage), "authorizationfailed") ||
-		strings.Contains(strings.ToLower(r.resultSignature+r.subStatus), "forbidden")) {
+		lowerContains("authorizationfailed", r.resultSignature, r.subStatus, props.statusMessage) ||
+		lowerContains("forbidden", r.resultSignature, r.subStatus)) {
 		e.Tags = append(e.Tags, event.TagDenied)
 	}
-	e.RequestID = firstNonEmpty(props.serviceRequestID, clientRequestID(r.httpRequest))
+	e.RequestID = props.serviceRequestID
+	if e.RequestID == "" {
+		e.RequestID = clientRequestID(r.httpRequest)
+	}
 	if e.Provider == "Microsoft.ContainerInstance" && e.ResourceType != "" {
 		e.Target.ContainerGroup = containerGroupOf(e.ResourceID)
 		if strings.HasPrefix(e.ResourceType, "containerGroups/containers") {
@@ -320,13 +329,21 @@ func (p *processor) activity(rec []byte, pos string, r *azRecord, srcFormat, raw
 	// make the id; eventDataId is kept as an attribute.
 	switch {
 	case r.correlationID != "" && status != "":
-		e.ID = derivedID("arm:", strings.ToLower(r.correlationID), strings.ToLower(op), armStatus(status), e.Time.Truncate(time.Second).Format(time.RFC3339))
+		// derivedID("arm:", lower(correlation id), lower(operation),
+		// armStatus(status), time to the second in RFC 3339), its
+		// preimage built on the stack.
+		var buf [256]byte
+		pre := append(appendLower(buf[:0], r.correlationID), 0)
+		pre = append(append(pre, o.lower...), 0)
+		pre = append(append(pre, armStatus(status, p.strs)...), 0)
+		pre = append(e.Time.Truncate(time.Second).AppendFormat(pre, time.RFC3339), 0)
+		e.ID = hashID("arm:", pre)
 		setAttr(&e, "id_source", "activity_correlation_operation_status_time")
 	case r.eventDataID != "":
 		e.ID = r.eventDataID
 		setAttr(&e, "id_source", "activity_event_data_id")
 	case r.operationID != "" && status != "":
-		e.ID = r.operationID + "/" + armStatus(status)
+		e.ID = r.operationID + "/" + armStatus(status, p.strs)
 		setAttr(&e, "id_source", "activity_operation_id_status")
 	default:
 		setAttr(&e, "id_source", "content_hash")
@@ -361,9 +378,10 @@ func parseActivityProps(v []byte, sc *strCache) activityProps {
 	if !isObject(v) {
 		return ap
 	}
+	var buf [32]byte
 	it := newObjIter(v, 1)
 	for k, val, ok := it.next(); ok; k, val, ok = it.next() {
-		switch strings.ToLower(string(k)) {
+		switch string(lowerASCII(buf[:], k)) {
 		case "statuscode":
 			ap.statusCode = sc.str(val)
 		case "statusmessage":
@@ -427,4 +445,41 @@ func (p *processor) inspectARMRequestBody(e *event.Event, body []byte) {
 			break
 		}
 	}
+}
+
+// opCacheSize is the number of ARM operations a scratch keeps, one per
+// slot (a power of two).
+const opCacheSize = 64
+
+// armOpEntry is what the Activity Log decoder derives from an
+// operationName, kept because a few operations make up most records.
+type armOpEntry struct {
+	raw    string            // the operationName as the record has it
+	canon  string            // canonicalOperation(raw)
+	action string            // "arm:" + canon, or "" when canon is
+	lower  string            // strings.ToLower(canon)
+	class  event.ActionClass // armClass(canon)
+	tags   []string          // armClass(canon); copied into each event
+}
+
+// armOp returns the entry of operationName, from the scratch's cache when
+// it was seen lately.
+func (p *processor) armOp(operationName string) *armOpEntry {
+	var c *armOpEntry
+	if p.sc != nil {
+		c = &p.sc.ops[stringSlot(operationName)&(opCacheSize-1)]
+		if c.raw == operationName && c.canon != "" {
+			return c
+		}
+	} else {
+		c = new(armOpEntry)
+	}
+	canon := canonicalOperation(operationName)
+	*c = armOpEntry{raw: operationName, canon: canon}
+	if canon != "" {
+		c.action = "arm:" + canon
+		c.lower = strings.ToLower(canon)
+		c.class, c.tags = armClass(canon)
+	}
+	return c
 }

@@ -898,6 +898,30 @@ func strSlot(s []byte) int {
 	return int(h >> (64 - strCacheBits))
 }
 
+// stringSlot is strSlot for a string.
+func stringSlot(s string) int {
+	n := len(s)
+	var h uint64
+	if n >= 8 {
+		h = le64(s)*0x9E3779B97F4A7C15 ^ le64(s[n-8:])*0xC2B2AE3D27D4EB4F
+	} else {
+		for i := 0; i < n; i++ {
+			h = h<<8 | uint64(s[i])
+		}
+		h *= 0x9E3779B97F4A7C15
+	}
+	h ^= uint64(n) * 0x165667B19E3779F9
+	h *= 0xFF51AFD7ED558CCD
+	return int(h >> (64 - strCacheBits))
+}
+
+// le64 reads the first eight bytes of s as a little-endian number.
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // str is str(v), shared when v repeats an earlier value.
 func (c *strCache) str(v []byte) string {
 	if c == nil || len(v) < 2 || v[0] != '"' {

@@ -2,7 +2,6 @@ package normalize
 
 import (
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/custody-audit/custody/event"
@@ -955,10 +954,42 @@ func statusCodeText(s string) int32 {
 	if s == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 1000 {
-		return int32(n)
+	if n, ok := decimal(s); ok {
+		// As strconv.Atoi would read it; no name is a number.
+		if n > 0 && n < 1000 {
+			return int32(n)
+		}
+		return 0
 	}
-	return httpStatusNames[strings.ToLower(s)]
+	var buf [24]byte
+	return httpStatusNames[string(lowerBytes(buf[:], s))]
+}
+
+// decimal reads s when it has the form strconv.Atoi accepts, an optional
+// sign and decimal digits, without the error value a failed Atoi
+// allocates. n is only meaningful between -1e15 and 1e15; ok reports the
+// form, whatever the value.
+func decimal(s string) (n int64, ok bool) {
+	i := 0
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		i = 1
+	}
+	if i == len(s) {
+		return 0, false
+	}
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if n < 1e15 {
+			n = n*10 + int64(c-'0')
+		}
+	}
+	if s[0] == '-' {
+		n = -n
+	}
+	return n, true
 }
 
 var httpStatusNames = map[string]int32{

@@ -269,6 +269,8 @@ type scratch struct {
 	armIdx int
 	// vd is the working memory of the validating record parse.
 	vd azValidator
+	// ops holds the ARM operations read lately, by slot (see armOp).
+	ops [opCacheSize]armOpEntry
 	// events collects a message's events; Process hands back an exact-size
 	// copy, so a busy message costs one allocation instead of a series of
 	// slice growths.
@@ -838,17 +840,15 @@ func contentID(raw []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// derivedID hashes identifying fields that every delivery path carries
-// (used when a record has no id of its own but the same fields appear in
-// the Event Hubs and Log Analytics forms).
-func derivedID(prefix string, parts ...string) string {
-	h := sha256.New()
-	for _, s := range parts {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	var sum [sha256.Size]byte
-	return prefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
+// hashID is the id derived from identifying fields that every delivery
+// path carries (used when a record has no id of its own but the same
+// fields appear in the Event Hubs and Log Analytics forms): prefix and
+// the hex of the first 16 bytes of SHA-256(preimage), where the preimage
+// is each field followed by a 0 byte.
+func hashID(prefix string, preimage []byte) string {
+	sum := sha256.Sum256(preimage)
+	var buf [64]byte
+	return string(hex.AppendEncode(append(buf[:0], prefix...), sum[:16]))
 }
 
 func sortUnique(tags []string) []string {

@@ -3,6 +3,7 @@ package normalize
 import (
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/custody-audit/custody/event"
 )
@@ -358,10 +359,7 @@ func (r *azRecord) timeBytes() []byte {
 // parse read when rp.hasAudit, else nil.
 func (p *processor) azureParsed(rec []byte, pos string, rp *azRecord, audit *auditEvent) {
 	r := *rp
-	cat := strings.ToLower(r.category)
-	if r.timeV != nil && !isAKSAudit(cat) {
-		r.time, r.timeV = str(r.timeV), nil
-	}
+	cat := lowerString(r.category, p.strs)
 	switch {
 	case isAKSAudit(cat):
 		p.aksAudit(rec, pos, &r, audit)
@@ -645,7 +643,7 @@ func (p *processor) generic(rec []byte, pos string, r *azRecord, srcFormat, rawF
 	}
 	p.resource(&e, r.resourceID)
 	e.Service = serviceOf(e.Provider)
-	if t, ok := parseTime(r.time); ok {
+	if t, ok := r.parsedTime(); ok {
 		e.Time = t
 	}
 	op := canonicalOperation(r.operationName)
@@ -677,4 +675,20 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// parsedTime is parseTime of the record's time.
+func (r *azRecord) parsedTime() (time.Time, bool) {
+	if r.timeV == nil {
+		return parseTime(r.time)
+	}
+	return parseTimeBytes(r.timeBytes())
+}
+
+// timeText is the record's time as a string, for messages.
+func (r *azRecord) timeText() string {
+	if r.timeV == nil {
+		return r.time
+	}
+	return str(r.timeV)
 }

@@ -1,0 +1,87 @@
+package normalize
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The allocation-free helpers must give exactly what the strings and
+// strconv calls they replace give, non-ASCII and odd forms included.
+var lowerCases = []string{
+	"", "a", "Success", "SUCCEEDED", "failed", "Microsoft.ContainerService/managedClusters/write",
+	"o\u212a", "\u212aelvin", "\u0130stanbul", "ſtarted", "Ok", "OK", "NotFound", "nocontent",
+	"200", "+200", "-200", "0", "999", "1000", "00042", "+", "-", "2x", " 200", "99999999999999999999999",
+	"\xff\xfeBAD", strings.Repeat("AbC", 50), "AuthorizationFailed", "Forbidden",
+}
+
+func TestLowerHelpersMatchStrings(t *testing.T) {
+	var sc strCache
+	for _, s := range lowerCases {
+		want := strings.ToLower(s)
+		if got := lowerString(s, &sc); got != want {
+			t.Errorf("lowerString(%q) = %q, want %q", s, got, want)
+		}
+		if got := lowerString(s, &sc); got != want { // from the cache
+			t.Errorf("lowerString(%q) again = %q, want %q", s, got, want)
+		}
+		var buf [16]byte
+		if got := string(lowerBytes(buf[:], s)); got != want {
+			t.Errorf("lowerBytes(%q) = %q, want %q", s, got, want)
+		}
+		if got := string(appendLower([]byte("x"), s)); got != "x"+want {
+			t.Errorf("appendLower(%q) = %q, want %q", s, got, "x"+want)
+		}
+		for _, t2 := range lowerCases {
+			for _, needle := range []string{"authorizationfailed", "forbidden", "ok"} {
+				want := strings.Contains(strings.ToLower(s+t2), needle)
+				if got := lowerContains(needle, s, t2); got != want {
+					t.Errorf("lowerContains(%q, %q, %q) = %v, want %v", needle, s, t2, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestStatusCodeTextMatchesAtoi(t *testing.T) {
+	ref := func(s string) int32 {
+		if s == "" {
+			return 0
+		}
+		if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 1000 {
+			return int32(n)
+		}
+		return httpStatusNames[strings.ToLower(s)]
+	}
+	for _, s := range lowerCases {
+		if got, want := statusCodeText(s), ref(s); got != want {
+			t.Errorf("statusCodeText(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+// TestHashIDMatchesDerivedID holds hashID to the id the Activity Log
+// decoder has always derived: stored ids must not change.
+func TestHashIDMatchesDerivedID(t *testing.T) {
+	ref := func(prefix string, parts ...string) string {
+		h := sha256.New()
+		for _, s := range parts {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		return prefix + hex.EncodeToString(h.Sum(nil)[:16])
+	}
+	parts := []string{"3f2c1d0e-aaaa-4bbb-8ccc-000000000101", "microsoft.containerservice/managedclusters/write", "success", "2025-05-06T10:01:02Z"}
+	var pre []byte
+	for _, p := range parts {
+		pre = append(append(pre, p...), 0)
+	}
+	if got, want := hashID("arm:", pre), ref("arm:", parts...); got != want {
+		t.Fatalf("hashID = %s, want %s", got, want)
+	}
+	if got, want := hashID("arm:", pre), "arm:"; len(got) != len(want)+32 {
+		t.Fatalf("hashID = %s: want prefix and 32 hex digits", got)
+	}
+}
