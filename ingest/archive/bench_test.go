@@ -100,3 +100,23 @@ func BenchmarkCapture(b *testing.B) {
 	writeTree(b, dir, map[string][]byte{"00.avro": file})
 	benchRead(b, filepath.Join(dir, "00.avro"), archive.FormatAuto, int64(len(file)))
 }
+
+// BenchmarkEventHubsBodyLines reads raw Event Hubs bodies saved one per
+// line, 20 records each (~24 KB lines), the shape of a backfill of saved
+// hub traffic (`custody backfill` of the issue 13 load).
+func BenchmarkEventHubsBodyLines(b *testing.B) {
+	var buf bytes.Buffer
+	for i := range benchRecords / 20 {
+		buf.WriteString(`{"records":[`)
+		for j := range 20 {
+			if j > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(benchRecord(b, i*20+j))
+		}
+		buf.WriteString("]}\n")
+	}
+	dir := b.TempDir()
+	writeTree(b, dir, map[string][]byte{"bodies.json": buf.Bytes()})
+	benchRead(b, filepath.Join(dir, "bodies.json"), archive.FormatAuto, int64(buf.Len()))
+}

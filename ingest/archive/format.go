@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"path"
 	"strconv"
@@ -136,9 +135,9 @@ type recordReader interface {
 }
 
 // newRecordReader detects (when f is FormatAuto) and opens the reader for
-// one object.
-// hold leaves an incomplete last line unread (see lineReader).
-func newRecordReader(br *bufio.Reader, obj Object, f Format, maxRecord int, hold bool) (recordReader, Format, error) {
+// one object. br buffers under, which line readers read directly once br
+// is drained. hold leaves an incomplete last line unread (see lineReader).
+func newRecordReader(br *bufio.Reader, under io.Reader, obj Object, f Format, maxRecord int, hold bool) (recordReader, Format, error) {
 	if f == FormatAuto {
 		head, err := br.Peek(detectPeekBytes)
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
@@ -150,14 +149,14 @@ func newRecordReader(br *bufio.Reader, obj Object, f Format, maxRecord int, hold
 	}
 	switch f {
 	case FormatJSONLines:
-		return &lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatArchive, content: f, hold: hold}, f, nil
+		return newLineReader(br, under, obj, maxRecord, messageFormatArchive, f, hold), f, nil
 	case FormatRecords:
 		return newRecordsReader(br, obj), f, nil
 	case FormatCapture:
 		r, err := newCaptureReader(br, obj)
 		return r, f, err
 	case FormatEventHubs:
-		return &bodyReader{lines: lineReader{br: br, obj: obj, max: maxRecord, format: messageFormatEventHubs, content: f, hold: hold}}, f, nil
+		return &bodyReader{lines: newLineReader(br, under, obj, maxRecord, messageFormatEventHubs, f, hold)}, f, nil
 	}
 	return nil, "", fmt.Errorf("format %q: %w", f, ErrBadConfig)
 }
@@ -177,8 +176,9 @@ func attrs(obj Object, f Format, extra int) map[string]string {
 // before it, so the next run reads it whole; in an object that is no
 // longer written it is quarantined.
 type lineReader struct {
-	br       *bufio.Reader
+	in       *lineBlocks
 	obj      Object
+	attrs    map[string]string // shared by the messages with no attribute of their own
 	max      int
 	format   string
 	content  Format
@@ -186,6 +186,11 @@ type lineReader struct {
 	line     int64
 	eof      bool
 	heldBack bool
+}
+
+func newLineReader(br *bufio.Reader, under io.Reader, obj Object, maxRecord int, format string, content Format, hold bool) *lineReader {
+	return &lineReader{in: newLineBlocks(br, under, lineBlockLen), obj: obj, attrs: attrs(obj, content, 0),
+		max: maxRecord, format: format, content: content, hold: hold}
 }
 
 // incompleteReason is the quarantine reason of a cut last line in an
@@ -197,7 +202,7 @@ func (l *lineReader) next() (ingest.Message, error) {
 		if l.eof {
 			return ingest.Message{}, io.EOF
 		}
-		body, full, newline, sum, err := readLine(l.br, l.max)
+		body, full, newline, sum, err := l.in.next(l.max)
 		if err != nil {
 			return ingest.Message{}, fmt.Errorf("line %d: %w", l.line+1, err)
 		}
@@ -226,12 +231,14 @@ func (l *lineReader) next() (ingest.Message, error) {
 			Position:   l.obj.Name + " line " + strconv.FormatInt(l.line, 10),
 			Format:     l.format,
 			Body:       trimmed,
-			Attributes: attrs(l.obj, l.content, 1),
+			Attributes: l.attrs,
 		}
 		if full > l.max {
+			m.Attributes = attrs(l.obj, l.content, 1)
 			m.Attributes[AttrTruncated] = strconv.Itoa(full)
 			m.Quarantine = normalize.OversizeReason(int64(full), int64(l.max), sum)
 		} else if incomplete {
+			m.Attributes = attrs(l.obj, l.content, 1)
 			m.Attributes[AttrIncompleteLine] = "true"
 			m.Quarantine = incompleteReason
 		}
@@ -241,50 +248,11 @@ func (l *lineReader) next() (ingest.Message, error) {
 
 func (l *lineReader) close() error { return nil }
 
-// readLine returns the next line (without its newline) in a fresh slice, at
-// most max bytes of it; full is the line's real length and, when it is
-// over max, sum is the SHA-256 of the whole line. newline is false at the
-// end of input.
-func readLine(br *bufio.Reader, max int) (body []byte, full int, newline bool, sum [32]byte, err error) {
-	var h hash.Hash
-	for {
-		chunk, err := br.ReadSlice('\n')
-		n := len(chunk)
-		if err == nil && n > 0 {
-			chunk = chunk[:n-1] // drop '\n'
-		}
-		if h == nil && full+len(chunk) > max {
-			h = sha256.New()
-			h.Write(body) // all of the line so far: it was within max
-		}
-		if h != nil {
-			h.Write(chunk)
-		}
-		if room := max - len(body); room > 0 {
-			body = append(body, chunk[:min(room, len(chunk))]...)
-		}
-		full += len(chunk)
-		if h != nil && (err == nil || errors.Is(err, io.EOF)) {
-			h.Sum(sum[:0])
-		}
-		switch {
-		case err == nil:
-			return body, full, true, sum, nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF):
-			return body, full, false, sum, nil
-		default:
-			return nil, 0, false, sum, err
-		}
-	}
-}
-
 // bodyReader reads raw Event Hubs bodies: one per line when the first
 // non-blank line is a complete JSON value, else the whole file is one body
 // (a pretty-printed {"records":[...]}).
 type bodyReader struct {
-	lines  lineReader
+	lines  *lineReader
 	single bool
 	done   bool
 	first  *ingest.Message
@@ -305,18 +273,21 @@ func (b *bodyReader) next() (ingest.Message, error) {
 		}
 		// Not a line-delimited body: the whole file is one body.
 		b.single = true
-		rest, err := io.ReadAll(io.LimitReader(b.lines.br, int64(b.lines.max-len(m.Body))+1))
+		in := b.lines.in.rest()
+		rest, err := io.ReadAll(io.LimitReader(in, int64(b.lines.max-len(m.Body))+1))
 		if err != nil {
 			return ingest.Message{}, fmt.Errorf("read body: %w", err)
 		}
-		body := append(append(m.Body, '\n'), rest...)
+		// A fresh body: m.Body is part of a block of the line reader.
+		body := make([]byte, 0, len(m.Body)+1+len(rest))
+		body = append(append(append(body, m.Body...), '\n'), rest...)
 		full := len(body)
 		m.Quarantine = "" // the first line alone was not the record
-		delete(m.Attributes, AttrIncompleteLine)
+		m.Attributes = attrs(b.lines.obj, b.lines.content, 1)
 		if full > b.lines.max {
 			h := sha256.New()
 			h.Write(body)
-			extra, err := io.Copy(h, b.lines.br)
+			extra, err := io.Copy(h, in)
 			if err != nil {
 				return ingest.Message{}, fmt.Errorf("read body: %w", err)
 			}

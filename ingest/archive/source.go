@@ -527,7 +527,7 @@ func (s *Source) open(idx int) error {
 	sum := sha256.New()
 	count := &countingReader{r: io.TeeReader(rc, sum)}
 	br := bufio.NewReaderSize(count, defaultReadBufferLen)
-	rr, f, err := newRecordReader(br, o, s.cfg.Format, s.cfg.MaxRecordBytes, !s.settled(o))
+	rr, f, err := newRecordReader(br, count, o, s.cfg.Format, s.cfg.MaxRecordBytes, !s.settled(o))
 	s.addBytes(idx, count.take())
 	if err != nil {
 		rc.Close()
