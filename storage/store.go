@@ -529,7 +529,7 @@ func (s *Store) AppendMany(ctx context.Context, batches []Batch) ([]AppendResult
 type chainWork struct {
 	seq          uint64
 	last         Hash
-	tree         *compact.Range
+	tree         walkTree // a copy of the head's: appending allocates nothing
 	eventsOffset int64
 	quarOffset   int64
 	stored       bool // rows were added
@@ -539,11 +539,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 	results := make([]AppendResult, len(batches))
 	work := make(map[string]*chainWork, len(heads))
 	for c, h := range heads {
-		tree, err := cloneRange(h.tree)
-		if err != nil {
-			return nil, err
-		}
-		work[c] = &chainWork{seq: h.seq, last: h.last, tree: tree, eventsOffset: h.eventsOffset, quarOffset: h.quarOffset}
+		work[c] = &chainWork{seq: h.seq, last: h.last, tree: newWalkTree(h.tree), eventsOffset: h.eventsOffset, quarOffset: h.quarOffset}
 	}
 
 	// Quarantine first: its rows carry their offsets, so a replay skips
@@ -640,7 +636,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, r.ip)
 			scratch.attrs = scratch.enc.sortedAttributes()
 			leaf := LeafHash(r.hash)
-			if err := w.tree.Append(leaf[:], nil); err != nil {
+			if err := w.tree.Append(&leaf); err != nil {
 				abort()
 				return nil, fmt.Errorf("append Merkle leaf: %w", err)
 			}
@@ -672,6 +668,17 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			ranges.Write(w.last[:])
 		}
 	}
+	trees := make(map[string]*compact.Range, len(work))
+	for c, w := range work {
+		if w.stored {
+			t, err := w.tree.compactRange(rangeFactory)
+			if err != nil {
+				abort()
+				return nil, fmt.Errorf("append Merkle leaves of %s: %w", c, err)
+			}
+			trees[c] = t
+		}
+	}
 	if eb != nil {
 		if err := eb.Send(ctx, "e-"+hex.EncodeToString(ranges.Sum(nil)[:16])); err != nil {
 			abort()
@@ -682,7 +689,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 		w := work[c]
 		h.quarOffset = w.quarOffset
 		if w.stored {
-			h.seq, h.last, h.tree, h.eventsOffset = w.seq, w.last, w.tree, w.eventsOffset
+			h.seq, h.last, h.tree, h.eventsOffset = w.seq, w.last, trees[c], w.eventsOffset
 		}
 	}
 
@@ -893,19 +900,4 @@ func writeCustodyLog(ctx context.Context, eng engine.Engine, db, actor string, a
 		return fmt.Errorf("write custody log: %w", err)
 	}
 	return nil
-}
-
-// cloneRange copies a compact range so a failed insert leaves the chain's
-// tree untouched.
-func cloneRange(r *compact.Range) (*compact.Range, error) {
-	src := r.Hashes()
-	hashes := make([][]byte, len(src))
-	for i, h := range src {
-		hashes[i] = append([]byte(nil), h...)
-	}
-	c, err := rangeFactory.NewRange(r.Begin(), r.End(), hashes)
-	if err != nil {
-		return nil, fmt.Errorf("copy Merkle range: %w", err)
-	}
-	return c, nil
 }

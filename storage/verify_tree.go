@@ -77,6 +77,22 @@ func (t *walkTree) Append(leaf *Hash) error {
 	return nil
 }
 
+// compactRange is t as a compact.Range made by f (a continued range as
+// it is), for a chain head; the hashes are t's own copies.
+func (t *walkTree) compactRange(f *compact.RangeFactory) (*compact.Range, error) {
+	if t.other != nil {
+		return t.other, nil
+	}
+	n := bits.OnesCount64(t.size)
+	hashes := make([][]byte, n)
+	buf := make([]byte, n*sha256.Size)
+	for i := range hashes {
+		hashes[i] = buf[i*sha256.Size : (i+1)*sha256.Size : (i+1)*sha256.Size]
+		copy(hashes[i], t.hashes[i][:])
+	}
+	return f.NewRange(0, t.size, hashes)
+}
+
 // Root is the tree's RFC 6962 root hash: nil for an empty tree, an error
 // for a range that does not start at leaf 0 (see compact.Range.GetRootHash).
 func (t *walkTree) Root() ([]byte, error) {

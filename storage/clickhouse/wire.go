@@ -17,51 +17,63 @@ import (
 // wireStr is a String column in Native encoding: each value as a uvarint
 // length and its bytes.
 type wireStr struct {
+	// buf is the column's memory, all of it: buf[:n] holds the values.
+	// Appends write into it and move n, so buf itself is only stored when
+	// it grows: a slice stored into the heap for every value would cost a
+	// write barrier each while the garbage collector runs.
 	buf  []byte
+	n    int
 	rows int
 }
 
 func (c *wireStr) Type() proto.ColumnType       { return proto.ColumnTypeString }
 func (c *wireStr) Rows() int                    { return c.rows }
-func (c *wireStr) EncodeColumn(b *proto.Buffer) { b.Buf = append(b.Buf, c.buf...) }
+func (c *wireStr) EncodeColumn(b *proto.Buffer) { b.Buf = append(b.Buf, c.buf[:c.n]...) }
 func (c *wireStr) WriteColumn(w *proto.Writer) {
-	if len(c.buf) > 0 {
-		w.ChainWrite(c.buf)
+	if c.n > 0 {
+		w.ChainWrite(c.buf[:c.n])
 	}
 }
 
 // Reset empties the column and keeps its buffer for the next batch.
 func (c *wireStr) Reset() {
-	c.buf = c.buf[:0]
+	c.n = 0
 	c.rows = 0
 }
 
 // Append adds one value.
 func (c *wireStr) Append(s string) {
-	c.buf = grow(c.buf, binary.MaxVarintLen64+len(s))
-	c.buf = binary.AppendUvarint(c.buf, uint64(len(s)))
-	c.buf = append(c.buf, s...)
+	if len(c.buf)-c.n < binary.MaxVarintLen64+len(s) {
+		c.grow(binary.MaxVarintLen64 + len(s))
+	}
+	b, n := c.buf, c.n
+	if len(s) < 0x80 {
+		b[n] = byte(len(s))
+		n++
+	} else {
+		n += binary.PutUvarint(b[n:], uint64(len(s)))
+	}
+	c.n = n + copy(b[n:], s)
 	c.rows++
 }
 
 // AppendBytes adds one value.
 func (c *wireStr) AppendBytes(s []byte) {
-	c.buf = grow(c.buf, binary.MaxVarintLen64+len(s))
-	c.buf = binary.AppendUvarint(c.buf, uint64(len(s)))
-	c.buf = append(c.buf, s...)
+	if len(c.buf)-c.n < binary.MaxVarintLen64+len(s) {
+		c.grow(binary.MaxVarintLen64 + len(s))
+	}
+	n := c.n + binary.PutUvarint(c.buf[c.n:], uint64(len(s)))
+	c.n = n + copy(c.buf[n:], s)
 	c.rows++
 }
 
 // grow makes room for n more bytes, doubling the buffer (append grows big
 // slices by a quarter at a time, copying a batch's bytes several times
 // over while a column reaches its size).
-func grow(b []byte, n int) []byte {
-	if len(b)+n <= cap(b) {
-		return b
-	}
-	nb := make([]byte, len(b), max(2*cap(b), len(b)+n, 4096))
-	copy(nb, b)
-	return nb
+func (c *wireStr) grow(n int) {
+	nb := make([]byte, max(2*len(c.buf), c.n+n, 4096))
+	copy(nb, c.buf[:c.n])
+	c.buf = nb
 }
 
 // wireArr is an Array(String) column in Native encoding: the cumulative

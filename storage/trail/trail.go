@@ -50,9 +50,18 @@ type Hasher struct {
 	// attrs is the last row's attributes sorted by key, as hashed (see
 	// SortedAttributes).
 	attrs []Pair
-	d     hash.Hash // SHA-256, nil until first used
-	sum   []byte
+	// keySets holds, by attribute count, the sorted keys of a recent map
+	// of that size: rows of one source carry the same keys over and over,
+	// and a map holding every key of a set of its own size has exactly
+	// those keys, so its sorted pairs are a lookup per key instead of a
+	// walk of the map and a sort.
+	keySets [maxKeySet + 1][]string
+	d       hash.Hash // SHA-256, nil until first used
+	sum     []byte
 }
+
+// maxKeySet is the largest attribute map whose sorted keys a Hasher keeps.
+const maxKeySet = 32
 
 // Pair is one attribute, a key and its value. It is an alias of the
 // unnamed struct so that storage/engine's Pair, the same alias, is the
@@ -62,11 +71,71 @@ type Pair = struct{ Key, Value string }
 // SortPairs appends m's entries to dst sorted by key (byte order), the
 // order the event hash encodes a map in.
 func SortPairs(dst []Pair, m map[string]string) []Pair {
+	n := len(dst)
 	for k, v := range m {
 		dst = append(dst, Pair{Key: k, Value: v})
 	}
-	slices.SortFunc(dst, func(a, b Pair) int { return strings.Compare(a.Key, b.Key) })
+	sortPairs(dst[n:])
 	return dst
+}
+
+// sortPairs sorts l by key: an insertion sort for the few attributes an
+// event has (slices.SortFunc with strings.Compare costs an indirect call
+// and a three-way compare per step), else slices.SortFunc.
+func sortPairs(l []Pair) {
+	if len(l) > 12 {
+		slices.SortFunc(l, func(a, b Pair) int { return strings.Compare(a.Key, b.Key) })
+		return
+	}
+	for i := 1; i < len(l); i++ {
+		p := l[i]
+		j := i
+		for ; j > 0 && p.Key < l[j-1].Key; j-- {
+		}
+		if j < i {
+			copy(l[j+1:i+1], l[j:i])
+			l[j] = p
+		}
+	}
+}
+
+// sortedPairs appends m's entries to dst sorted by key, as SortPairs,
+// using and refreshing h.keySets.
+func (h *Hasher) sortedPairs(dst []Pair, m map[string]string) []Pair {
+	n := len(m)
+	if n == 0 || n > maxKeySet {
+		return SortPairs(dst, m)
+	}
+	if out, ok := lookupPairs(dst, m, h.keySets[n]); ok {
+		return out
+	}
+	base := len(dst)
+	dst = SortPairs(dst, m)
+	// Cloned: the set outlives the row, whose strings may share memory
+	// with a big message body.
+	keys := h.keySets[n][:0]
+	for _, p := range dst[base:] {
+		keys = append(keys, strings.Clone(p.Key))
+	}
+	h.keySets[n] = keys
+	return dst
+}
+
+// lookupPairs appends m's value for each of keys, sorted keys of m's size,
+// to dst; ok is false (and dst unchanged) if m lacks one of them.
+func lookupPairs(dst []Pair, m map[string]string, keys []string) (out []Pair, ok bool) {
+	if len(keys) == 0 {
+		return dst, false
+	}
+	base := len(dst)
+	for _, k := range keys {
+		v, ok := m[k]
+		if !ok {
+			return dst[:base], false
+		}
+		dst = append(dst, Pair{Key: k, Value: v})
+	}
+	return dst, true
 }
 
 // SortedAttributes returns the attributes of the row hashed last, sorted
@@ -75,35 +144,44 @@ func SortPairs(dst []Pair, m map[string]string) []Pair {
 // hash covers, without the map being walked and sorted twice.
 func (h *Hasher) SortedAttributes() []Pair { return h.attrs }
 
-func (h *Hasher) str(s string) {
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(s)))
-	h.buf = append(h.buf, s...)
+// The encoders below append to a local buffer and return it rather than
+// growing h.buf in place: a slice stored into the heap on every field
+// costs a write barrier each while the garbage collector runs, which for
+// a collector holding batches of events is much of the time.
+
+func appendStr(b []byte, s string) []byte {
+	if len(s) < 0x80 {
+		b = append(b, byte(len(s)))
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+	}
+	return append(b, s...)
 }
 
-func (h *Hasher) i64(v int64) { h.buf = binary.BigEndian.AppendUint64(h.buf, uint64(v)) }
+func appendI64(b []byte, v int64) []byte { return binary.BigEndian.AppendUint64(b, uint64(v)) }
 
-func (h *Hasher) time(t time.Time) {
+func appendTime(b []byte, t time.Time) []byte {
 	if t.IsZero() {
-		h.i64(0)
-		return
+		return appendI64(b, 0)
 	}
-	h.i64(t.UnixMicro())
+	return appendI64(b, t.UnixMicro())
 }
 
-func (h *Hasher) list(l []string) {
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(l)))
+func appendList(b []byte, l []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(l)))
 	for _, s := range l {
-		h.str(s)
+		b = appendStr(b, s)
 	}
+	return b
 }
 
-func (h *Hasher) dict(m map[string]string) {
-	h.attrs = SortPairs(h.attrs[:0], m)
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(h.attrs)))
-	for _, p := range h.attrs {
-		h.str(p.Key)
-		h.str(p.Value)
+func appendPairs(b []byte, l []Pair) []byte {
+	b = binary.AppendUvarint(b, uint64(len(l)))
+	for _, p := range l {
+		b = appendStr(b, p.Key)
+		b = appendStr(b, p.Value)
 	}
+	return b
 }
 
 // IPText is the stored form of an address: canonical text, "" if unknown.
@@ -131,69 +209,72 @@ func (h *Hasher) Hash(r *Row) Hash {
 // caller's event in place, with its canonical times and address text
 // (IPText) computed once for both the hash and the insert.
 func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip string) Hash {
-	h.buf = append(h.buf[:0], eventHashPrefix, EventEncodingVersion)
-	h.buf = append(h.buf, prev[:]...)
-	h.str(chain)
-	h.i64(int64(seq))
-	h.i64(offset)
-	h.str(e.ID)
-	h.time(evTime)
-	h.time(received)
-	h.str(string(e.Service))
-	h.str(e.Category)
-	h.str(e.SourceKind)
-	h.str(e.SourceFormat)
-	h.str(e.SourcePosition)
-	h.str(e.TenantID)
-	h.str(e.SubscriptionID)
-	h.str(e.ResourceGroup)
-	h.str(e.Provider)
-	h.str(e.ResourceType)
-	h.str(e.ResourceName)
-	h.str(e.ResourceID)
-	h.str(e.Actor.Name)
-	h.str(e.Actor.ObjectID)
-	h.str(string(e.Actor.Type))
-	h.str(e.Actor.AppID)
-	h.list(e.Actor.Groups)
-	h.str(e.Actor.ImpersonatedBy)
-	h.str(ip)
-	h.str(e.UserAgent)
-	h.str(e.Action)
-	h.str(string(e.ActionClass))
+	b := append(h.buf[:0], eventHashPrefix, EventEncodingVersion)
+	b = append(b, prev[:]...)
+	b = appendStr(b, chain)
+	b = appendI64(b, int64(seq))
+	b = appendI64(b, offset)
+	b = appendStr(b, e.ID)
+	b = appendTime(b, evTime)
+	b = appendTime(b, received)
+	b = appendStr(b, string(e.Service))
+	b = appendStr(b, e.Category)
+	b = appendStr(b, e.SourceKind)
+	b = appendStr(b, e.SourceFormat)
+	b = appendStr(b, e.SourcePosition)
+	b = appendStr(b, e.TenantID)
+	b = appendStr(b, e.SubscriptionID)
+	b = appendStr(b, e.ResourceGroup)
+	b = appendStr(b, e.Provider)
+	b = appendStr(b, e.ResourceType)
+	b = appendStr(b, e.ResourceName)
+	b = appendStr(b, e.ResourceID)
+	b = appendStr(b, e.Actor.Name)
+	b = appendStr(b, e.Actor.ObjectID)
+	b = appendStr(b, string(e.Actor.Type))
+	b = appendStr(b, e.Actor.AppID)
+	b = appendList(b, e.Actor.Groups)
+	b = appendStr(b, e.Actor.ImpersonatedBy)
+	b = appendStr(b, ip)
+	b = appendStr(b, e.UserAgent)
+	b = appendStr(b, e.Action)
+	b = appendStr(b, string(e.ActionClass))
 	t := &e.Target
-	h.str(t.APIGroup)
-	h.str(t.Resource)
-	h.str(t.Subresource)
-	h.str(t.Namespace)
-	h.str(t.Name)
-	h.str(t.Repository)
-	h.str(t.Tag)
-	h.str(t.Digest)
-	h.str(t.ContainerGroup)
-	h.str(t.Container)
-	h.str(t.Image)
-	h.str(string(e.Outcome))
-	h.i64(int64(e.StatusCode))
-	h.str(e.Reason)
-	h.str(e.CorrelationID)
-	h.str(e.RequestID)
-	h.list(e.Tags)
-	h.dict(e.Attributes)
+	b = appendStr(b, t.APIGroup)
+	b = appendStr(b, t.Resource)
+	b = appendStr(b, t.Subresource)
+	b = appendStr(b, t.Namespace)
+	b = appendStr(b, t.Name)
+	b = appendStr(b, t.Repository)
+	b = appendStr(b, t.Tag)
+	b = appendStr(b, t.Digest)
+	b = appendStr(b, t.ContainerGroup)
+	b = appendStr(b, t.Container)
+	b = appendStr(b, t.Image)
+	b = appendStr(b, string(e.Outcome))
+	b = appendI64(b, int64(e.StatusCode))
+	b = appendStr(b, e.Reason)
+	b = appendStr(b, e.CorrelationID)
+	b = appendStr(b, e.RequestID)
+	b = appendList(b, e.Tags)
+	h.attrs = h.sortedPairs(h.attrs[:0], e.Attributes)
+	b = appendPairs(b, h.attrs)
 	// The raw record, the biggest field, goes to the digest from where it
 	// is instead of being copied into buf first: the same bytes in the
-	// same order, so the same hash.
-	h.buf = binary.AppendUvarint(h.buf, uint64(len(e.Raw)))
+	// same order, so the same hash; the raw format after it goes in the
+	// buffer's tail.
+	b = binary.AppendUvarint(b, uint64(len(e.Raw)))
+	head := len(b)
+	b = appendStr(b, e.RawFormat)
 	if h.d == nil {
 		h.d = sha256.New()
 	} else {
 		h.d.Reset()
 	}
-	h.d.Write(h.buf)
+	h.d.Write(b[:head])
 	h.d.Write(e.Raw)
-	h.buf = h.buf[:0]
-	h.str(e.RawFormat)
-	h.d.Write(h.buf)
+	h.d.Write(b[head:])
+	h.buf = b
 	h.sum = h.d.Sum(h.sum[:0])
 	return Hash(h.sum)
 }

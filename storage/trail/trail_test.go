@@ -1,0 +1,62 @@
+package trail_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/custody-audit/custody/event"
+	"github.com/custody-audit/custody/storage/trail"
+)
+
+// TestHasherReuse hashes rows with one Hasher, whose attribute maps share
+// a size but not their keys (the Hasher keeps the sorted keys of the last
+// map of each size), have more keys than the insertion sort takes, or
+// none: every hash must equal a fresh Hasher's, and SortedAttributes must
+// be the map's entries sorted by key.
+func TestHasherReuse(t *testing.T) {
+	attrs := func(keys ...string) map[string]string {
+		m := map[string]string{}
+		for _, k := range keys {
+			m[k] = "v-" + k
+		}
+		return m
+	}
+	many := func(n int) map[string]string {
+		m := map[string]string{}
+		for i := range n {
+			k := fmt.Sprintf("k%03d", (i*37)%n)
+			m[k] = strings.Repeat("x", i)
+		}
+		return m
+	}
+	maps := []map[string]string{
+		attrs("b", "a", "c"),
+		attrs("b", "a", "c"),
+		attrs("b", "a", "d"), // same size, one key differs
+		attrs("x", "y", "z"),
+		attrs("a", "b", "c"),
+		nil,
+		attrs("k8s.stage", "k8s.level", "aks.pod", "id_source", "k8s.request_uri"),
+		many(20),
+		many(40), // more than the Hasher keeps key sets for
+		many(20),
+		attrs("", "a"),
+	}
+	var h trail.Hasher
+	for i, m := range maps {
+		r := trail.Row{Chain: "c", Seq: uint64(i + 1), Offset: int64(i), Event: event.Event{ID: fmt.Sprint(i), Attributes: m, Raw: []byte(strings.Repeat("r", i*100))}}
+		if got, want := h.Hash(&r), trail.EventHash(&r); got != want {
+			t.Errorf("row %d: reused Hasher gave %x, a fresh one %x", i, got, want)
+		}
+		got := h.SortedAttributes()
+		want := trail.SortPairs(nil, m)
+		if !slices.IsSortedFunc(want, func(a, b trail.Pair) int { return strings.Compare(a.Key, b.Key) }) || len(want) != len(m) {
+			t.Fatalf("row %d: SortPairs gave %v", i, want)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("row %d: SortedAttributes = %v, want %v", i, got, want)
+		}
+	}
+}
