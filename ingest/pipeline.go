@@ -581,13 +581,24 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 	}
 	for _, b := range order {
 		// Messages usually arrive in offset order; sorting then only
-		// checks (events are large to move).
-		if !slices.IsSortedFunc(b.Events, func(x, y BatchEvent) int { return cmpInt64(x.Offset, y.Offset) }) {
+		// checks (events are large to move, and to pass by value).
+		if !eventsInOrder(b.Events) {
 			slices.SortStableFunc(b.Events, func(x, y BatchEvent) int { return cmpInt64(x.Offset, y.Offset) })
 		}
 		slices.SortStableFunc(b.Quarantined, func(x, y QuarantinedRecord) int { return cmpInt64(x.Offset, y.Offset) })
 	}
 	return order, nil
+}
+
+// eventsInOrder reports whether events are sorted by offset, reading
+// the offsets in place.
+func eventsInOrder(events []BatchEvent) bool {
+	for i := 1; i < len(events); i++ {
+		if events[i].Offset < events[i-1].Offset {
+			return false
+		}
+	}
+	return true
 }
 
 func cmpInt64(a, b int64) int {

@@ -78,7 +78,7 @@ func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFo
 		return
 	}
 	e.Time = t
-	op := strings.ToLower(strings.TrimSpace(r.operationName))
+	op := lowerString(strings.TrimSpace(r.operationName), p.strs)
 	if op == "" {
 		if strings.EqualFold(r.category, "ContainerRegistryLoginEvents") {
 			op = "login"
@@ -87,7 +87,8 @@ func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFo
 			return
 		}
 	}
-	e.Action = "acr:" + op
+	var abuf [64]byte
+	e.Action = p.strs.intern(append(append(abuf[:0], "acr:"...), op...))
 	switch op {
 	case "login", "logout":
 		e.ActionClass = event.ClassLogin
@@ -103,7 +104,7 @@ func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFo
 
 	// Identity: a UPN, an object id, a repository-scoped token name, or the
 	// registry name itself when the admin user signed in.
-	name := nilText(strings.TrimSpace(str(r.identity)))
+	name := nilText(strings.TrimSpace(p.strs.str(r.identity)))
 	if name == "" && isObject(r.identity) {
 		applyARMIdentity(&e, r, p.strs)
 	} else {
@@ -161,15 +162,17 @@ func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFo
 		digest, tag = tag, ""
 	}
 	e.Target.Tag, e.Target.Digest = tag, digest
+	loginServer := lowerString(f.loginServer, p.strs)
 	if e.Target.Repository != "" && f.loginServer != "" {
-		ref := strings.ToLower(f.loginServer) + "/" + e.Target.Repository
+		var buf [160]byte
+		ref := append(append(append(buf[:0], loginServer...), '/'), e.Target.Repository...)
 		switch {
 		case e.Target.Digest != "":
-			ref += "@" + e.Target.Digest
+			ref = append(append(ref, '@'), e.Target.Digest...)
 		case e.Target.Tag != "":
-			ref += ":" + e.Target.Tag
+			ref = append(append(ref, ':'), e.Target.Tag...)
 		}
-		e.Target.Image = ref
+		e.Target.Image = string(ref)
 	}
 
 	switch {
@@ -179,7 +182,7 @@ func (p *processor) acr(rec []byte, pos string, r *azRecord, f *acrFields, srcFo
 	default:
 		setAttr(&e, "id_source", "content_hash")
 	}
-	setAttr(&e, "acr.login_server", strings.ToLower(f.loginServer))
+	setAttr(&e, "acr.login_server", loginServer)
 	setAttr(&e, "acr.media_type", nilText(f.mediaType))
 	setAttr(&e, "acr.artifact_type", nilText(f.artifactType))
 	setAttr(&e, "acr.size", nilText(f.size))

@@ -367,6 +367,34 @@ func escStringList(v []byte, sc *strCache) ([]string, bool) {
 	return append([]string(nil), out...), true
 }
 
+// escList is escStringList(v, c) for an array v that repeats (a user's
+// groups repeat with the user): a repeat is copied from the cache instead
+// of being read again. Each call returns a list of its own.
+func (c *strCache) escList(v []byte) ([]string, bool) {
+	if c == nil {
+		return nil, false
+	}
+	set := &c.lists[strSlot(v)&(listCacheSets-1)]
+	var l []string
+	switch {
+	case set[0].raw == string(v) && set[0].raw != "":
+		l = set[0].list
+	case set[1].raw == string(v) && set[1].raw != "":
+		l = set[1].list
+	default:
+		l, ok := escStringList(v, c)
+		if ok && len(v) <= maxCachedLen {
+			// The cache keeps a copy: l is the caller's.
+			set[1], set[0] = set[0], cachedList{raw: string(v), list: append([]string(nil), l...)}
+		}
+		return l, ok
+	}
+	if len(l) == 0 {
+		return nil, true
+	}
+	return append([]string(nil), l...), true
+}
+
 // timeVal is timeBytes of the value: the decoded content of a timestamp.
 func (r *escReader) timeVal(v rawVal) []byte {
 	if v.plain {

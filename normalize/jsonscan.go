@@ -871,6 +871,19 @@ const maxCachedLen = 256
 // used by one goroutine at a time.
 type strCache struct {
 	sets [strCacheSets][2]cachedStr
+	// lists holds string lists (a user's groups) by their escaped JSON
+	// text, in two-entry sets: see escList.
+	lists [listCacheSets][2]cachedList
+}
+
+// listCacheSets is the number of two-entry sets of string lists a
+// strCache keeps (a power of two).
+const listCacheSets = 32
+
+// cachedList is a string list and the escaped JSON text it was read from.
+type cachedList struct {
+	raw  string
+	list []string
 }
 
 // cachedStr is a cache entry: the raw JSON string content and its decoded

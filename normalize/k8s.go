@@ -57,7 +57,7 @@ func (r rawVal) json() []byte {
 // place instead of being decoded first.
 func (r rawVal) stringList(sc *strCache) []string {
 	if r.escaped && r.b[0] == '[' {
-		if l, ok := escStringList(r.b, sc); ok {
+		if l, ok := sc.escList(r.b); ok {
 			return l
 		}
 	}
@@ -395,7 +395,7 @@ func (a *auditEvent) annotationsIter(it *objIter, sc *strCache) {
 
 // aksAudit handles an AKS kube-audit / kube-audit-admin record.
 // audit is the event the validating parse read, or nil.
-func (p *processor) aksAudit(rec []byte, pos string, r *azRecord, audit *auditEvent) {
+func (p *processor) aksAudit(rec []byte, rp recPos, r *azRecord, audit *auditEvent) {
 	logv := r.propLog
 	rawFormat := RawJSON
 	var inner []byte
@@ -416,10 +416,11 @@ func (p *processor) aksAudit(rec []byte, pos string, r *azRecord, audit *auditEv
 		inner = s[skipSpace(s, 0):]
 		inner = inner[:len(inner)-trailingSpace(inner)]
 	default:
-		p.res.quarantine(rec, p.format, pos, "kube-audit record without properties.log")
+		p.res.quarantine(rec, p.format, rp.String(), "kube-audit record without properties.log")
 		return
 	}
 	if a == nil {
+		pos := rp.String()
 		if !isObject(inner) {
 			p.res.quarantine(rec, p.format, pos, "kube-audit properties.log is not a JSON audit event")
 			return
@@ -435,16 +436,17 @@ func (p *processor) aksAudit(rec []byte, pos string, r *azRecord, audit *auditEv
 		}
 		a = &parsed
 	}
+	// The position is made into a string once the event is kept
+	// (k8sEvent): most records are dropped.
 	e := event.Event{
-		Category:       r.category,
-		SourceFormat:   SourceResourceLog,
-		SourcePosition: pos,
-		Raw:            rec,
-		RawFormat:      rawFormat,
-		TenantID:       r.tenantID,
+		Category:     r.category,
+		SourceFormat: SourceResourceLog,
+		Raw:          rec,
+		RawFormat:    rawFormat,
+		TenantID:     r.tenantID,
 	}
 	p.resource(&e, r.resourceID)
-	if !p.k8sEvent(&e, a, r.timeBytes()) {
+	if !p.k8sEvent(&e, a, r.timeBytes(), rp) {
 		return
 	}
 	setAttr(&e, "aks.pod", p.strs.str(r.propPod))
@@ -480,7 +482,7 @@ func (p *processor) k8sPlain(v []byte, pos string) {
 		Raw:            v,
 		RawFormat:      RawK8sAuditJSON,
 	}
-	if !p.k8sEvent(&e, &a, nil) {
+	if !p.k8sEvent(&e, &a, nil, recPos{base: pos, index: -1}) {
 		return
 	}
 	p.emit(&e)
@@ -493,9 +495,10 @@ func isConnect(sub string) bool {
 
 // k8sEvent fills e from an audit event and applies the stage and noise
 // policies. envelopeTime is the decoded time of the record around the
-// event, the last fallback. It returns false when the event was dropped
-// (and counted) or quarantined (no valid time).
-func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte) bool {
+// event, the last fallback; rp is the record's position, which becomes
+// e.SourcePosition. It returns false when the event was dropped (and
+// counted) or quarantined (no valid time).
+func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte, rp recPos) bool {
 	n := p.n
 	// Stage policy.
 	if a.stage != "" && !n.keepStage[a.stage] {
@@ -524,7 +527,7 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte)
 	} else {
 		// An event that cannot be placed in time cannot be placed on a
 		// timeline either: keep it raw, with the reason.
-		p.res.quarantine(e.Raw, p.format, e.SourcePosition, "Kubernetes audit event without a valid time (requestReceivedTimestamp, stageTimestamp, timestamp or the record's time): "+quoteShort(string(a.requestReceived)))
+		p.res.quarantine(e.Raw, p.format, rp.String(), "Kubernetes audit event without a valid time (requestReceivedTimestamp, stageTimestamp, timestamp or the record's time): "+quoteShort(string(a.requestReceived)))
 		return false
 	}
 
@@ -534,6 +537,7 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte)
 		p.res.drop(DropSystemRead)
 		return false
 	}
+	e.SourcePosition = rp.String()
 	if ip, ok := singleIPv4(a.sourceIPsRaw.b, a.sourceIPsRaw.escaped); ok {
 		// The usual one-address list, read without making strings.
 		e.SourceIP = ip

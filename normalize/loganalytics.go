@@ -311,7 +311,7 @@ func (p *processor) laAKSAudit(raw []byte, pos string, r *laRow, table, rawForma
 		RawFormat:      rawFormat,
 	}
 	p.resource(&e, r.s("_ResourceId", "ResourceId"))
-	if !p.k8sEvent(&e, &a, []byte(r.s("TimeGenerated"))) {
+	if !p.k8sEvent(&e, &a, []byte(r.s("TimeGenerated")), recPos{base: pos, index: -1}) {
 		return
 	}
 	setAttr(&e, "aks.pod", r.s("PodName"))
@@ -365,7 +365,7 @@ func (p *processor) laAzureDiagnostics(raw []byte, pos string, r *laRow, table, 
 		RawFormat:      rawFormat,
 	}
 	p.resource(&e, r.s("_ResourceId", "ResourceId"))
-	if !p.k8sEvent(&e, &a, []byte(r.s("TimeGenerated"))) {
+	if !p.k8sEvent(&e, &a, []byte(r.s("TimeGenerated")), recPos{base: pos, index: -1}) {
 		return
 	}
 	setAttr(&e, "aks.pod", r.s("pod_s"))

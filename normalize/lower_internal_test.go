@@ -85,3 +85,25 @@ func TestHashIDMatchesDerivedID(t *testing.T) {
 		t.Fatalf("hashID = %s: want prefix and 32 hex digits", got)
 	}
 }
+
+// TestEscListCopies checks that every call gets a list of its own: events
+// must not share their groups through the cache.
+func TestEscListCopies(t *testing.T) {
+	var sc strCache
+	v := []byte(`[\"system:nodes\",\"system:authenticated\"]`)
+	var lists [][]string
+	for range 3 {
+		l, ok := sc.escList(v)
+		if !ok || len(l) != 2 || l[0] != "system:nodes" || l[1] != "system:authenticated" {
+			t.Fatalf("escList = %q, %v", l, ok)
+		}
+		lists = append(lists, l)
+		l[0] = "changed"
+	}
+	if &lists[0][0] == &lists[1][0] || &lists[1][0] == &lists[2][0] {
+		t.Fatal("escList handed out the same list twice")
+	}
+	if l, ok := sc.escList([]byte(`[]`)); !ok || l != nil {
+		t.Fatalf("escList([]) = %#v, %v, want nil, true", l, ok)
+	}
+}

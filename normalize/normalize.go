@@ -570,7 +570,7 @@ func (p *processor) recordsValidating(arr []byte, pos string) (int, bool) {
 		if !r.hasAudit {
 			a = nil
 		}
-		p.azureParsed(arr[start:start+end], joinPos(pos, strconv.Itoa(k)), &r, a)
+		p.azureParsed(arr[start:start+end], recPos{base: pos, index: k}, &r, a)
 		k++
 		if !it.finish(start + end) {
 			return 0, false
@@ -580,6 +580,21 @@ func (p *processor) recordsValidating(arr []byte, pos string) (int, bool) {
 		return 0, false
 	}
 	return it.i, true
+}
+
+// recPos is the position of a record: base, suffixed with /<index> when
+// index is not negative. It is made into a string only for a record that
+// is kept or quarantined, not for the many the noise policy drops.
+type recPos struct {
+	base  string
+	index int
+}
+
+func (rp recPos) String() string {
+	if rp.index < 0 {
+		return rp.base
+	}
+	return joinPos(rp.base, strconv.Itoa(rp.index))
 }
 
 func joinPos(pos, suffix string) string {
@@ -741,11 +756,11 @@ func (p *processor) records(arr []byte, pos string) {
 		if !ok {
 			break
 		}
-		rpos := joinPos(pos, strconv.Itoa(k))
+		rp := recPos{base: pos, index: k}
 		k++
 		if start >= len(arr) || arr[start] != '{' {
 			end := skipTrusted(arr, start)
-			p.res.quarantine(arr[start:end], p.format, rpos, "record in records array is not a JSON object")
+			p.res.quarantine(arr[start:end], p.format, rp.String(), "record in records array is not a JSON object")
 			if !it.finish(end) {
 				break
 			}
@@ -756,10 +771,10 @@ func (p *processor) records(arr []byte, pos string) {
 		r, end, err := parseAzRecord(arr[start:])
 		rec := arr[start : start+end]
 		if err != nil {
-			p.res.quarantine(rec, p.format, rpos, "invalid JSON record: "+err.Error())
+			p.res.quarantine(rec, p.format, rp.String(), "invalid JSON record: "+err.Error())
 			break
 		}
-		p.azureParsed(rec, rpos, &r, nil)
+		p.azureParsed(rec, rp, &r, nil)
 		if !it.finish(start + end) {
 			break
 		}

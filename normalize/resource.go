@@ -340,7 +340,7 @@ func (p *processor) azure(rec []byte, pos string) {
 		p.res.quarantine(rec, p.format, pos, "invalid JSON record: "+err.Error())
 		return
 	}
-	p.azureParsed(rec, pos, &r, nil)
+	p.azureParsed(rec, recPos{base: pos, index: -1}, &r, nil)
 }
 
 // timeBytes is the decoded record time for AKS audit records, read
@@ -357,20 +357,23 @@ func (r *azRecord) timeBytes() []byte {
 
 // azureParsed dispatches a parsed record by category. audit is the event
 // parse read when rp.hasAudit, else nil.
-func (p *processor) azureParsed(rec []byte, pos string, rp *azRecord, audit *auditEvent) {
+func (p *processor) azureParsed(rec []byte, rpos recPos, rp *azRecord, audit *auditEvent) {
 	r := *rp
 	cat := lowerString(r.category, p.strs)
+	if isAKSAudit(cat) {
+		p.aksAudit(rec, rpos, &r, audit)
+		return
+	}
+	if isAKSNonAdmin(cat) && !p.n.cfg.KeepNonAdminCategories {
+		p.res.drop(DropNonAdminCategory + ":" + cat)
+		return
+	}
+	pos := rpos.String()
 	switch {
-	case isAKSAudit(cat):
-		p.aksAudit(rec, pos, &r, audit)
 	case cat == "guard":
 		msg, pod := controlPlaneMessage(r.properties)
 		p.guard(rec, pos, &r, msg, pod, SourceResourceLog, RawJSON)
-	case isAKSNonAdmin(cat):
-		if !p.n.cfg.KeepNonAdminCategories {
-			p.res.drop(DropNonAdminCategory + ":" + cat)
-			return
-		}
+	case isAKSNonAdmin(cat): // kept by Config.KeepNonAdminCategories
 		msg, pod := controlPlaneMessage(r.properties)
 		p.nonAdmin(rec, pos, &r, msg, pod, SourceResourceLog, RawJSON)
 	case isACRCategory(cat):
