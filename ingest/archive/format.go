@@ -47,7 +47,8 @@ const (
 	messageFormatEventHubs = "eventhubs"
 )
 
-// Message attribute keys set by this package.
+// Message attribute keys set by this package. A message's Attributes may
+// be shared with the other messages of its object: read them, never write.
 const (
 	AttrObject           = "archive.object"            // blob name or file path
 	AttrContentFormat    = "archive.format"            // the Format the object was read as
@@ -179,6 +180,7 @@ type lineReader struct {
 	in       *lineBlocks
 	obj      Object
 	attrs    map[string]string // shared by the messages with no attribute of their own
+	pos      positioner
 	max      int
 	format   string
 	content  Format
@@ -190,7 +192,25 @@ type lineReader struct {
 
 func newLineReader(br *bufio.Reader, under io.Reader, obj Object, maxRecord int, format string, content Format, hold bool) *lineReader {
 	return &lineReader{in: newLineBlocks(br, under, lineBlockLen), obj: obj, attrs: attrs(obj, content, 0),
-		max: maxRecord, format: format, content: content, hold: hold}
+		pos: newPositioner(obj.Name, "line"), max: maxRecord, format: format, content: content, hold: hold}
+}
+
+// positioner renders a message's Position, "<object> line N" or
+// "<object> record N", in one allocation.
+type positioner struct {
+	buf    []byte
+	prefix int
+}
+
+func newPositioner(object, unit string) positioner {
+	buf := make([]byte, 0, len(object)+len(unit)+2+20)
+	buf = append(append(append(append(buf, object...), ' '), unit...), ' ')
+	return positioner{buf: buf, prefix: len(buf)}
+}
+
+func (p *positioner) at(n int64) string {
+	p.buf = strconv.AppendInt(p.buf[:p.prefix], n, 10)
+	return string(p.buf)
 }
 
 // incompleteReason is the quarantine reason of a cut last line in an
@@ -228,7 +248,7 @@ func (l *lineReader) next() (ingest.Message, error) {
 		}
 		m := ingest.Message{
 			Offset:     l.line,
-			Position:   l.obj.Name + " line " + strconv.FormatInt(l.line, 10),
+			Position:   l.pos.at(l.line),
 			Format:     l.format,
 			Body:       trimmed,
 			Attributes: l.attrs,
@@ -321,6 +341,8 @@ type holder interface{ incompleteHeld() bool }
 type recordsReader struct {
 	dec     *json.Decoder
 	obj     Object
+	attrs   map[string]string // shared by every message
+	pos     positioner
 	n       int64
 	inArray bool
 	inObj   bool
@@ -328,7 +350,7 @@ type recordsReader struct {
 }
 
 func newRecordsReader(r io.Reader, obj Object) *recordsReader {
-	return &recordsReader{dec: json.NewDecoder(r), obj: obj}
+	return &recordsReader{dec: json.NewDecoder(r), obj: obj, attrs: attrs(obj, FormatRecords, 0), pos: newPositioner(obj.Name, "record")}
 }
 
 func (r *recordsReader) malformed(what string, err error) error {
@@ -350,10 +372,10 @@ func (r *recordsReader) next() (ingest.Message, error) {
 				r.n++
 				return ingest.Message{
 					Offset:     r.n,
-					Position:   r.obj.Name + " record " + strconv.FormatInt(r.n, 10),
+					Position:   r.pos.at(r.n),
 					Format:     messageFormatArchive,
 					Body:       raw,
-					Attributes: attrs(r.obj, FormatRecords, 0),
+					Attributes: r.attrs,
 				}, nil
 			}
 			if _, err := r.dec.Token(); err != nil { // ']'
@@ -437,6 +459,7 @@ type CaptureEvent struct {
 type captureReader struct {
 	dec *ocf.Decoder
 	obj Object
+	pos positioner
 	n   int64
 }
 
@@ -462,7 +485,7 @@ func newCaptureReader(r io.Reader, obj Object) (*captureReader, error) {
 			return nil, fmt.Errorf("%w: avro record %s lacks field %s: not an Event Hubs Capture file", ErrMalformed, rec.FullName(), want)
 		}
 	}
-	return &captureReader{dec: dec, obj: obj}, nil
+	return &captureReader{dec: dec, obj: obj, pos: newPositioner(obj.Name, "record")}, nil
 }
 
 func (c *captureReader) next() (ingest.Message, error) {
@@ -486,7 +509,7 @@ func (c *captureReader) next() (ingest.Message, error) {
 	}
 	return ingest.Message{
 		Offset:     c.n,
-		Position:   c.obj.Name + " record " + strconv.FormatInt(c.n, 10),
+		Position:   c.pos.at(c.n),
 		Format:     messageFormatEventHubs,
 		Body:       ev.Body,
 		Enqueued:   parseEnqueued(ev.EnqueuedTimeUtc),

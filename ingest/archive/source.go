@@ -224,6 +224,7 @@ type Source struct {
 	objects  []Object
 	credit   []credit // what each object added to progress, for rewinds
 	next     int
+	lastLen  int // messages in the last batch
 	cur      *openObject
 	sticky   error
 	failures []*ObjectError
@@ -367,7 +368,9 @@ func (s *Source) ReadBatch(ctx context.Context) ([]ingest.Message, ingest.AckFun
 		bs.firstObj = s.cur.idx
 	}
 	var (
-		batch []ingest.Message
+		// Sized like the last batch: batches are usually alike, and growing
+		// the slice by doubling copies every message several times.
+		batch = make([]ingest.Message, 0, min(max(s.lastLen, 16), s.cfg.MaxBatchMessages))
 		bytes int
 	)
 	for s.sticky == nil && len(batch) < s.cfg.MaxBatchMessages && bytes < s.cfg.MaxBatchBytes {
@@ -423,6 +426,7 @@ func (s *Source) ReadBatch(ctx context.Context) ([]ingest.Message, ingest.AckFun
 		bs.streams[m.Stream] = m.Offset
 	}
 	bs.messages = len(batch)
+	s.lastLen = len(batch)
 	s.progress.addMessages(int64(len(batch)))
 
 	s.ackMu.Lock()
