@@ -20,6 +20,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -85,10 +86,59 @@ type Store struct {
 // sync.Pool, which the garbage collections big batches trigger would
 // empty), so steady-state appends allocate almost nothing per event.
 type appendScratch struct {
-	row   pendingRow
 	enc   hashEncoder
+	rows  []sortedRow   // the group's rows, hashed, in chain order
+	pairs []engine.Pair // their attributes as hashed (sortedRow.attrs)
+	keys  []insertKey   // the rows in the events table's sort order
 	attrs []engine.Pair // the row's attributes as hashed, for appendRow
 	args  []any         // appendRow's argument list
+}
+
+// sortedRow is a hashed row waiting to be added to the insert, with its
+// attributes as hashed: pairs[attrs[0]:attrs[1]] of the scratch.
+type sortedRow struct {
+	pendingRow
+	attrs [2]int
+}
+
+// insertKey is a row's place in the events table's sorting key, ORDER BY
+// (toStartOfDay(event_time), service, actor_name, event_time) in
+// migrations/0001_trail.sql: the engine sorts every insert by it unless
+// its rows already are, and sorting a group of tens of megabytes cost it
+// about 40% of the insert (measured in README.md, issue 13). day is
+// toStartOfDay's day (UTC, as the column); an order that differs from the
+// engine's (times before 1970 or after 2106, where its DateTime saturates)
+// only makes it sort the insert itself.
+type insertKey struct {
+	day, micros int64
+	service     string
+	actor       string
+	row         int
+}
+
+// floorDiv is a / b rounded down (b > 0).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+func compareInsertKeys(a, b insertKey) int {
+	if c := cmp.Compare(a.day, b.day); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.service, b.service); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.actor, b.actor); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.micros, b.micros); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.row, b.row)
 }
 
 func (s *Store) getScratch() *appendScratch {
@@ -105,7 +155,12 @@ func (s *Store) getScratch() *appendScratch {
 // putScratch returns sc to the free list, first dropping its references to
 // the caller's events so a finished batch is not kept alive.
 func (s *Store) putScratch(sc *appendScratch) {
-	sc.row = pendingRow{}
+	clear(sc.rows)
+	sc.rows = sc.rows[:0]
+	clear(sc.pairs)
+	sc.pairs = sc.pairs[:0]
+	clear(sc.keys)
+	sc.keys = sc.keys[:0]
 	sc.attrs = nil
 	clear(sc.args)
 	s.mu.Lock()
@@ -595,13 +650,14 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 		}
 	}
 
-	// Events: chain them onto the heads in the scratch state. Each row
-	// goes into the insert's columns right after it is hashed, while its
-	// fields are still in the CPU cache (a group is tens of megabytes, so
-	// a second pass over it read them all from memory again).
+	// Events: chain them onto the heads in the scratch state, in chain
+	// order (each row's hash covers the one before it), then add them to
+	// the insert in the events table's sort order (insertKey), so that the
+	// engine finds them sorted and writes the part without sorting and
+	// copying every column first.
 	scratch := s.getScratch()
 	defer s.putScratch(scratch)
-	r := &scratch.row
+	rows, pairs := scratch.rows[:0], scratch.pairs[:0]
 	var eb engine.Batch
 	abort := func() {
 		if eb != nil {
@@ -631,26 +687,19 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			}
 			w.seq++
 			e := &be.Event
-			*r = pendingRow{chain: &batches[i].Stream, seq: w.seq, offset: be.Offset, ev: e,
-				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), ip: ipText(e.SourceIP), prev: w.last}
+			rows = append(rows, sortedRow{pendingRow: pendingRow{chain: &batches[i].Stream, seq: w.seq, offset: be.Offset, ev: e,
+				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), ip: ipText(e.SourceIP), prev: w.last}})
+			r := &rows[len(rows)-1]
 			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, r.ip)
-			scratch.attrs = scratch.enc.sortedAttributes()
+			attrs := scratch.enc.sortedAttributes()
+			r.attrs = [2]int{len(pairs), len(pairs) + len(attrs)}
+			pairs = append(pairs, attrs...)
 			leaf := LeafHash(r.hash)
 			if err := w.tree.Append(&leaf); err != nil {
-				abort()
 				return nil, fmt.Errorf("append Merkle leaf: %w", err)
 			}
-			if eb == nil {
-				var err error
-				if eb, err = s.eng.PrepareBatch(ctx, s.db+".events", eventColumns); err != nil {
-					return nil, fmt.Errorf("append events: %w", err)
-				}
+			if len(rows) == 1 {
 				firstChain, firstSeq = b.Stream, w.seq
-			}
-			var err error
-			if scratch.args, err = appendRow(eb, r, &scratch.attrs, scratch.args); err != nil {
-				abort()
-				return nil, fmt.Errorf("append events: %w", err)
 			}
 			if n == 0 {
 				first = w.seq
@@ -666,6 +715,30 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			ranges.Write([]byte(b.Stream))
 			ranges.Write(binary.BigEndian.AppendUint64(nil, first))
 			ranges.Write(w.last[:])
+		}
+	}
+	scratch.rows, scratch.pairs = rows, pairs
+	if len(rows) > 0 {
+		keys := scratch.keys[:0]
+		for i := range rows {
+			r := &rows[i]
+			us := r.time.UnixMicro()
+			keys = append(keys, insertKey{day: floorDiv(us, 86_400_000_000), micros: us,
+				service: string(r.ev.Service), actor: r.ev.Actor.Name, row: i})
+		}
+		slices.SortFunc(keys, compareInsertKeys)
+		scratch.keys = keys
+		var err error
+		if eb, err = s.eng.PrepareBatch(ctx, s.db+".events", eventColumns); err != nil {
+			return nil, fmt.Errorf("append events: %w", err)
+		}
+		for _, k := range keys {
+			r := &rows[k.row]
+			scratch.attrs = pairs[r.attrs[0]:r.attrs[1]]
+			if scratch.args, err = appendRow(eb, &r.pendingRow, &scratch.attrs, scratch.args); err != nil {
+				abort()
+				return nil, fmt.Errorf("append events: %w", err)
+			}
 		}
 	}
 	trees := make(map[string]*compact.Range, len(work))
