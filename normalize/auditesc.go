@@ -3,7 +3,6 @@ package normalize
 import (
 	"encoding/binary"
 	"math/bits"
-	"strings"
 	"unicode/utf16"
 )
 
@@ -444,9 +443,9 @@ func (r *escReader) audit(a *auditEvent) bool {
 			}
 			switch string(k) {
 			case "apiVersion":
-				a.apiVersion = r.cached(v)
+				a.apiVersionRaw = v
 			case "level":
-				a.level = r.cached(v)
+				a.levelRaw = v
 			case "auditID":
 				a.auditIDRaw = v
 			case "stage":
@@ -456,7 +455,7 @@ func (r *escReader) audit(a *auditEvent) bool {
 			case "verb":
 				a.verb = r.cached(v)
 			case "userAgent":
-				a.userAgent = r.cached(v)
+				a.userAgentRaw = v
 			case "requestReceivedTimestamp":
 				a.requestReceived = r.timeVal(v)
 			case "stageTimestamp":
@@ -544,21 +543,14 @@ func (r *escReader) user() (k8sUser, bool) {
 		case "username":
 			u.username = r.cached(v)
 		case "uid":
-			u.uid = v.str()
+			u.uidRaw = v
 		case "groups":
 			u.groupsRaw = v
 		case "extra":
-			if !v.escaped || v.b[0] != '{' {
-				break
+			if u.extraRaw.set() { // a second extra adds to the first
+				u.addExtra(u.extraRaw)
 			}
-			ex := newTrustedObjIter(v.json())
-			for ek, ev, ok := ex.next(); ok; ek, ev, ok = ex.next() {
-				vals, _ := stringList(ev)
-				if u.extra == nil {
-					u.extra = make(map[string]string, 2)
-				}
-				u.extra[string(ek)] = strings.Join(vals, ",")
-			}
+			u.extraRaw = v
 		}
 		return true
 	})
@@ -576,13 +568,13 @@ func (r *escReader) objectRef(a *auditEvent) bool {
 		case "resource":
 			a.resource = r.cached(v)
 		case "namespace":
-			a.namespace = r.cached(v)
+			a.namespaceRaw = v
 		case "name":
 			a.nameRaw = v
 		case "apiGroup":
-			a.apiGroup = r.cached(v)
+			a.apiGroupRaw = v
 		case "apiVersion":
-			a.objAPIVersion = r.cached(v)
+			a.objAPIVersionRaw = v
 		case "subresource":
 			a.subresource = r.cached(v)
 		}
@@ -603,19 +595,24 @@ func (r *escReader) status(a *auditEvent) bool {
 				a.code = int32(n)
 			}
 		case "status":
-			a.status = r.cached(v)
+			a.statusRaw = v
 		case "reason":
-			a.reason = r.cached(v)
+			a.reasonRaw = v
 		case "message":
-			a.message = v.str()
+			a.messageRaw = v
 		}
 		return true
 	})
 }
 
-// annotations is annotationsIter for the escaped form.
+// annotations is annotationsIter for the escaped form. Only the decision
+// is read now, for the noise policy: the reason and the other
+// annotations are left raw, the object itself in a.annotationsRaw, for
+// materialize.
 func (r *escReader) annotations(a *auditEvent) bool {
-	return r.members(func(k []byte) bool {
+	start := r.i
+	others := false
+	ok := r.members(func(k []byte) bool {
 		v, ok := r.value(2)
 		if !ok {
 			return false
@@ -624,7 +621,33 @@ func (r *escReader) annotations(a *auditEvent) bool {
 		case "authorization.k8s.io/decision":
 			a.decision = r.cached(v)
 		case "authorization.k8s.io/reason":
-			a.authzReason = r.cached(v)
+			a.authzReasonRaw = v
+		default:
+			others = true
+		}
+		return true
+	})
+	if ok && others {
+		if a.annotationsRaw.set() { // a second annotations object adds to the first
+			a.addAnnotations(a.annotationsRaw, r.sc, r.esc)
+		}
+		a.annotationsRaw = rawVal{b: r.b[start:r.i], escaped: true}
+	}
+	return ok
+}
+
+// addAnnotations adds the annotations of an object the escaped reader
+// has validated, other than the authorization decision and reason, to
+// a.annotations, as annotations would.
+func (a *auditEvent) addAnnotations(v rawVal, sc, esc *strCache) {
+	r := escReader{b: v.b, sc: sc, esc: esc}
+	r.members(func(k []byte) bool {
+		v, ok := r.value(2)
+		if !ok {
+			return false
+		}
+		switch string(k) {
+		case "authorization.k8s.io/decision", "authorization.k8s.io/reason":
 		default:
 			if a.annotations == nil {
 				a.annotations = make(map[string]string, 2)

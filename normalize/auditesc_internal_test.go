@@ -30,7 +30,7 @@ func generalAudit(s []byte, sc *strCache) (a auditEvent, end int, ok bool) {
 	if err != nil || innerEnd != len(inner) {
 		return auditEvent{}, 0, false
 	}
-	a.materialize(sc)
+	a.materialize(sc, nil)
 	return a, end, true
 }
 
@@ -42,7 +42,7 @@ func escapedAudit(s []byte, sc, esc *strCache) (auditEvent, int, bool) {
 	if !ok {
 		return auditEvent{}, 0, false
 	}
-	a.materialize(sc)
+	a.materialize(sc, esc)
 	return a, end, true
 }
 
@@ -121,6 +121,9 @@ func TestEscapedReaderMatchesGeneralPath(t *testing.T) {
 		{"non-string scalars", []byte(`"{\"verb\":1,\"auditID\":2,\"level\":true,\"stage\":null,\"requestURI\":{},\"userAgent\":[],\"stageTimestamp\":5,\"objectRef\":{\"name\":7},\"responseStatus\":{\"code\":\"201\"},\"sourceIPs\":\"10.0.0.1\"}"`)},
 		{"non-object members", []byte(`"{\"verb\":\"get\",\"objectRef\":null,\"responseStatus\":[1],\"annotations\":\"x\",\"impersonatedUser\":5}"`)},
 		{"duplicate members", []byte(`"{\"verb\":\"get\",\"verb\":\"list\",\"objectRef\":{\"name\":\"a\"},\"objectRef\":{\"resource\":\"pods\"},\"user\":{\"groups\":[\"a\"]},\"user\":{\"username\":\"u\"}}"`)},
+		{"duplicate annotations and extra", []byte(`"{\"annotations\":{\"a\":\"1\",\"authorization.k8s.io/reason\":\"r1\"},\"annotations\":{\"b\":\"2\",\"a\":\"3\",\"authorization.k8s.io/decision\":\"allow\"},\"annotations\":{\"authorization.k8s.io/decision\":\"forbid\"},` +
+			`\"user\":{\"username\":\"u\",\"uid\":\"id\",\"extra\":{\"oid\":[\"o1\"],\"x\":[\"1\",\"2\"]},\"extra\":{\"y\":[\"3\"],\"oid\":[\"o2\"]},\"extra\":5},` +
+			`\"responseStatus\":{\"status\":\"Failure\",\"reason\":\"Forbidden\",\"message\":\"no \\\"x\\\"\",\"message\":\"m2\",\"code\":403}}"`)},
 		{"empty", []byte(`"{}"`)},
 		{"empty strings", []byte(`"{\"verb\":\"\",\"auditID\":\"\",\"requestReceivedTimestamp\":\"\",\"objectRef\":{\"name\":\"\"}}"`)},
 	}

@@ -17,16 +17,40 @@ type k8sUser struct {
 	uid      string
 	groups   []string
 	extra    map[string]string
-	// groupsRaw is the groups value not yet made into strings (see
-	// auditEvent.materialize).
-	groupsRaw rawVal
+	// groupsRaw, uidRaw and extraRaw are values not yet made into
+	// strings (see auditEvent.materialize).
+	groupsRaw, uidRaw, extraRaw rawVal
 }
 
-// materialize makes groups from groupsRaw.
+// materialize makes groups, uid and extra from their raw values.
 func (u *k8sUser) materialize(sc *strCache) {
 	if u.groupsRaw.set() {
 		u.groups = u.groupsRaw.stringList(sc)
 		u.groupsRaw = rawVal{}
+	}
+	if u.uidRaw.set() {
+		u.uid = u.uidRaw.str()
+		u.uidRaw = rawVal{}
+	}
+	if u.extraRaw.set() {
+		u.addExtra(u.extraRaw)
+		u.extraRaw = rawVal{}
+	}
+}
+
+// addExtra adds the members of an extra object, as the escaped reader
+// holds it, to u.extra. Anything but an object adds nothing.
+func (u *k8sUser) addExtra(v rawVal) {
+	if !v.escaped || v.b[0] != '{' {
+		return
+	}
+	ex := newTrustedObjIter(v.json())
+	for ek, ev, ok := ex.next(); ok; ek, ev, ok = ex.next() {
+		vals, _ := stringList(ev)
+		if u.extra == nil {
+			u.extra = make(map[string]string, 2)
+		}
+		u.extra[string(ek)] = strings.Join(vals, ",")
 	}
 }
 
@@ -117,11 +141,41 @@ type auditEvent struct {
 	// noise policy drops, and deciding that needs none of them. k8sEvent
 	// calls materialize once the event is kept.
 	auditIDRaw, requestURIRaw, nameRaw, sourceIPsRaw rawVal
+	// The escaped reader also leaves these: strings it would otherwise
+	// share through the caches (see escReader.cached), and the
+	// annotations other than the authorization decision, as the object.
+	apiVersionRaw, levelRaw, userAgentRaw, namespaceRaw, apiGroupRaw, objAPIVersionRaw rawVal
+	statusRaw, reasonRaw, messageRaw, authzReasonRaw, annotationsRaw                   rawVal
 }
 
-// materialize makes the strings parseAudit left as raw values. It is
-// idempotent.
-func (a *auditEvent) materialize(sc *strCache) {
+// materialize makes the strings parseAudit and the escaped reader left
+// as raw values. esc (may be nil) is the escaped reader's cache of doubly
+// escaped strings. It is idempotent.
+func (a *auditEvent) materialize(sc, esc *strCache) {
+	if sc != nil {
+		r := escReader{sc: sc, esc: esc}
+		for _, f := range [...]struct {
+			raw *rawVal
+			s   *string
+		}{
+			{&a.apiVersionRaw, &a.apiVersion}, {&a.levelRaw, &a.level}, {&a.userAgentRaw, &a.userAgent},
+			{&a.namespaceRaw, &a.namespace}, {&a.apiGroupRaw, &a.apiGroup}, {&a.objAPIVersionRaw, &a.objAPIVersion},
+			{&a.statusRaw, &a.status}, {&a.reasonRaw, &a.reason}, {&a.authzReasonRaw, &a.authzReason},
+		} {
+			if f.raw.set() {
+				*f.s = r.cached(*f.raw)
+				*f.raw = rawVal{}
+			}
+		}
+		if a.annotationsRaw.set() {
+			a.addAnnotations(a.annotationsRaw, sc, esc)
+			a.annotationsRaw = rawVal{}
+		}
+	}
+	if a.messageRaw.set() {
+		a.message = a.messageRaw.str()
+		a.messageRaw = rawVal{}
+	}
 	if a.auditIDRaw.set() {
 		a.auditID = a.auditIDRaw.scalar()
 		a.auditIDRaw = rawVal{}
@@ -469,7 +523,7 @@ func (p *processor) k8sPlain(v []byte, pos string) {
 		p.res.quarantine(v, p.format, pos, "invalid Kubernetes audit event: "+err.Error())
 		return
 	}
-	a.materialize(p.strs)
+	a.materialize(p.strs, nil)
 	if a.auditID == "" && a.verb == "" && a.stage == "" {
 		p.res.quarantine(v, p.format, pos, "not a Kubernetes audit event: no auditID, verb or stage")
 		return
@@ -543,7 +597,11 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte,
 		e.SourceIP = ip
 		a.sourceIPsRaw = rawVal{}
 	}
-	a.materialize(p.strs)
+	var esc *strCache
+	if p.sc != nil {
+		esc = &p.sc.escStrs
+	}
+	a.materialize(p.strs, esc)
 	e.Service = event.ServiceAKS
 	e.ID = a.auditID
 	if e.ID != "" {
