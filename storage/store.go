@@ -343,7 +343,8 @@ type pendingRow struct {
 }
 
 // appendRow adds r to b, passing each field by pointer (engine.Batch
-// reads it before returning) so that no value is boxed. attrs is the
+// reads it before returning; the raw record, Borrowed, it may send from
+// where it is) so that no value is boxed. attrs is the
 // event's attributes sorted by key, as the row's hash encoded them. args
 // is the caller's reused argument list (a variadic call through the
 // interface would allocate one per row); the returned list still points
@@ -359,7 +360,7 @@ func appendRow(b engine.Batch, r *pendingRow, attrs *[]engine.Pair, args []any) 
 		&t.APIGroup, &t.Resource, &t.Subresource, &t.Namespace, &t.Name, &t.Repository, &t.Tag, &t.Digest,
 		&t.ContainerGroup, &t.Container, &t.Image,
 		(*string)(&e.Outcome), &e.StatusCode, &e.Reason, &e.CorrelationID, &e.RequestID,
-		&e.Tags, attrs, &e.Raw, &e.RawFormat, &r.prev, &r.hash)
+		&e.Tags, attrs, (*engine.Borrowed)(&e.Raw), &e.RawFormat, &r.prev, &r.hash)
 	return args, b.Append(args...)
 }
 
@@ -629,7 +630,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 					return nil, fmt.Errorf("append quarantine: %w", err)
 				}
 			}
-			if err := qb.Append(b.Stream, q.Offset, q.Position, q.Received.UTC().Truncate(time.Microsecond), q.Format, q.Reason, q.Raw, Hash(sum)); err != nil {
+			if err := qb.Append(b.Stream, q.Offset, q.Position, q.Received.UTC().Truncate(time.Microsecond), q.Format, q.Reason, engine.Borrowed(q.Raw), Hash(sum)); err != nil {
 				_ = qb.Abort()
 				return nil, fmt.Errorf("append quarantine: %w", err)
 			}

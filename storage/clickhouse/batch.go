@@ -23,6 +23,7 @@ const keepFree = 2
 // column is one column of a block: its ch-go buffer, typed for Append.
 type column struct {
 	engine.Column
+	refs  bool // str keeps Borrowed values by reference
 	str   *wireStr
 	i64   *proto.ColInt64
 	u64   *proto.ColUInt64
@@ -38,8 +39,8 @@ type column struct {
 	data  proto.ColInput
 }
 
-func newColumn(c engine.Column) (column, error) {
-	col := column{Column: c}
+func newColumn(c engine.Column, refs bool) (column, error) {
+	col := column{Column: c, refs: refs}
 	t := strings.ReplaceAll(c.Type, " ", "")
 	switch {
 	case t == "String", t == "LowCardinality(String)":
@@ -91,13 +92,15 @@ type block struct {
 	keys  []string // scratch for sorting map keys
 }
 
-func newBlock(columns []engine.Column) (*block, error) {
+// newBlock makes the buffers of an insert of columns; refs: String
+// columns keep Borrowed values by reference.
+func newBlock(columns []engine.Column, refs bool) (*block, error) {
 	b := &block{cols: make([]column, len(columns)), input: make(proto.Input, len(columns))}
 	for i, c := range columns {
 		if !engine.IsIdentifier(c.Name) {
 			return nil, fmt.Errorf("column name %q is not an identifier", c.Name)
 		}
-		col, err := newColumn(c)
+		col, err := newColumn(c, refs)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +145,7 @@ func (e *Engine) getBlock(table string, columns []engine.Column) (*block, error)
 		return b, nil
 	}
 	e.freeMu.Unlock()
-	return newBlock(columns)
+	return newBlock(columns, e.plainWire)
 }
 
 func (e *Engine) putBlock(table string, b *block) {
@@ -224,7 +227,7 @@ func (b *Batch) Append(values ...any) error {
 // takes reports whether v is a value c.append accepts.
 func (c *column) takes(v any) bool {
 	switch v.(type) {
-	case string, *string, []byte, *[]byte:
+	case string, *string, []byte, *[]byte, engine.Borrowed, *engine.Borrowed:
 		return c.str != nil
 	case int64, *int64:
 		return c.i64 != nil
@@ -263,6 +266,10 @@ func (c *column) append(v any, keys *[]string) {
 		c.str.AppendBytes(x)
 	case *[]byte:
 		c.str.AppendBytes(*x)
+	case engine.Borrowed:
+		c.appendBorrowed(x)
+	case *engine.Borrowed:
+		c.appendBorrowed(*x)
 	case int64:
 		c.i64.Append(x)
 	case *int64:
@@ -311,6 +318,18 @@ func (c *column) append(v any, keys *[]string) {
 		c.appendPairs(x)
 	case *[]engine.Pair:
 		c.appendPairs(*x)
+	}
+}
+
+// appendBorrowed adds a value the caller lends until Send or Abort:
+// kept by reference when the block is written to the connection as it is,
+// copied when it is encoded into one buffer anyway (compressed) or each
+// write is a record of its own (TLS).
+func (c *column) appendBorrowed(v []byte) {
+	if c.refs {
+		c.str.AppendRef(v)
+	} else {
+		c.str.AppendBytes(v)
 	}
 }
 

@@ -78,6 +78,12 @@ type Engine struct {
 	// push_external_roles_in_interserver_queries (see settings).
 	rolesLocal bool
 
+	// plainWire: inserts go to the connection as written, neither
+	// compressed (encoded into one buffer first) nor over TLS (where each
+	// piece of a vectored write is a record of its own), so big Borrowed
+	// values are sent from the caller's memory instead of copied.
+	plainWire bool
+
 	freeMu sync.Mutex
 	free   map[string][]*block // column buffers by table, for the next batch
 }
@@ -115,7 +121,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		conn.Close()
 		return nil, fmt.Errorf("connect to ClickHouse %s for inserts: %s", strings.Join(o.Addr, ","), redactErr(err, opts))
 	}
-	e := &Engine{conn: conn, insert: pool, opts: opts}
+	e := &Engine{conn: conn, insert: pool, opts: opts, plainWire: o.TLS == nil && insertCompression(o) == ch.CompressionDisabled}
 	if opts.Cluster != "" {
 		n, err := e.knowsSetting(ctx, "push_external_roles_in_interserver_queries")
 		if err != nil {
@@ -146,14 +152,7 @@ func dialInsertPool(ctx context.Context, o *chgo.Options) (*chpool.Pool, error) 
 		ReadTimeout: ch.NoTimeout, // ctx bounds every call
 		ClientName:  "custody",
 	}
-	if o.Compression != nil {
-		switch o.Compression.Method {
-		case chgo.CompressionLZ4:
-			co.Compression = ch.CompressionLZ4
-		case chgo.CompressionZSTD:
-			co.Compression = ch.CompressionZSTD
-		}
-	}
+	co.Compression = insertCompression(o)
 	var last error
 	for _, addr := range o.Addr {
 		co.Address = addr
@@ -164,6 +163,19 @@ func dialInsertPool(ctx context.Context, o *chgo.Options) (*chpool.Pool, error) 
 		last = err
 	}
 	return nil, last
+}
+
+// insertCompression is the compression of the insert connections.
+func insertCompression(o *chgo.Options) ch.Compression {
+	if o.Compression != nil {
+		switch o.Compression.Method {
+		case chgo.CompressionLZ4:
+			return ch.CompressionLZ4
+		case chgo.CompressionZSTD:
+			return ch.CompressionZSTD
+		}
+	}
+	return ch.CompressionDisabled
 }
 
 func redactErr(err error, opts Options) string {

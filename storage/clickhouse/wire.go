@@ -24,21 +24,55 @@ type wireStr struct {
 	buf  []byte
 	n    int
 	rows int
+	// refs are values sent from the caller's memory (AppendRef), in
+	// order; buf holds their lengths.
+	refs []wireRef
 }
 
-func (c *wireStr) Type() proto.ColumnType       { return proto.ColumnTypeString }
-func (c *wireStr) Rows() int                    { return c.rows }
-func (c *wireStr) EncodeColumn(b *proto.Buffer) { b.Buf = append(b.Buf, c.buf[:c.n]...) }
+// wireRef is a value of a wireStr kept by reference: it goes on the wire
+// right after buf[:at].
+type wireRef struct {
+	at   int
+	data []byte
+}
+
+// minRef is the smallest value AppendRef keeps by reference: each costs
+// an entry in the vectored write (and the kernel a segment), which for a
+// smaller value costs more than copying it.
+const minRef = 512
+
+func (c *wireStr) Type() proto.ColumnType { return proto.ColumnTypeString }
+func (c *wireStr) Rows() int              { return c.rows }
+func (c *wireStr) EncodeColumn(b *proto.Buffer) {
+	at := 0
+	for _, r := range c.refs {
+		b.Buf = append(b.Buf, c.buf[at:r.at]...)
+		b.Buf = append(b.Buf, r.data...)
+		at = r.at
+	}
+	b.Buf = append(b.Buf, c.buf[at:c.n]...)
+}
 func (c *wireStr) WriteColumn(w *proto.Writer) {
-	if c.n > 0 {
-		w.ChainWrite(c.buf[:c.n])
+	at := 0
+	for _, r := range c.refs {
+		if r.at > at {
+			w.ChainWrite(c.buf[at:r.at])
+		}
+		w.ChainWrite(r.data)
+		at = r.at
+	}
+	if c.n > at {
+		w.ChainWrite(c.buf[at:c.n])
 	}
 }
 
-// Reset empties the column and keeps its buffer for the next batch.
+// Reset empties the column and keeps its buffers for the next batch,
+// dropping its references to the caller's values.
 func (c *wireStr) Reset() {
 	c.n = 0
 	c.rows = 0
+	clear(c.refs)
+	c.refs = c.refs[:0]
 }
 
 // Append adds one value.
@@ -64,6 +98,22 @@ func (c *wireStr) AppendBytes(s []byte) {
 	}
 	n := c.n + binary.PutUvarint(c.buf[c.n:], uint64(len(s)))
 	c.n = n + copy(c.buf[n:], s)
+	c.rows++
+}
+
+// AppendRef adds one value, which the column may send from s itself (if
+// it is big) rather than copy: s must stay unchanged until the column is
+// written or reset.
+func (c *wireStr) AppendRef(s []byte) {
+	if len(s) < minRef {
+		c.AppendBytes(s)
+		return
+	}
+	if len(c.buf)-c.n < binary.MaxVarintLen64 {
+		c.grow(binary.MaxVarintLen64)
+	}
+	c.n += binary.PutUvarint(c.buf[c.n:], uint64(len(s)))
+	c.refs = append(c.refs, wireRef{at: c.n, data: s})
 	c.rows++
 }
 

@@ -89,7 +89,8 @@ type Batch interface {
 	// or []Pair sorted by key (Map(String,String)). A pointer to any of
 	// these types is read before Append returns, so a caller with many
 	// rows can pass its fields in place instead of boxing each value into
-	// an interface.
+	// an interface. A Borrowed (String) value, or a pointer to one, may be
+	// kept by reference until Send or Abort returns instead of copied.
 	Append(values ...any) error
 	// Rows is the number of rows appended so far.
 	Rows() int
@@ -101,6 +102,13 @@ type Batch interface {
 	// Abort discards the batch.
 	Abort() error
 }
+
+// Borrowed is a String value that a Batch may send from the caller's
+// memory rather than copy on Append: the caller leaves its bytes unchanged
+// until the batch's Send or Abort has returned. For big values of big
+// batches (raw records), where the copy into the insert's buffer costs as
+// much as writing it to the connection.
+type Borrowed []byte
 
 // Pair is one entry of a Map(String, String) value given as a list: a
 // caller that has sorted a map's entries already (to hash them) passes the
