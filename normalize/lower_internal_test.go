@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/custody-audit/custody/event"
 )
 
 // The allocation-free helpers must give exactly what the strings and
@@ -105,5 +107,37 @@ func TestEscListCopies(t *testing.T) {
 	}
 	if l, ok := sc.escList([]byte(`[]`)); !ok || l != nil {
 		t.Fatalf("escList([]) = %#v, %v, want nil, true", l, ok)
+	}
+}
+
+// TestOwnStrings holds ownStrings to what materialize and recPos.String
+// make of the same values, whichever form they arrive in.
+func TestOwnStrings(t *testing.T) {
+	vals := []rawVal{
+		{},
+		{b: []byte("4a2c-id"), plain: true},
+		{b: []byte(""), plain: true},
+		{b: []byte(`"/api/v1/pods?x=1"`)},
+		{b: []byte(`"a\u0026b"`), esc: true},
+		{b: []byte(`"a\/b"`)}, // escapes, flag not known
+		{b: []byte(`\"a\\\\b\"`), escaped: true},
+		{b: []byte(`42`)},
+		{b: []byte(`""`)},
+	}
+	for _, rp := range []recPos{{base: "p0", index: 7}, {base: "", index: 0}, {base: "file.json", index: -1}, {base: "", index: -1}} {
+		for _, id := range vals {
+			for _, uri := range vals {
+				var e event.Event
+				a := auditEvent{auditIDRaw: id, requestURIRaw: uri, nameRaw: uri}
+				ownStrings(&e, &a, rp)
+				a.materialize(nil, nil)
+				want := auditEvent{auditIDRaw: id, requestURIRaw: uri, nameRaw: uri}
+				want.materialize(nil, nil)
+				if e.SourcePosition != rp.String() || a.auditID != want.auditID || a.requestURI != want.requestURI || a.name != want.name {
+					t.Errorf("ownStrings(%+v, %q, %q) = %q %q %q %q, want %q %q %q %q", rp, id.b, uri.b,
+						e.SourcePosition, a.auditID, a.requestURI, a.name, rp.String(), want.auditID, want.requestURI, want.name)
+				}
+			}
+		}
 	}
 }
