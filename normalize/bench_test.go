@@ -93,3 +93,51 @@ func BenchmarkStream(b *testing.B) {
 	}
 	b.ReportMetric(float64(bodies*per)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkProcessByKind is BenchmarkProcess split by what becomes of a
+// record: bodies of 20 records of one kind (kube-audit records the noise
+// policy drops, kept kube-audit, Activity Log, ACR), so the cost of each
+// is seen apart (ns/record).
+func BenchmarkProcessByKind(b *testing.B) {
+	g := loadgen.New(42, loadgen.DefaultMix())
+	n, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	kinds := map[string][][]byte{}
+	for range 4000 {
+		r := g.Record()
+		res, err := n.Process(ctx, normalize.Input{Body: append(append([]byte(`{"records":[`), r...), "]}"...), Format: normalize.FormatEventHubs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		k := "dropped"
+		if len(res.Events) == 1 {
+			k = res.Events[0].Category
+		}
+		kinds[k] = append(kinds[k], r)
+	}
+	for _, k := range []string{"dropped", "kube-audit", "Administrative", "ContainerRegistryRepositoryEvents"} {
+		var bodies [][]byte
+		for i := 0; i+20 <= len(kinds[k]) && len(bodies) < 50; i += 20 {
+			bodies = append(bodies, append(append([]byte(`{"records":[`), bytes.Join(kinds[k][i:i+20], []byte(","))...), "]}"...))
+		}
+		if len(bodies) == 0 {
+			b.Fatalf("the generator made fewer than 20 records of kind %s", k)
+		}
+		b.Run(k, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				_, release, err := n.ProcessBorrowed(ctx, normalize.Input{Body: bodies[i%len(bodies)], Format: normalize.FormatEventHubs, SourceKind: "eventhubs", Position: "p0"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				release()
+				i++
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*20), "ns/record")
+		})
+	}
+}
