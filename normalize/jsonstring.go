@@ -2,6 +2,7 @@ package normalize
 
 import (
 	"math/bits"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -58,6 +59,8 @@ func htmlMask(w uint64) uint64 {
 // through it, and FuzzAppendJSONString holds each form to encoding/json.
 func AppendJSONString[S ~string | ~[]byte](dst []byte, s S, esc JSONEscape) []byte {
 	plain := &jsonPlain[esc]
+	// Room for s and some escapes up front, instead of growing by steps.
+	dst = slices.Grow(dst, len(s)+len(s)/8+2)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -80,6 +83,22 @@ func AppendJSONString[S ~string | ~[]byte](dst []byte, s S, esc JSONEscape) []by
 			break
 		}
 		c := s[i]
+		if c == '\\' || c == '"' {
+			// A run of quotes and backslashes, as in JSON held in a
+			// string: every one escaped in one go.
+			dst = append(dst, s[start:i]...)
+			for {
+				dst = append(dst, '\\', c)
+				if i++; i >= len(s) {
+					break
+				}
+				if c = s[i]; c != '\\' && c != '"' {
+					break
+				}
+			}
+			start = i
+			continue
+		}
 		if c < utf8.RuneSelf {
 			if plain[c] {
 				i++
@@ -87,8 +106,6 @@ func AppendJSONString[S ~string | ~[]byte](dst []byte, s S, esc JSONEscape) []by
 			}
 			dst = append(dst, s[start:i]...)
 			switch {
-			case c == '\\' || c == '"':
-				dst = append(dst, '\\', c)
 			case c == '\n':
 				dst = append(dst, '\\', 'n')
 			case c == '\r':
