@@ -556,10 +556,12 @@ func (p *Pipeline) normalize(ctx context.Context, msgs []Message) ([]*Batch, err
 			release()
 			return nil, fmt.Errorf("normalize %s: %w", m.Position, err)
 		}
-		if cap(b.Events) == 0 && len(res.Events) > 0 {
-			// Size for the rest of the batch at this message's rate:
-			// events are large, and growing by doubling copies them.
-			b.Events = make([]BatchEvent, 0, len(res.Events)*(len(msgs)-i))
+		if need := len(b.Events) + len(res.Events); need > cap(b.Events) {
+			// Size for the whole batch at the rate so far, with an
+			// eighth to spare: events are large, and growing by
+			// doubling copies them.
+			n := need * len(msgs) / (i + 1)
+			b.Events = slices.Grow(b.Events, n+n/8-len(b.Events))
 		}
 		for j := range res.Events {
 			b.Events = append(b.Events, BatchEvent{Offset: m.Offset, Event: res.Events[j]})

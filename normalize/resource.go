@@ -55,14 +55,18 @@ type azRecord struct {
 	httpRequest   []byte // REST form / AzureActivity HTTPRequest column
 }
 
-// lowerASCII lower-cases a short key into buf without allocating.
+// lowerASCII lower-cases a short key into buf without allocating (a key
+// longer than buf is lowered into a new slice).
 func lowerASCII(buf []byte, k []byte) []byte {
-	buf = buf[:0]
-	for _, c := range k {
+	if len(k) > len(buf) {
+		buf = make([]byte, len(k))
+	}
+	buf = buf[:len(k)]
+	for i, c := range k {
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		buf = append(buf, c)
+		buf[i] = c
 	}
 	return buf
 }
