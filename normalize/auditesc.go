@@ -465,9 +465,9 @@ func (r *escReader) audit(a *auditEvent) bool {
 			case "sourceIPs":
 				a.sourceIPsRaw = v
 			case "requestObject":
-				a.requestObject = v.json()
+				a.requestObjectRaw = v
 			case "responseObject":
-				a.respObject = v.json()
+				a.respObjectRaw = v
 			}
 		case "user", "impersonatedUser", "objectRef", "responseStatus", "annotations":
 			if r.ws(); r.i >= len(r.b) || r.b[r.i] != '{' {

@@ -164,6 +164,9 @@ type auditEvent struct {
 	// annotations other than the authorization decision, as the object.
 	apiVersionRaw, levelRaw, userAgentRaw, namespaceRaw, apiGroupRaw, objAPIVersionRaw rawVal
 	statusRaw, reasonRaw, messageRaw, authzReasonRaw, annotationsRaw                   rawVal
+	// The request and response objects, decoded only for a kept event:
+	// a read's response can be large.
+	requestObjectRaw, respObjectRaw rawVal
 }
 
 // materialize makes the strings parseAudit and the escaped reader left
@@ -193,6 +196,14 @@ func (a *auditEvent) materialize(sc, esc *strCache) {
 	if a.messageRaw.set() {
 		a.message = a.messageRaw.str()
 		a.messageRaw = rawVal{}
+	}
+	if a.requestObjectRaw.set() {
+		a.requestObject = a.requestObjectRaw.json()
+		a.requestObjectRaw = rawVal{}
+	}
+	if a.respObjectRaw.set() {
+		a.respObject = a.respObjectRaw.json()
+		a.respObjectRaw = rawVal{}
 	}
 	if a.auditIDRaw.set() {
 		a.auditID = a.auditIDRaw.scalar()
