@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/custody-audit/custody/event"
 )
@@ -519,8 +520,12 @@ func (p *processor) aksAudit(rec []byte, rp recPos, r *azRecord, audit *auditEve
 		}
 		a = &parsed
 	}
-	// The position is made into a string once the event is kept
-	// (k8sEvent): most records are dropped.
+	// The policies first: most records are dropped, and nothing of
+	// the event (not even its position) is built for them.
+	t, ok := p.k8sPolicy(a, r.timeBytes(), rec, rp)
+	if !ok {
+		return
+	}
 	e := event.Event{
 		Category:     r.category,
 		SourceFormat: SourceResourceLog,
@@ -529,9 +534,7 @@ func (p *processor) aksAudit(rec []byte, rp recPos, r *azRecord, audit *auditEve
 		TenantID:     r.tenantID,
 	}
 	p.resource(&e, r.resourceID)
-	if !p.k8sEvent(&e, a, r.timeBytes(), rp) {
-		return
-	}
+	p.k8sFill(&e, a, t, rp)
 	setAttr(&e, "aks.pod", p.strs.str(r.propPod))
 	setAttr(&e, "aks.container_id", p.strs.str(r.propContainerID))
 	p.emit(&e)
@@ -582,6 +585,19 @@ func isConnect(sub string) bool {
 // e.SourcePosition. It returns false when the event was dropped (and
 // counted) or quarantined (no valid time).
 func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte, rp recPos) bool {
+	t, ok := p.k8sPolicy(a, envelopeTime, e.Raw, rp)
+	if !ok {
+		return false
+	}
+	p.k8sFill(e, a, t, rp)
+	return true
+}
+
+// k8sPolicy applies the stage and noise policies to an audit event and
+// finds its time: the part of k8sEvent that needs nothing built, so a
+// caller can build the event only once it is kept. It returns false when
+// the event was dropped (and counted) or quarantined (raw, no valid time).
+func (p *processor) k8sPolicy(a *auditEvent, envelopeTime, raw []byte, rp recPos) (time.Time, bool) {
 	n := p.n
 	// Stage policy.
 	if a.stage != "" && !n.keepStage[a.stage] {
@@ -589,37 +605,44 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte,
 		case a.stage == "ResponseStarted" && n.cfg.KeepConnectResponseStarted && isConnect(a.subresource):
 		case a.stage == "RequestReceived":
 			p.res.drop(DropStageReceived)
-			return false
+			return time.Time{}, false
 		case a.stage == "ResponseStarted":
 			p.res.drop(DropStageStarted)
-			return false
+			return time.Time{}, false
 		default:
 			p.res.drop("k8s_stage_" + strings.ToLower(a.stage))
-			return false
+			return time.Time{}, false
 		}
 	}
 
-	if t, ok := parseTimeBytes(a.requestReceived); ok {
-		e.Time = t
-	} else if t, ok := parseTimeBytes(a.stageTS); ok {
-		e.Time = t
-	} else if t, ok := parseTimeBytes(a.timestamp); ok {
-		e.Time = t
-	} else if t, ok := parseTimeBytes(envelopeTime); ok {
-		e.Time = t
+	var t time.Time
+	if tt, ok := parseTimeBytes(a.requestReceived); ok {
+		t = tt
+	} else if tt, ok := parseTimeBytes(a.stageTS); ok {
+		t = tt
+	} else if tt, ok := parseTimeBytes(a.timestamp); ok {
+		t = tt
+	} else if tt, ok := parseTimeBytes(envelopeTime); ok {
+		t = tt
 	} else {
 		// An event that cannot be placed in time cannot be placed on a
 		// timeline either: keep it raw, with the reason.
-		p.res.quarantine(e.Raw, p.format, rp.String(), "Kubernetes audit event without a valid time (requestReceivedTimestamp, stageTimestamp, timestamp or the record's time): "+quoteShort(string(a.requestReceived)))
-		return false
+		p.res.quarantine(raw, p.format, rp.String(), "Kubernetes audit event without a valid time (requestReceivedTimestamp, stageTimestamp, timestamp or the record's time): "+quoteShort(string(a.requestReceived)))
+		return time.Time{}, false
 	}
 
 	// Noise policy, decided before anything is built for the event: most
 	// records are dropped here.
 	if p.isSystemRead(a) {
 		p.res.drop(DropSystemRead)
-		return false
+		return time.Time{}, false
 	}
+	return t, true
+}
+
+// k8sFill fills e from an audit event k8sPolicy kept, with its time t.
+func (p *processor) k8sFill(e *event.Event, a *auditEvent, t time.Time, rp recPos) {
+	e.Time = t
 	ownStrings(e, a, rp)
 	if ip, ok := singleIPv4(a.sourceIPsRaw.b, a.sourceIPsRaw.escaped); ok {
 		// The usual one-address list, read without making strings.
@@ -749,7 +772,6 @@ func (p *processor) k8sEvent(e *event.Event, a *auditEvent, envelopeTime []byte,
 	for k, v := range a.annotations {
 		setAttr(e, "k8s.annotation."+k, v)
 	}
-	return true
 }
 
 // ownStrings sets e.SourcePosition from rp and makes the audit id,
