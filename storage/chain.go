@@ -40,7 +40,7 @@ type hashEncoder struct{ h trail.Hasher }
 func (h *hashEncoder) EventHash(r *Row) Hash { return h.h.Hash(r) }
 
 // hash is EventHash over a row's parts (trail.Hasher.HashParts).
-func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip string) Hash {
+func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) Hash {
 	return h.h.HashParts(chain, seq, offset, prev, e, evTime, received, ip)
 }
 

@@ -40,6 +40,7 @@ import (
 
 	"github.com/custody-audit/custody/event"
 	"github.com/custody-audit/custody/storage/engine"
+	"github.com/custody-audit/custody/storage/trail"
 )
 
 // Options configure a Store.
@@ -92,13 +93,19 @@ type appendScratch struct {
 	keys  []insertKey   // the rows in the events table's sort order
 	attrs []engine.Pair // the row's attributes as hashed, for appendRow
 	args  []any         // appendRow's argument list
+	// ips is the group's source addresses as text, one after the other
+	// (sortedRow.ip): the hash reads each as it is written, and the
+	// insert takes them from one string made of them all, instead of a
+	// string allocated per event.
+	ips []byte
 }
 
 // sortedRow is a hashed row waiting to be added to the insert, with its
-// attributes as hashed: pairs[attrs[0]:attrs[1]] of the scratch.
+// attributes as hashed, pairs[attrs[0]:attrs[1]] of the scratch, and its
+// address text, ips[ip[0]:ip[1]].
 type sortedRow struct {
 	pendingRow
-	attrs [2]int
+	attrs, ip [2]int
 }
 
 // insertKey is a row's place in the events table's sorting key, ORDER BY
@@ -658,7 +665,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 	// copying every column first.
 	scratch := s.getScratch()
 	defer s.putScratch(scratch)
-	rows, pairs := scratch.rows[:0], scratch.pairs[:0]
+	rows, pairs, ips := scratch.rows[:0], scratch.pairs[:0], scratch.ips[:0]
 	var eb engine.Batch
 	abort := func() {
 		if eb != nil {
@@ -689,9 +696,12 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			w.seq++
 			e := &be.Event
 			rows = append(rows, sortedRow{pendingRow: pendingRow{chain: &batches[i].Stream, seq: w.seq, offset: be.Offset, ev: e,
-				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), ip: ipText(e.SourceIP), prev: w.last}})
+				time: canonicalTime(e.Time), received: canonicalTime(e.ReceivedTime), prev: w.last}})
 			r := &rows[len(rows)-1]
-			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, r.ip)
+			at := len(ips)
+			ips = trail.AppendIPText(ips, e.SourceIP)
+			r.ip = [2]int{at, len(ips)}
+			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, ips[at:])
 			attrs := scratch.enc.sortedAttributes()
 			r.attrs = [2]int{len(pairs), len(pairs) + len(attrs)}
 			pairs = append(pairs, attrs...)
@@ -718,11 +728,13 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			ranges.Write(w.last[:])
 		}
 	}
-	scratch.rows, scratch.pairs = rows, pairs
+	scratch.rows, scratch.pairs, scratch.ips = rows, pairs, ips
 	if len(rows) > 0 {
+		ipTexts := string(ips)
 		keys := scratch.keys[:0]
 		for i := range rows {
 			r := &rows[i]
+			r.pendingRow.ip = ipTexts[r.ip[0]:r.ip[1]]
 			us := r.time.UnixMicro()
 			keys = append(keys, insertKey{day: floorDiv(us, 86_400_000_000), micros: us,
 				service: string(r.ev.Service), actor: r.ev.Actor.Name, row: i})

@@ -58,6 +58,7 @@ type Hasher struct {
 	keySets [maxKeySet + 1][]string
 	d       hash.Hash // SHA-256, nil until first used
 	sum     []byte
+	ip      []byte // Hash's address text
 }
 
 // maxKeySet is the largest attribute map whose sorted keys a Hasher keeps.
@@ -158,6 +159,11 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
 func appendI64(b []byte, v int64) []byte { return binary.BigEndian.AppendUint64(b, uint64(v)) }
 
 func appendTime(b []byte, t time.Time) []byte {
@@ -184,6 +190,14 @@ func appendPairs(b []byte, l []Pair) []byte {
 	return b
 }
 
+// AppendIPText appends IPText(a) to dst, without making a string.
+func AppendIPText(dst []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return dst
+	}
+	return a.AppendTo(dst)
+}
+
 // IPText is the stored form of an address: canonical text, "" if unknown.
 func IPText(a netip.Addr) string {
 	if !a.IsValid() {
@@ -202,13 +216,14 @@ func IPText(a netip.Addr) string {
 // lists as a uvarint count then strings, maps as a count then key/value
 // pairs sorted by key.
 func (h *Hasher) Hash(r *Row) Hash {
-	return h.HashParts(r.Chain, r.Seq, r.Offset, &r.PrevHash, &r.Event, r.Event.Time, r.Event.ReceivedTime, IPText(r.Event.SourceIP))
+	h.ip = AppendIPText(h.ip[:0], r.Event.SourceIP)
+	return h.HashParts(r.Chain, r.Seq, r.Offset, &r.PrevHash, &r.Event, r.Event.Time, r.Event.ReceivedTime, h.ip)
 }
 
 // HashParts is Hash over a row's parts: the append path hashes the
 // caller's event in place, with its canonical times and address text
-// (IPText) computed once for both the hash and the insert.
-func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip string) Hash {
+// (AppendIPText) computed once for both the hash and the insert.
+func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) Hash {
 	b := append(h.buf[:0], eventHashPrefix, EventEncodingVersion)
 	b = append(b, prev[:]...)
 	b = appendStr(b, chain)
@@ -235,7 +250,7 @@ func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e
 	b = appendStr(b, e.Actor.AppID)
 	b = appendList(b, e.Actor.Groups)
 	b = appendStr(b, e.Actor.ImpersonatedBy)
-	b = appendStr(b, ip)
+	b = appendBytes(b, ip)
 	b = appendStr(b, e.UserAgent)
 	b = appendStr(b, e.Action)
 	b = appendStr(b, string(e.ActionClass))

@@ -2,6 +2,7 @@ package trail_test
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -57,6 +58,18 @@ func TestHasherReuse(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("row %d: SortedAttributes = %v, want %v", i, got, want)
+		}
+	}
+}
+
+// TestAppendIPText holds the address text the append path writes into its
+// buffers to IPText, the stored and hashed form.
+func TestAppendIPText(t *testing.T) {
+	for _, a := range []netip.Addr{{}, netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("0.0.0.0"),
+		netip.MustParseAddr("2001:db8::7"), netip.MustParseAddr("::ffff:203.0.113.7"), netip.MustParseAddr("fe80::1%eth0"),
+		netip.MustParseAddr("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), netip.IPv6Unspecified()} {
+		if got, want := string(trail.AppendIPText([]byte("x"), a)), "x"+trail.IPText(a); got != want {
+			t.Errorf("AppendIPText(%#v) = %q, want %q", a, got, want)
 		}
 	}
 }
