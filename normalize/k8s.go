@@ -184,46 +184,31 @@ func (a *auditEvent) materialize(sc, esc *strCache) {
 			{&a.namespaceRaw, &a.namespace}, {&a.apiGroupRaw, &a.apiGroup}, {&a.objAPIVersionRaw, &a.objAPIVersion},
 			{&a.statusRaw, &a.status}, {&a.reasonRaw, &a.reason}, {&a.authzReasonRaw, &a.authzReason},
 		} {
-			if f.raw.set() {
-				*f.s = r.cached(*f.raw)
-				*f.raw = rawVal{}
-			}
+			take(f.raw, f.s, r.cached)
 		}
 		if a.annotationsRaw.set() {
 			a.addAnnotations(a.annotationsRaw, sc, esc)
 			a.annotationsRaw = rawVal{}
 		}
 	}
-	if a.messageRaw.set() {
-		a.message = a.messageRaw.str()
-		a.messageRaw = rawVal{}
-	}
-	if a.requestObjectRaw.set() {
-		a.requestObject = a.requestObjectRaw.json()
-		a.requestObjectRaw = rawVal{}
-	}
-	if a.respObjectRaw.set() {
-		a.respObject = a.respObjectRaw.json()
-		a.respObjectRaw = rawVal{}
-	}
-	if a.auditIDRaw.set() {
-		a.auditID = a.auditIDRaw.scalar()
-		a.auditIDRaw = rawVal{}
-	}
-	if a.requestURIRaw.set() {
-		a.requestURI = a.requestURIRaw.scalar()
-		a.requestURIRaw = rawVal{}
-	}
-	if a.nameRaw.set() {
-		a.name = a.nameRaw.str()
-		a.nameRaw = rawVal{}
-	}
-	if a.sourceIPsRaw.set() {
-		a.sourceIPs = a.sourceIPsRaw.stringList(sc)
-		a.sourceIPsRaw = rawVal{}
-	}
+	take(&a.messageRaw, &a.message, rawVal.str)
+	take(&a.requestObjectRaw, &a.requestObject, rawVal.json)
+	take(&a.respObjectRaw, &a.respObject, rawVal.json)
+	take(&a.auditIDRaw, &a.auditID, rawVal.scalar)
+	take(&a.requestURIRaw, &a.requestURI, rawVal.scalar)
+	take(&a.nameRaw, &a.name, rawVal.str)
+	take(&a.sourceIPsRaw, &a.sourceIPs, func(v rawVal) []string { return v.stringList(sc) })
 	a.user.materialize(sc)
 	a.impersonated.materialize(sc)
+}
+
+// take makes a raw value left by the reader into its field with conv, once:
+// the raw value is cleared, so a second materialize leaves the field as it is.
+func take[T any](raw *rawVal, dst *T, conv func(rawVal) T) {
+	if raw.set() {
+		*dst = conv(*raw)
+		*raw = rawVal{}
+	}
 }
 
 // parseUser reads a UserInfo object, validating it.
