@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"math"
 )
 
 // lineBlockLen is the size of the blocks lineBlocks reads into. Large
@@ -131,7 +132,13 @@ func (r *lineBlocks) fill(limit int) {
 		for size < 2*pending && size <= limit {
 			size *= 2
 		}
-		size = min(size, max(r.size, limit+1))
+		// A block need not hold more than the limit and one byte (to see
+		// that a line is over it); limit may be math.MaxInt (no limit).
+		room := limit
+		if limit < math.MaxInt {
+			room = limit + 1
+		}
+		size = min(size, max(r.size, room))
 		nb := make([]byte, size)
 		copy(nb, r.buf[r.start:r.end])
 		r.buf, r.start, r.end = nb, 0, pending

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -209,4 +210,18 @@ func FuzzLineBlocks(f *testing.F) {
 			t.Fatalf("limit %d block %d:\n got %v\nwant %v", lim, sz, got, want)
 		}
 	})
+}
+
+// TestLineBlocksNoLimit reads a line longer than a block with the largest
+// limit Config accepts (math.MaxInt): the block must grow to hold it. The
+// block size was computed as limit+1, which overflowed and left the block
+// at its first size, so the read failed with io.ErrNoProgress.
+func TestLineBlocksNoLimit(t *testing.T) {
+	long := strings.Repeat("x", 3000)
+	in := "a\n" + long + "\nb"
+	got := readAllBlocks(t, strings.NewReader(in), 1024, 0, math.MaxInt)
+	want := readAllReference(strings.NewReader(in), math.MaxInt)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
 }
