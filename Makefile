@@ -69,15 +69,13 @@ fuzz:
 # The README's benchmark table; each line is one row.
 bench: libchdb build
 	$(GO) test -run '^$$' -bench Process -benchtime 3s -cpu 1 ./normalize
-	$(GO) run ./normalize/internal/loadgen/gen -records 200000 > /tmp/custody-bench-load.jsonl && taskset -c 0 /usr/bin/time -v $(BIN)/custody normalize /tmp/custody-bench-load.jsonl >/dev/null; rm -f /tmp/custody-bench-load.jsonl
+	$(GO) run ./normalize/internal/loadgen/gen -records 200000 > /tmp/custody-bench-load.jsonl && taskset -c 0 /usr/bin/time -v $(BIN)/custody normalize /tmp/custody-bench-load.jsonl >/dev/null && rm -f /tmp/custody-bench-load.jsonl
 	$(GO) test -run '^$$' -bench 'Append$$|Verify$$|VerifyCost$$' -benchtime 10x ./storage
 	CUSTODY_VERIFY_BENCH_EVENTS=3000000 $(GO) test -run '^$$' -bench VerifyMemory -benchtime 1x -timeout 30m ./storage
 	$(GO) test -run '^$$' -bench 'EngineCost' -benchtime 1x ./storage
 	$(GO) test -run '^$$' -bench 'ReadRows' -benchtime 3x ./storage
 	$(GO) test -run '^$$' -bench RunEndToEnd -benchtime 1x ./cmd/custody
-	$(GO) run ./normalize/internal/loadgen/gen -records 200000 > /tmp/custody-bench-load.jsonl && rm -rf /tmp/custody-bench-store && mkdir /tmp/custody-bench-store && \
-	cd /tmp/custody-bench-store && $(BIN)/custody keygen && $(BIN)/custody init && /usr/bin/time -v $(BIN)/custody backfill /tmp/custody-bench-load.jsonl; \
-	rm -rf /tmp/custody-bench-load.jsonl /tmp/custody-bench-store
+	deploy/local/bench-backfill.sh $(BIN)
 	CUSTODY_EXPORT_BENCH_EVENTS=100000 $(GO) test -run '^$$' -bench Bundle -benchtime 1x ./bundle
 	$(GO) test -run '^$$' -bench Page -benchtime 10x -timeout 60m ./web
 

@@ -55,7 +55,9 @@ type Message struct {
 	// not normalized.
 	Quarantine string
 	// Attributes carries source metadata worth keeping (partition key,
-	// table name, blob path).
+	// table name, blob path). Read it only: a source may share one map
+	// between many messages (the archive source gives every message of
+	// an object the same map).
 	Attributes map[string]string
 }
 

@@ -329,9 +329,9 @@ func (p *processor) activity(rec []byte, pos string, r *azRecord, srcFormat, raw
 	// make the id; eventDataId is kept as an attribute.
 	switch {
 	case r.correlationID != "" && status != "":
-		// derivedID("arm:", lower(correlation id), lower(operation),
-		// armStatus(status), time to the second in RFC 3339), its
-		// preimage built on the stack.
+		// hashID over lower(correlation id), lower(operation),
+		// armStatus(status) and the time to the second in RFC 3339, each
+		// followed by a 0 byte: the preimage is built on the stack.
 		var buf [256]byte
 		pre := append(appendLower(buf[:0], r.correlationID), 0)
 		pre = append(append(pre, o.lower...), 0)

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/custody-audit/custody/event"
@@ -47,8 +46,6 @@ func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e
 // sortedAttributes is the last hashed row's attributes sorted by key.
 func (h *hashEncoder) sortedAttributes() []engine.Pair { return h.h.SortedAttributes() }
 
-// ipText is the stored form of an address (trail.IPText).
-func ipText(a netip.Addr) string { return trail.IPText(a) }
 
 // hashChildren is the RFC 6962 interior node (trail.HashChildren).
 func hashChildren(left, right []byte) []byte { return trail.HashChildren(left, right) }

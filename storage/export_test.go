@@ -41,7 +41,7 @@ func InsertRows(ctx context.Context, eng engine.Engine, db string, rows []Row) e
 	for i := range rows {
 		r := &rows[i]
 		p := pendingRow{chain: &r.Chain, seq: r.Seq, offset: r.Offset, ev: &r.Event,
-			time: canonicalTime(r.Event.Time), received: canonicalTime(r.Event.ReceivedTime), ip: ipText(r.Event.SourceIP),
+			time: canonicalTime(r.Event.Time), received: canonicalTime(r.Event.ReceivedTime), ip: trail.IPText(r.Event.SourceIP),
 			prev: r.PrevHash, hash: r.Hash}
 		attrs = trail.SortPairs(attrs[:0], r.Event.Attributes)
 		if args, err = appendRow(b, &p, &attrs, args); err != nil {

@@ -345,7 +345,7 @@ type pendingRow struct {
 	offset         int64
 	ev             *event.Event
 	time, received time.Time // canonical (see canonicalTime)
-	ip             string    // ipText(ev.SourceIP)
+	ip             string    // trail.IPText(ev.SourceIP)
 	prev, hash     Hash
 }
 

@@ -30,8 +30,15 @@ func newWalkTree(r *compact.Range) walkTree {
 		return t
 	}
 	hs := r.Hashes()
-	if r.Begin() != 0 || len(hs) != bits.OnesCount64(r.End()) {
-		// a copy of its hashes: appending must not write into the record's
+	fits := r.Begin() == 0 && len(hs) == bits.OnesCount64(r.End())
+	for _, h := range hs {
+		fits = fits && len(h) == sha256.Size
+	}
+	if !fits {
+		// Continue a copy: appending must not write into the caller's
+		// range (a chain head's, which stays as it was if the append
+		// fails). NewRange refuses only hashes that do not fit r's
+		// bounds, which a valid range's never do.
 		if o, err := walkRanges.NewRange(r.Begin(), r.End(), append([][]byte(nil), hs...)); err == nil {
 			t.other = o
 		} else {
@@ -40,10 +47,6 @@ func newWalkTree(r *compact.Range) walkTree {
 		return t
 	}
 	for i, h := range hs {
-		if len(h) != sha256.Size {
-			t.other = r
-			return t
-		}
 		copy(t.hashes[i][:], h)
 	}
 	t.size = r.End()
