@@ -244,9 +244,13 @@ func TestSchemaOnTieredStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Azurite takes its well-known account key, not a workload identity.
+	// move_factor 0: the kit's 0.1 also moves new parts to cold when the
+	// local disk is over 90% full, which a shared test machine's disk can
+	// be; this test is about the tiering TTL's moves alone (a 91%-full
+	// disk put the current month on azure_cold here).
 	override := `<clickhouse><storage_configuration><disks><azure_cold>
 <use_workload_identity remove="remove"/><account_name>` + azurite.AccountName + `</account_name><account_key>` + azurite.AccountKey + `</account_key>
-</azure_cold></disks></storage_configuration></clickhouse>`
+</azure_cold></disks><policies><custody_tiered><move_factor>0</move_factor></custody_tiered></policies></storage_configuration></clickhouse>`
 	config := serverDir(t, map[string]string{
 		"users.d/zz-test-default.xml":  testDefaultUser,
 		"config.d/zz-test-azurite.xml": override,
@@ -307,6 +311,7 @@ ALTER TABLE custody.events MOVE PARTITION 202401 TO VOLUME 'cold';
 	equalRows(t, "tiering TTL on events and quarantine",
 		q("SELECT name, position(create_table_query, 'TO VOLUME \\'cold\\'') > 0 FROM system.tables WHERE database = 'custody' AND name IN ('events', 'quarantine') ORDER BY name"),
 		[][]string{{"events", "1"}, {"quarantine", "1"}})
+	equalRows(t, "the test's move_factor", q("SELECT DISTINCT move_factor FROM system.storage_policies WHERE policy_name = 'custody_tiered'"), [][]string{{"0"}})
 	parts := q("SELECT partition, disk_name FROM system.parts WHERE database = 'custody' AND table = 'events' AND active ORDER BY partition")
 	if len(parts) != 2 || parts[0][0] != "202401" || parts[0][1] != "azure_cold" || parts[1][1] != "default" {
 		t.Errorf("parts %q: want 202401 on azure_cold and the current month on default", parts)
