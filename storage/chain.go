@@ -46,6 +46,5 @@ func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e
 // sortedAttributes is the last hashed row's attributes sorted by key.
 func (h *hashEncoder) sortedAttributes() []engine.Pair { return h.h.SortedAttributes() }
 
-
 // hashChildren is the RFC 6962 interior node (trail.HashChildren).
 func hashChildren(left, right []byte) []byte { return trail.HashChildren(left, right) }

@@ -50,12 +50,15 @@ type Hasher struct {
 	// attrs is the last row's attributes sorted by key, as hashed (see
 	// SortedAttributes).
 	attrs []Pair
-	// keySets holds, by attribute count, the sorted keys of a recent map
-	// of that size: rows of one source carry the same keys over and over,
-	// and a map holding every key of a set of its own size has exactly
-	// those keys, so its sorted pairs are a lookup per key instead of a
-	// walk of the map and a sort.
-	keySets [maxKeySet + 1][]string
+	// keySets holds, by attribute count, the sorted keys of the most
+	// recent maps of that size, the last used first: rows of one source
+	// carry the same keys over and over, and a map holding every key of a
+	// set of its own size has exactly those keys, so its sorted pairs are
+	// a lookup per key instead of a walk of the map and a sort. Several
+	// per size, so that event kinds whose maps happen to be the same
+	// size (an audit event's and an Activity Log record's) do not evict
+	// each other's set on every row of a mixed stream.
+	keySets [maxKeySet + 1][keySetsPerSize][]string
 	d       hash.Hash // SHA-256, nil until first used
 	sum     []byte
 	ip      []byte // Hash's address text
@@ -63,6 +66,9 @@ type Hasher struct {
 
 // maxKeySet is the largest attribute map whose sorted keys a Hasher keeps.
 const maxKeySet = 32
+
+// keySetsPerSize is how many key sets of one size a Hasher keeps.
+const keySetsPerSize = 4
 
 // Pair is one attribute, a key and its value. It is an alias of the
 // unnamed struct so that storage/engine's Pair, the same alias, is the
@@ -107,18 +113,27 @@ func (h *Hasher) sortedPairs(dst []Pair, m map[string]string) []Pair {
 	if n == 0 || n > maxKeySet {
 		return SortPairs(dst, m)
 	}
-	if out, ok := lookupPairs(dst, m, h.keySets[n]); ok {
-		return out
+	sets := &h.keySets[n]
+	for i := range sets {
+		if out, ok := lookupPairs(dst, m, sets[i]); ok {
+			// Most recent first: the next row of this kind finds it first.
+			hit := sets[i]
+			copy(sets[1:i+1], sets[:i])
+			sets[0] = hit
+			return out
+		}
 	}
 	base := len(dst)
 	dst = SortPairs(dst, m)
-	// Cloned: the set outlives the row, whose strings may share memory
-	// with a big message body.
-	keys := h.keySets[n][:0]
+	// The least recently used set gives way, its memory reused. Cloned:
+	// the set outlives the row, whose strings may share memory with a
+	// big message body.
+	keys := sets[len(sets)-1][:0]
 	for _, p := range dst[base:] {
 		keys = append(keys, strings.Clone(p.Key))
 	}
-	h.keySets[n] = keys
+	copy(sets[1:], sets[:len(sets)-1])
+	sets[0] = keys
 	return dst
 }
 

@@ -62,6 +62,38 @@ func TestHasherReuse(t *testing.T) {
 	}
 }
 
+// TestHasherKeySetsAlternate: rows whose attribute maps have the same size
+// but different keys, alternating as event kinds do in a mixed stream,
+// each find their sorted keys kept (no sort, no allocation) once seen.
+func TestHasherKeySetsAlternate(t *testing.T) {
+	kinds := []map[string]string{
+		{"k8s.stage": "a", "k8s.level": "b", "aks.pod": "c"},
+		{"arm.operation": "a", "arm.status": "b", "eventDataId": "c"},
+		{"acr.repository": "a", "acr.tag": "b", "acr.digest": "c"},
+	}
+	rows := make([]trail.Row, len(kinds))
+	for i, m := range kinds {
+		rows[i] = trail.Row{Chain: "c", Seq: 1, Event: event.Event{ID: "x", Attributes: m}}
+	}
+	want := make([][]trail.Pair, len(kinds))
+	var h trail.Hasher
+	for i := range rows {
+		want[i] = trail.SortPairs(nil, kinds[i])
+		h.Hash(&rows[i])
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		for i := range rows {
+			h.Hash(&rows[i])
+			if got := h.SortedAttributes(); !slices.Equal(got, want[i]) {
+				t.Fatalf("kind %d: SortedAttributes = %v, want %v", i, got, want[i])
+			}
+		}
+	})
+	if allocs > 0 {
+		t.Errorf("%.0f allocations per round of %d kinds: the Hasher re-sorted and cloned keys", allocs, len(kinds))
+	}
+}
+
 // TestAppendIPText holds the address text the append path writes into its
 // buffers to IPText, the stored and hashed form.
 func TestAppendIPText(t *testing.T) {
