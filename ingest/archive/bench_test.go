@@ -84,16 +84,7 @@ func BenchmarkRecordsBlob(b *testing.B) {
 func BenchmarkCapture(b *testing.B) {
 	bodies := make([][]byte, benchRecords/10)
 	for i := range bodies {
-		var body bytes.Buffer
-		body.WriteString(`{"records":[`)
-		for j := range 10 {
-			if j > 0 {
-				body.WriteByte(',')
-			}
-			body.Write(benchRecord(b, i*10+j))
-		}
-		body.WriteString("]}")
-		bodies[i] = body.Bytes()
+		bodies[i] = recordsBody(b, nil, i*10, 10)
 	}
 	file := captureFile(b, bodies, 1)
 	dir := b.TempDir()
@@ -105,18 +96,24 @@ func BenchmarkCapture(b *testing.B) {
 // line, 20 records each (~24 KB lines), the shape of a backfill of saved
 // hub traffic (`custody backfill` of the issue 13 load).
 func BenchmarkEventHubsBodyLines(b *testing.B) {
-	var buf bytes.Buffer
+	var lines []byte
 	for i := range benchRecords / 20 {
-		buf.WriteString(`{"records":[`)
-		for j := range 20 {
-			if j > 0 {
-				buf.WriteByte(',')
-			}
-			buf.Write(benchRecord(b, i*20+j))
-		}
-		buf.WriteString("]}\n")
+		lines = append(recordsBody(b, lines, i*20, 20), '\n')
 	}
 	dir := b.TempDir()
-	writeTree(b, dir, map[string][]byte{"bodies.json": buf.Bytes()})
-	benchRead(b, filepath.Join(dir, "bodies.json"), archive.FormatAuto, int64(buf.Len()))
+	writeTree(b, dir, map[string][]byte{"bodies.json": lines})
+	benchRead(b, filepath.Join(dir, "bodies.json"), archive.FormatAuto, int64(len(lines)))
+}
+
+// recordsBody appends to dst an Event Hubs body of n generated records,
+// from record first on.
+func recordsBody(b *testing.B, dst []byte, first, n int) []byte {
+	dst = append(dst, `{"records":[`...)
+	for j := range n {
+		if j > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, benchRecord(b, first+j)...)
+	}
+	return append(dst, "]}"...)
 }
