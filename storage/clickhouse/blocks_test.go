@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custody-audit/custody/internal/chdbtest"
-	"github.com/custody-audit/custody/storage/chdb"
-	"github.com/custody-audit/custody/storage/clickhouse"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -17,13 +14,8 @@ import (
 // errors on a real server, and checks that cancelling a read of an
 // endless result, or closing it early, stops the query on the server.
 func TestQueryBlocks(t *testing.T) {
-	s := chdbtest.Server(t, chdb.Access{})
+	eng := serverEngine(t, "")
 	ctx := context.Background()
-	eng, err := clickhouse.Open(ctx, clickhouse.Options{DSN: chdbtest.DSN(t, s, chdb.AdminUser)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(ctx)
 
 	t.Run("types", func(t *testing.T) {
 		var (

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/custody-audit/custody/internal/chdbtest"
-	"github.com/custody-audit/custody/storage/chdb"
-	"github.com/custody-audit/custody/storage/clickhouse"
 	"github.com/custody-audit/custody/storage/engine"
 )
 
@@ -22,15 +20,7 @@ import (
 // compressed).
 func TestInsertColumnsRoundTrip(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) { insertColumnsRoundTrip(t, chdbtest.Open(t, "")) })
-	t.Run("server lz4", func(t *testing.T) {
-		s := chdbtest.Server(t, chdb.Access{})
-		e, err := clickhouse.Open(context.Background(), clickhouse.Options{DSN: chdbtest.DSN(t, s, chdb.AdminUser) + "?compress=lz4"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = e.Close(context.Background()) })
-		insertColumnsRoundTrip(t, e)
-	})
+	t.Run("server lz4", func(t *testing.T) { insertColumnsRoundTrip(t, serverEngine(t, "?compress=lz4")) })
 }
 
 func insertColumnsRoundTrip(t *testing.T, e engine.Engine) {
