@@ -153,9 +153,9 @@ type runningCollector struct {
 
 // startCollector runs `custody run` in process on the store with the
 // given config body (see collectorYAML) and the store in the config file
-// (on a server, the collector account's DSN); stop ends it as SIGTERM
-// would.
-func startCollector(t *testing.T, s *e2eStore, yaml, metricsAddr string) *runningCollector {
+// (on a server, the collector account's DSN), with runFlags after "run"
+// (--web ADDR); stop ends it as SIGTERM would.
+func startCollector(t *testing.T, s *e2eStore, yaml, metricsAddr string, runFlags ...string) *runningCollector {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "custody.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml+s.storeYAML(storage.UserCollector)), 0o600); err != nil {
@@ -166,9 +166,9 @@ func startCollector(t *testing.T, s *e2eStore, yaml, metricsAddr string) *runnin
 	go func() {
 		app := newApp()
 		app.Writer, app.ErrWriter = io.Discard, io.Discard
-		c.done <- app.Run(ctx, []string{"custody", "--config", cfg,
+		c.done <- app.Run(ctx, append([]string{"custody", "--config", cfg,
 			"--signing-key", filepath.Join(s.dir, "k"), "--verify-key", filepath.Join(s.dir, "k.pub"),
-			"--checkpoint-dir", filepath.Join(s.dir, "cp"), "--log-level", "warn", "run"})
+			"--checkpoint-dir", filepath.Join(s.dir, "cp"), "--log-level", "warn", "run"}, runFlags...))
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,23 +16,7 @@ func TestRunServesPage(t *testing.T) {
 	br := startE2EBroker(t, 1)
 	last := publishAll(t, br, auditBodies("web", 3, 2, 50))
 	metrics, page := freeAddr(t), freeAddr(t)
-	cfg := filepath.Join(t.TempDir(), "custody.yaml")
-	if err := os.WriteFile(cfg, []byte(collectorYAML(br.ConnectionString(), metrics, 100)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &runningCollector{metrics: "http://" + metrics, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		app := newApp()
-		app.Writer, app.ErrWriter = io.Discard, io.Discard
-		c.done <- app.Run(ctx, []string{"custody", "--config", cfg, "--store", filepath.Join(s.dir, "store"),
-			"--signing-key", filepath.Join(s.dir, "k"), "--verify-key", filepath.Join(s.dir, "k.pub"),
-			"--checkpoint-dir", filepath.Join(s.dir, "cp"), "--log-level", "warn", "run", "--web", page})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-c.done
-	})
+	c := startCollector(t, s, collectorYAML(br.ConnectionString(), metrics, 100), metrics, "--web", page)
 	c.waitStored(t, last)
 	var body string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
