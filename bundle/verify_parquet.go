@@ -131,7 +131,6 @@ type parquetChecker struct {
 	vals   []string
 	attrs  map[string]string
 	ip     []byte
-	text   []byte // a row's text values, before they become one string
 }
 
 // read fills p.res with the rows of p, and p.err with why reading
@@ -194,13 +193,25 @@ func (d *parquetChecker) decode(row parquet.Row, r *trail.Row) error {
 	*r = trail.Row{}
 	e := &r.Event
 	d.groups, d.tags, d.keys, d.vals = d.groups[:0], d.tags[:0], d.keys[:0], d.vals[:0]
-	d.text = d.text[:0]
+	isText := func(v parquet.Value) bool {
+		i := v.Column()
+		return i >= 0 && i < len(d.leaves) && columns[d.leaves[i].col].kind.isText()
+	}
+	size := 0
 	for _, v := range row {
-		if i := v.Column(); i >= 0 && i < len(d.leaves) && columns[d.leaves[i].col].kind.isText() {
-			d.text = append(d.text, v.ByteArray()...)
+		if isText(v) {
+			size += len(v.ByteArray())
 		}
 	}
-	text, at := string(d.text), 0
+	// One copy: the builder's buffer becomes the string.
+	var sb strings.Builder
+	sb.Grow(size)
+	for _, v := range row {
+		if isText(v) {
+			sb.Write(v.ByteArray())
+		}
+	}
+	text, at := sb.String(), 0
 	next := func(v parquet.Value) string {
 		n := len(v.ByteArray())
 		at += n

@@ -219,7 +219,7 @@ func (f filter) where(p engine.Params) []string {
 	p["from"], p["to"] = queries.FormatTime(f.from), queries.FormatTime(f.to)
 	if len(f.services) > 0 {
 		c = append(c, "service IN {services:Array(String)}")
-		p["services"] = arrayParam(f.services)
+		p["services"] = engine.StringArray(f.services)
 	}
 	if f.resource != "" {
 		c = append(c, "(resource_id = {resource:String} OR startsWith(resource_id, concat({resource:String}, '/')) OR resource_name = {resource:String})")
@@ -231,11 +231,11 @@ func (f filter) where(p engine.Params) []string {
 	}
 	if len(f.classes) > 0 {
 		c = append(c, "action_class IN {classes:Array(String)}")
-		p["classes"] = arrayParam(f.classes)
+		p["classes"] = engine.StringArray(f.classes)
 	}
 	if len(f.outcomes) > 0 {
 		c = append(c, "outcome IN {outcomes:Array(String)}")
-		p["outcomes"] = arrayParam(f.outcomes)
+		p["outcomes"] = engine.StringArray(f.outcomes)
 	}
 	if f.sourceIP != "" {
 		c = append(c, "source_ip != '' AND isIPAddressInRange(source_ip, {ip:String})")
@@ -243,7 +243,7 @@ func (f filter) where(p engine.Params) []string {
 	}
 	if len(f.tags) > 0 {
 		c = append(c, "hasAll(tags, {tags:Array(String)})")
-		p["tags"] = arrayParam(f.tags)
+		p["tags"] = engine.StringArray(f.tags)
 	}
 	common := strings.Join(c, " AND ")
 	if f.actor == "" {
@@ -304,12 +304,6 @@ func timesSQL(db string, branches []string) string {
 		parts[i] = "SELECT event_time FROM " + db + ".events WHERE " + b
 	}
 	return "SELECT count(), uniqExact(event_time), max(event_time) FROM (" + strings.Join(parts, " UNION ALL ") + ")"
-}
-
-// arrayParam renders enumeration values (plain words) as an Array(String)
-// parameter.
-func arrayParam(items []string) string {
-	return "['" + strings.Join(items, "','") + "']"
 }
 
 // eventSummary is one event in a list.
