@@ -96,14 +96,12 @@ ORDER BY e.chain SETTINGS join_use_nulls = 1`, nil)
 	if err := rows.Close(); err != nil {
 		return err
 	}
-	var bytesOnDisk, total uint64
-	if err := scanOne(ctx, st.Engine(), "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = {db:String}", engine.Params{"db": db}, &bytesOnDisk, &total); err != nil {
-		return fmt.Errorf("read store size: %w", err)
-	}
 	// On a cluster system.parts is this server's: its shard's share, the
 	// events table a Distributed one (the reader holds no remote()).
-	var distributed uint64
-	if err := scanOne(ctx, st.Engine(), "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'events' AND engine = 'Distributed'", engine.Params{"db": db}, &distributed); err != nil {
+	var bytesOnDisk, total, distributed uint64
+	if err := scanOne(ctx, st.Engine(), `SELECT sum(bytes_on_disk), sum(rows),
+    (SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'events' AND engine = 'Distributed')
+FROM system.parts WHERE active AND database = {db:String}`, engine.Params{"db": db}, &bytesOnDisk, &total, &distributed); err != nil {
 		return fmt.Errorf("read store size: %w", err)
 	}
 	onDisk := "on disk"
