@@ -19,6 +19,17 @@
 --     min: 1
 --     max: 100000000
 --     help: at most this many events, oldest first
+WITH firsts AS (
+    -- The first {limit} events, found on the columns that order them (the
+    -- sort key's day first, so the engine reads the first days only).
+    SELECT event_id, event_time
+    FROM {db:Identifier}.events
+    WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
+      AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
+    ORDER BY toStartOfDay(event_time), event_time, event_id
+    LIMIT 1 BY event_id
+    LIMIT {limit:UInt32}
+)
 SELECT
     event_time,
     service,
@@ -40,32 +51,11 @@ SELECT
 FROM {db:Identifier}.events
 WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
   AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
-  -- The first {limit} events, found on the columns that order them (the
-  -- sort key's day first, so the engine reads the first days only), so
-  -- that only their copies are collapsed: the copies at their times (a
-  -- copy carries its event's time, whichever path delivered it), read up
-  -- to the last of them rather than over the whole window.
-  AND event_time <= (
-      SELECT max(event_time) FROM (
-          SELECT event_time
-          FROM {db:Identifier}.events
-          WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
-            AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
-          ORDER BY toStartOfDay(event_time), event_time, event_id
-          LIMIT 1 BY event_id
-          LIMIT {limit:UInt32}
-      )
-  )
-  AND event_id IN
-  (
-      SELECT event_id
-      FROM {db:Identifier}.events
-      WHERE event_time >= {from:DateTime64(6)} AND event_time < {to:DateTime64(6)}
-        AND (resource_id = {resource:String} OR startsWith(resource_id, {resource:String} || '/') OR resource_name = {resource:String})
-      ORDER BY toStartOfDay(event_time), event_time, event_id
-      LIMIT 1 BY event_id
-      LIMIT {limit:UInt32}
-  )
+  -- Only the first events' copies are collapsed: the copies at their
+  -- times (a copy carries its event's time, whichever path delivered
+  -- it), read up to the last of them rather than over the whole window.
+  AND event_time <= (SELECT max(event_time) FROM firsts)
+  AND event_id IN (SELECT event_id FROM firsts)
 -- One row per event however many paths delivered it: the copy in the
 -- first chain (by name, then sequence), listing every path.
 WINDOW copies AS (PARTITION BY event_id ORDER BY chain, seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
