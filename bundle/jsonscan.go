@@ -299,7 +299,7 @@ func (s *strictScanner) time() (time.Time, bool) {
 
 // timeInLayout reads t when it is a valid time written in timeLayout;
 // the time is the one parseTime reads from it.
-func timeInLayout[S ~string | ~[]byte](t S) (time.Time, bool) {
+func timeInLayout(t string) (time.Time, bool) {
 	if len(t) != len(timeLayout) || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' || t[19] != '.' || t[26] != 'Z' {
 		return time.Time{}, false
 	}
@@ -341,7 +341,7 @@ func canonicalIP(buf *[]byte, v string) (netip.Addr, bool) {
 }
 
 // hexHash decodes 64 lower-case hex digits into h.
-func hexHash[S ~string | ~[]byte](h *trail.Hash, x S) bool {
+func hexHash(h *trail.Hash, x string) bool {
 	if len(x) != 2*len(h) {
 		return false
 	}
