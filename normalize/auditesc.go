@@ -1,8 +1,6 @@
 package normalize
 
 import (
-	"encoding/binary"
-	"math/bits"
 	"unicode/utf16"
 )
 
@@ -74,16 +72,7 @@ func (r *escReader) str() (content []byte, plain, ok bool) {
 	i := s
 	plain = true
 	for {
-		for i+8 <= len(b) {
-			if m := specialMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				break
-			}
-			i += 8
-		}
-		for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
-			i++
-		}
+		i = nextSpecial(b, i)
 		// A raw '"' ends the outer string inside this one, a control
 		// character is invalid: either way, give up.
 		if i+1 >= len(b) || b[i] != '\\' {
@@ -216,6 +205,10 @@ func (r *escReader) lit(s string) bool {
 
 // colon reads the ':' after a key.
 func (r *escReader) colon() bool {
+	if r.i < len(r.b) && r.b[r.i] == ':' {
+		r.i++
+		return true
+	}
 	r.ws()
 	if r.i < len(r.b) && r.b[r.i] == ':' {
 		r.i++
@@ -226,6 +219,17 @@ func (r *escReader) colon() bool {
 
 // next reads the ',' or the closing byte after a member or element.
 func (r *escReader) next(closing byte) (end, ok bool) {
+	if r.i < len(r.b) {
+		// The usual case, no whitespace: decided before ws is called.
+		switch r.b[r.i] {
+		case ',':
+			r.i++
+			return false, true
+		case closing:
+			r.i++
+			return true, true
+		}
+	}
 	r.ws()
 	if r.i >= len(r.b) {
 		return false, false
@@ -259,12 +263,21 @@ func (r *escReader) objStart() (empty, ok bool) {
 // key reads a member key and the ':' after it (not the whitespace after
 // that). Keys with escapes are left to the general path.
 func (r *escReader) key() ([]byte, bool) {
-	r.ws()
 	if !r.atQuote() {
-		return nil, false
+		r.ws()
+		if !r.atQuote() {
+			return nil, false
+		}
 	}
 	k, plain, ok := r.str()
-	if !ok || !plain || !r.colon() {
+	if !ok || !plain {
+		return nil, false
+	}
+	if r.i < len(r.b) && r.b[r.i] == ':' {
+		r.i++
+		return k, true
+	}
+	if !r.colon() {
 		return nil, false
 	}
 	return k, true
@@ -273,7 +286,9 @@ func (r *escReader) key() ([]byte, bool) {
 // value reads the value at r.i at nesting depth and returns it as a
 // rawVal: the content of a plain string, else the escaped bytes.
 func (r *escReader) value(depth int) (rawVal, bool) {
-	r.ws()
+	if !r.atQuote() {
+		r.ws()
+	}
 	start := r.i
 	if r.atQuote() {
 		c, plain, ok := r.str()
