@@ -546,13 +546,28 @@ func (r *escReader) members(f func(k []byte) bool) bool {
 	return true
 }
 
+// member reads the next member of an object nested at depth 1 of the
+// event: its key, and its value at depth 2.
+func (r *escReader) member() ([]byte, rawVal, bool) {
+	k, ok := r.key()
+	if !ok {
+		return nil, rawVal{}, false
+	}
+	v, ok := r.value(2)
+	return k, v, ok
+}
+
+// The four objects below are read with a loop of their own rather than
+// through members: a member costs no call through a closure.
+
 // user is readUserIter for the escaped form.
 func (r *escReader) user() (k8sUser, bool) {
 	var u k8sUser
-	ok := r.members(func(k []byte) bool {
-		v, ok := r.value(2)
-		if !ok {
-			return false
+	empty, ok := r.objStart()
+	for ok && !empty {
+		k, v, mok := r.member()
+		if !mok {
+			return u, false
 		}
 		switch string(k) {
 		case "username":
@@ -567,16 +582,17 @@ func (r *escReader) user() (k8sUser, bool) {
 			}
 			u.extraRaw = v
 		}
-		return true
-	})
+		empty, ok = r.next('}')
+	}
 	return u, ok
 }
 
 // objectRef is objectRefIter for the escaped form.
 func (r *escReader) objectRef(a *auditEvent) bool {
-	return r.members(func(k []byte) bool {
-		v, ok := r.value(2)
-		if !ok {
+	empty, ok := r.objStart()
+	for ok && !empty {
+		k, v, mok := r.member()
+		if !mok {
 			return false
 		}
 		switch string(k) {
@@ -593,15 +609,17 @@ func (r *escReader) objectRef(a *auditEvent) bool {
 		case "subresource":
 			a.subresource = r.cached(v)
 		}
-		return true
-	})
+		empty, ok = r.next('}')
+	}
+	return ok
 }
 
 // status is statusIter for the escaped form.
 func (r *escReader) status(a *auditEvent) bool {
-	return r.members(func(k []byte) bool {
-		v, ok := r.value(2)
-		if !ok {
+	empty, ok := r.objStart()
+	for ok && !empty {
+		k, v, mok := r.member()
+		if !mok {
 			return false
 		}
 		switch string(k) {
@@ -616,8 +634,9 @@ func (r *escReader) status(a *auditEvent) bool {
 		case "message":
 			a.messageRaw = v
 		}
-		return true
-	})
+		empty, ok = r.next('}')
+	}
+	return ok
 }
 
 // annotations is annotationsIter for the escaped form. Only the decision
@@ -627,9 +646,10 @@ func (r *escReader) status(a *auditEvent) bool {
 func (r *escReader) annotations(a *auditEvent) bool {
 	start := r.i
 	others := false
-	ok := r.members(func(k []byte) bool {
-		v, ok := r.value(2)
-		if !ok {
+	empty, ok := r.objStart()
+	for ok && !empty {
+		k, v, mok := r.member()
+		if !mok {
 			return false
 		}
 		switch string(k) {
@@ -640,8 +660,8 @@ func (r *escReader) annotations(a *auditEvent) bool {
 		default:
 			others = true
 		}
-		return true
-	})
+		empty, ok = r.next('}')
+	}
 	if ok && others {
 		if a.annotationsRaw.set() { // a second annotations object adds to the first
 			a.addAnnotations(a.annotationsRaw, r.sc, r.esc)

@@ -206,36 +206,24 @@ const (
 // specialMask flags the bytes of w that are '"', '\\' or < 0x20 with their
 // high bit. Borrows can flag a byte above a real match, never below, so
 // the lowest flagged byte (bits.TrailingZeros64(m)/8) is always a match.
+//
+// Each of the three tests is (x-lsb)&^x&msb for some x, and x is w with
+// bits below the high bit of each byte flipped, so ^x&msb is ^w&msb: the
+// three share one &^w.
 func specialMask(w uint64) uint64 {
-	q := w ^ quote
-	s := w ^ bslsh
-	return ((q-lsb)&^q | (s-lsb)&^s | (w-space)&^w) & msb
+	return (((w ^ quote) - lsb) | ((w ^ bslsh) - lsb) | (w - space)) &^ w & msb
 }
 
 // quoteMask is specialMask for '"' and '\\' only (control characters are
 // not looked for in input already validated).
 func quoteMask(w uint64) uint64 {
-	q := w ^ quote
-	s := w ^ bslsh
-	return ((q-lsb)&^q | (s-lsb)&^s) & msb
+	return (((w ^ quote) - lsb) | ((w ^ bslsh) - lsb)) &^ w & msb
 }
 
 // nextSpecial returns the offset of the first '"', '\\' or control
-// character at or after i, or len(b). It looks at sixteen bytes a step:
-// most strings of an audit record end within the first.
+// character at or after i, or len(b).
 func nextSpecial(b []byte, i int) int {
-	for i+16 <= len(b) {
-		m0 := specialMask(binary.LittleEndian.Uint64(b[i:]))
-		m1 := specialMask(binary.LittleEndian.Uint64(b[i+8:]))
-		if m0|m1 != 0 {
-			if m0 != 0 {
-				return i + bits.TrailingZeros64(m0)>>3
-			}
-			return i + 8 + bits.TrailingZeros64(m1)>>3
-		}
-		i += 16
-	}
-	if i+8 <= len(b) {
+	for i+8 <= len(b) {
 		if m := specialMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 			return i + bits.TrailingZeros64(m)>>3
 		}
