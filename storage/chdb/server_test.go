@@ -188,10 +188,21 @@ func testServerAccess(t *testing.T, binary string) {
 }
 
 // TestServerDeath kills the engine host: the launcher notices at once.
+// First it checks the host got the allocator options.
 func TestServerDeath(t *testing.T) {
 	s := chdbtest.Server(t, chdb.Access{})
 	if err := s.Gone(); err != nil {
 		t.Fatalf("running server reports %v", err)
+	}
+	// The engine runs with Custody's allocator options (see engineEnv).
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", s.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(strings.Split(string(environ), "\x00"), func(kv string) bool {
+		return strings.HasPrefix(kv, "JE_MALLOC_CONF=percpu_arena:disabled,")
+	}) {
+		t.Fatalf("the engine host's environment has no JE_MALLOC_CONF with Custody's options: %q", environ)
 	}
 	if err := syscall.Kill(s.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -201,7 +212,7 @@ func TestServerDeath(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the launcher did not notice the host's death")
 	}
-	err := s.Gone()
+	err = s.Gone()
 	if !errors.Is(err, engine.ErrEngineGone) || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("Gone() = %v, want ErrEngineGone saying it was killed", err)
 	}
