@@ -518,6 +518,7 @@ func (p *processor) aksAudit(rec []byte, rp recPos, r *azRecord, audit *auditEve
 		RawFormat:    rawFormat,
 		TenantID:     r.tenantID,
 	}
+	r.envelopeStrings(p.strs)
 	p.resource(&e, r.resourceID)
 	p.k8sFill(&e, a, t, rp)
 	setAttr(&e, "aks.pod", p.strs.str(r.propPod))
@@ -619,7 +620,7 @@ func (p *processor) k8sPolicy(a *auditEvent, envelopeTime, raw []byte, rp recPos
 	// Noise policy, decided before anything is built for the event: most
 	// records are dropped here.
 	if p.isSystemRead(a) {
-		p.res.drop(DropSystemRead)
+		p.systemReads++ // counted in res.Dropped by process
 		return time.Time{}, false
 	}
 	return t, true

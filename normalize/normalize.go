@@ -370,6 +370,12 @@ func (n *Normalizer) process(ctx context.Context, in Input, borrow bool) (res Re
 	p.sc = sc
 	p.res.Events = sc.events[:0]
 	p.walk()
+	if p.systemReads > 0 {
+		if p.res.Dropped == nil {
+			p.res.Dropped = make(map[string]int, 2)
+		}
+		p.res.Dropped[DropSystemRead] += p.systemReads
+	}
 	used := p.res.Events
 	p.dedupe()
 	sc.vd.release()
@@ -406,6 +412,10 @@ type processor struct {
 	strs     *strCache // strings repeated across records: &sc.strs
 	sc       *scratch  // the working memory this call took from Normalizer.scratch
 	single   bool      // the body was exactly one valid top-level value
+	// systemReads counts the records dropped as DropSystemRead, added to
+	// res.Dropped once walk is done: nearly half of all records, and a
+	// map write each would cost more than the count.
+	systemReads int
 }
 
 // unit is one top-level JSON value of a message.
@@ -510,6 +520,7 @@ func (p *processor) walkRecords() bool {
 				if !ok || !p.finishTop(&it, v, vs+end) || skipSpace(b, i+it.end()) != len(b) {
 					clear(p.res.Events)
 					p.res = Result{Events: p.res.Events[:0]}
+					p.systemReads = 0
 					return false
 				}
 				return true

@@ -53,6 +53,23 @@ type azRecord struct {
 	claims        []byte // REST form / AzureActivity Claims column
 	authorization []byte // REST form / AzureActivity Authorization column
 	httpRequest   []byte // REST form / AzureActivity HTTPRequest column
+	// operationNameV and resourceIDV are the values of operationName and
+	// resourceId as parse found them, made into strings by
+	// envelopeStrings: an AKS audit record needs neither to be dropped by
+	// the noise policy, nor operationName at all.
+	operationNameV, resourceIDV []byte
+}
+
+// envelopeStrings makes operationName and resourceID from the values
+// parse left, as parse itself once did. sc (may be nil) shares repeated
+// strings.
+func (r *azRecord) envelopeStrings(sc *strCache) {
+	if r.operationNameV != nil {
+		r.operationName, r.operationNameV = valueOf(r.operationNameV, sc), nil
+	}
+	if r.resourceIDV != nil {
+		r.resourceID, r.resourceIDV = sc.str(r.resourceIDV), nil
+	}
 }
 
 // lowerASCII lower-cases a short key into buf without allocating (a key
@@ -185,9 +202,9 @@ func (r *azRecord) parse(rec []byte, vd *azValidator, audit *auditEvent) (int, e
 		case "category":
 			r.category = valueOf(v, sc)
 		case "operationname":
-			r.operationName = valueOf(v, sc)
+			r.operationNameV = v
 		case "resourceid":
-			r.resourceID = sc.str(v)
+			r.resourceIDV = v
 		case "resulttype":
 			r.resultType = sc.str(v)
 		case "resultsignature":
@@ -368,6 +385,7 @@ func (p *processor) azureParsed(rec []byte, rpos recPos, rp *azRecord, audit *au
 		p.aksAudit(rec, rpos, &r, audit)
 		return
 	}
+	r.envelopeStrings(p.strs)
 	if isAKSNonAdmin(cat) && !p.n.cfg.KeepNonAdminCategories {
 		p.res.drop(DropNonAdminCategory + ":" + cat)
 		return
