@@ -1,6 +1,8 @@
 package normalize
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode/utf16"
 )
 
@@ -72,7 +74,17 @@ func (r *escReader) str() (content []byte, plain, ok bool) {
 	i := s
 	plain = true
 	for {
-		i = nextSpecial(b, i)
+		// nextSpecial, written out: a string costs no call.
+		for i+8 <= len(b) {
+			if m := specialMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
+			i++
+		}
 		// A raw '"' ends the outer string inside this one, a control
 		// character is invalid: either way, give up.
 		if i+1 >= len(b) || b[i] != '\\' {
@@ -268,6 +280,22 @@ func (r *escReader) key() ([]byte, bool) {
 		if !r.atQuote() {
 			return nil, false
 		}
+	}
+	// The usual key, plain and followed by ':', read here without a
+	// call to str.
+	b := r.b
+	s := r.i + 2
+	i := s
+	for i+8 <= len(b) {
+		if m := specialMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			if i+2 < len(b) && b[i] == '\\' && b[i+1] == '"' && b[i+2] == ':' {
+				r.i = i + 3
+				return b[s:i], true
+			}
+			break
+		}
+		i += 8
 	}
 	k, plain, ok := r.str()
 	if !ok || !plain {
