@@ -46,3 +46,28 @@ func TestSpecialMask(t *testing.T) {
 		}
 	}
 }
+
+// TestLowerASCII holds the eight-bytes-a-step lowerASCII to a byte-by-byte
+// lowering of ASCII letters, on keys of every length and the bytes around
+// 'A', 'Z' and 0x80 (where a borrow or a carry would show).
+func TestLowerASCII(t *testing.T) {
+	alphabet := []byte{'@', 'A', 'B', 'Y', 'Z', '[', '`', 'a', 'z', '{', '0', 0x7f, 0x80, 0xc1, 0xda, 0xff}
+	rng := rand.New(rand.NewPCG(14, 14))
+	var buf [40]byte
+	for n := 0; n < 100000; n++ {
+		k := make([]byte, rng.IntN(50))
+		for i := range k {
+			k[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		want := make([]byte, len(k))
+		for i, c := range k {
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			want[i] = c
+		}
+		if got := lowerASCII(buf[:], k); string(got) != string(want) {
+			t.Fatalf("lowerASCII(% x) = % x, want % x", k, got, want)
+		}
+	}
+}

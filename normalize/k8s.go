@@ -601,6 +601,18 @@ func (p *processor) k8sPolicy(a *auditEvent, envelopeTime, raw []byte, rp recPos
 		}
 	}
 
+	// Noise policy, decided before anything is built for the event: most
+	// records are dropped here. A record can be dropped only once it has a
+	// valid time (else it is quarantined below); the usual strict
+	// requestReceivedTimestamp is checked without making its time.
+	sysRead := p.isSystemRead(a)
+	if sysRead {
+		if _, ok := rfc3339Fields(a.requestReceived); ok {
+			p.systemReads++ // counted in res.Dropped by process
+			return time.Time{}, false
+		}
+	}
+
 	var t time.Time
 	if tt, ok := parseTimeBytes(a.requestReceived); ok {
 		t = tt
@@ -617,9 +629,7 @@ func (p *processor) k8sPolicy(a *auditEvent, envelopeTime, raw []byte, rp recPos
 		return time.Time{}, false
 	}
 
-	// Noise policy, decided before anything is built for the event: most
-	// records are dropped here.
-	if p.isSystemRead(a) {
+	if sysRead {
 		p.systemReads++ // counted in res.Dropped by process
 		return time.Time{}, false
 	}

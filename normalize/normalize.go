@@ -945,8 +945,28 @@ func parseTimeBytes(b []byte) (time.Time, bool) {
 // time.RFC3339Nano and gives the same instant; anything else reports false
 // and is left to parseTime.
 func parseRFC3339UTC[T string | []byte](s T) (time.Time, bool) {
-	if len(s) < len("2006-01-02T15:04:05Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+	f, ok := rfc3339Fields(s)
+	if !ok {
 		return time.Time{}, false
+	}
+	t := time.Date(f.year, time.Month(f.month), f.day, f.hour, f.minute, f.sec, f.nsec, time.UTC)
+	if f.offset != 0 {
+		t = t.Add(-time.Duration(f.offset) * time.Second)
+	}
+	return t, true
+}
+
+// rfc3339 is a timestamp's fields as rfc3339Fields read them; offset is
+// the zone's, in seconds east of UTC.
+type rfc3339 struct {
+	year, month, day, hour, minute, sec, nsec, offset int
+}
+
+// rfc3339Fields reads s as parseRFC3339UTC does, without making the
+// time: ok is whether parseRFC3339UTC accepts s.
+func rfc3339Fields[T string | []byte](s T) (rfc3339, bool) {
+	if len(s) < len("2006-01-02T15:04:05Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return rfc3339{}, false
 	}
 	ok := true
 	num := func(i, n int) int {
@@ -962,7 +982,7 @@ func parseRFC3339UTC[T string | []byte](s T) (time.Time, bool) {
 	year, month, day := num(0, 4), num(5, 2), num(8, 2)
 	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
 	if !ok || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
+		return rfc3339{}, false
 	}
 	i := 19
 	nsec := 0
@@ -974,7 +994,7 @@ func parseRFC3339UTC[T string | []byte](s T) (time.Time, bool) {
 			i++
 		}
 		if i == d || i-d > 9 {
-			return time.Time{}, false
+			return rfc3339{}, false
 		}
 		for k := i - d; k < 9; k++ {
 			nsec *= 10
@@ -986,20 +1006,16 @@ func parseRFC3339UTC[T string | []byte](s T) (time.Time, bool) {
 	case i == len(s)-6 && (s[i] == '+' || s[i] == '-') && s[i+3] == ':':
 		hh, mm := num(i+1, 2), num(i+4, 2)
 		if !ok || hh > 23 || mm > 59 {
-			return time.Time{}, false
+			return rfc3339{}, false
 		}
 		offset = (hh*60 + mm) * 60
 		if s[i] == '-' {
 			offset = -offset
 		}
 	default:
-		return time.Time{}, false
+		return rfc3339{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	if offset != 0 {
-		t = t.Add(-time.Duration(offset) * time.Second)
-	}
-	return t, true
+	return rfc3339{year, month, day, hour, minute, sec, nsec, offset}, true
 }
 
 // daysIn is the number of days of month in year (proleptic Gregorian).

@@ -351,3 +351,40 @@ func TestAuditEventWithoutValidTimeIsQuarantined(t *testing.T) {
 		t.Fatalf("want one quarantined record, got %d events, %+v", len(res.Events), res.Quarantined)
 	}
 }
+
+// TestSystemReadTime checks that the noise policy drops a system read only
+// when some timestamp of it is valid, whichever one, and quarantines it
+// otherwise, in the Event Hubs form (the escaped reader) and as a plain
+// audit event.
+func TestSystemReadTime(t *testing.T) {
+	n, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, times string
+		dropped     bool
+	}{
+		{"strict requestReceivedTimestamp", `"requestReceivedTimestamp":"2026-01-01T08:40:00.123Z"`, true},
+		{"requestReceivedTimestamp without a zone", `"requestReceivedTimestamp":"2026-01-01 08:40:00"`, true},
+		{"invalid requestReceivedTimestamp, valid stageTimestamp", `"requestReceivedTimestamp":"2026-01-01T08:40:70Z","stageTimestamp":"2026-01-01T08:40:01Z"`, true},
+		{"no valid time", `"requestReceivedTimestamp":"2026-01-01T08:40:70Z","stageTimestamp":"nope"`, false},
+	} {
+		event := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"list","user":{"username":"system:node:aks-1"},"objectRef":{"resource":"pods"},"responseStatus":{"code":200},` + tc.times + `}`
+		escaped, _ := json.Marshal(event)
+		for _, in := range []normalize.Input{
+			{Body: []byte(event), Format: normalize.FormatK8sAudit},
+			{Body: []byte(`{"records":[{"category":"kube-audit","properties":{"log":` + string(escaped) + `}}]}`), Format: normalize.FormatEventHubs},
+		} {
+			res, err := n.Process(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotDropped := res.Dropped[normalize.DropSystemRead] == 1 && len(res.Quarantined) == 0
+			gotQuarantined := len(res.Quarantined) == 1 && strings.Contains(res.Quarantined[0].Reason, "without a valid time") && len(res.Dropped) == 0
+			if len(res.Events) != 0 || gotDropped != tc.dropped || gotQuarantined == tc.dropped {
+				t.Errorf("%s (%s): %d events, dropped %v, quarantined %+v; want dropped %v", tc.name, in.Format, len(res.Events), res.Dropped, res.Quarantined, tc.dropped)
+			}
+		}
+	}
+}

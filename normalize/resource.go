@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strings"
 	"time"
@@ -73,19 +74,34 @@ func (r *azRecord) envelopeStrings(sc *strCache) {
 }
 
 // lowerASCII lower-cases a short key into buf without allocating (a key
-// longer than buf is lowered into a new slice).
+// longer than buf is lowered into a new slice). Only ASCII letters change,
+// eight bytes a step.
 func lowerASCII(buf []byte, k []byte) []byte {
 	if len(k) > len(buf) {
 		buf = make([]byte, len(k))
 	}
 	buf = buf[:len(k)]
-	for i, c := range k {
+	i := 0
+	for ; i+8 <= len(k); i += 8 {
+		w := binary.LittleEndian.Uint64(k[i:])
+		binary.LittleEndian.PutUint64(buf[i:], w|upperMask(w)>>2)
+	}
+	for ; i < len(k); i++ {
+		c := k[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		buf[i] = c
 	}
 	return buf
+}
+
+// upperMask flags the bytes of w that are 'A'-'Z' with their high bit.
+// Bytes from 0x80 up are cleared of their high bit first, so no sum
+// carries into the next byte, and then left out by the &^ w.
+func upperMask(w uint64) uint64 {
+	w7 := w &^ msb
+	return ((w7 + (0x80-'A')*lsb) &^ (w7 + (0x80-'Z'-1)*lsb)) &^ w & msb
 }
 
 // valueOf reads a scalar that the REST form wraps as {"value": ...,
