@@ -43,8 +43,11 @@ func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e
 	return h.h.HashParts(chain, seq, offset, prev, e, evTime, received, ip)
 }
 
-// sortedAttributes is the last hashed row's attributes sorted by key.
-func (h *hashEncoder) sortedAttributes() []engine.Pair { return h.h.SortedAttributes() }
+// hashAttrs is hash that appends the row's attributes, sorted by key as
+// hashed, to attrs (trail.Hasher.HashPartsAttrs).
+func (h *hashEncoder) hashAttrs(attrs []engine.Pair, chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) (Hash, []engine.Pair) {
+	return h.h.HashPartsAttrs(attrs, chain, seq, offset, prev, e, evTime, received, ip)
+}
 
 // hashChildren is the RFC 6962 interior node (trail.HashChildren).
 func hashChildren(left, right []byte) []byte { return trail.HashChildren(left, right) }

@@ -100,6 +100,10 @@ type appendScratch struct {
 	ips []byte
 }
 
+// sizePairsAt is the row after which appendLocked sizes its attribute list
+// for the rest of the group, from the rows so far.
+const sizePairsAt = 64
+
 // sortedRow is a hashed row waiting to be added to the insert, with its
 // attributes as hashed, pairs[attrs[0]:attrs[1]] of the scratch, and its
 // address text, ips[ip[0]:ip[1]].
@@ -665,7 +669,14 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 	// copying every column first.
 	scratch := s.getScratch()
 	defer s.putScratch(scratch)
-	rows, pairs, ips := scratch.rows[:0], scratch.pairs[:0], scratch.ips[:0]
+	// Sized for the whole group at once: grown by append, a group's
+	// slices of tens of thousands of rows would be copied over and over.
+	total := 0
+	for _, b := range batches {
+		total += len(b.Events)
+	}
+	rows := slices.Grow(scratch.rows[:0], total)
+	pairs, ips := scratch.pairs[:0], scratch.ips[:0]
 	var eb engine.Batch
 	abort := func() {
 		if eb != nil {
@@ -701,10 +712,14 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 			at := len(ips)
 			ips = trail.AppendIPText(ips, e.SourceIP)
 			r.ip = [2]int{at, len(ips)}
-			r.hash = scratch.enc.hash(b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, ips[at:])
-			attrs := scratch.enc.sortedAttributes()
-			r.attrs = [2]int{len(pairs), len(pairs) + len(attrs)}
-			pairs = append(pairs, attrs...)
+			if done := len(rows) - 1; done == sizePairsAt && total > done {
+				// The rest of the group: as many attributes per row as
+				// the rows so far, an eighth more.
+				pairs = slices.Grow(pairs, len(pairs)*(total-done)/done*9/8)
+			}
+			base := len(pairs)
+			r.hash, pairs = scratch.enc.hashAttrs(pairs, b.Stream, w.seq, r.offset, &r.prev, e, r.time, r.received, ips[at:])
+			r.attrs = [2]int{base, len(pairs)}
 			leaf := LeafHash(r.hash)
 			if err := w.tree.Append(&leaf); err != nil {
 				return nil, fmt.Errorf("append Merkle leaf: %w", err)
@@ -731,7 +746,7 @@ func (s *Store) appendLocked(ctx context.Context, batches []Batch, heads map[str
 	scratch.rows, scratch.pairs, scratch.ips = rows, pairs, ips
 	if len(rows) > 0 {
 		ipTexts := string(ips)
-		keys := scratch.keys[:0]
+		keys := slices.Grow(scratch.keys[:0], len(rows))
 		for i := range rows {
 			r := &rows[i]
 			r.pendingRow.ip = ipTexts[r.ip[0]:r.ip[1]]

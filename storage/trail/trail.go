@@ -239,6 +239,21 @@ func (h *Hasher) Hash(r *Row) Hash {
 // caller's event in place, with its canonical times and address text
 // (AppendIPText) computed once for both the hash and the insert.
 func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) Hash {
+	var sum Hash
+	sum, h.attrs = h.hashParts(h.attrs[:0], chain, seq, offset, prev, e, evTime, received, ip)
+	return sum
+}
+
+// HashPartsAttrs is HashParts that appends the row's attributes, sorted
+// by key as the hash encodes them, to attrs instead of keeping them for
+// SortedAttributes: the append path gathers a whole group's attributes
+// for its insert without copying each row's from the hasher.
+func (h *Hasher) HashPartsAttrs(attrs []Pair, chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) (Hash, []Pair) {
+	return h.hashParts(attrs, chain, seq, offset, prev, e, evTime, received, ip)
+}
+
+// hashParts hashes a row, appending its sorted attributes to attrs.
+func (h *Hasher) hashParts(attrs []Pair, chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) (Hash, []Pair) {
 	b := append(h.buf[:0], eventHashPrefix, EventEncodingVersion)
 	b = append(b, prev[:]...)
 	b = appendStr(b, chain)
@@ -287,8 +302,9 @@ func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e
 	b = appendStr(b, e.CorrelationID)
 	b = appendStr(b, e.RequestID)
 	b = appendList(b, e.Tags)
-	h.attrs = h.sortedPairs(h.attrs[:0], e.Attributes)
-	b = appendPairs(b, h.attrs)
+	base := len(attrs)
+	attrs = h.sortedPairs(attrs, e.Attributes)
+	b = appendPairs(b, attrs[base:])
 	// The raw record, the biggest field, goes to the digest from where it
 	// is instead of being copied into buf first: the same bytes in the
 	// same order, so the same hash; the raw format after it goes in the
@@ -306,7 +322,7 @@ func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e
 	h.d.Write(b[head:])
 	h.buf = b
 	h.sum = h.d.Sum(h.sum[:0])
-	return Hash(h.sum)
+	return Hash(h.sum), attrs
 }
 
 // EventHash computes a row's hash; see Hasher.Hash. For many rows use a
