@@ -15,7 +15,8 @@ import (
 // a size but not their keys (the Hasher keeps the sorted keys of the last
 // map of each size), have more keys than the insertion sort takes, or
 // none: every hash must equal a fresh Hasher's, and SortedAttributes must
-// be the map's entries sorted by key.
+// be the map's entries sorted by key; HashPartsAttrs, appending each row's
+// attributes after the rows before, the same.
 func TestHasherReuse(t *testing.T) {
 	attrs := func(keys ...string) map[string]string {
 		m := map[string]string{}
@@ -45,7 +46,8 @@ func TestHasherReuse(t *testing.T) {
 		many(20),
 		attrs("", "a"),
 	}
-	var h trail.Hasher
+	var h, g trail.Hasher
+	var group []trail.Pair // every row's attributes, as the append path gathers them
 	for i, m := range maps {
 		r := trail.Row{Chain: "c", Seq: uint64(i + 1), Offset: int64(i), Event: event.Event{ID: fmt.Sprint(i), Attributes: m, Raw: []byte(strings.Repeat("r", i*100))}}
 		if got, want := h.Hash(&r), trail.EventHash(&r); got != want {
@@ -53,12 +55,25 @@ func TestHasherReuse(t *testing.T) {
 		}
 		got := h.SortedAttributes()
 		want := trail.SortPairs(nil, m)
+		base := len(group)
+		var sum trail.Hash
+		sum, group = g.HashPartsAttrs(group, r.Chain, r.Seq, r.Offset, &r.PrevHash, &r.Event, r.Event.Time, r.Event.ReceivedTime, nil)
+		if sum != trail.EventHash(&r) || !slices.Equal(group[base:], want) {
+			t.Errorf("row %d: HashPartsAttrs gave %x and %v, want %x and %v", i, sum, group[base:], trail.EventHash(&r), want)
+		}
 		if !slices.IsSortedFunc(want, func(a, b trail.Pair) int { return strings.Compare(a.Key, b.Key) }) || len(want) != len(m) {
 			t.Fatalf("row %d: SortPairs gave %v", i, want)
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("row %d: SortedAttributes = %v, want %v", i, got, want)
 		}
+	}
+	var all []trail.Pair
+	for _, m := range maps {
+		all = trail.SortPairs(all, m)
+	}
+	if !slices.Equal(group, all) {
+		t.Errorf("HashPartsAttrs's list after every row: %v, want %v", group, all)
 	}
 }
 
