@@ -477,82 +477,104 @@ func (r *escReader) audit(a *auditEvent) bool {
 		if !ok {
 			return false
 		}
+		// One switch on the key per member; a value's reader gives up
+		// with ok false, leaving a to be discarded.
+		var v rawVal
 		switch string(k) {
-		case "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "userAgent",
-			"requestReceivedTimestamp", "stageTimestamp", "timestamp", "sourceIPs", "requestObject", "responseObject":
-			v, ok := r.value(1)
-			if !ok {
-				return false
-			}
-			switch string(k) {
-			case "apiVersion":
-				a.apiVersionRaw = v
-			case "level":
-				a.levelRaw = v
-			case "auditID":
-				a.auditIDRaw = v
-			case "stage":
+		case "apiVersion":
+			v, ok = r.value(1)
+			a.apiVersionRaw = v
+		case "level":
+			v, ok = r.value(1)
+			a.levelRaw = v
+		case "auditID":
+			v, ok = r.value(1)
+			a.auditIDRaw = v
+		case "stage":
+			if v, ok = r.value(1); ok {
 				a.stage = r.cached(v)
-			case "requestURI":
-				a.requestURIRaw = v
-			case "verb":
-				a.verb = r.cached(v)
-			case "userAgent":
-				a.userAgentRaw = v
-			case "requestReceivedTimestamp":
-				a.requestReceived = r.timeVal(v)
-			case "stageTimestamp":
-				a.stageTS = r.timeVal(v)
-			case "timestamp":
-				a.timestamp = r.timeVal(v)
-			case "sourceIPs":
-				a.sourceIPsRaw = v
-			case "requestObject":
-				a.requestObjectRaw = v
-			case "responseObject":
-				a.respObjectRaw = v
 			}
-		case "user", "impersonatedUser", "objectRef", "responseStatus", "annotations":
-			if r.ws(); r.i >= len(r.b) || r.b[r.i] != '{' {
-				if string(k) == "user" {
-					return false // parseAudit's "expected object" error
-				}
-				if !r.skip(1) {
-					return false
-				}
+		case "requestURI":
+			v, ok = r.value(1)
+			a.requestURIRaw = v
+		case "verb":
+			if v, ok = r.value(1); ok {
+				a.verb = r.cached(v)
+			}
+		case "userAgent":
+			v, ok = r.value(1)
+			a.userAgentRaw = v
+		case "requestReceivedTimestamp":
+			if v, ok = r.value(1); ok {
+				a.requestReceived = r.timeVal(v)
+			}
+		case "stageTimestamp":
+			if v, ok = r.value(1); ok {
+				a.stageTS = r.timeVal(v)
+			}
+		case "timestamp":
+			if v, ok = r.value(1); ok {
+				a.timestamp = r.timeVal(v)
+			}
+		case "sourceIPs":
+			v, ok = r.value(1)
+			a.sourceIPsRaw = v
+		case "requestObject":
+			v, ok = r.value(1)
+			a.requestObjectRaw = v
+		case "responseObject":
+			v, ok = r.value(1)
+			a.respObjectRaw = v
+		case "user":
+			if !r.objectAhead() {
+				return false // parseAudit's "expected object" error
+			}
+			a.user, ok = r.user()
+		case "impersonatedUser":
+			if !r.objectAhead() {
+				ok = r.skip(1)
 				break
 			}
-			var ok bool
-			switch string(k) {
-			case "user":
-				a.user, ok = r.user()
-			case "impersonatedUser":
-				var u k8sUser
-				u, ok = r.user()
-				a.impersonated, a.hasImpersonated = u, u.username != ""
-			case "objectRef":
-				ok = r.objectRef(a)
-			case "responseStatus":
-				ok = r.status(a)
-			case "annotations":
-				ok = r.annotations(a)
+			var u k8sUser
+			u, ok = r.user()
+			a.impersonated, a.hasImpersonated = u, u.username != ""
+		case "objectRef":
+			if !r.objectAhead() {
+				ok = r.skip(1)
+				break
 			}
-			if !ok {
-				return false
+			ok = r.objectRef(a)
+		case "responseStatus":
+			if !r.objectAhead() {
+				ok = r.skip(1)
+				break
 			}
+			ok = r.status(a)
+		case "annotations":
+			if !r.objectAhead() {
+				ok = r.skip(1)
+				break
+			}
+			ok = r.annotations(a)
 		default:
-			if !r.skip(1) {
-				return false
-			}
+			ok = r.skip(1)
 		}
-		var end bool
-		if end, ok = r.next('}'); !ok {
+		if !ok {
 			return false
 		}
-		empty = end
+		if empty, ok = r.next('}'); !ok {
+			return false
+		}
 	}
 	r.ws()
 	return true
+}
+
+// objectAhead skips whitespace and reports whether an object starts at
+// r.i.
+func (r *escReader) objectAhead() bool {
+	r.ws()
+	return r.i < len(r.b) && r.b[r.i] == '{'
 }
 
 // members calls f for each member of the object at r.i, nested at depth
