@@ -518,7 +518,9 @@ func (p *processor) aksAudit(rec []byte, rp recPos, r *azRecord, audit *auditEve
 		RawFormat:    rawFormat,
 		TenantID:     r.tenantID,
 	}
-	r.envelopeStrings(p.strs)
+	if r.resourceIDV != nil { // an AKS audit event needs no operationName
+		r.resourceID, r.resourceIDV = p.strs.str(r.resourceIDV), nil
+	}
 	p.resource(&e, r.resourceID)
 	p.k8sFill(&e, a, t, rp)
 	setAttr(&e, "aks.pod", p.strs.str(r.propPod))
