@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -521,12 +522,12 @@ const ingestGCPercent = 400
 // GOMEMLIMIT already does, and under a limit, unless GOGC is set, the GC
 // percent ingestGCPercent.
 func applyMemoryLimit(cmd *cli.Command) {
-	n := cmd.Int("memory-limit-mib")
-	env := os.Getenv("GOMEMLIMIT")
-	if n > 0 && env == "" {
+	if n := cmd.Int("memory-limit-mib"); n > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(n) << 20)
 	}
-	if (n > 0 || env != "") && os.Getenv("GOGC") == "" {
+	// A negative input only reads the limit; none is math.MaxInt64
+	// (also what GOMEMLIMIT=off sets).
+	if debug.SetMemoryLimit(-1) < math.MaxInt64 && os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(ingestGCPercent)
 	}
 }
