@@ -597,8 +597,13 @@ func (p *processor) k8sPolicy(a *auditEvent, envelopeTime, raw []byte, rp recPos
 		case a.stage == "ResponseStarted":
 			p.res.drop(DropStageStarted)
 			return time.Time{}, false
-		default:
+		case knownStages[a.stage]:
 			p.res.drop("k8s_stage_" + strings.ToLower(a.stage))
+			return time.Time{}, false
+		default:
+			// Not a stage Kubernetes writes: the record is malformed, and
+			// its value must not become a drop reason (a metric label).
+			p.res.quarantine(raw, p.format, rp.String(), "Kubernetes audit event with an unknown stage (want RequestReceived, ResponseStarted, ResponseComplete or Panic): "+quoteShort(a.stage))
 			return time.Time{}, false
 		}
 	}

@@ -388,3 +388,51 @@ func TestSystemReadTime(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownStage: a stage Kubernetes does not write makes the record
+// malformed: it is quarantined with the reason, on the plain and the
+// escaped path, and never becomes a drop reason (drop reasons are metric
+// labels, so a record's text must not make new ones). A known stage the
+// policy does not keep is still dropped under its fixed name.
+func TestUnknownStage(t *testing.T) {
+	n, err := normalize.New(normalize.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		stage      string
+		dropReason string // "" when the record must be quarantined
+	}{
+		{"RequestReceived", normalize.DropStageReceived},
+		{"ResponseStarted", normalize.DropStageStarted},
+		{"responsecomplete", ""},
+		{"ResponseComplete\u00e9", ""},
+		{"Done", ""},
+	} {
+		stage, _ := json.Marshal(tc.stage)
+		event := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":` + string(stage) + `,"requestURI":"/api/v1/namespaces/payments/secrets/db","verb":"get","user":{"username":"alice@contoso.com"},"objectRef":{"resource":"secrets","namespace":"payments","name":"db"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-01T08:40:00.123Z"}`
+		escaped, _ := json.Marshal(event)
+		for _, in := range []normalize.Input{
+			{Body: []byte(event), Format: normalize.FormatK8sAudit},
+			{Body: []byte(`{"records":[{"category":"kube-audit","properties":{"log":` + string(escaped) + `}}]}`), Format: normalize.FormatEventHubs},
+		} {
+			res, err := n.Process(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Events) != 0 {
+				t.Errorf("stage %q (%s): %d events, want none", tc.stage, in.Format, len(res.Events))
+				continue
+			}
+			if tc.dropReason != "" {
+				if res.Dropped[tc.dropReason] != 1 || len(res.Dropped) != 1 || len(res.Quarantined) != 0 {
+					t.Errorf("stage %q (%s): dropped %v, quarantined %d; want one %s", tc.stage, in.Format, res.Dropped, len(res.Quarantined), tc.dropReason)
+				}
+				continue
+			}
+			if len(res.Dropped) != 0 || len(res.Quarantined) != 1 || !strings.Contains(res.Quarantined[0].Reason, "unknown stage") {
+				t.Errorf("stage %q (%s): dropped %v, quarantined %+v; want it quarantined for its unknown stage", tc.stage, in.Format, res.Dropped, res.Quarantined)
+			}
+		}
+	}
+}
