@@ -298,14 +298,7 @@ func (r *escReader) key() ([]byte, bool) {
 		i += 8
 	}
 	k, plain, ok := r.str()
-	if !ok || !plain {
-		return nil, false
-	}
-	if r.i < len(r.b) && r.b[r.i] == ':' {
-		r.i++
-		return k, true
-	}
-	if !r.colon() {
+	if !ok || !plain || !r.colon() {
 		return nil, false
 	}
 	return k, true
