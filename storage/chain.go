@@ -38,13 +38,8 @@ type hashEncoder struct{ h trail.Hasher }
 // EventHash computes r's hash.
 func (h *hashEncoder) EventHash(r *Row) Hash { return h.h.Hash(r) }
 
-// hash is EventHash over a row's parts (trail.Hasher.HashParts).
-func (h *hashEncoder) hash(chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) Hash {
-	return h.h.HashParts(chain, seq, offset, prev, e, evTime, received, ip)
-}
-
-// hashAttrs is hash that appends the row's attributes, sorted by key as
-// hashed, to attrs (trail.Hasher.HashPartsAttrs).
+// hashAttrs is EventHash over a row's parts that appends the row's
+// attributes, sorted by key as hashed, to attrs (trail.Hasher.HashPartsAttrs).
 func (h *hashEncoder) hashAttrs(attrs []engine.Pair, chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) (Hash, []engine.Pair) {
 	return h.h.HashPartsAttrs(attrs, chain, seq, offset, prev, e, evTime, received, ip)
 }

@@ -47,8 +47,7 @@ type Row struct {
 // for concurrent use; give each goroutine its own. The zero value is ready.
 type Hasher struct {
 	buf []byte
-	// attrs is the last row's attributes sorted by key, as hashed (see
-	// SortedAttributes).
+	// attrs is where Hash and HashParts sort a row's attributes.
 	attrs []Pair
 	// keySets holds, by attribute count, the sorted keys of the most
 	// recent maps of that size, the last used first: rows of one source
@@ -72,7 +71,7 @@ const keySetsPerSize = 4
 
 // Pair is one attribute, a key and its value. It is an alias of the
 // unnamed struct so that storage/engine's Pair, the same alias, is the
-// same type: the store inserts the list SortedAttributes returns as is.
+// same type: the store inserts the list HashPartsAttrs appends to as is.
 type Pair = struct{ Key, Value string }
 
 // SortPairs appends m's entries to dst sorted by key (byte order), the
@@ -153,12 +152,6 @@ func lookupPairs(dst []Pair, m map[string]string, keys []string) (out []Pair, ok
 	}
 	return dst, true
 }
-
-// SortedAttributes returns the attributes of the row hashed last, sorted
-// by key, as the hash encoded them; valid until the next hash. The append
-// path inserts them from here, so the Map column holds exactly what the
-// hash covers, without the map being walked and sorted twice.
-func (h *Hasher) SortedAttributes() []Pair { return h.attrs }
 
 // The encoders below append to a local buffer and return it rather than
 // growing h.buf in place: a slice stored into the heap on every field
@@ -245,9 +238,9 @@ func (h *Hasher) HashParts(chain string, seq uint64, offset int64, prev *Hash, e
 }
 
 // HashPartsAttrs is HashParts that appends the row's attributes, sorted
-// by key as the hash encodes them, to attrs instead of keeping them for
-// SortedAttributes: the append path gathers a whole group's attributes
-// for its insert without copying each row's from the hasher.
+// by key as the hash encodes them, to attrs: the append path gathers a
+// whole group's attributes for its insert, so the Map column holds exactly
+// what the hash covers, without the map being walked and sorted twice.
 func (h *Hasher) HashPartsAttrs(attrs []Pair, chain string, seq uint64, offset int64, prev *Hash, e *event.Event, evTime, received time.Time, ip []byte) (Hash, []Pair) {
 	return h.hashParts(attrs, chain, seq, offset, prev, e, evTime, received, ip)
 }
