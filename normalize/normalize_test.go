@@ -371,11 +371,7 @@ func TestSystemReadTime(t *testing.T) {
 		{"no valid time", `"requestReceivedTimestamp":"2026-01-01T08:40:70Z","stageTimestamp":"nope"`, false},
 	} {
 		event := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"list","user":{"username":"system:node:aks-1"},"objectRef":{"resource":"pods"},"responseStatus":{"code":200},` + tc.times + `}`
-		escaped, _ := json.Marshal(event)
-		for _, in := range []normalize.Input{
-			{Body: []byte(event), Format: normalize.FormatK8sAudit},
-			{Body: []byte(`{"records":[{"category":"kube-audit","properties":{"log":` + string(escaped) + `}}]}`), Format: normalize.FormatEventHubs},
-		} {
+		for _, in := range auditInputs(event) {
 			res, err := n.Process(context.Background(), in)
 			if err != nil {
 				t.Fatal(err)
@@ -386,6 +382,17 @@ func TestSystemReadTime(t *testing.T) {
 				t.Errorf("%s (%s): %d events, dropped %v, quarantined %+v; want dropped %v", tc.name, in.Format, len(res.Events), res.Dropped, res.Quarantined, tc.dropped)
 			}
 		}
+	}
+}
+
+// auditInputs is one Kubernetes audit event as the two paths read it:
+// plain, and escaped in the log property of an Event Hubs kube-audit
+// record.
+func auditInputs(event string) []normalize.Input {
+	escaped, _ := json.Marshal(event)
+	return []normalize.Input{
+		{Body: []byte(event), Format: normalize.FormatK8sAudit},
+		{Body: []byte(`{"records":[{"category":"kube-audit","properties":{"log":` + string(escaped) + `}}]}`), Format: normalize.FormatEventHubs},
 	}
 }
 
@@ -411,11 +418,7 @@ func TestUnknownStage(t *testing.T) {
 	} {
 		stage, _ := json.Marshal(tc.stage)
 		event := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":` + string(stage) + `,"requestURI":"/api/v1/namespaces/payments/secrets/db","verb":"get","user":{"username":"alice@contoso.com"},"objectRef":{"resource":"secrets","namespace":"payments","name":"db"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-01T08:40:00.123Z"}`
-		escaped, _ := json.Marshal(event)
-		for _, in := range []normalize.Input{
-			{Body: []byte(event), Format: normalize.FormatK8sAudit},
-			{Body: []byte(`{"records":[{"category":"kube-audit","properties":{"log":` + string(escaped) + `}}]}`), Format: normalize.FormatEventHubs},
-		} {
+		for _, in := range auditInputs(event) {
 			res, err := n.Process(context.Background(), in)
 			if err != nil {
 				t.Fatal(err)
